@@ -1,0 +1,93 @@
+"""Event log storage. The in-memory log is the default; a shared store plugs in behind `EventLog`."""
+
+import secrets
+import time
+from typing import Protocol
+
+
+def new_epoch() -> str:
+    """An epoch names one incarnation of a log; positions from another epoch are void."""
+    return secrets.token_hex(4)
+
+
+class EventLog(Protocol):
+    """Append-only storage of encoded event frames, numbered from 1 without gaps."""
+
+    epoch: str
+
+    @property
+    def last_seq(self) -> int: ...
+
+    @property
+    def first_seq(self) -> int:
+        """The oldest sequence number still held (last_seq + 1 when empty)."""
+        ...
+
+    def append(self, seq: int, ts_ms: int, frame: bytes) -> None: ...
+
+    def read_after(self, seq: int) -> list[bytes] | None:
+        """Frames with sequence numbers above `seq`, or None when some of them were evicted."""
+        ...
+
+
+class MemoryEventLog:
+    """A bounded list with a moving head: O(1) amortised append and eviction, O(k) replay.
+
+    Retention is by count, by bytes and by age; all three apply.
+    """
+
+    def __init__(self, max_events: int, max_bytes: int, max_age_s: float) -> None:
+        self.epoch = new_epoch()
+        self._max_events = max_events
+        self._max_bytes = max_bytes
+        self._max_age_ms = int(max_age_s * 1000)
+        self._frames: list[bytes] = []
+        self._stamps: list[int] = []
+        self._head = 0  # index of the oldest live entry
+        self._first_seq = 1
+        self._bytes = 0
+
+    @property
+    def last_seq(self) -> int:
+        return self._first_seq + len(self._frames) - self._head - 1
+
+    @property
+    def first_seq(self) -> int:
+        return self._first_seq
+
+    def __len__(self) -> int:
+        return len(self._frames) - self._head
+
+    def append(self, seq: int, ts_ms: int, frame: bytes) -> None:
+        if seq != self.last_seq + 1:
+            raise ValueError(f"out-of-order append: {seq} after {self.last_seq}")
+        self._frames.append(frame)
+        self._stamps.append(ts_ms)
+        self._bytes += len(frame)
+        self._evict(ts_ms)
+
+    def read_after(self, seq: int) -> list[bytes] | None:
+        if seq + 1 < self._first_seq:
+            return None
+        start = self._head + (seq + 1 - self._first_seq)
+        return self._frames[start:]
+
+    def _evict(self, now_ms: int) -> None:
+        oldest_allowed = now_ms - self._max_age_ms
+        # Always keep the newest entry so a live cursor can be checked against the top.
+        while len(self) > 1 and (
+            len(self) > self._max_events
+            or self._bytes > self._max_bytes
+            or self._stamps[self._head] < oldest_allowed
+        ):
+            self._bytes -= len(self._frames[self._head])
+            self._head += 1
+            self._first_seq += 1
+        if self._head > 1024 and self._head * 2 > len(self._frames):
+            del self._frames[: self._head]
+            del self._stamps[: self._head]
+            self._head = 0
+
+    def expire(self, now_ms: int | None = None) -> None:
+        """Apply age retention without an append (called by the reaper on quiet sessions)."""
+        self._evict(int(time.time() * 1000) if now_ms is None else now_ms)

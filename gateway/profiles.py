@@ -1,0 +1,108 @@
+"""Operator-defined profiles and the only ways a client may narrow them."""
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from gateway.wire.client import Open, PermissionMode
+from gateway.wire.errors import ErrorCode, GatewayError
+
+SAFE_MODES: list[PermissionMode] = ["default", "acceptEdits", "plan"]
+
+
+class Profile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """What an operator allows a session to be. Clients pick one by name and can only narrow it."""
+
+    name: str = ""
+    description: str = ""
+    model: str | None = None
+    models: list[str] | None = None  # None: any model the API accepts
+    permission_mode: PermissionMode = "default"
+    permission_modes: list[PermissionMode] = msgspec.field(default_factory=lambda: list(SAFE_MODES))
+    allowed_tools: list[str] = []
+    disallowed_tools: list[str] = []
+    system_prompt: str | None = None
+    append_system_prompt: str | None = None
+    max_turns: int | None = None
+    max_budget_usd: float | None = None
+    approval_timeout_s: float = 300.0
+    env: dict[str, str] = {}
+
+    def __post_init__(self) -> None:
+        if self.permission_mode not in self.permission_modes:
+            raise ValueError(f"profile {self.name!r}: permission_mode {self.permission_mode!r} not in permission_modes")
+        if self.models is not None and self.model is not None and self.model not in self.models:
+            raise ValueError(f"profile {self.name!r}: model {self.model!r} not in models")
+
+    def allows_model(self, model: str) -> bool:
+        return self.models is None or model in self.models
+
+
+class SessionSpec(msgspec.Struct, kw_only=True):
+    """A profile narrowed by one client's `open`: what the session actually runs with."""
+
+    profile: Profile
+    model: str | None
+    permission_mode: PermissionMode
+    allowed_tools: list[str]
+    disallowed_tools: list[str]
+    max_turns: int | None
+    max_budget_usd: float | None
+
+
+def narrow(profile: Profile, frame: Open) -> SessionSpec:
+    model = frame.model or profile.model
+    if frame.model is not None and not profile.allows_model(frame.model):
+        raise GatewayError(ErrorCode.MODEL_NOT_ALLOWED, f"model {frame.model!r} is not allowed by profile {profile.name!r}")
+    mode = frame.permission_mode or profile.permission_mode
+    if mode not in profile.permission_modes:
+        raise GatewayError(ErrorCode.MODE_NOT_ALLOWED, f"permission mode {mode!r} is not allowed by profile {profile.name!r}")
+    allowed = profile.allowed_tools
+    if frame.allowed_tools is not None:
+        extra = sorted(set(frame.allowed_tools) - set(profile.allowed_tools))
+        if extra:
+            raise GatewayError(ErrorCode.FORBIDDEN_OPTION, f"allowed_tools may only narrow the profile; not allowed: {extra}")
+        allowed = list(frame.allowed_tools)
+    disallowed = profile.disallowed_tools + [t for t in frame.disallowed_tools or [] if t not in profile.disallowed_tools]
+    return SessionSpec(
+        profile=profile,
+        model=model,
+        permission_mode=mode,
+        allowed_tools=allowed,
+        disallowed_tools=disallowed,
+        max_turns=_cap(frame.max_turns, profile.max_turns, "max_turns"),
+        max_budget_usd=_cap(frame.max_budget_usd, profile.max_budget_usd, "max_budget_usd"),
+    )
+
+
+def _cap(asked: Any, limit: Any, name: str) -> Any:
+    if asked is None:
+        return limit
+    if limit is not None and asked > limit:
+        raise GatewayError(ErrorCode.FORBIDDEN_OPTION, f"{name} {asked} exceeds the profile's limit {limit}")
+    return asked
+
+
+DEMO_PROFILE = Profile(
+    name="default",
+    description="Read-only tools run freely; shell commands and edits ask first.",
+    models=["claude-sonnet-4-5", "claude-opus-4-1", "claude-haiku-4-5"],
+    model="claude-sonnet-4-5",
+    allowed_tools=["Read", "Grep", "Glob"],
+    max_turns=50,
+    approval_timeout_s=300.0,
+)
+
+
+def load_profiles(path: Path | None) -> dict[str, Profile]:
+    """Profiles from a TOML file's `[profiles.NAME]` tables, or the built-in `default`."""
+    if path is None:
+        return {"default": DEMO_PROFILE}
+    with path.open("rb") as f:
+        doc = tomllib.load(f)
+    tables = doc.get("profiles")
+    if not isinstance(tables, dict) or not tables:
+        raise ValueError(f"{path}: no [profiles.NAME] tables")
+    return {name: msgspec.convert({**body, "name": name}, Profile) for name, body in tables.items()}

@@ -1,0 +1,1 @@
+"""The session core: one conversation, its state, approvals and event feed, independent of transport."""

@@ -1,0 +1,62 @@
+"""ClaudeAgentOptions for one session: only the operator's settings reach the CLI, never a client's."""
+
+import os
+from pathlib import Path
+
+from claude_agent_sdk import ClaudeAgentOptions
+
+from gateway.config import Settings
+from gateway.profiles import SessionSpec
+
+
+def cli_env(settings: Settings, spec: SessionSpec, home: Path) -> dict[str, str]:
+    """The CLI's environment: allow-listed gateway variables, the profile's, and per-session dirs.
+
+    The SDK lays these over the gateway's whole environment, which is why `serve` scrubs that first.
+    """
+    allow = {name.strip() for name in settings.cli_env_allowlist.split(",") if name.strip()}
+    env = {name: value for name, value in os.environ.items() if name in allow}
+    env.update(spec.profile.env)
+    env.update(
+        HOME=str(home),
+        CLAUDE_CONFIG_DIR=str(home / ".claude"),
+        CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC="1",
+        DISABLE_AUTOUPDATER="1",
+        DISABLE_TELEMETRY="1",
+    )
+    if settings.tool_env_isolation:
+        env["CLAUDE_CODE_SUBPROCESS_ENV_SCRUB"] = "1"
+    if settings.anthropic_api_key:
+        env["ANTHROPIC_API_KEY"] = settings.anthropic_api_key
+    if settings.anthropic_base_url:
+        env["ANTHROPIC_BASE_URL"] = settings.anthropic_base_url
+    if "bypassPermissions" in spec.profile.permission_modes:
+        env["IS_SANDBOX"] = "1"  # the CLI refuses bypassPermissions as root otherwise; the operator opted in
+    return env
+
+
+def build_options(settings: Settings, spec: SessionSpec, workdir: Path, home: Path, resume: str | None, model: str | None, mode: str) -> ClaudeAgentOptions:
+    profile = spec.profile
+    system_prompt: str | dict[str, str]
+    if profile.system_prompt is not None:
+        system_prompt = profile.system_prompt
+    else:
+        system_prompt = {"type": "preset", "preset": "claude_code"}
+        if profile.append_system_prompt:
+            system_prompt["append"] = profile.append_system_prompt
+    return ClaudeAgentOptions(
+        cwd=str(workdir),
+        env=cli_env(settings, spec, home),
+        cli_path=settings.cli_path or None,
+        setting_sources=[],
+        include_partial_messages=True,
+        verbatim_prompts=True,
+        permission_mode=mode,  # type: ignore[arg-type]
+        model=model,
+        allowed_tools=list(spec.allowed_tools),
+        disallowed_tools=list(spec.disallowed_tools),
+        system_prompt=system_prompt,  # type: ignore[arg-type]
+        max_turns=spec.max_turns,
+        max_budget_usd=spec.max_budget_usd,
+        resume=resume,
+    )

@@ -1,0 +1,137 @@
+"""All sessions of this process: creation within limits, ownership, idle reaping, shutdown.
+
+Transports reach sessions only through `open`, `get` and `Session.execute`/`attach`; a replica that
+forwards frames to a session's owner implements the same calls.
+"""
+
+import asyncio
+import collections
+import contextlib
+import logging
+import secrets
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from gateway.config import Settings
+from gateway.events.log import MemoryEventLog
+from gateway.profiles import Profile, narrow
+from gateway.sessions.agent_options import build_options
+from gateway.sessions.runner import AgentRunner, SdkRunner
+from gateway.sessions.session import Session
+from gateway.wire.client import Open
+from gateway.wire.errors import ErrorCode, GatewayError
+
+log = logging.getLogger("gateway.sessions")
+
+RunnerFactory = Callable[[Session, str | None], AgentRunner]
+
+
+class SessionManager:
+    def __init__(self, settings: Settings, profiles: dict[str, Profile], runner_factory: RunnerFactory | None = None) -> None:
+        self.settings = settings
+        self.profiles = profiles
+        self._runner_factory = runner_factory or self._sdk_runner
+        self._sessions: dict[str, Session] = {}
+        self._opened: collections.OrderedDict[tuple[str, str], str] = collections.OrderedDict()
+        self._reaper: asyncio.Task[None] | None = None
+
+    # ---- lookup ----------------------------------------------------------------------------
+
+    def get(self, principal: str, session_id: str) -> Session:
+        """The caller's session; another principal's is reported exactly like a missing one."""
+        session = self._sessions.get(session_id)
+        if session is None or session.principal != principal:
+            raise GatewayError(ErrorCode.SESSION_NOT_FOUND, f"no session {session_id}")
+        return session
+
+    def list_for(self, principal: str) -> list[Session]:
+        return [s for s in self._sessions.values() if s.principal == principal]
+
+    def live_count(self, principal: str | None = None) -> int:
+        return sum(1 for s in self._sessions.values() if not s.closed and (principal is None or s.principal == principal))
+
+    # ---- creation --------------------------------------------------------------------------
+
+    async def open(self, principal: str, frame: Open) -> Session:
+        """Create and start a session. Re-sending the same `open` frame id returns the same session."""
+        existing = self._opened.get((principal, frame.id))
+        if existing is not None and existing in self._sessions:
+            return self._sessions[existing]
+        profile = self.profiles.get(frame.profile)
+        if profile is None:
+            raise GatewayError(ErrorCode.PROFILE_NOT_FOUND, f"no profile {frame.profile!r}")
+        spec = narrow(profile, frame)
+        if self.live_count() >= self.settings.max_sessions:
+            raise GatewayError(ErrorCode.TOO_MANY_SESSIONS, "this gateway is at its session limit; try again later")
+        if self.live_count(principal) >= self.settings.max_sessions_per_principal:
+            raise GatewayError(ErrorCode.TOO_MANY_SESSIONS, f"at most {self.settings.max_sessions_per_principal} sessions per principal")
+        session = Session(
+            session_id="s_" + secrets.token_urlsafe(16),
+            principal=principal,
+            spec=spec,
+            log_store=MemoryEventLog(self.settings.log_max_events, self.settings.log_max_bytes, self.settings.log_max_age_s),
+            runner_factory=self._runner_factory,
+            max_queued=self.settings.max_queued_queries,
+        )
+        self._sessions[session.id] = session  # counted against the limits while it starts
+        try:
+            await session.start()
+        except BaseException:
+            self._sessions.pop(session.id, None)
+            await session.close("failed to start")
+            raise
+        self._opened[(principal, frame.id)] = session.id
+        if len(self._opened) > 10_000:
+            self._opened.popitem(last=False)
+        log.info("session %s opened by %s (profile %s)", session.id, principal, profile.name)
+        return session
+
+    def _session_dir(self, session: Session) -> Path:
+        return (self.settings.sessions_dir / session.id).resolve()
+
+    def _sdk_runner(self, session: Session, resume: str | None) -> AgentRunner:
+        root = self._session_dir(session)
+        workdir, home = root / "work", root / "home"
+        workdir.mkdir(parents=True, exist_ok=True)
+        (home / ".claude").mkdir(parents=True, exist_ok=True)
+        options = build_options(self.settings, session.spec, workdir, home, resume, session.model, session.permission_mode)
+        return SdkRunner(options, session)
+
+    # ---- closing ---------------------------------------------------------------------------
+
+    async def close(self, session: Session, reason: str) -> None:
+        await session.close(reason)
+        root = self._session_dir(session)
+        if root.exists():
+            await asyncio.to_thread(shutil.rmtree, root, True)
+
+    def start_reaper(self) -> None:
+        self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
+
+    async def _reap_forever(self) -> None:
+        interval = max(0.05, min(self.settings.idle_timeout_s / 4, 30.0))
+        while True:
+            await asyncio.sleep(interval)
+            await self.reap()
+
+    async def reap(self) -> None:
+        """Close sessions idle with no client past the timeout; forget closed ones past retention."""
+        now = time.time() * 1000
+        for session in list(self._sessions.values()):
+            quiet_ms = now - session.last_activity
+            if session.closed:
+                if quiet_ms > self.settings.closed_retention_s * 1000:
+                    self._sessions.pop(session.id, None)
+            elif session.connections == 0 and session.state in ("idle", "failed") and quiet_ms > self.settings.idle_timeout_s * 1000:
+                log.info("session %s reaped after %.0f s idle", session.id, quiet_ms / 1000)
+                await self.close(session, "idle_timeout")
+
+    async def shutdown(self) -> None:
+        """Stop every CLI (SIGTERM path); sessions end as closed with reason `shutdown`."""
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+        await asyncio.gather(*(self.close(s, "shutdown") for s in self._sessions.values() if not s.closed), return_exceptions=True)

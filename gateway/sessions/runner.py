@@ -1,0 +1,122 @@
+"""A session's running agent: one ClaudeSDKClient, its CLI process and the single task that reads it.
+
+Kept apart from `Session` so a session can outlive its CLI: restart after a crash, resume with `resume=`.
+"""
+
+import asyncio
+import collections
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient, ResultMessage
+from claude_agent_sdk.types import PermissionResultAllow, PermissionResultDeny, ToolPermissionContext
+
+log = logging.getLogger("gateway.runner")
+
+PermissionResult = PermissionResultAllow | PermissionResultDeny
+
+
+class RunnerHooks(Protocol):
+    """What a runner calls back into; `on_message` runs on the reader task and must not block."""
+
+    def on_message(self, message: Any) -> None: ...
+
+    def on_exit(self, runner: "AgentRunner", error: BaseException | None) -> None: ...
+
+    async def can_use_tool(self, tool_name: str, tool_input: dict[str, Any], ctx: ToolPermissionContext) -> PermissionResult: ...
+
+
+class AgentRunner(Protocol):
+    claude_session_id: str | None
+
+    async def start(self) -> None: ...
+
+    async def query(self, message: dict[str, Any]) -> None: ...
+
+    async def interrupt(self) -> None: ...
+
+    async def set_model(self, model: str | None) -> None: ...
+
+    async def set_permission_mode(self, mode: str) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+RunnerFactory = Callable[[RunnerHooks, str | None], AgentRunner]
+"""Builds a runner for a session: (hooks, resume id or None)."""
+
+
+class SdkRunner:
+    """Owns one ClaudeSDKClient inside one task, as the SDK requires (its task group is bound to it)."""
+
+    def __init__(self, options: ClaudeAgentOptions, hooks: RunnerHooks) -> None:
+        self.claude_session_id: str | None = options.resume
+        self._hooks = hooks
+        self._stderr: collections.deque[str] = collections.deque(maxlen=20)
+        self._options = options
+        self._options.can_use_tool = hooks.can_use_tool
+        self._options.stderr = self._stderr.append
+        self._client: ClaudeSDKClient | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._task = asyncio.create_task(self._run(ready), name="sdk-runner")
+        await ready
+
+    async def _run(self, ready: asyncio.Future[None]) -> None:
+        client = ClaudeSDKClient(self._options)
+        error: BaseException | None = None
+        try:
+            await client.connect()
+            self._client = client
+            ready.set_result(None)
+            async for message in client.receive_messages():
+                if isinstance(message, ResultMessage):
+                    self.claude_session_id = message.session_id
+                self._hooks.on_message(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the CLI died or the SDK failed: the session decides what next
+            error = exc
+            if not ready.done():
+                ready.set_exception(exc)
+        finally:
+            self._client = None
+            with contextlib.suppress(Exception):
+                await client.disconnect()  # in this task: the SDK's task group lives here
+        if error is not None and self._stderr:
+            log.warning("CLI stderr (last lines): %s", " | ".join(self._stderr))
+        if not self._stopping:
+            self._hooks.on_exit(self, error)
+
+    def _require(self) -> ClaudeSDKClient:
+        if self._client is None:
+            raise ConnectionError("agent is not running")
+        return self._client
+
+    async def query(self, message: dict[str, Any]) -> None:
+        await self._require().query(_one(message))
+
+    async def interrupt(self) -> None:
+        await self._require().interrupt()
+
+    async def set_model(self, model: str | None) -> None:
+        await self._require().set_model(model)
+
+    async def set_permission_mode(self, mode: str) -> None:
+        await self._require().set_permission_mode(mode)  # type: ignore[arg-type]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+
+async def _one(message: dict[str, Any]):  # type: ignore[no-untyped-def]
+    yield message

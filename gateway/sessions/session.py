@@ -1,0 +1,361 @@
+"""One agent conversation: its state machine, query queue, approvals and event feed.
+
+Transports call `execute` and `attach`; the runner calls `on_message`, `on_exit` and `can_use_tool`.
+The session outlives its runner: a crashed CLI is replaced with one resuming the same conversation.
+"""
+
+import asyncio
+import collections
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from claude_agent_sdk import ResultMessage, SystemMessage
+from claude_agent_sdk.types import ToolPermissionContext
+
+from gateway.events.feed import EventFeed, Sink
+from gateway.events.log import EventLog
+from gateway.profiles import SessionSpec
+from gateway.sessions.approvals import Approvals, PermissionResult
+from gateway.sessions.runner import AgentRunner
+from gateway.sessions.translate import to_event
+from gateway.wire import client as cf
+from gateway.wire import events as ev
+from gateway.wire.errors import ErrorCode, GatewayError
+from gateway.wire.server import Ack, SessionInfo, Snapshot
+
+log = logging.getLogger("gateway.session")
+
+CONTROL_TIMEOUT_S = 15.0
+TRANSCRIPT_KINDS = (
+    ev.UserQuery, ev.AssistantMessage, ev.UserMessage, ev.TurnResult, ev.PermissionRequest, ev.Question,
+    ev.RequestResolved, ev.ModelChanged, ev.PermissionModeChanged, ev.ConversationReset, ev.AgentError,
+)
+BUSY_STATES = ("running", "awaiting_approval", "interrupted")
+READY_STATES = ("idle", "failed")  # failed: the CLI couldn't start; the next query tries again
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Session:
+    def __init__(
+        self,
+        *,
+        session_id: str,
+        principal: str,
+        spec: SessionSpec,
+        log_store: EventLog,
+        runner_factory: Callable[["Session", str | None], AgentRunner],
+        max_queued: int = 20,
+        transcript_limit: int = 2000,
+    ) -> None:
+        self.id = session_id
+        self.principal = principal
+        self.spec = spec
+        self.model = spec.model
+        self.permission_mode: str = spec.permission_mode
+        self.state: ev.SessionState = "starting"
+        self.feed = EventFeed(log_store)
+        self.approvals = Approvals(self.emit, self._sync_state)
+        self.created_at = self.last_activity = now_ms()
+        self.turns = 0
+        self.claude_session_id: str | None = None
+        self.connections = 0
+        self._runner_factory = runner_factory
+        self._runner: AgentRunner | None = None
+        self._max_queued = max_queued
+        self._queue: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
+        self._current_query: str | None = None
+        self._transcript: collections.deque[ev.EventBody] = collections.deque(maxlen=transcript_limit)
+        self._streaming: list[str] = []
+        self._acks: collections.OrderedDict[str, Ack] = collections.OrderedDict()
+        self._cost_before_runner = 0.0
+        self._cost_of_runner = 0.0
+        self._wake = asyncio.Event()
+        self._pump_task: asyncio.Task[None] | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start the first CLI; raises GatewayError(agent_unavailable) when it can't start."""
+        self.emit(ev.StateChanged(state="starting"))
+        await self._start_runner()
+        self._set_state("idle")
+        self._pump_task = asyncio.create_task(self._pump(), name=f"session-pump-{self.id}")
+
+    async def close(self, reason: str) -> None:
+        if self.state == "closed":
+            return
+        self._queue.clear()
+        self.approvals.cancel_all()
+        self._set_state("closed", reason)
+        if self._pump_task is not None:
+            self._pump_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pump_task
+        await self._stop_runner()
+        self.feed.end()
+
+    @property
+    def closed(self) -> bool:
+        return self.state == "closed"
+
+    @property
+    def total_cost_usd(self) -> float:
+        return self._cost_before_runner + self._cost_of_runner
+
+    async def _start_runner(self) -> None:
+        runner = self._runner_factory(self, self.claude_session_id)
+        try:
+            await runner.start()
+        except Exception as exc:
+            log.warning("session %s: agent failed to start: %r", self.id, exc)
+            raise GatewayError(ErrorCode.AGENT_UNAVAILABLE, "the agent could not be started; try again later") from exc
+        self._cost_before_runner += self._cost_of_runner
+        self._cost_of_runner = 0.0
+        self._runner = runner
+
+    async def _stop_runner(self) -> None:
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.stop()
+
+    async def _pump(self) -> None:
+        """The one task that sends queued queries, one turn at a time, restarting a dead CLI first."""
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._queue and self.state in READY_STATES:
+                query_id, message = self._queue.popleft()
+                await self._dispatch(query_id, message)
+
+    async def _dispatch(self, query_id: str, message: dict[str, Any]) -> None:
+        self._current_query = query_id
+        self._set_state("running")
+        self.emit(ev.TurnStarted(query_id=query_id))
+        try:
+            if self._runner is None:
+                await self._start_runner()
+            assert self._runner is not None
+            await self._runner.query(message)
+        except Exception as exc:
+            log.warning("session %s: query failed: %r", self.id, exc)
+            self._current_query = None
+            self.emit(ev.AgentError(code=ErrorCode.AGENT_UNAVAILABLE, message="the agent could not take the query; send it again"))
+            self._set_state("failed" if self._runner is None else "idle", "agent_unavailable")
+
+    # ---- events ----------------------------------------------------------------------------
+
+    def emit(self, event: ev.EventBody) -> int:
+        self.last_activity = now_ms()
+        if isinstance(event, TRANSCRIPT_KINDS):
+            self._transcript.append(event)
+            if isinstance(event, ev.AssistantMessage):
+                self._streaming.clear()
+        elif isinstance(event, ev.Stream) and event.parent_tool_use_id is None:
+            delta = event.event.get("delta")
+            if delta is not None and delta.get("type") == "text_delta":
+                self._streaming.append(delta["text"])
+        return self.feed.emit(event)
+
+    def _set_state(self, state: ev.SessionState, reason: str | None = None) -> None:
+        if state != self.state:
+            self.state = state
+            self.emit(ev.StateChanged(state=state, reason=reason))
+
+    def _sync_state(self) -> None:
+        """Approvals changed: move between running and awaiting_approval."""
+        if self.state == "running" and len(self.approvals):
+            self._set_state("awaiting_approval")
+        elif self.state == "awaiting_approval" and not len(self.approvals):
+            self._set_state("running")
+
+    # ---- runner hooks ----------------------------------------------------------------------
+
+    def on_message(self, message: Any) -> None:
+        if isinstance(message, SystemMessage) and message.subtype == "init":
+            self.claude_session_id = message.data.get("session_id", self.claude_session_id)
+            self.model = message.data.get("model", self.model)
+        event = to_event(message, self._current_query)
+        if event is not None:
+            self.emit(event)
+        if isinstance(message, ResultMessage):
+            self.claude_session_id = message.session_id
+            self.turns += 1
+            self._cost_of_runner = message.total_cost_usd or self._cost_of_runner
+            self._current_query = None
+            if self.state in BUSY_STATES:
+                self._set_state("idle")
+            self._wake.set()
+
+    def on_exit(self, runner: AgentRunner, error: BaseException | None) -> None:
+        if runner is not self._runner or self.closed:
+            return
+        self._runner = None
+        log.warning("session %s: agent exited: %r", self.id, error)
+        self.approvals.cancel_all()
+        self.emit(ev.AgentError(
+            code="agent_exited",
+            message="The agent process stopped unexpectedly; the conversation continues on the next query.",
+        ))
+        self._current_query = None
+        self._set_state("idle", "agent_exited")
+        self._wake.set()
+
+    async def can_use_tool(self, tool_name: str, tool_input: dict[str, Any], ctx: ToolPermissionContext) -> PermissionResult:
+        return await self.approvals.ask(tool_name, tool_input, ctx, self.spec.profile.approval_timeout_s)
+
+    # ---- client frames ---------------------------------------------------------------------
+
+    async def execute(self, frame: cf.ClientFrame, actor: ev.Actor) -> Ack:
+        """Run one client frame at most once per frame id; a repeated id gets the first ack back."""
+        done = self._acks.get(frame.id)
+        if done is not None:
+            return Ack(id=done.id, result=done.result, duplicate=True)
+        if self.closed:
+            raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed")
+        result = await self._execute(frame, actor)
+        ack = Ack(id=frame.id, result=result)
+        self._acks[frame.id] = ack
+        if len(self._acks) > 1000:
+            self._acks.popitem(last=False)
+        return ack
+
+    async def _execute(self, frame: cf.ClientFrame, actor: ev.Actor) -> dict[str, Any] | None:
+        self.last_activity = now_ms()
+        if isinstance(frame, cf.Query):
+            return self._enqueue(frame, actor)
+        if isinstance(frame, cf.PermissionResponse):
+            self.approvals.answer_permission(frame, actor)
+            return None
+        if isinstance(frame, cf.QuestionResponse):
+            self.approvals.answer_question(frame, actor)
+            return None
+        if isinstance(frame, cf.Interrupt):
+            return await self._interrupt()
+        if isinstance(frame, cf.SetModel):
+            await self._set_model(frame.model, actor)
+            return None
+        if isinstance(frame, cf.SetPermissionMode):
+            await self._set_permission_mode(frame.mode, actor)
+            return None
+        if isinstance(frame, cf.ResetConversation):
+            await self.reset_conversation(frame.mode, actor)
+            return None
+        if isinstance(frame, cf.Close):
+            await self.close("closed by client")
+            return None
+        raise GatewayError(ErrorCode.UNKNOWN_TYPE, f"{type(frame).__name__} is not a session frame")
+
+    def _enqueue(self, frame: cf.Query, actor: ev.Actor) -> dict[str, Any]:
+        if len(self._queue) >= self._max_queued:
+            raise GatewayError(ErrorCode.QUEUE_FULL, f"{self._max_queued} queries are already queued")
+        queued = self.state not in READY_STATES or bool(self._queue)
+        message = {
+            "type": "user",
+            "message": {"role": "user", "content": frame.prompt},
+            "parent_tool_use_id": None,
+            "uuid": str(uuid.uuid4()),
+        }
+        self._queue.append((frame.id, message))
+        self.emit(ev.UserQuery(query_id=frame.id, prompt=frame.prompt, by=actor, queued=queued))
+        self._wake.set()
+        return {"query_id": frame.id, "queued": queued, "position": len(self._queue) - 1 if queued else 0}
+
+    async def _control(self, call: Any) -> None:
+        try:
+            await asyncio.wait_for(call, CONTROL_TIMEOUT_S)
+        except (TimeoutError, Exception) as exc:
+            log.warning("session %s: control call failed: %r", self.id, exc)
+            raise GatewayError(ErrorCode.AGENT_ERROR, "the agent did not accept the request") from exc
+
+    async def _interrupt(self) -> dict[str, Any]:
+        if self.state not in ("running", "awaiting_approval") or self._runner is None:
+            return {"interrupted": False}
+        self._set_state("interrupted")
+        await self._control(self._runner.interrupt())
+        return {"interrupted": True}
+
+    async def _set_model(self, model: str, actor: ev.Actor) -> None:
+        if not self.spec.profile.allows_model(model):
+            raise GatewayError(ErrorCode.MODEL_NOT_ALLOWED, f"model {model!r} is not allowed by profile {self.spec.profile.name!r}")
+        if self._runner is not None:
+            await self._control(self._runner.set_model(model))
+        self.model = model
+        self.emit(ev.ModelChanged(model=model, by=actor))
+
+    async def _set_permission_mode(self, mode: str, actor: ev.Actor) -> None:
+        if mode not in self.spec.profile.permission_modes:
+            raise GatewayError(ErrorCode.MODE_NOT_ALLOWED, f"permission mode {mode!r} is not allowed by profile {self.spec.profile.name!r}")
+        if self._runner is not None:
+            await self._control(self._runner.set_permission_mode(mode))
+        self.permission_mode = mode
+        self.emit(ev.PermissionModeChanged(mode=mode, by=actor))
+
+    async def reset_conversation(self, mode: str, actor: ev.Actor) -> None:
+        """Start a fresh conversation: soft keeps the session's settings, hard also replaces the CLI.
+
+        Both forget the Claude session id, so the next CLI starts without `resume=`; a soft reset
+        restarts the CLI lazily on the next query, a hard one right away.
+        """
+        self._queue.clear()
+        if self._runner is not None and self.state in BUSY_STATES:
+            with contextlib.suppress(GatewayError):
+                await self._control(self._runner.interrupt())
+        self.approvals.cancel_all()
+        await self._stop_runner()
+        self.claude_session_id = None
+        self._current_query = None
+        self._streaming.clear()
+        self._transcript.clear()
+        self.emit(ev.ConversationReset(mode=mode, by=actor))  # type: ignore[arg-type]
+        self._set_state("idle", "conversation_reset")
+        if mode == "hard":
+            await self._start_runner()
+
+    # ---- attach / snapshot -----------------------------------------------------------------
+
+    def attach(self, sink: Sink, after: int, epoch: str | None) -> list[bytes] | Snapshot:
+        """Subscribe `sink`; return the frames after `after`, or a snapshot when they can't all be served.
+
+        No await between reading and subscribing: the replay (or snapshot) and the live tail meet exactly.
+        """
+        if epoch is None or epoch == self.feed.epoch:
+            frames = self.feed.attach(sink, after)
+            if frames is not None:
+                return frames
+        snapshot = self.snapshot()
+        self.feed.subscribe(sink)
+        return snapshot
+
+    def info(self) -> SessionInfo:
+        profile = self.spec.profile
+        return SessionInfo(
+            session_id=self.id,
+            profile=profile.name,
+            model=self.model,
+            permission_mode=self.permission_mode,
+            state=self.state,
+            epoch=self.feed.epoch,
+            last_seq=self.feed.last_seq,
+            created_at=self.created_at,
+            last_activity=self.last_activity,
+            turns=self.turns,
+            total_cost_usd=self.total_cost_usd,
+            queued=len(self._queue),
+            pending=self.approvals.events(),
+            allowed_models=profile.models,
+            allowed_modes=list(profile.permission_modes),
+        )
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            session=self.info(),
+            transcript=list(self._transcript),  # type: ignore[arg-type]
+            streaming_text="".join(self._streaming) or None,
+        )

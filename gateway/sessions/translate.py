@@ -1,0 +1,103 @@
+"""SDK messages to wire events: add the `type` discriminators `asdict` drops, strip host details."""
+
+import dataclasses
+from typing import Any
+
+from claude_agent_sdk import (
+    AssistantMessage,
+    RateLimitEvent,
+    ResultMessage,
+    StreamEvent,
+    SystemMessage,
+    TextBlock,
+    ThinkingBlock,
+    ToolResultBlock,
+    ToolUseBlock,
+    UserMessage,
+)
+from claude_agent_sdk.types import (
+    ServerToolResultBlock,
+    ServerToolUseBlock,
+    TaskNotificationMessage,
+    TaskProgressMessage,
+    TaskStartedMessage,
+    TaskUpdatedMessage,
+)
+
+from gateway.wire import events as ev
+
+_BLOCK_TYPES: dict[type, str] = {
+    TextBlock: "text",
+    ThinkingBlock: "thinking",
+    ToolUseBlock: "tool_use",
+    ToolResultBlock: "tool_result",
+    ServerToolUseBlock: "server_tool_use",
+    ServerToolResultBlock: "server_tool_result",
+}
+_TASK_TYPES = (TaskStartedMessage, TaskProgressMessage, TaskNotificationMessage, TaskUpdatedMessage)
+# Keys of system messages that name host paths or sockets; never sent to browsers.
+HOST_KEYS = frozenset({"cwd", "memory_paths", "messaging_socket_path", "output_file", "apiKeySource", "plugins", "mcp_servers"})
+
+
+def block(b: Any) -> dict[str, Any]:
+    out = {"type": _BLOCK_TYPES.get(type(b), "unknown")}
+    out.update(dataclasses.asdict(b))
+    return out
+
+
+def content(c: str | list[Any]) -> str | list[dict[str, Any]]:
+    return c if isinstance(c, str) else [block(b) for b in c]
+
+
+def scrub(data: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in data.items() if k not in HOST_KEYS}
+
+
+def is_local_command_echo(msg: UserMessage) -> bool:
+    """`set_model` makes the CLI echo a `<local-command-stdout>` user message: noise for a chat UI."""
+    return isinstance(msg.content, str) and msg.content.startswith("<local-command-")
+
+
+def to_event(msg: Any, query_id: str | None) -> ev.EventBody | None:
+    """The wire event for one SDK message, or None for messages clients don't get."""
+    if isinstance(msg, StreamEvent):
+        return ev.Stream(event=msg.event, parent_tool_use_id=msg.parent_tool_use_id)
+    if isinstance(msg, AssistantMessage):
+        return ev.AssistantMessage(
+            content=[block(b) for b in msg.content],
+            model=msg.model,
+            message_id=msg.message_id,
+            parent_tool_use_id=msg.parent_tool_use_id,
+            usage=msg.usage,
+            error=msg.error,
+            stop_reason=msg.stop_reason,
+        )
+    if isinstance(msg, UserMessage):
+        if is_local_command_echo(msg):
+            return None
+        return ev.UserMessage(
+            content=content(msg.content), parent_tool_use_id=msg.parent_tool_use_id, tool_use_result=msg.tool_use_result
+        )
+    if isinstance(msg, ResultMessage):
+        return ev.TurnResult(
+            query_id=query_id,
+            subtype=msg.subtype,
+            is_error=msg.is_error,
+            duration_ms=msg.duration_ms,
+            duration_api_ms=msg.duration_api_ms,
+            num_turns=msg.num_turns,
+            total_cost_usd=msg.total_cost_usd,
+            usage=msg.usage,
+            result=msg.result,
+            stop_reason=msg.stop_reason,
+            terminal_reason=msg.terminal_reason,
+            permission_denials=msg.permission_denials,
+            errors=msg.errors,
+        )
+    if isinstance(msg, _TASK_TYPES):
+        return ev.Task(subtype=msg.subtype, data=scrub(msg.data))
+    if isinstance(msg, SystemMessage):
+        return ev.System(subtype=msg.subtype, data=scrub(msg.data))
+    if isinstance(msg, RateLimitEvent):
+        return ev.RateLimit(info=msg.rate_limit_info.raw or dataclasses.asdict(msg.rate_limit_info))
+    return None

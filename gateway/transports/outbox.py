@@ -1,0 +1,71 @@
+"""A per-connection send queue that coalesces: a lagging client gets many frames per send.
+
+Pushing is O(1) and never awaits; one sender task per connection drains it. The queue is bounded
+in bytes: past the bound the connection is marked slow and dropped (the client resumes), so a
+stalled reader can't grow the gateway's memory.
+"""
+
+import asyncio
+import collections
+
+
+class SlowConsumer(Exception):
+    """The client fell further behind than the send queue allows."""
+
+
+class Outbox:
+    def __init__(self, max_bytes: int, max_batch_frames: int = 512, max_batch_bytes: int = 1 << 20) -> None:
+        self._frames: collections.deque[bytes] = collections.deque()
+        self._bytes = 0
+        self._max_bytes = max_bytes
+        self._max_batch_frames = max_batch_frames
+        self._max_batch_bytes = max_batch_bytes
+        self._ready = asyncio.Event()
+        self.overflowed = False
+        self.ended = False
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def push(self, frame: bytes) -> None:
+        if self.overflowed or self.ended:
+            return
+        self._frames.append(frame)
+        self._bytes += len(frame)
+        if self._bytes > self._max_bytes:
+            self.overflowed = True
+        self._ready.set()
+
+    def push_many(self, frames: list[bytes]) -> None:
+        """Queue a replay. Not held to the bound: the event log that produced it is bounded already."""
+        self._frames.extend(frames)
+        self._bytes += sum(map(len, frames))
+        self._ready.set()
+
+    def end(self) -> None:
+        self.ended = True
+        self._ready.set()
+
+    async def take(self) -> list[bytes]:
+        """Wait for frames and return a batch; [] once ended and drained. Raises SlowConsumer."""
+        while not self._frames:
+            if self.ended:
+                return []
+            self._ready.clear()
+            await self._ready.wait()
+        if self.overflowed:
+            raise SlowConsumer
+        frames = self._frames
+        if len(frames) <= self._max_batch_frames and self._bytes <= self._max_batch_bytes:
+            batch = list(frames)
+            frames.clear()
+            self._bytes = 0
+            return batch
+        batch = []
+        size = 0
+        while frames and len(batch) < self._max_batch_frames and size < self._max_batch_bytes:
+            frame = frames.popleft()
+            size += len(frame)
+            batch.append(frame)
+        self._bytes -= size
+        return batch

@@ -1,0 +1,163 @@
+"""The WebSocket transport: `/v1/ws`. One socket attaches to one session; frames go both ways.
+
+Every frame the gateway sends goes through the connection's Outbox, drained by one sender task,
+so replies and events keep one order and a slow client costs a bounded amount of memory.
+"""
+
+import asyncio
+import contextlib
+import logging
+import secrets
+
+from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
+
+from gateway import PROTOCOL_VERSION
+from gateway.auth import SUBPROTOCOL, Authenticator, offered_subprotocols
+from gateway.config import Settings
+from gateway.sessions.manager import SessionManager
+from gateway.sessions.session import Session, now_ms
+from gateway.transports.outbox import Outbox, SlowConsumer
+from gateway.wire import client as cf
+from gateway.wire.codec import FrameError, decode_client_frame, error_frame, frame_bytes
+from gateway.wire.errors import CloseCode, ErrorCode, GatewayError
+from gateway.wire.events import Actor
+from gateway.wire.server import Attached, Pong, Reset, Snapshot
+
+log = logging.getLogger("gateway.ws")
+
+
+def new_connection_id() -> str:
+    return "c_" + secrets.token_hex(4)
+
+
+class WebSocketConnection:
+    def __init__(self, ws: WebSocket, principal: str, manager: SessionManager, settings: Settings) -> None:
+        self.ws = ws
+        self.id = new_connection_id()
+        self.actor = Actor(principal=principal, connection=self.id)
+        self.principal = principal
+        self.manager = manager
+        self.settings = settings
+        self.outbox = Outbox(settings.send_queue_bytes)
+        self.session: Session | None = None
+        self._close_code: tuple[int, str] | None = None
+
+    async def run(self) -> None:
+        sender = asyncio.create_task(self._send_forever(), name=f"ws-sender-{self.id}")
+        receiver = asyncio.create_task(self._receive_forever(), name=f"ws-receiver-{self.id}")
+        try:
+            await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (sender, receiver):
+                task.cancel()
+            for task in (sender, receiver):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            self._detach()
+            if self._close_code is not None and self.ws.application_state == WebSocketState.CONNECTED:
+                with contextlib.suppress(Exception):
+                    await self.ws.close(*self._close_code)
+
+    def _detach(self) -> None:
+        if self.session is not None:
+            self.session.feed.detach(self.outbox)
+            self.session.connections -= 1
+            self.session = None
+
+    # ---- sending ---------------------------------------------------------------------------
+
+    async def _send_forever(self) -> None:
+        while True:
+            try:
+                batch = await self.outbox.take()
+            except SlowConsumer:
+                log.info("connection %s dropped: send queue over %d bytes", self.id, self.settings.send_queue_bytes)
+                self._close_code = (CloseCode.SLOW_CONSUMER, "slow consumer: resume from your last seq")
+                return
+            if not batch:  # the session closed: everything it said has been sent
+                self._close_code = (CloseCode.SESSION_CLOSED, "session closed")
+                return
+            await self.ws.send_text(b"\n".join(batch).decode())
+
+    # ---- receiving -------------------------------------------------------------------------
+
+    async def _receive_forever(self) -> None:
+        try:
+            async with asyncio.timeout(self.settings.handshake_timeout_s) as deadline:
+                while self.session is None:
+                    await self._receive_one()
+                deadline.reschedule(None)
+        except TimeoutError:
+            self._close_code = (CloseCode.HANDSHAKE_TIMEOUT, "send open or attach first")
+            return
+        while True:
+            await self._receive_one()
+
+    async def _receive_one(self) -> None:
+        message = await self.ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000))
+        raw = message.get("text")
+        if raw is None:
+            raw = message.get("bytes") or b""
+        if len(raw) > self.settings.max_frame_bytes:
+            self._reply_error(GatewayError(ErrorCode.FRAME_TOO_LARGE, f"frames are limited to {self.settings.max_frame_bytes} bytes"))
+            return
+        try:
+            frame = decode_client_frame(raw)
+            await self._handle(frame)
+        except FrameError as exc:
+            self._reply_error(exc)
+        except GatewayError as exc:
+            self._reply_error(exc, frame.id)
+        except Exception:
+            log.exception("connection %s: frame %s failed", self.id, frame.id)
+            self._reply_error(GatewayError(ErrorCode.INTERNAL, "internal error; the session carries on"), frame.id)
+
+    def _reply_error(self, exc: GatewayError, frame_id: str | None = None) -> None:
+        self.outbox.push(error_frame(exc, frame_id))
+
+    async def _handle(self, frame: cf.ClientFrame) -> None:
+        if isinstance(frame, cf.Ping):
+            self.outbox.push(frame_bytes(Pong(id=frame.id, ts=now_ms())))
+        elif isinstance(frame, (cf.Open, cf.Attach)):
+            if self.session is not None:
+                raise GatewayError(ErrorCode.ALREADY_ATTACHED, f"this socket is attached to {self.session.id}; open another socket")
+            if isinstance(frame, cf.Open):
+                session = await self.manager.open(self.principal, frame)
+                self._attach(session, frame.id, 0, None)
+            else:
+                self._attach(self.manager.get(self.principal, frame.session_id), frame.id, frame.after, frame.epoch)
+        elif self.session is None:
+            raise GatewayError(ErrorCode.NOT_ATTACHED, "send open or attach first")
+        else:
+            ack = await self.session.execute(frame, self.actor)
+            self.outbox.push(frame_bytes(ack))
+
+    def _attach(self, session: Session, frame_id: str, after: int, epoch: str | None) -> None:
+        """Subscribe and queue the reply plus replay in one synchronous step (no live event can cut in)."""
+        replay = session.attach(self.outbox, after, epoch)
+        self.session = session
+        session.connections += 1
+        if isinstance(replay, Snapshot):
+            reason = "epoch_mismatch" if epoch is not None and epoch != session.feed.epoch else "cursor_too_old"
+            self.outbox.push(frame_bytes(Reset(id=frame_id, reason=reason, connection=self.id, snapshot=replay)))
+        else:
+            self.outbox.push(frame_bytes(Attached(id=frame_id, connection=self.id, after=after, session=session.info(), protocol=PROTOCOL_VERSION)))
+            self.outbox.push_many(replay)
+        if session.closed:
+            self.outbox.end()
+
+
+async def websocket_endpoint(ws: WebSocket) -> None:
+    state = ws.app.state
+    auth: Authenticator = state.auth
+    principal = auth.authenticate(ws)
+    subprotocol = SUBPROTOCOL if SUBPROTOCOL in offered_subprotocols(ws) else None
+    await ws.accept(subprotocol=subprotocol)
+    if principal is None:
+        await ws.close(CloseCode.UNAUTHORIZED, "unauthorized")
+        return
+    connection = WebSocketConnection(ws, principal, state.manager, state.settings)
+    with contextlib.suppress(WebSocketDisconnect):
+        await connection.run()

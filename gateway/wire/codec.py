@@ -1,0 +1,59 @@
+"""Decoding client frames with errors a client can act on, and encoding server frames."""
+
+from typing import Any
+
+import msgspec
+
+from gateway.wire.client import AnyClientFrame, ClientFrame
+from gateway.wire.errors import ErrorCode, GatewayError
+from gateway.wire.server import Error, ServerFrame
+
+_decoder = msgspec.json.Decoder(AnyClientFrame)
+_loose = msgspec.json.Decoder()
+encode = msgspec.json.Encoder().encode
+
+
+class FrameError(GatewayError):
+    """A frame that can't be executed; `frame_id` is its id when one could be read."""
+
+    def __init__(self, code: ErrorCode, message: str, frame_id: str | None) -> None:
+        super().__init__(code, message)
+        self.frame_id = frame_id
+
+
+def decode_client_frame(raw: bytes | str) -> ClientFrame:
+    try:
+        return _decoder.decode(raw)
+    except msgspec.ValidationError as exc:
+        loose = _loose_object(raw)
+        frame_id = loose.get("id") if isinstance(loose.get("id"), str) else None
+        text = str(exc)
+        if "`$.type`" in text or "missing required field `type`" in text:
+            return_code = ErrorCode.UNKNOWN_TYPE if "type" in loose else ErrorCode.BAD_FRAME
+            raise FrameError(return_code, _explain_type(loose, text), frame_id) from None
+        raise FrameError(ErrorCode.BAD_FRAME, text, frame_id) from None
+    except msgspec.DecodeError as exc:
+        raise FrameError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}", None) from None
+
+
+def _loose_object(raw: bytes | str) -> dict[str, Any]:
+    try:
+        value = _loose.decode(raw)
+    except msgspec.DecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _explain_type(loose: dict[str, Any], text: str) -> str:
+    if "type" not in loose:
+        return "frame has no `type`" if loose else f"a frame is a JSON object with a `type`: {text}"
+    return f"unknown frame type {loose['type']!r}"
+
+
+def error_frame(exc: GatewayError, frame_id: str | None = None) -> bytes:
+    frame_id = getattr(exc, "frame_id", None) or frame_id
+    return encode(Error(id=frame_id, code=str(exc.code), message=exc.message))
+
+
+def frame_bytes(frame: ServerFrame) -> bytes:
+    return encode(frame)

@@ -1,0 +1,87 @@
+"""Frames the gateway sends. A WebSocket message holds one or more frames separated by "\\n"."""
+
+from typing import Any
+
+import msgspec
+
+from gateway.wire.events import AnyEvent, PermissionRequest, Question, SessionState
+
+
+class ServerFrame(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True):
+    pass
+
+
+class EventFrame(ServerFrame, tag="event"):
+    """One logged event: `seq` counts from 1 per session epoch with no gaps; `ts` is unix ms."""
+
+    seq: int
+    epoch: str
+    ts: int
+    event: AnyEvent
+
+
+class Ack(ServerFrame, tag="ack"):
+    """A frame was accepted. `duplicate` when its id was already executed (the result is the first one's)."""
+
+    id: str
+    result: dict[str, Any] | None = None
+    duplicate: bool = False
+
+
+class Error(ServerFrame, tag="error"):
+    code: str
+    message: str
+    id: str | None = None
+
+
+class Pong(ServerFrame, tag="pong"):
+    id: str
+    ts: int
+
+
+class SessionInfo(msgspec.Struct, kw_only=True):
+    session_id: str
+    profile: str
+    model: str | None
+    permission_mode: str
+    state: SessionState
+    epoch: str
+    last_seq: int
+    created_at: int
+    last_activity: int
+    turns: int
+    total_cost_usd: float
+    queued: int
+    pending: list[PermissionRequest | Question]
+    allowed_models: list[str] | None
+    allowed_modes: list[str]
+
+
+class Attached(ServerFrame, tag="attached"):
+    """Reply to `open`/`attach`: events after `after` follow (replay), then the live tail."""
+
+    id: str
+    connection: str
+    after: int
+    session: SessionInfo
+    protocol: int
+
+
+class Snapshot(msgspec.Struct, kw_only=True):
+    """Everything a client needs to rebuild its view as of `session.last_seq`."""
+
+    session: SessionInfo
+    transcript: list[AnyEvent]
+    streaming_text: str | None = None
+
+
+class Reset(ServerFrame, tag="reset"):
+    """The client's cursor can't be served (too old, or another epoch): rebuild from this snapshot."""
+
+    reason: str
+    snapshot: Snapshot
+    id: str | None = None
+    connection: str | None = None
+
+
+AnyServerFrame = EventFrame | Ack | Error | Pong | Attached | Reset

@@ -1,0 +1,31 @@
+"""Chat through the whole stack: real sockets, real SDK, real CLI, scripted model."""
+
+from gateway.scripted_model.script import expected_texts
+from tests.support.client import WsClient
+
+
+async def open_session(client: WsClient, **options) -> dict:  # type: ignore[no-untyped-def]
+    reply = await client.request({"type": "open", **options}, timeout=60)
+    assert reply["type"] == "attached", reply
+    await client.state("idle", timeout=60)
+    return reply
+
+
+async def test_multi_turn_chat_streams_deltas(alice: WsClient) -> None:
+    attached = await open_session(alice)
+    assert attached["session"]["state"] in ("starting", "idle")
+    ack = await alice.request({"type": "query", "prompt": "SCRIPT:hello"})
+    assert ack["type"] == "ack" and ack["result"]["queued"] is False
+    result = await alice.event("result")
+    assert result["is_error"] is False and result["query_id"] == ack["id"]
+    assert alice.text() == expected_texts("hello")[0]
+    deltas = [e for e in alice.kinds() if e == "stream"]
+    assert len(deltas) > 3
+    message = await alice.event("assistant_message")
+    assert message["content"][0] == {"type": "text", "text": expected_texts("hello")[0]}
+
+    ack2 = await alice.request({"type": "query", "prompt": "SCRIPT:long"})
+    result2 = await alice.event("result", lambda e: e["query_id"] == ack2["id"], timeout=30)
+    assert result2["num_turns"] >= 1
+    assert alice.text().endswith(expected_texts("long")[0])
+    await alice.state("idle")
