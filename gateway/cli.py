@@ -1,0 +1,94 @@
+"""`agent-gateway serve`: read settings, scrub the environment, start demo mode if asked, run uvicorn."""
+
+import argparse
+import logging
+import os
+import sys
+
+import uvicorn
+
+from gateway import __version__, config
+from gateway.app import create_app
+from gateway.config import Settings
+
+log = logging.getLogger("gateway")
+
+BANNER_WIDTH = 72
+
+
+def _banner(lines: list[str]) -> None:
+    bar = "=" * BANNER_WIDTH
+    print("\n".join([bar, *lines, bar]), file=sys.stderr, flush=True)
+
+
+def demo_active(settings: Settings) -> bool:
+    if settings.demo == "on":
+        return True
+    if settings.demo == "off":
+        return False
+    return not settings.anthropic_api_key and not settings.anthropic_base_url
+
+
+def scrub_environment(settings: Settings) -> None:
+    """Keep only allow-listed variables: the SDK hands the gateway's whole environment to every CLI."""
+    allow = {n.strip() for n in settings.cli_env_allowlist.split(",") if n.strip()}
+    for name in list(os.environ):
+        if name not in allow:
+            del os.environ[name]
+
+
+def serve(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if settings.demo not in ("auto", "on", "off"):
+        raise SystemExit("agent-gateway: --demo must be auto, on or off")
+    if demo_active(settings):
+        from gateway.scripted_model.server import ScriptedModelServer
+
+        model = ScriptedModelServer()
+        settings.anthropic_base_url = model.start_in_thread()
+        settings.anthropic_api_key = "demo-mode"
+        _banner([
+            "DEMO MODE: no Anthropic API key is set, so an offline scripted model answers.",
+            f"  scripted model at {settings.anthropic_base_url}",
+            "  Try prompts with 'run a command', 'ask me a question' or 'write a long story'.",
+            "  Set ANTHROPIC_API_KEY (and AGENT_GATEWAY_DEMO=off in production) for a real model.",
+        ])
+    elif not settings.anthropic_api_key and not settings.anthropic_base_url:
+        raise SystemExit("agent-gateway: no model configured. Set ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL), or run with --demo on.")
+    if settings.scrub_environment:
+        scrub_environment(settings)
+    app = create_app(settings)
+    auth = app.state.auth
+    if auth.disabled:
+        _banner(["WARNING: AUTHENTICATION IS DISABLED (--insecure-no-auth).", "Anyone who can reach this port controls agents. Never use this in production."])
+    elif auth.generated_token:
+        _banner([
+            "No AGENT_GATEWAY_TOKENS configured: generated a token for principal 'dev':",
+            f"  {auth.generated_token}",
+            f"  Chat page: http://{settings.host}:{settings.port}/#token={auth.generated_token}",
+        ])
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        ws_max_size=settings.max_frame_bytes * 4,
+        ws_ping_interval=settings.ws_ping_interval_s,
+        ws_ping_timeout=settings.ws_ping_timeout_s,
+        timeout_graceful_shutdown=10,
+        proxy_headers=True,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="agent-gateway", description="Realtime gateway for Claude Agent SDK sessions.")
+    parser.add_argument("--version", action="version", version=__version__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve_parser = commands.add_parser("serve", help="Run the gateway.")
+    config.add_arguments(serve_parser)
+    commands.add_parser("config-doc", help="Print the settings table (Markdown).")
+    args = parser.parse_args(argv)
+    if args.command == "config-doc":
+        print(config.markdown_table())
+        return
+    serve(config.load(args))
