@@ -3,9 +3,11 @@
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
 
 from gateway.auth import Authenticator
 from gateway.config import Settings
@@ -15,6 +17,8 @@ from gateway.transports import http_basic
 from gateway.transports.websocket import websocket_endpoint
 
 log = logging.getLogger("gateway")
+
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 def create_app(settings: Settings, profiles: dict[str, Profile] | None = None, runner_factory: RunnerFactory | None = None) -> Starlette:
@@ -35,6 +39,7 @@ def create_app(settings: Settings, profiles: dict[str, Profile] | None = None, r
             WebSocketRoute("/v1/ws", websocket_endpoint),
             Route("/healthz", http_basic.healthz),
             Route("/v1/tickets", http_basic.issue_ticket, methods=["POST"]),
+            Mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static"),
         ],
         lifespan=lifespan,
     )
