@@ -2,13 +2,7 @@
 
 from gateway.scripted_model.script import expected_texts
 from tests.support.client import WsClient
-
-
-async def open_session(client: WsClient, **options) -> dict:  # type: ignore[no-untyped-def]
-    reply = await client.request({"type": "open", **options}, timeout=60)
-    assert reply["type"] == "attached", reply
-    await client.state("idle", timeout=60)
-    return reply
+from tests.support.flows import open_session
 
 
 async def test_multi_turn_chat_streams_deltas(alice: WsClient) -> None:

@@ -71,9 +71,18 @@ def test_a_new_prompt_restarts_stepping() -> None:
 
 
 def test_interrupt_marker_merged_into_next_prompt() -> None:
-    merged = {"role": "user", "content": [{"type": "text", "text": "[Request interrupted by user]\n"}]}
-    merged["content"].append({"type": "text", "text": "SCRIPT:hello"})
+    blocks = [{"type": "text", "text": "[Request interrupted by user]\n"}, {"type": "text", "text": "SCRIPT:hello"}]
+    merged = {"role": "user", "content": blocks}
     assert texts(plan(user("SCRIPT:long"), assistant("Here is"), merged)) == expected_texts("hello")[0]
+
+
+def test_prompt_merged_into_tool_result_after_interrupt_mid_tool() -> None:
+    merged = tool_result("The user doesn't want to proceed", is_error=True)
+    merged["content"] += [
+        {"type": "text", "text": "[Request interrupted by user for tool use]\n"},
+        {"type": "text", "text": "SCRIPT:hello"},
+    ]
+    assert texts(plan(user("SCRIPT:slowbash"), assistant(), merged)) == expected_texts("hello")[0]
 
 
 def test_inline_script_with_thinking_and_pacing() -> None:
@@ -115,7 +124,8 @@ def test_json_schema_side_request_gets_matching_json() -> None:
 
 
 def test_compact_request_gets_summary_tags() -> None:
-    reply = plan(user("SCRIPT:hello"), assistant(), user("Your task is to create a detailed summary of the conversation"))
+    compact = user("Your task is to create a detailed summary of the conversation so far.")
+    reply = plan(user("SCRIPT:hello"), assistant(), compact)
     assert "<summary>" in texts(reply) and "</summary>" in texts(reply)
 
 

@@ -110,3 +110,11 @@ class WsClient:
 
     async def close(self) -> None:
         await self.ws.close()
+
+    def abort(self) -> None:
+        """Drop the TCP connection with no close frame, like a network cut."""
+        self.ws.transport.abort()
+
+    def resume_from(self, other: "WsClient") -> None:
+        """Continue another client's cursor (a reconnect of the same tab)."""
+        self.last_seq, self.epoch = other.last_seq, other.epoch

@@ -1,0 +1,132 @@
+"""Tool approvals and questions through the real CLI: allow, deny, edit, deadline, two tabs, reconnect."""
+
+import asyncio
+
+import msgspec
+
+from gateway.scripted_model.script import expected_texts
+from tests.support.client import WsClient
+from tests.support.flows import attach, open_session, query, result_text, tool_results
+from tests.support.gateway import TOKENS, RunningGateway, run_gateway
+
+
+async def test_tool_allowed_runs_and_everyone_sees_who_answered(alice: WsClient) -> None:
+    await open_session(alice)
+    await query(alice, "SCRIPT:bash")
+    request = await alice.event("permission_request")
+    assert request["tool_name"] == "Bash" and "hello-from-agent" in request["input"]["command"]
+    assert request["expires_at"] > 0 and request["request_id"].startswith("req_")
+    await alice.state("awaiting_approval")
+    ack = await alice.request({"type": "permission_response", "request_id": request["request_id"], "decision": "allow"})
+    assert ack["type"] == "ack"
+    resolved = await alice.event("request_resolved")
+    assert resolved["outcome"] == "allowed" and resolved["by"]["principal"] == "alice"
+    await alice.event("result")
+    [block] = tool_results(alice)
+    assert "hello-from-agent" in result_text(block) and not block.get("is_error")
+    assert "The command returned: hello-from-agent" in alice.text()
+
+
+async def test_tool_denied_with_message(alice: WsClient) -> None:
+    await open_session(alice)
+    await query(alice, "SCRIPT:bash")
+    request = await alice.event("permission_request")
+    await alice.request({"type": "permission_response", "request_id": request["request_id"], "decision": "deny", "message": "not today"})
+    resolved = await alice.event("request_resolved")
+    assert resolved["outcome"] == "denied" and resolved["message"] == "not today"
+    await alice.event("result")
+    [block] = tool_results(alice)
+    assert block["is_error"] and "not today" in result_text(block)
+    assert "hello-from-agent" not in result_text(block)
+
+
+async def test_tool_allowed_with_edited_input(alice: WsClient) -> None:
+    await open_session(alice)
+    await query(alice, "SCRIPT:bash")
+    request = await alice.event("permission_request")
+    edited = {**request["input"], "command": "sh -c 'echo edited-by-user'"}
+    await alice.request({"type": "permission_response", "request_id": request["request_id"], "decision": "allow", "updated_input": edited})
+    resolved = await alice.event("request_resolved")
+    assert resolved["updated_input"]["command"] == edited["command"]
+    await alice.event("result")
+    [block] = tool_results(alice)
+    assert "edited-by-user" in result_text(block)
+
+
+async def test_question_answered_with_labels(alice: WsClient) -> None:
+    await open_session(alice)
+    await query(alice, "SCRIPT:ask")
+    question = await alice.event("question")
+    assert question["questions"][0]["question"] == "Which color?"
+    assert [o["label"] for o in question["questions"][0]["options"]] == ["Red", "Blue"]
+    bad = await alice.request({"type": "question_response", "request_id": question["request_id"], "answers": {"Which shape?": "Round"}})
+    assert bad["type"] == "error" and bad["code"] == "invalid_answer"
+    await alice.request({"type": "question_response", "request_id": question["request_id"], "answers": {"Which color?": "Blue"}})
+    resolved = await alice.event("request_resolved")
+    assert resolved["outcome"] == "answered" and resolved["answers"] == {"Which color?": "Blue"}
+    await alice.event("result")
+    assert expected_texts("ask", answer="Blue")[1] in alice.text()
+
+
+async def test_unanswered_request_expires_with_deny(settings, model_url) -> None:  # type: ignore[no-untyped-def]
+    from gateway.profiles import DEMO_PROFILE
+
+    quick = msgspec.structs.replace(DEMO_PROFILE, approval_timeout_s=1.0)
+    async with run_gateway(settings, {"default": quick}) as gw:
+        client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        await open_session(client)
+        await query(client, "SCRIPT:bash")
+        request = await client.event("permission_request")
+        resolved = await client.event("request_resolved", timeout=10)
+        assert resolved["outcome"] == "expired" and "by" not in resolved
+        late = await client.request({"type": "permission_response", "request_id": request["request_id"], "decision": "allow"})
+        assert late["type"] == "error" and late["code"] == "request_already_resolved"
+        await client.event("result")
+        [block] = tool_results(client)
+        assert block["is_error"] and "deadline" in result_text(block)
+        await client.close()
+
+
+async def test_two_sockets_first_answer_wins(gateway: RunningGateway, alice: WsClient) -> None:
+    attached = await open_session(alice)
+    tab2 = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    second = await attach(tab2, attached["session"]["session_id"])
+    assert second["type"] == "attached"
+    await query(alice, "SCRIPT:bash")
+    request = await alice.event("permission_request")
+    assert (await tab2.event("permission_request"))["request_id"] == request["request_id"]
+    rid = request["request_id"]
+    # Both tabs answer at once; exactly one wins, the other gets a clear error.
+    await asyncio.gather(
+        alice.send({"type": "permission_response", "id": "a1", "request_id": rid, "decision": "allow"}),
+        tab2.send({"type": "permission_response", "id": "b1", "request_id": rid, "decision": "deny"}),
+    )
+    reply_a = await alice.until(lambda f: f.get("id") == "a1")
+    reply_b = await tab2.until(lambda f: f.get("id") == "b1")
+    assert sorted([reply_a["type"], reply_b["type"]]) == ["ack", "error"]
+    loser = reply_a if reply_a["type"] == "error" else reply_b
+    assert loser["code"] == "request_already_resolved"
+    winner_connection = second["connection"] if reply_b["type"] == "ack" else attached["connection"]
+    for tab in (alice, tab2):
+        resolved = await tab.event("request_resolved")
+        assert resolved["by"] == {"principal": "alice", "connection": winner_connection}
+        await tab.event("result")
+    assert [f["seq"] for f in alice.events] == [f["seq"] for f in tab2.events]
+    await tab2.close()
+
+
+async def test_pending_request_survives_reconnect(gateway: RunningGateway, alice: WsClient) -> None:
+    attached = await open_session(alice)
+    await query(alice, "SCRIPT:bash")
+    request = await alice.event("permission_request")
+    last_seq = alice.last_seq
+    alice.abort()
+    back = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    back.resume_from(alice)
+    reply = await attach(back, attached["session"]["session_id"], after=last_seq, epoch=alice.epoch)
+    assert reply["type"] == "attached"
+    assert [p["request_id"] for p in reply["session"]["pending"]] == [request["request_id"]]
+    await back.request({"type": "permission_response", "request_id": request["request_id"], "decision": "allow"})
+    await back.event("result")
+    assert "hello-from-agent" in result_text(tool_results(back)[0])
+    await back.close()

@@ -1,0 +1,152 @@
+"""Resume without loss: abrupt drops at random points, replay + live tail exactly once, reset + snapshot."""
+
+import asyncio
+import random
+
+import msgspec
+
+from tests.support.client import WsClient
+from tests.support.flows import attach, open_session, query
+from tests.support.gateway import TOKENS, RunningGateway, run_gateway
+
+
+async def observe(client: WsClient, results: int) -> None:
+    """Read until `results` turns finished, allowing every tool request on the way."""
+    while client.kinds().count("result") < results:
+        frame = await client.recv(timeout=30)
+        if frame["type"] == "event" and frame["event"]["kind"] == "permission_request":
+            await client.send({"type": "permission_response", "id": "allow-" + frame["event"]["request_id"],
+                               "request_id": frame["event"]["request_id"], "decision": "allow"})
+
+
+def bodies(client: WsClient) -> list[tuple[int, dict]]:
+    return [(f["seq"], {k: v for k, v in f["event"].items() if k != "_seen"}) for f in client.events]
+
+
+async def test_random_abrupt_drops_deliver_every_event_exactly_once(gateway: RunningGateway) -> None:
+    rng = random.Random(20261121)
+    observer = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    attached = await open_session(observer)
+    session_id = attached["session"]["session_id"]
+    await query(observer, "SCRIPT:long")
+    await query(observer, "SCRIPT:bash")
+    watching = asyncio.create_task(observe(observer, results=2))
+
+    # The flaky tab reconnects over and over, each time reading a random number of frames
+    # (sometimes none) and then cutting the TCP connection without a close frame.
+    flaky = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    await attach(flaky, session_id)
+    drops = 0
+    while flaky.kinds().count("result") < 2:
+        for _ in range(rng.randint(0, 8)):
+            try:
+                await flaky.recv(timeout=2)
+            except TimeoutError:
+                break
+        flaky.abort()
+        drops += 1
+        if rng.random() < 0.3:
+            await asyncio.sleep(rng.random() * 0.2)
+        previous = flaky
+        flaky = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+        flaky.resume_from(previous)
+        flaky.events = previous.events
+        reply = await attach(flaky, session_id, after=previous.last_seq, epoch=previous.epoch)
+        assert reply["type"] == "attached", reply
+    await watching
+    await flaky.close()
+    assert drops >= 20
+    # WsClient asserts contiguity and no duplicates on arrival; both tabs saw the same events.
+    assert bodies(flaky) == bodies(observer)[: len(flaky.events)]
+    assert [seq for seq, _ in bodies(flaky)] == list(range(1, len(flaky.events) + 1))
+    await observer.close()
+
+
+async def test_replay_after_cursor_then_live_tail(gateway: RunningGateway, alice: WsClient) -> None:
+    attached = await open_session(alice)
+    await query(alice, "SCRIPT:hello")
+    await alice.event("result")
+    middle = alice.events[len(alice.events) // 2]["seq"]
+    late = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    late.last_seq, late.epoch = middle, alice.epoch
+    reply = await attach(late, attached["session"]["session_id"], after=middle, epoch=alice.epoch)
+    assert reply["type"] == "attached" and reply["after"] == middle
+    while late.last_seq < alice.last_seq:
+        await late.recv()
+    assert [f["seq"] for f in late.events] == list(range(middle + 1, alice.last_seq + 1))
+    second = await query(alice, "SCRIPT:hello")
+    await late.event("result", lambda e: e["query_id"] == second["id"])
+    await alice.event("result", lambda e: e["query_id"] == second["id"])
+    while late.last_seq < alice.last_seq:
+        await late.recv()
+    assert bodies(late) == bodies(alice)[middle:]
+    await late.close()
+
+
+async def test_too_old_cursor_gets_reset_with_snapshot(settings, model_url) -> None:  # type: ignore[no-untyped-def]
+    small = msgspec.structs.replace(settings, log_max_events=20)
+    async with run_gateway(small) as gw:
+        alice = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        attached = await open_session(alice)
+        await query(alice, "SCRIPT:hello")
+        await alice.event("result")
+        await alice.state("idle")
+        assert alice.last_seq > 20
+        late = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        reply = await attach(late, attached["session"]["session_id"], after=1, epoch=alice.epoch)
+        assert reply["type"] == "reset" and reply["reason"] == "cursor_too_old"
+        snapshot = reply["snapshot"]
+        assert snapshot["session"]["last_seq"] == alice.last_seq
+        kinds = [e["kind"] for e in snapshot["transcript"]]
+        assert kinds == ["user_query", "assistant_message", "result"]
+        assert snapshot["session"]["state"] == "idle" and snapshot["session"]["turns"] == 1
+        # After the snapshot the live tail continues from its last_seq.
+        await query(alice, "SCRIPT:hello")
+        await late.event("result")
+        assert late.events[0]["seq"] == snapshot["session"]["last_seq"] + 1
+        await late.close()
+        await alice.close()
+
+
+async def test_other_epoch_gets_reset(gateway: RunningGateway, alice: WsClient) -> None:
+    attached = await open_session(alice)
+    other = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    reply = await attach(other, attached["session"]["session_id"], after=3, epoch="deadbeef")
+    assert reply["type"] == "reset" and reply["reason"] == "epoch_mismatch"
+    assert reply["snapshot"]["session"]["epoch"] == alice.epoch
+    await other.close()
+
+
+async def test_cursor_ahead_of_log_gets_reset(gateway: RunningGateway, alice: WsClient) -> None:
+    attached = await open_session(alice)
+    other = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    reply = await attach(other, attached["session"]["session_id"], after=10_000, epoch=alice.epoch)
+    assert reply["type"] == "reset"
+    await other.close()
+
+
+async def test_resent_frame_id_is_not_executed_twice(gateway: RunningGateway, alice: WsClient) -> None:
+    attached = await open_session(alice)
+    first = await alice.request({"type": "query", "id": "q-once", "prompt": "SCRIPT:hello"})
+    alice.abort()
+    back = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    back.resume_from(alice)
+    await attach(back, attached["session"]["session_id"], after=alice.last_seq, epoch=alice.epoch)
+    again = await back.request({"type": "query", "id": "q-once", "prompt": "SCRIPT:hello"})
+    assert again["type"] == "ack" and again["duplicate"] is True and again["result"] == first["result"]
+    await back.event("result")
+    await back.state("idle")
+    session = gateway.manager.get("alice", attached["session"]["session_id"])
+    assert session.turns == 1
+    await back.close()
+
+
+async def test_resent_open_returns_the_same_session(gateway: RunningGateway) -> None:
+    one = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    first = await one.request({"type": "open", "id": "open-once"}, timeout=60)
+    one.abort()
+    two = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    second = await two.request({"type": "open", "id": "open-once"}, timeout=60)
+    assert second["session"]["session_id"] == first["session"]["session_id"]
+    assert gateway.manager.live_count("alice") == 1
+    await two.close()
