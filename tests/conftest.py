@@ -10,12 +10,17 @@ from tests.support.gateway import TOKENS, RunningGateway, run_gateway, test_sett
 
 
 @pytest.fixture(scope="session")
-def model_url() -> Iterator[str]:
+def model_server() -> Iterator[ScriptedModelServer]:
     """One scripted model per test process: it is stateless, so every CLI can share it."""
     server = ScriptedModelServer()
-    url = server.start_in_thread()
-    yield url
+    server.start_in_thread()
+    yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def model_url(model_server: ScriptedModelServer) -> str:
+    return model_server.url
 
 
 @pytest.fixture

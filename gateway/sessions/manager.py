@@ -18,10 +18,12 @@ from gateway.config import Settings
 from gateway.events.log import MemoryEventLog
 from gateway.profiles import Profile, narrow
 from gateway.sessions.agent_options import build_options
+from gateway.sessions.checks import ProfileProbe
 from gateway.sessions.runner import AgentRunner, SdkRunner
 from gateway.sessions.session import Session
 from gateway.wire.client import Open
 from gateway.wire.errors import ErrorCode, GatewayError
+from gateway.wire.http import ProfileCheck
 
 log = logging.getLogger("gateway.sessions")
 
@@ -73,6 +75,7 @@ class SessionManager:
             spec=spec,
             log_store=MemoryEventLog(self.settings.log_max_events, self.settings.log_max_bytes, self.settings.log_max_age_s),
             runner_factory=self._runner_factory,
+            on_closed=self._remove_files,
             max_queued=self.settings.max_queued_queries,
         )
         self._sessions[session.id] = session  # counted against the limits while it starts
@@ -103,6 +106,9 @@ class SessionManager:
 
     async def close(self, session: Session, reason: str) -> None:
         await session.close(reason)
+
+    async def _remove_files(self, session: Session) -> None:
+        """A closed session's working and config directories go with it."""
         root = self._session_dir(session)
         if root.exists():
             await asyncio.to_thread(shutil.rmtree, root, True)
@@ -135,3 +141,33 @@ class SessionManager:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
         await asyncio.gather(*(self.close(s, "shutdown") for s in self._sessions.values() if not s.closed), return_exceptions=True)
+
+    # ---- operator and bulk operations ------------------------------------------------------
+
+    async def close_idle(self, principal: str, idle_for_s: float) -> list[str]:
+        """Close the principal's sessions with no activity for `idle_for_s`, unless a turn is running."""
+        cutoff = time.time() * 1000 - idle_for_s * 1000
+        idle = [
+            s for s in self.list_for(principal)
+            if not s.closed and s.state not in ("running", "interrupted") and s.last_activity <= cutoff
+        ]
+        await asyncio.gather(*(self.close(s, "closed_idle") for s in idle))
+        return [s.id for s in idle]
+
+    async def check_profile(self, name: str) -> ProfileCheck:
+        """Dry-run a profile: start a CLI exactly as a session of it would, run one tiny turn, report.
+
+        Counts against the process's session limit while it runs, like a session.
+        """
+        profile = self.profiles.get(name)
+        if profile is None:
+            raise GatewayError(ErrorCode.PROFILE_NOT_FOUND, f"no profile {name!r}")
+        if self.live_count() >= self.settings.max_sessions:
+            raise GatewayError(ErrorCode.TOO_MANY_SESSIONS, "this gateway is at its session limit; try again later")
+        probe = ProfileProbe(profile)
+        try:
+            return await probe.run(lambda: self._runner_factory(probe, None))  # type: ignore[arg-type]
+        finally:
+            root = self._session_dir(probe)  # type: ignore[arg-type]
+            if root.exists():
+                await asyncio.to_thread(shutil.rmtree, root, True)

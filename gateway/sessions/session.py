@@ -10,7 +10,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from claude_agent_sdk import ResultMessage, SystemMessage
@@ -51,6 +51,7 @@ class Session:
         spec: SessionSpec,
         log_store: EventLog,
         runner_factory: Callable[["Session", str | None], AgentRunner],
+        on_closed: Callable[["Session"], Awaitable[None]] | None = None,
         max_queued: int = 20,
         transcript_limit: int = 2000,
     ) -> None:
@@ -78,6 +79,8 @@ class Session:
         self._cost_of_runner = 0.0
         self._wake = asyncio.Event()
         self._pump_task: asyncio.Task[None] | None = None
+        self._closing: asyncio.Task[None] | None = None
+        self._on_closed = on_closed
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -100,6 +103,8 @@ class Session:
                 await self._pump_task
         await self._stop_runner()
         self.feed.end()
+        if self._on_closed is not None:
+            await self._on_closed(self)
 
     @property
     def closed(self) -> bool:
@@ -146,7 +151,7 @@ class Session:
         except Exception as exc:
             log.warning("session %s: query failed: %r", self.id, exc)
             self._current_query = None
-            self.emit(ev.AgentError(code=ErrorCode.AGENT_UNAVAILABLE, message="the agent could not take the query; send it again"))
+            self.emit(ev.AgentError(code=ErrorCode.AGENT_UNAVAILABLE, message="the agent could not take the query; send it again", recoverable=True))
             self._set_state("failed" if self._runner is None else "idle", "agent_unavailable")
 
     # ---- events ----------------------------------------------------------------------------
@@ -202,6 +207,7 @@ class Session:
         self.emit(ev.AgentError(
             code="agent_exited",
             message="The agent process stopped unexpectedly; the conversation continues on the next query.",
+            recoverable=True,
         ))
         self._current_query = None
         self._set_state("idle", "agent_exited")
@@ -248,7 +254,8 @@ class Session:
             await self.reset_conversation(frame.mode, actor)
             return None
         if isinstance(frame, cf.Close):
-            await self.close("closed by client")
+            # Closed after this frame's ack is on its way, so the client that asked gets it.
+            self._closing = asyncio.create_task(self.close("closed by client"), name=f"session-close-{self.id}")
             return None
         raise GatewayError(ErrorCode.UNKNOWN_TYPE, f"{type(frame).__name__} is not a session frame")
 
@@ -359,3 +366,20 @@ class Session:
             transcript=list(self._transcript),  # type: ignore[arg-type]
             streaming_text="".join(self._streaming) or None,
         )
+
+    # ---- run-and-poll ----------------------------------------------------------------------
+
+    async def cancel_query(self, query_id: str) -> bool:
+        """Cancel one query: interrupt it when it is the running turn, withdraw it when still queued.
+
+        A withdrawn query gets a `result` with subtype `cancelled`, so every query still ends with
+        exactly one result. False when the query is neither running nor queued.
+        """
+        if query_id == self._current_query:
+            return bool((await self._interrupt())["interrupted"])
+        for queued in self._queue:
+            if queued[0] == query_id:
+                self._queue.remove(queued)
+                self.emit(ev.TurnResult(query_id=query_id, subtype="cancelled", is_error=True, duration_ms=0, duration_api_ms=0, num_turns=0))
+                return True
+        return False

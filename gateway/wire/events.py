@@ -147,7 +147,7 @@ class AgentError(EventBody, tag="error"):
 
     code: str
     message: str
-    recoverable: bool = True
+    recoverable: bool
 
 
 class RateLimit(EventBody, tag="rate_limit"):

@@ -1,0 +1,75 @@
+"""Run-and-poll: one query's status, messages and result, read off a session's transcript.
+
+Queries run one at a time in arrival order, so replaying the transcript with a queue of open
+queries tells which query every message belongs to: the oldest open one. A query closes with its
+`result`, or when the agent fails while it is the one running (it is dropped, see `Session._dispatch`
+and `Session.on_exit`).
+"""
+
+import collections
+
+from gateway.sessions.session import Session
+from gateway.wire import events as ev
+from gateway.wire.errors import ErrorCode, GatewayError
+from gateway.wire.http import Run, RunStatus
+
+_DROPPED_BY = ("agent_unavailable", "agent_exited")  # AgentError codes that drop the running query
+
+
+def result_status(result: ev.TurnResult) -> RunStatus:
+    if result.subtype == "cancelled" or (result.terminal_reason or "").startswith("aborted"):
+        return "cancelled"
+    return "error" if result.is_error else "completed"
+
+
+def run_view(session: Session, run_id: str) -> Run:
+    """The run started by query `run_id`; `not_found` when the transcript no longer has it (reset, or too old)."""
+    snapshot = session.snapshot()
+    open_queries: collections.deque[str] = collections.deque()
+    prompt: str | list | None = None
+    messages: list[ev.EventBody] = []
+    result: ev.TurnResult | None = None
+    dropped = False
+    for event in snapshot.transcript:
+        if isinstance(event, ev.UserQuery):
+            open_queries.append(event.query_id)
+            if event.query_id == run_id:
+                prompt = event.prompt
+            continue
+        owner = open_queries[0] if open_queries else None
+        if owner == run_id:
+            messages.append(event)
+        if isinstance(event, ev.TurnResult) and event.query_id in open_queries:
+            open_queries.remove(event.query_id)
+            if event.query_id == run_id:
+                result = event
+        elif isinstance(event, ev.AgentError) and event.code in _DROPPED_BY and owner is not None:
+            open_queries.popleft()
+            dropped = dropped or owner == run_id
+    if prompt is None:
+        raise GatewayError(ErrorCode.NOT_FOUND, f"no run {run_id} in this session's conversation")
+    info = snapshot.session
+    running = bool(open_queries) and open_queries[0] == run_id and info.state in ("running", "awaiting_approval", "interrupted")
+    status: RunStatus
+    if result is not None:
+        status = result_status(result)
+    elif dropped:
+        status = "error"
+    elif session.closed:
+        status = "cancelled"
+    elif running:
+        status = "awaiting_approval" if info.state == "awaiting_approval" else "running"
+    else:
+        status = "pending"
+    return Run(
+        run_id=run_id,
+        session_id=session.id,
+        status=status,
+        prompt=prompt,
+        messages=messages,  # type: ignore[arg-type]
+        pending=info.pending if running else [],
+        streaming_text=snapshot.streaming_text if running else None,
+        result=result,
+        epoch=info.epoch,
+        last_seq=info.last_seq,
+    )

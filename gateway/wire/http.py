@@ -1,0 +1,136 @@
+"""Bodies of the HTTP API that are not WebSocket frames (`protocol/HTTP.md`; `/openapi.json` is built from them)."""
+
+from typing import Any, Literal
+
+import msgspec
+
+from gateway.profiles import Profile
+from gateway.wire import events as ev
+from gateway.wire.client import FrameId, Open, Prompt
+from gateway.wire.server import SessionInfo
+
+
+class CreateSession(Open, tag=False):
+    """`POST /v1/sessions`: the options of an `open` frame, and optionally a first prompt (run-and-poll).
+
+    `id` makes creation idempotent: re-sending it returns the same session.
+    """
+
+    id: FrameId | None = None
+    prompt: Prompt | None = None
+
+
+RunStatus = Literal["pending", "running", "awaiting_approval", "completed", "error", "cancelled"]
+
+
+class Run(msgspec.Struct, kw_only=True):
+    """One query and everything it produced so far, for clients that poll instead of streaming.
+
+    `messages` are this run's transcript events; `streaming_text` is the text of the assistant
+    message still being streamed; `last_seq`/`epoch` let a poller switch to the event stream.
+    """
+
+    run_id: str
+    session_id: str
+    status: RunStatus
+    prompt: str | list[dict[str, Any]]
+    messages: list[ev.AnyEvent]
+    pending: list[ev.PermissionRequest | ev.Question]
+    streaming_text: str | None = None
+    result: ev.TurnResult | None = None
+    epoch: str
+    last_seq: int
+
+
+class Created(msgspec.Struct, kw_only=True):
+    """Reply to `POST /v1/sessions`; `run` is set when a first prompt was given."""
+
+    session: SessionInfo
+    run: Run | None = None
+
+
+class SessionList(msgspec.Struct):
+    sessions: list[SessionInfo]
+
+
+class ClosedSessions(msgspec.Struct):
+    """Reply to `DELETE /v1/sessions?idle_for_s=N`: the ids of the sessions it closed."""
+
+    closed: list[str]
+
+
+_PRIVATE_PROFILE_FIELDS = ("env", "system_prompt", "append_system_prompt")
+ProfileView = msgspec.defstruct(
+    "ProfileView",
+    [(f.name, f.type) for f in msgspec.structs.fields(Profile) if f.name not in _PRIVATE_PROFILE_FIELDS],
+    kw_only=True,
+)
+"""A profile as clients see it: what they may choose and narrow; never its environment or prompts."""
+
+
+def profile_view(profile: Profile) -> Any:
+    return msgspec.convert(msgspec.to_builtins(profile), ProfileView)
+
+
+class ProfileList(msgspec.Struct):
+    profiles: list[ProfileView]  # type: ignore[valid-type]
+
+
+class McpServer(msgspec.Struct, kw_only=True):
+    name: str
+    status: str
+
+
+class ProfileCheck(msgspec.Struct, kw_only=True):
+    """A profile's dry run: its CLI started and answered one tiny turn with the profile's settings.
+
+    `ok` is false when the CLI didn't start, the turn failed (model unknown, API unreachable) or an
+    MCP server didn't connect. `warnings` name allowed or disallowed tools the CLI doesn't list
+    (typos, or tools it loads lazily).
+    """
+
+    profile: str
+    ok: bool
+    duration_ms: int
+    cli_version: str | None = None
+    model: str | None = None
+    tools: list[str] = []
+    mcp_servers: list[McpServer] = []
+    errors: list[str] = []
+    warnings: list[str] = []
+
+
+class Ticket(msgspec.Struct):
+    """A short-lived credential for `?ticket=` (EventSource and WebSocket in browsers); `expires_at` is unix ms."""
+
+    ticket: str
+    expires_at: int
+
+
+class Health(msgspec.Struct):
+    status: Literal["ok"]
+
+
+class ReadinessCheck(msgspec.Struct, kw_only=True):
+    name: str
+    ok: bool
+    detail: str
+
+
+class Readiness(msgspec.Struct, kw_only=True):
+    status: Literal["ready", "unready"]
+    checks: list[ReadinessCheck]
+
+
+class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """An RFC 9457 problem document; `code` is the same stable code a WebSocket `error` frame carries.
+
+    `id` is the id of the frame that failed, when one could be read.
+    """
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    id: str | None = None

@@ -1,0 +1,123 @@
+"""Session lifecycle: CLI death and resume, idle reaping, explicit close, model and mode changes."""
+
+import asyncio
+import contextlib
+import os
+import signal
+
+import msgspec
+from websockets.exceptions import ConnectionClosed
+
+from gateway.scripted_model.server import ScriptedModelServer
+from tests.support.client import WsClient
+from tests.support.flows import attach, open_session, query
+from tests.support.gateway import TOKENS, RunningGateway, run_gateway
+from tests.support.processes import alive, cli_pids
+
+
+async def drain_until_closed(client: WsClient) -> None:
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            await client.recv(timeout=5)
+
+
+def workdir(gateway: RunningGateway, session_id: str):  # type: ignore[no-untyped-def]
+    return gateway.app.state.settings.sessions_dir / session_id / "work"
+
+
+async def test_cli_killed_mid_turn_then_conversation_resumes(gateway: RunningGateway, alice: WsClient, model_server: ScriptedModelServer) -> None:
+    attached = await open_session(alice)
+    session_id = attached["session"]["session_id"]
+    first = await query(alice, "SCRIPT:hello")
+    await alice.event("result", lambda e: e["query_id"] == first["id"])
+    await query(alice, "SCRIPT:long")
+    await alice.event("stream", lambda e: e["event"].get("delta", {}).get("type") == "text_delta")
+    [pid] = cli_pids(workdir(gateway, session_id))
+    os.kill(pid, signal.SIGKILL)
+    error = await alice.event("error")
+    assert error["code"] == "agent_exited" and error["recoverable"] is True
+    await alice.event("state", lambda e: e["state"] == "idle" and e.get("reason") == "agent_exited")
+    # The next query starts a new CLI that resumes the same conversation.
+    model_server.requests.clear()
+    again = await query(alice, "SCRIPT:hello")
+    result = await alice.event("result", lambda e: e["query_id"] == again["id"], timeout=60)
+    assert result["is_error"] is False
+    [new_pid] = cli_pids(workdir(gateway, session_id))
+    assert new_pid != pid
+    prompts = [str(m) for r in model_server.requests for m in r.body.get("messages", [])]
+    assert any("SCRIPT:long" in p for p in prompts) or any("SCRIPT:hello" in p for p in prompts[:-1])
+
+
+async def test_idle_session_is_reaped_and_its_cli_stopped(settings, model_url) -> None:  # type: ignore[no-untyped-def]
+    quick = msgspec.structs.replace(settings, idle_timeout_s=0.6, closed_retention_s=60)
+    async with run_gateway(quick) as gw:
+        client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        attached = await open_session(client)
+        session_id = attached["session"]["session_id"]
+        [pid] = cli_pids(workdir(gw, session_id))
+        # Attached sockets keep a session alive.
+        await asyncio.sleep(1.5)
+        assert not gw.manager.get("alice", session_id).closed
+        await client.close()
+        for _ in range(100):
+            if gw.manager.get("alice", session_id).closed:
+                break
+            await asyncio.sleep(0.05)
+        assert gw.manager.get("alice", session_id).state == "closed"
+        for _ in range(100):
+            if not alive(pid):
+                break
+            await asyncio.sleep(0.05)
+        assert not alive(pid)
+        # Within the retention time the session can still be attached to read how it ended.
+        late = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        reply = await attach(late, session_id)
+        assert reply["type"] == "attached" and reply["session"]["state"] == "closed"
+        closed = await late.event("state", lambda e: e["state"] == "closed")
+        assert closed["reason"] == "idle_timeout"
+        await drain_until_closed(late)
+        assert late.close_code == 4009
+
+
+async def test_close_frame_ends_session_for_every_socket(gateway: RunningGateway, alice: WsClient) -> None:
+    attached = await open_session(alice)
+    session_id = attached["session"]["session_id"]
+    tab2 = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    await attach(tab2, session_id)
+    [pid] = cli_pids(workdir(gateway, session_id))
+    ack = await alice.request({"type": "close"})
+    assert ack["type"] == "ack"
+    for tab in (alice, tab2):
+        await tab.event("state", lambda e: e["state"] == "closed")
+        await drain_until_closed(tab)
+        assert tab.close_code == 4009
+    assert not alive(pid)
+    # The closed session still replays its history, then the socket closes with 4009.
+    again = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    reply = await attach(again, session_id)
+    assert reply["type"] == "attached" and reply["session"]["state"] == "closed"
+    await drain_until_closed(again)
+    assert again.close_code == 4009 and again.last_seq == alice.last_seq
+
+
+async def test_change_model_and_permission_mode(gateway: RunningGateway, alice: WsClient) -> None:
+    await open_session(alice)
+    ack = await alice.request({"type": "set_model", "model": "claude-opus-4-1"})
+    assert ack["type"] == "ack"
+    changed = await alice.event("model_changed")
+    assert changed["model"] == "claude-opus-4-1" and changed["by"]["principal"] == "alice"
+    refused = await alice.request({"type": "set_model", "model": "gpt-5"})
+    assert refused["code"] == "model_not_allowed"
+    ack = await alice.request({"type": "set_permission_mode", "mode": "acceptEdits"})
+    assert ack["type"] == "ack"
+    assert (await alice.event("permission_mode_changed"))["mode"] == "acceptEdits"
+    refused = await alice.request({"type": "set_permission_mode", "mode": "bypassPermissions"})
+    assert refused["code"] == "mode_not_allowed"
+    # acceptEdits lets the Write tool run without asking; the new model serves the turn.
+    done = await query(alice, "SCRIPT:write")
+    result = await alice.event("result", lambda e: e["query_id"] == done["id"])
+    assert result["is_error"] is False
+    assert not any(f["event"]["kind"] == "permission_request" for f in alice.events)
+    # The CLI maps the alias to a concrete model id; the request it sent is for an Opus model.
+    message = await alice.event("assistant_message")
+    assert "opus" in message["model"]
