@@ -1,8 +1,9 @@
 """Starlette app exposing the Anthropic API endpoints the Claude Code CLI calls.
 
-Measured with CLI 2.1.330: `POST /v1/messages?beta=true` for every model call (agent turns and,
-unless nonessential traffic is disabled, streamed title requests with a JSON schema), and
-`HEAD /api/hello` as a connectivity probe (also only with nonessential traffic enabled).
+Measured with CLI 2.1.330: streamed `POST /v1/messages?beta=true` for turns,
+/compact and (unless nonessential traffic is disabled) session titles; a non-streaming
+`max_tokens: 1` "Hi" on `set_model`; `POST /v1/messages/count_tokens` (16 of them) on
+`get_context_usage`; and `HEAD /api/hello`, only with nonessential traffic enabled.
 """
 
 from __future__ import annotations

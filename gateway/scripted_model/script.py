@@ -123,7 +123,10 @@ BUILTINS: dict[str, Script] = msgspec.convert(
             "steps": [
                 [
                     {"text": "Let me run a command."},
-                    {"tool": "Bash", "input": {"command": "sh -c 'echo hello-from-agent'", "description": "Print a greeting"}},
+                    {
+                        "tool": "Bash",
+                        "input": {"command": "sh -c 'echo hello-from-agent'", "description": "Print a greeting"},
+                    },
                 ],
                 [{"text": "The command returned: {result}"}],
             ]
@@ -182,7 +185,7 @@ FINISHED = "(script finished)"
 # The CLI's /compact request contains this; without <summary> tags in the reply it asks again.
 _COMPACT_MARKER = "detailed summary of the conversation"
 _COMPACT = Script(
-    [[ScriptBlock(text="<analysis>A scripted conversation.</analysis>\n<summary>The user ran scripted turns.</summary>")]]
+    [[ScriptBlock(text="<analysis>A scripted conversation.</analysis>\n<summary>Scripted turns so far.</summary>")]]
 )
 _DEMO_WORDS = {"bash": ("run", "command"), "ask": ("ask", "question", "choose"), "long": ("long", "essay", "story")}
 _SCRIPT_RE = re.compile(r"^SCRIPT:(.*)", re.MULTILINE | re.DOTALL)
@@ -252,17 +255,22 @@ def _demo_text(prompt: str) -> str:
 
 
 def _example(schema: dict[str, Any]) -> Any:
-    """A minimal value that satisfies a JSON schema."""
+    """A minimal value satisfying a simple JSON schema (such as the CLI's `{"title": string}`)."""
     if "enum" in schema:
         return schema["enum"][0]
-    return {
-        "object": lambda: {k: _example(v) for k, v in schema.get("properties", {}).items()},
-        "array": list,
-        "integer": int,
-        "number": int,
-        "boolean": bool,
-        "null": lambda: None,
-    }.get(schema.get("type", "string"), lambda: "Scripted session")()
+    match schema.get("type"):
+        case "object":
+            return {k: _example(v) for k, v in schema.get("properties", {}).items()}
+        case "array":
+            return []
+        case "integer" | "number":
+            return 0
+        case "boolean":
+            return False
+        case "null":
+            return None
+        case _:
+            return "Scripted session"
 
 
 def _texts(content: str | list[dict[str, Any]]) -> list[str]:
@@ -277,13 +285,12 @@ def _prompt_blocks(msg: Message) -> list[str]:
 
 
 def _last_prompt_index(messages: list[Message]) -> int:
-    """Index of the last user message with real text; tool results are not prompts."""
-    for i in range(len(messages) - 1, -1, -1):
-        m = messages[i]
-        has_tool_result = isinstance(m.content, list) and any(b.get("type") == "tool_result" for b in m.content)
-        if m.role == "user" and not has_tool_result and _prompt_blocks(m):
-            return i
-    return -1
+    """Index of the last user message with the user's own text; a bare tool result is no prompt.
+
+    A prompt sent after an interrupt mid-tool arrives in the same message as the tool result.
+    """
+    prompts = [i for i, m in enumerate(messages) if m.role == "user" and _prompt_blocks(m)]
+    return prompts[-1] if prompts else -1
 
 
 def _latest_tool_result(messages: list[Message]) -> str:
@@ -291,8 +298,7 @@ def _latest_tool_result(messages: list[Message]) -> str:
         if isinstance(m.content, list):
             for b in reversed(m.content):
                 if b.get("type") == "tool_result":
-                    c = b.get("content", "")
-                    return ("\n".join(_texts(c)) if isinstance(c, (str, list)) else "").strip()
+                    return "\n".join(_texts(b.get("content", ""))).strip()
     return ""
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from types import TracebackType
@@ -31,10 +32,12 @@ def cli_env(base_url: str, home_dir: str) -> dict[str, str]:
 
 
 def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
-    """Bind before serving so the real port is known up front (port 0 picks a free one)."""
+    """Listen before serving, so the real port is known up front (port 0 picks a free one)
+    and early connections wait in the backlog instead of being refused."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    sock.listen(2048)
     return sock
 
 
@@ -54,7 +57,8 @@ class _Server(uvicorn.Server):
 class ScriptedModelServer:
     """`async with ScriptedModelServer() as srv: srv.url`, or `start_in_thread()` / `stop()`.
 
-    `requests` keeps the most recent requests the CLI sent, for assertions.
+    The port is bound in the constructor, so `url` is valid at once. `requests` keeps the
+    most recent requests received, for assertions about what the CLI sent.
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -65,37 +69,34 @@ class ScriptedModelServer:
             create_app(self.requests), log_level="warning", lifespan="off", timeout_graceful_shutdown=1
         )
         self._server = _Server(config)
+        self._task: asyncio.Task[None] | None = None
         self._thread: threading.Thread | None = None
 
     async def __aenter__(self) -> ScriptedModelServer:
-        task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
+        self._task = asyncio.create_task(self._server.serve(sockets=[self._sock]))
         while not self._server.started:
-            if task.done():
-                task.result()
+            if self._task.done():
+                self._task.result()
                 raise RuntimeError("scripted model server exited during startup")
             await asyncio.sleep(0.005)
-        self._task = task
         return self
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._server.should_exit = True
-        await self._task
+        if self._task is not None:
+            await self._task
 
     def start_in_thread(self) -> str:
-        """Serve from a daemon thread with its own loop; returns the URL once accepting."""
-        started = threading.Event()
-
-        async def main() -> None:
-            async with self:
-                started.set()
-                await self._task
-
-        self._thread = threading.Thread(target=asyncio.run, args=(main(),), name="scripted-model", daemon=True)
+        """Serve from a daemon thread with its own loop, for sync callers; returns the URL once up."""
+        serve = self._server.serve(sockets=[self._sock])
+        self._thread = threading.Thread(target=asyncio.run, args=(serve,), name="scripted-model", daemon=True)
         self._thread.start()
-        if not started.wait(10):
-            raise RuntimeError("scripted model server did not start")
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("scripted model server exited during startup")
+            time.sleep(0.005)
         return self.url
 
     def stop(self) -> None:

@@ -57,7 +57,8 @@ def message(reply: Reply, model: str, input_tokens: int) -> dict[str, Any]:
 
 def event(data: dict[str, Any]) -> bytes:
     """One SSE frame; the `event:` name always equals the payload's `type`."""
-    return b"event: " + data["type"].encode() + b"\ndata: " + _json.encode(data) + b"\n\n"
+    name: str = data["type"]
+    return b"event: " + name.encode() + b"\ndata: " + _json.encode(data) + b"\n\n"
 
 
 def _pieces(s: str, size: int) -> list[str]:

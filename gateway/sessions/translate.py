@@ -1,6 +1,7 @@
 """SDK messages to wire events: add the `type` discriminators `asdict` drops, strip host details."""
 
 import dataclasses
+import re
 from typing import Any
 
 from claude_agent_sdk import (
@@ -35,8 +36,10 @@ _BLOCK_TYPES: dict[type, str] = {
     ServerToolResultBlock: "server_tool_result",
 }
 _TASK_TYPES = (TaskStartedMessage, TaskProgressMessage, TaskNotificationMessage, TaskUpdatedMessage)
-# Keys of system messages that name host paths or sockets; never sent to browsers.
-HOST_KEYS = frozenset({"cwd", "memory_paths", "messaging_socket_path", "output_file", "apiKeySource", "plugins", "mcp_servers"})
+# System-message keys that name host paths, sockets or configuration; never sent to browsers.
+# Matched by pattern too, so keys a newer CLI adds (`original_cwd`, `*_dir`...) stay out.
+HOST_KEYS = frozenset({"apiKeySource", "plugins", "mcp_servers"})
+HOST_KEY_PATTERN = re.compile(r"cwd|path|dir|socket|file", re.IGNORECASE)
 
 
 def block(b: Any) -> dict[str, Any]:
@@ -50,7 +53,7 @@ def content(c: str | list[Any]) -> str | list[dict[str, Any]]:
 
 
 def scrub(data: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in data.items() if k not in HOST_KEYS}
+    return {k: v for k, v in data.items() if k not in HOST_KEYS and not HOST_KEY_PATTERN.search(k)}
 
 
 def is_local_command_echo(msg: UserMessage) -> bool:

@@ -18,7 +18,7 @@ from gateway.sessions.manager import SessionManager
 from gateway.sessions.session import Session, now_ms
 from gateway.transports.outbox import Outbox, SlowConsumer
 from gateway.wire import client as cf
-from gateway.wire.codec import FrameError, decode_client_frame, error_frame, frame_bytes
+from gateway.wire.codec import FrameError, decode_client_frame, error_frame, frame_bytes, frame_id_of
 from gateway.wire.errors import CloseCode, ErrorCode, GatewayError
 from gateway.wire.events import Actor
 from gateway.wire.server import Attached, Pong, Reset, Snapshot
@@ -101,7 +101,8 @@ class WebSocketConnection:
         if raw is None:
             raw = message.get("bytes") or b""
         if len(raw) > self.settings.max_frame_bytes:
-            self._reply_error(GatewayError(ErrorCode.FRAME_TOO_LARGE, f"frames are limited to {self.settings.max_frame_bytes} bytes"))
+            too_large = GatewayError(ErrorCode.FRAME_TOO_LARGE, f"frames are limited to {self.settings.max_frame_bytes} bytes")
+            self._reply_error(too_large, frame_id_of(raw))
             return
         try:
             frame = decode_client_frame(raw)

@@ -10,6 +10,13 @@ from gateway.wire.server import Error, ServerFrame
 
 _decoder = msgspec.json.Decoder(AnyClientFrame)
 _loose = msgspec.json.Decoder()
+
+
+class _IdOnly(msgspec.Struct):
+    id: str | None = None
+
+
+_id_only = msgspec.json.Decoder(_IdOnly)
 encode = msgspec.json.Encoder().encode
 
 
@@ -34,6 +41,14 @@ def decode_client_frame(raw: bytes | str) -> ClientFrame:
         raise FrameError(ErrorCode.BAD_FRAME, text, frame_id) from None
     except msgspec.DecodeError as exc:
         raise FrameError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}", None) from None
+
+
+def frame_id_of(raw: bytes | str) -> str | None:
+    """The `id` of a frame we won't execute (e.g. too large), skipping everything else cheaply."""
+    try:
+        return _id_only.decode(raw).id
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
 
 
 def _loose_object(raw: bytes | str) -> dict[str, Any]:

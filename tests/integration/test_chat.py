@@ -1,8 +1,10 @@
 """Chat through the whole stack: real sockets, real SDK, real CLI, scripted model."""
 
+import json
+
 from gateway.scripted_model.script import expected_texts
 from tests.support.client import WsClient
-from tests.support.flows import open_session
+from tests.support.flows import open_session, query
 
 
 async def test_multi_turn_chat_streams_deltas(alice: WsClient) -> None:
@@ -23,3 +25,13 @@ async def test_multi_turn_chat_streams_deltas(alice: WsClient) -> None:
     assert result2["num_turns"] >= 1
     assert alice.text().endswith(expected_texts("long")[0])
     await alice.state("idle")
+
+
+async def test_no_host_paths_reach_clients(gateway, alice: WsClient) -> None:  # type: ignore[no-untyped-def]
+    """The CLI's init message names the session's directories; clients must not see them."""
+    await open_session(alice)
+    await query(alice, "SCRIPT:hello")
+    await alice.event("result")
+    root = str(gateway.app.state.settings.sessions_dir.resolve())
+    assert any(f["event"]["kind"] == "system" for f in alice.events)
+    assert root not in json.dumps(alice.frames)

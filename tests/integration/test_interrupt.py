@@ -8,7 +8,6 @@ from tests.support.flows import open_session, query, tool_results
 
 
 async def assert_still_usable(client: WsClient) -> None:
-    await client.state("idle")
     ack = await query(client, "SCRIPT:hello")
     result = await client.event("result", lambda e: e["query_id"] == ack["id"])
     assert result["is_error"] is False

@@ -32,7 +32,7 @@ class WsClient:
     @classmethod
     async def connect(cls, url: str, token: str | None = None, *, subprotocols: list[str] | None = None, headers: dict[str, str] | None = None) -> "WsClient":
         protocols = subprotocols if subprotocols is not None else ["agent-gateway.v1"] + ([f"bearer.{token}"] if token else [])
-        ws = await connect(url, subprotocols=protocols, additional_headers=headers, max_size=None, open_timeout=10)  # type: ignore[arg-type]
+        ws = await connect(url, subprotocols=protocols or None, additional_headers=headers, max_size=None, open_timeout=10)  # type: ignore[arg-type]
         return cls(ws)
 
     async def send(self, frame: Frame | str | bytes) -> None:

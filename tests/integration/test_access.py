@@ -1,0 +1,104 @@
+"""Authentication, principals and profile narrowing over the WebSocket."""
+
+import httpx
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from tests.support.client import WsClient
+from tests.support.flows import attach, open_session
+from tests.support.gateway import TOKENS, RunningGateway
+
+
+async def closed_with(client: WsClient) -> int | None:
+    with pytest.raises(ConnectionClosed):
+        await client.recv(timeout=5)
+    return client.close_code
+
+
+@pytest.mark.parametrize("protocols", [["agent-gateway.v1"], ["agent-gateway.v1", "bearer.wrong-token-0000000000"], ["agent-gateway.v1", "bearer."]])
+async def test_missing_or_wrong_credentials_close_with_4001(gateway: RunningGateway, protocols: list[str]) -> None:
+    client = await WsClient.connect(gateway.ws_url, subprotocols=protocols)
+    assert await closed_with(client) == 4001
+
+
+async def test_bearer_header_for_services(gateway: RunningGateway) -> None:
+    client = await WsClient.connect(gateway.ws_url, subprotocols=[], headers={"Authorization": f"Bearer {TOKENS['bob']}"})
+    pong = await client.request({"type": "ping"})
+    assert pong["type"] == "pong"
+    await client.close()
+
+
+async def test_subprotocol_is_echoed_for_browsers(gateway: RunningGateway) -> None:
+    client = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    assert client.ws.subprotocol == "agent-gateway.v1"
+    await client.close()
+
+
+async def test_ticket_from_http_call_authenticates_websocket(gateway: RunningGateway) -> None:
+    async with httpx.AsyncClient(base_url=gateway.http_url) as http:
+        refused = await http.post("/v1/tickets")
+        assert refused.status_code == 401
+        issued = await http.post("/v1/tickets", headers={"Authorization": f"Bearer {TOKENS['bob']}"})
+    ticket = issued.json()["ticket"]
+    client = await WsClient.connect(f"{gateway.ws_url}?ticket={ticket}", subprotocols=["agent-gateway.v1"])
+    attached = await open_session(client)
+    assert gateway.manager.get("bob", attached["session"]["session_id"]).principal == "bob"
+    await client.close()
+    forged = ticket[:-4] + ("AAAA" if not ticket.endswith("AAAA") else "BBBB")
+    bad = await WsClient.connect(f"{gateway.ws_url}?ticket={forged}", subprotocols=["agent-gateway.v1"])
+    assert await closed_with(bad) == 4001
+
+
+async def test_other_principals_session_looks_missing(gateway: RunningGateway, alice: WsClient) -> None:
+    attached = await open_session(alice)
+    bob = await WsClient.connect(gateway.ws_url, TOKENS["bob"])
+    theirs = await attach(bob, attached["session"]["session_id"])
+    missing = await attach(bob, "s_does-not-exist")
+    assert theirs["type"] == missing["type"] == "error"
+    assert theirs["code"] == missing["code"] == "session_not_found"
+    assert theirs["message"].replace(attached["session"]["session_id"], "X") == missing["message"].replace("s_does-not-exist", "X")
+    await bob.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "code"),
+    [
+        ({"profile": "nope"}, "profile_not_found"),
+        ({"model": "gpt-5"}, "model_not_allowed"),
+        ({"permission_mode": "bypassPermissions"}, "mode_not_allowed"),
+        ({"allowed_tools": ["Bash"]}, "forbidden_option"),
+        ({"max_turns": 500}, "forbidden_option"),
+        ({"cwd": "/etc"}, "bad_frame"),
+        ({"env": {"X": "1"}}, "bad_frame"),
+        ({"mcp_servers": {}}, "bad_frame"),
+        ({"cli_path": "/bin/sh"}, "bad_frame"),
+        ({"extra_args": {}}, "bad_frame"),
+        ({"hooks": {}}, "bad_frame"),
+        ({"setting_sources": ["user"]}, "bad_frame"),
+    ],
+)
+async def test_refused_escalations(alice: WsClient, options: dict, code: str) -> None:  # type: ignore[type-arg]
+    reply = await alice.request({"type": "open", **options})
+    assert reply["type"] == "error" and reply["code"] == code, reply
+    assert (await alice.request({"type": "ping"}))["type"] == "pong"
+
+
+async def test_narrowing_is_applied(gateway: RunningGateway, alice: WsClient) -> None:
+    attached = await open_session(alice, model="claude-haiku-4-5", allowed_tools=["Read"], disallowed_tools=["Write"], max_turns=3, permission_mode="plan")
+    session = gateway.manager.get("alice", attached["session"]["session_id"])
+    assert session.spec.allowed_tools == ["Read"]
+    assert "Write" in session.spec.disallowed_tools and session.spec.max_turns == 3
+    assert attached["session"]["permission_mode"] == "plan" and attached["session"]["model"] == "claude-haiku-4-5"
+
+
+async def test_session_limit_per_principal(gateway: RunningGateway) -> None:
+    gateway.app.state.settings.max_sessions_per_principal = 1
+    one = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    await open_session(one)
+    two = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    refused = await two.request({"type": "open"})
+    assert refused["code"] == "too_many_sessions"
+    bob = await WsClient.connect(gateway.ws_url, TOKENS["bob"])
+    await open_session(bob)
+    for c in (one, two, bob):
+        await c.close()

@@ -1,0 +1,108 @@
+"""Bad input over the WebSocket: every case gets a documented error; the socket and session go on."""
+
+import asyncio
+import json
+
+import msgspec
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from tests.support.client import WsClient
+from tests.support.flows import open_session, query
+from tests.support.gateway import TOKENS, RunningGateway, run_gateway
+
+CASES = [
+    (b"{not json", "bad_json", None),
+    ("", "bad_json", None),
+    ("[1, 2]", "bad_frame", None),
+    ('"just a string"', "bad_frame", None),
+    ('{"id": "x1"}', "bad_frame", "x1"),
+    ('{"type": "launch_missiles", "id": "x2"}', "unknown_type", "x2"),
+    ('{"type": 7, "id": "x3"}', "unknown_type", "x3"),
+    ('{"type": "query", "id": "x4"}', "bad_frame", "x4"),
+    ('{"type": "query", "id": "x5", "prompt": 42}', "bad_frame", "x5"),
+    ('{"type": "query", "id": "x6", "prompt": ""}', "bad_frame", "x6"),
+    ('{"type": "query", "id": "x7", "prompt": "hi", "cwd": "/"}', "bad_frame", "x7"),
+    ('{"type": "query", "prompt": "hi"}', "bad_frame", None),
+    ('{"type": "query", "id": "", "prompt": "hi"}', "bad_frame", None),
+    ('{"type": "query", "id": 12, "prompt": "hi"}', "bad_frame", None),
+    ('{"type": "permission_response", "id": "x8", "request_id": "req_nope", "decision": "allow"}', "unknown_request", "x8"),
+    ('{"type": "permission_response", "id": "x9", "request_id": "req_nope", "decision": "maybe"}', "bad_frame", "x9"),
+    ('{"type": "question_response", "id": "x10", "request_id": "req_nope", "answers": {"q": "a"}}', "unknown_request", "x10"),
+    ('{"type": "set_permission_mode", "id": "x11", "mode": "yolo"}', "bad_frame", "x11"),
+    ('{"type": "attach", "id": "x12", "session_id": "s_x"}', "already_attached", "x12"),
+    ('{"type": "open", "id": "x13"}', "already_attached", "x13"),
+    ('{"type": "attach", "id": "x14", "session_id": "s_x", "after": -1}', "bad_frame", "x14"),
+]
+
+
+async def test_every_bad_frame_gets_its_error_and_the_session_goes_on(alice: WsClient) -> None:
+    await open_session(alice)
+    for raw, code, frame_id in CASES:
+        await alice.send(raw)
+        reply = await alice.until(lambda f: f["type"] == "error")
+        assert (reply["code"], reply.get("id")) == (code, frame_id), (raw, reply)
+        assert reply["message"]
+    ack = await query(alice, "SCRIPT:hello")
+    result = await alice.event("result", lambda e: e["query_id"] == ack["id"])
+    assert result["is_error"] is False
+
+
+async def test_session_frames_before_attach(gateway: RunningGateway) -> None:
+    client = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    for frame in ({"type": "query", "prompt": "hi"}, {"type": "interrupt"}, {"type": "close"}):
+        reply = await client.request(frame)
+        assert reply["code"] == "not_attached"
+    assert (await client.request({"type": "ping"}))["type"] == "pong"
+    await client.close()
+
+
+async def test_oversized_frames(settings, model_url) -> None:  # type: ignore[no-untyped-def]
+    small = msgspec.structs.replace(settings, max_frame_bytes=4096)
+    async with run_gateway(small) as gw:
+        client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        await open_session(client)
+        reply = await client.request({"type": "query", "prompt": "x" * 5000})
+        assert reply["code"] == "frame_too_large"
+        assert (await client.request({"type": "ping"}))["type"] == "pong"
+        # Past four times the limit the WebSocket layer itself refuses: close 1009.
+        await client.send(json.dumps({"type": "query", "id": "huge", "prompt": "x" * 20000}))
+        with pytest.raises(ConnectionClosed):
+            await client.recv(timeout=5)
+        assert client.close_code == 1009
+
+
+async def test_handshake_timeout(settings, model_url) -> None:  # type: ignore[no-untyped-def]
+    quick = msgspec.structs.replace(settings, handshake_timeout_s=0.3)
+    async with run_gateway(quick) as gw:
+        client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        with pytest.raises(ConnectionClosed):
+            await client.recv(timeout=5)
+        assert client.close_code == 4002
+
+
+async def test_garbage_storm_leaves_other_sessions_alone(gateway: RunningGateway) -> None:
+    """One client floods junk while another chats; the chat's events stay complete and ordered."""
+    calm = await WsClient.connect(gateway.ws_url, TOKENS["bob"])
+    await open_session(calm)
+    noisy = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    await open_session(noisy)
+
+    async def flood() -> int:
+        sent = 0
+        junk = [b"\x00\xff", "{", '{"type":"query","id":"j","prompt":{"a":1}}', '{"type":"attach"}', "[]" * 1000, '{"type":"interrupt","id":"i"}']
+        for i in range(300):
+            await noisy.send(junk[i % len(junk)])
+            sent += 1
+        return sent
+
+    ack = await query(calm, "SCRIPT:long")
+    sent, result = await asyncio.gather(flood(), calm.event("result", lambda e: e["query_id"] == ack["id"], timeout=30))
+    assert sent == 300 and result["is_error"] is False
+    errors = 0
+    while errors < 250:
+        frame = await noisy.recv()
+        errors += frame["type"] == "error"
+    assert (await noisy.request({"type": "ping"}))["type"] == "pong"
+    await calm.close()
+    await noisy.close()
