@@ -1,0 +1,49 @@
+import asyncio
+
+import pytest
+
+from gateway.transports.outbox import Outbox, SlowConsumer
+
+
+async def test_coalesces_everything_queued_into_one_batch() -> None:
+    box = Outbox(max_bytes=1 << 20)
+    for i in range(100):
+        box.push(b"%d" % i)
+    assert await box.take() == [b"%d" % i for i in range(100)]
+    assert len(box) == 0
+
+
+async def test_batches_are_bounded() -> None:
+    box = Outbox(max_bytes=1 << 20, max_batch_frames=10)
+    for i in range(25):
+        box.push(b"x")
+    sizes = [len(await box.take()) for _ in range(3)]
+    assert sizes == [10, 10, 5]
+
+
+async def test_take_waits_for_a_push() -> None:
+    box = Outbox(max_bytes=100)
+    waiter = asyncio.create_task(box.take())
+    await asyncio.sleep(0)
+    assert not waiter.done()
+    box.push(b"a")
+    assert await waiter == [b"a"]
+
+
+async def test_overflow_marks_slow_consumer_and_frees_nothing_more() -> None:
+    box = Outbox(max_bytes=10)
+    box.push(b"12345")
+    box.push(b"123456")
+    assert box.overflowed
+    box.push(b"more")
+    with pytest.raises(SlowConsumer):
+        await box.take()
+
+
+async def test_replay_is_not_held_to_the_bound_and_end_drains_first() -> None:
+    box = Outbox(max_bytes=10)
+    box.push_many([b"0123456789"] * 5)
+    box.end()
+    assert not box.overflowed
+    assert len(await box.take()) == 5
+    assert await box.take() == []

@@ -1,0 +1,66 @@
+import argparse
+
+import pytest
+
+from gateway import config
+from gateway.profiles import DEMO_PROFILE, Profile, load_profiles, narrow
+from gateway.wire.client import Open
+from gateway.wire.errors import ErrorCode, GatewayError
+
+
+def test_narrow_defaults_to_the_profile() -> None:
+    spec = narrow(DEMO_PROFILE, Open(id="o"))
+    assert (spec.model, spec.permission_mode, spec.allowed_tools) == (DEMO_PROFILE.model, "default", DEMO_PROFILE.allowed_tools)
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (Open(id="o", model="other"), ErrorCode.MODEL_NOT_ALLOWED),
+        (Open(id="o", permission_mode="bypassPermissions"), ErrorCode.MODE_NOT_ALLOWED),
+        (Open(id="o", allowed_tools=["Bash"]), ErrorCode.FORBIDDEN_OPTION),
+        (Open(id="o", max_turns=DEMO_PROFILE.max_turns + 1), ErrorCode.FORBIDDEN_OPTION),
+    ],
+)
+def test_escalations_are_refused(frame: Open, code: ErrorCode) -> None:
+    with pytest.raises(GatewayError) as info:
+        narrow(DEMO_PROFILE, frame)
+    assert info.value.code == code
+
+
+def test_profile_rejects_inconsistent_defaults() -> None:
+    with pytest.raises(ValueError):
+        Profile(name="p", permission_mode="bypassPermissions")
+
+
+def test_load_profiles_from_toml(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "gw.toml"
+    path.write_text('[profiles.readonly]\nallowed_tools = ["Read"]\npermission_modes = ["default", "plan"]\n\n[profiles.ops]\nmodels = ["claude-opus-4-1"]\nmodel = "claude-opus-4-1"\napproval_timeout_s = 30\n')
+    profiles = load_profiles(path)
+    assert set(profiles) == {"readonly", "ops"}
+    assert profiles["ops"].approval_timeout_s == 30 and profiles["readonly"].name == "readonly"
+    path.write_text('[profiles.bad]\ncwd = "/"\n')
+    with pytest.raises(Exception):
+        load_profiles(path)
+
+
+def test_settings_precedence_flag_env_default() -> None:
+    parser = argparse.ArgumentParser()
+    config.add_arguments(parser)
+    args = parser.parse_args(["--port", "9001"])
+    settings = config.load(args, {"AGENT_GATEWAY_PORT": "9000", "AGENT_GATEWAY_MAX_SESSIONS": "7", "ANTHROPIC_API_KEY": "k"})
+    assert (settings.port, settings.max_sessions, settings.anthropic_api_key, settings.host) == (9001, 7, "k", "127.0.0.1")
+    with pytest.raises(SystemExit):
+        config.load(None, {"AGENT_GATEWAY_PORT": "eighty"})
+
+
+def test_tokens_parse_and_are_checked() -> None:
+    assert config.Settings(tokens="a=0123456789abcdef, b=fedcba9876543210").token_map() == {"0123456789abcdef": "a", "fedcba9876543210": "b"}
+    with pytest.raises(ValueError):
+        config.Settings(tokens="a=short").token_map()
+
+
+def test_every_setting_is_documented() -> None:
+    table = config.markdown_table()
+    for field in config.Settings.__struct_fields__:
+        assert f"`--{field.replace('_', '-')}`" in table and config.env_name(field) in table
