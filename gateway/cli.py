@@ -3,6 +3,7 @@
 import argparse
 import logging
 import os
+import shutil
 import sys
 
 import uvicorn
@@ -10,6 +11,7 @@ import uvicorn
 from gateway import __version__, config
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.sessions.agent_options import tool_isolation_enabled
 
 log = logging.getLogger("gateway")
 
@@ -55,6 +57,14 @@ def serve(settings: Settings) -> None:
         ])
     elif not settings.anthropic_api_key and not settings.anthropic_base_url:
         raise SystemExit("agent-gateway: no model configured. Set ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL), or run with --demo on.")
+    if settings.tool_env_isolation not in ("auto", "on", "off"):
+        raise SystemExit("agent-gateway: --tool-env-isolation must be auto, on or off")
+    if not tool_isolation_enabled(settings):
+        if settings.tool_env_isolation == "auto":
+            _banner(["WARNING: bubblewrap (bwrap) is not installed: the agent's tool calls (Bash...)",
+                     "can read the CLI's credentials (ANTHROPIC_API_KEY). Install bubblewrap."])
+    elif shutil.which("bwrap") is None:
+        raise SystemExit("agent-gateway: --tool-env-isolation on needs bubblewrap (bwrap) on PATH")
     if settings.scrub_environment:
         scrub_environment(settings)
     app = create_app(settings)

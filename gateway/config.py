@@ -41,8 +41,11 @@ class Settings(msgspec.Struct, kw_only=True):
     ws_ping_timeout_s: float = 20.0
     cli_env_allowlist: str = "PATH,LANG,LC_ALL,LC_CTYPE,TZ,TERM,SSL_CERT_FILE,SSL_CERT_DIR,HTTPS_PROXY,HTTP_PROXY,NO_PROXY"
     scrub_environment: bool = True
-    tool_env_isolation: bool = True
+    tool_env_isolation: str = "auto"
     cors_origins: str = ""
+    sse_keepalive_s: float = 15.0
+    sse_retry_ms: int = 2000
+    sse_send_timeout_s: float = 30.0
     log_level: str = "info"
 
     def token_map(self) -> dict[str, str]:
@@ -85,8 +88,11 @@ HELP: dict[str, str] = {
     "ws_ping_timeout_s": "A socket that doesn't answer a ping in this time is dropped.",
     "cli_env_allowlist": "Environment variables of the gateway that the CLI (and its tool calls) may see.",
     "scrub_environment": "Remove every variable not on the allow-list from the gateway's own environment at startup (the SDK hands the whole environment to the CLI).",
-    "tool_env_isolation": "Have the CLI strip credentials from its tool subprocesses (CLAUDE_CODE_SUBPROCESS_ENV_SCRUB); needs bubblewrap (`bwrap`) installed and user namespaces allowed.",
+    "tool_env_isolation": "Have the CLI strip credentials from its tool subprocesses (CLAUDE_CODE_SUBPROCESS_ENV_SCRUB), which needs bubblewrap (`bwrap`). on: required (startup fails without bwrap); auto: on when bwrap is installed, else a loud warning; off.",
     "cors_origins": "Comma-separated origins allowed by CORS (empty: same origin only).",
+    "sse_keepalive_s": "Interval of the keepalive comment on an SSE stream (proxies and load balancers drop quiet connections).",
+    "sse_retry_ms": "Reconnection delay the SSE stream asks EventSource to use (the `retry:` field).",
+    "sse_send_timeout_s": "An SSE write that can't complete in this time ends the stream (a stalled reader; it resumes with Last-Event-ID).",
     "log_level": "Log level: debug, info, warning, error.",
 }
 

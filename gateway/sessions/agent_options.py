@@ -1,12 +1,20 @@
 """ClaudeAgentOptions for one session: only the operator's settings reach the CLI, never a client's."""
 
 import os
+import shutil
 from pathlib import Path
 
 from claude_agent_sdk import ClaudeAgentOptions
 
 from gateway.config import Settings
 from gateway.profiles import SessionSpec
+
+
+def tool_isolation_enabled(settings: Settings) -> bool:
+    """The CLI refuses to start with env scrubbing on but no bubblewrap, so `auto` checks first."""
+    if settings.tool_env_isolation == "off":
+        return False
+    return settings.tool_env_isolation == "on" or shutil.which("bwrap") is not None
 
 
 def cli_env(settings: Settings, spec: SessionSpec, home: Path) -> dict[str, str]:
@@ -24,7 +32,7 @@ def cli_env(settings: Settings, spec: SessionSpec, home: Path) -> dict[str, str]
         DISABLE_AUTOUPDATER="1",
         DISABLE_TELEMETRY="1",
     )
-    if settings.tool_env_isolation:
+    if tool_isolation_enabled(settings):
         env["CLAUDE_CODE_SUBPROCESS_ENV_SCRUB"] = "1"
     if settings.anthropic_api_key:
         env["ANTHROPIC_API_KEY"] = settings.anthropic_api_key

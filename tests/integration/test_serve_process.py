@@ -1,0 +1,56 @@
+"""SIGTERM: sockets close with 1012 (reconnect elsewhere), every CLI stops, the process exits cleanly."""
+
+import asyncio
+import signal
+import time
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+from tests.support.client import WsClient
+from tests.support.flows import open_session, query, result_text, tool_results
+from tests.support.gateway import TOKENS
+from tests.support.process_gateway import gateway_process
+from tests.support.processes import alive, cli_pids
+
+
+async def test_sigterm_closes_sockets_and_stops_every_cli(tmp_path, model_url) -> None:  # type: ignore[no-untyped-def]
+    async with gateway_process(tmp_path, model_url) as (proc, port):
+        url = f"ws://127.0.0.1:{port}/v1/ws"
+        clients = [await WsClient.connect(url, TOKENS[name]) for name in ("alice", "bob")]
+        sessions = [await open_session(c) for c in clients]
+        await query(clients[0], "SCRIPT:long")
+        await clients[0].event("stream")
+        pids = [pid for s in sessions for pid in cli_pids(tmp_path / "sessions" / s["session"]["session_id"] / "work", parent=proc.pid)]
+        assert len(pids) == 2
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        for client in clients:
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await client.recv(timeout=15)
+            assert client.close_code == 1012
+        # uvicorn re-raises SIGTERM after its graceful shutdown, so the exit status is the signal's.
+        assert await asyncio.to_thread(proc.wait, 20) in (0, -signal.SIGTERM)
+        assert time.monotonic() - started < 15
+        assert not any(alive(pid) for pid in pids)
+        log = (tmp_path / "gateway.log").read_text()
+        assert "Traceback" not in log and "Application shutdown complete" in log, log
+
+
+async def test_gateway_secrets_never_reach_tool_calls(tmp_path, model_url) -> None:  # type: ignore[no-untyped-def]
+    """The SDK hands the gateway's whole environment to the CLI; `serve` scrubs it first."""
+    script = '{"steps": [[{"tool": "Bash", "input": {"command": "sh -c env", "description": "env"}}], [{"text": "done"}]]}'
+    async with gateway_process(tmp_path, model_url, DATABASE_PASSWORD="hunter2-secret") as (proc, port):
+        client = await WsClient.connect(f"ws://127.0.0.1:{port}/v1/ws", TOKENS["alice"])
+        await open_session(client)
+        await query(client, "SCRIPT:" + script)
+        request = await client.event("permission_request")
+        await client.request({"type": "permission_response", "request_id": request["request_id"], "decision": "allow"})
+        await client.event("result")
+        [block] = tool_results(client)
+        output = result_text(block)
+        assert "PATH=" in output  # the command really ran and printed its environment
+        for secret in ("hunter2-secret", TOKENS["alice"], "sk-test", "AGENT_GATEWAY_TOKENS"):
+            assert secret not in output
+        await client.close()
