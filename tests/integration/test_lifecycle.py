@@ -121,3 +121,14 @@ async def test_change_model_and_permission_mode(gateway: RunningGateway, alice: 
     # The CLI maps the alias to a concrete model id; the request it sent is for an Opus model.
     message = await alice.event("assistant_message")
     assert "opus" in message["model"]
+
+
+async def test_cli_that_cannot_start_is_reported_and_counted_out(settings, model_url) -> None:  # type: ignore[no-untyped-def]
+    broken = msgspec.structs.replace(settings, cli_path="/bin/false")
+    async with run_gateway(broken) as gw:
+        client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        reply = await client.request({"type": "open"}, timeout=60)
+        assert reply["type"] == "error" and reply["code"] == "agent_unavailable"
+        assert gw.manager.live_count("alice") == 0
+        assert (await client.request({"type": "ping"}))["type"] == "pong"
+        await client.close()

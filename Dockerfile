@@ -1,0 +1,21 @@
+# agent-gateway container. The install steps are the ones CI runs (scripts/system-deps.sh, pip install).
+FROM python:3.11-slim-bookworm
+
+WORKDIR /app
+COPY scripts/system-deps.sh scripts/system-deps.sh
+RUN scripts/system-deps.sh runtime && rm -rf /var/lib/apt/lists/*
+
+COPY pyproject.toml README.md ./
+COPY gateway ./gateway
+RUN pip install --no-cache-dir . && useradd --create-home --uid 10001 gateway \
+    && mkdir -p /var/lib/agent-gateway && chown gateway /var/lib/agent-gateway
+
+USER gateway
+ENV AGENT_GATEWAY_HOST=0.0.0.0 \
+    AGENT_GATEWAY_PORT=8000 \
+    AGENT_GATEWAY_SESSIONS_DIR=/var/lib/agent-gateway/sessions \
+    AGENT_GATEWAY_DEMO=off
+EXPOSE 8000
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=10s --timeout=3s CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz')"
+ENTRYPOINT ["agent-gateway", "serve"]
