@@ -26,6 +26,7 @@ class ScriptBlock(msgspec.Struct, forbid_unknown_fields=True):
     thinking: str | None = None
     tool: str | None = None
     input: dict[str, Any] = {}
+    repeat: int = 1  # text repeated this many times: large replies from a small prompt
 
     def __post_init__(self) -> None:
         if sum(v is not None for v in (self.text, self.thinking, self.tool)) != 1:
@@ -321,7 +322,7 @@ def _fill(value: Any, values: dict[str, str]) -> Any:
 
 def _render(block: ScriptBlock, values: dict[str, str]) -> Block:
     if block.text is not None:
-        return Text(_fill(block.text, values))
+        return Text(_fill(block.text, values) * block.repeat)
     if block.thinking is not None:
         return Thinking(_fill(block.thinking, values), signature="sig_" + secrets.token_hex(16))
     return ToolUse("toolu_" + secrets.token_hex(12), block.tool or "", _fill(block.input, values))

@@ -21,19 +21,26 @@ class Outbox:
         self._max_batch_frames = max_batch_frames
         self._max_batch_bytes = max_batch_bytes
         self._ready = asyncio.Event()
-        self.overflowed = False
+        self.overflow = asyncio.Event()  # set once: a sender stuck on a stalled peer can't notice by itself
         self.ended = False
 
     def __len__(self) -> int:
         return len(self._frames)
+
+    @property
+    def overflowed(self) -> bool:
+        return self.overflow.is_set()
 
     def push(self, frame: bytes) -> None:
         if self.overflowed or self.ended:
             return
         self._frames.append(frame)
         self._bytes += len(frame)
-        if self._bytes > self._max_bytes:
-            self.overflowed = True
+        # The bound is on backlog: one frame larger than the bound on its own still goes out.
+        if self._bytes > self._max_bytes and len(self._frames) > 1:
+            self.overflow.set()
+            self._frames.clear()  # nothing more will be sent on this connection; free it now
+            self._bytes = 0
         self._ready.set()
 
     def push_many(self, frames: list[bytes]) -> None:
@@ -49,12 +56,12 @@ class Outbox:
     async def take(self) -> list[bytes]:
         """Wait for frames and return a batch; [] once ended and drained. Raises SlowConsumer."""
         while not self._frames:
+            if self.overflowed:
+                raise SlowConsumer
             if self.ended:
                 return []
             self._ready.clear()
             await self._ready.wait()
-        if self.overflowed:
-            raise SlowConsumer
         frames = self._frames
         if len(frames) <= self._max_batch_frames and self._bytes <= self._max_batch_bytes:
             batch = list(frames)

@@ -25,6 +25,8 @@ from gateway.wire.server import Attached, Pong, Reset, Snapshot
 
 log = logging.getLogger("gateway.ws")
 
+CLOSE_TIMEOUT_S = 10.0  # a slow (not dead) client still gets its 4008 once it reads again
+
 
 def new_connection_id() -> str:
     return "c_" + secrets.token_hex(4)
@@ -43,20 +45,33 @@ class WebSocketConnection:
         self._close_code: tuple[int, str] | None = None
 
     async def run(self) -> None:
-        sender = asyncio.create_task(self._send_forever(), name=f"ws-sender-{self.id}")
-        receiver = asyncio.create_task(self._receive_forever(), name=f"ws-receiver-{self.id}")
+        tasks = {
+            asyncio.create_task(self._send_forever(), name=f"ws-sender-{self.id}"),
+            asyncio.create_task(self._receive_forever(), name=f"ws-receiver-{self.id}"),
+            # The sender may be blocked in a send to a peer that stopped reading: watch the bound apart.
+            asyncio.create_task(self.outbox.overflow.wait(), name=f"ws-overflow-{self.id}"),
+        }
         try:
-            await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (sender, receiver):
+            for task in tasks:
                 task.cancel()
-            for task in (sender, receiver):
+            for task in tasks:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             self._detach()
-            if self._close_code is not None and self.ws.application_state == WebSocketState.CONNECTED:
-                with contextlib.suppress(Exception):
-                    await self.ws.close(*self._close_code)
+            if self.outbox.overflowed:
+                log.info("connection %s dropped: send queue over %d bytes", self.id, self.settings.send_queue_bytes)
+                self._close_code = (CloseCode.SLOW_CONSUMER, "slow consumer: resume from your last seq")
+            await self._close()
+
+    async def _close(self) -> None:
+        """Send the close frame if the peer takes it soon; a stalled peer just loses the connection."""
+        if self._close_code is None or self.ws.application_state != WebSocketState.CONNECTED:
+            return
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await self.ws.close(*self._close_code)
 
     def _detach(self) -> None:
         if self.session is not None:
@@ -71,8 +86,6 @@ class WebSocketConnection:
             try:
                 batch = await self.outbox.take()
             except SlowConsumer:
-                log.info("connection %s dropped: send queue over %d bytes", self.id, self.settings.send_queue_bytes)
-                self._close_code = (CloseCode.SLOW_CONSUMER, "slow consumer: resume from your last seq")
                 return
             if not batch:  # the session closed: everything it said has been sent
                 self._close_code = (CloseCode.SESSION_CLOSED, "session closed")

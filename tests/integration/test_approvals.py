@@ -130,3 +130,19 @@ async def test_pending_request_survives_reconnect(gateway: RunningGateway, alice
     await back.event("result")
     assert "hello-from-agent" in result_text(tool_results(back)[0])
     await back.close()
+
+
+async def test_applied_suggestion_lasts_for_the_session(alice: WsClient) -> None:
+    await open_session(alice)
+    await query(alice, "SCRIPT:bash")
+    request = await alice.event("permission_request")
+    assert request["suggestions"] and request["suggestions"][0]["type"] == "addRules"
+    bad = await alice.request({"type": "permission_response", "request_id": request["request_id"], "decision": "allow", "apply_suggestions": [7]})
+    assert bad["code"] == "invalid_answer"
+    await alice.request({"type": "permission_response", "request_id": request["request_id"], "decision": "allow", "apply_suggestions": [0]})
+    await alice.event("result")
+    # The same command again: the rule now allows it without asking.
+    again = await query(alice, "SCRIPT:bash")
+    await alice.event("result", lambda e: e["query_id"] == again["id"])
+    assert sum(f["event"]["kind"] == "permission_request" for f in alice.events) == 1
+    assert len(tool_results(alice)) == 2

@@ -35,3 +35,21 @@ async def test_no_host_paths_reach_clients(gateway, alice: WsClient) -> None:  #
     root = str(gateway.app.state.settings.sessions_dir.resolve())
     assert any(f["event"]["kind"] == "system" for f in alice.events)
     assert root not in json.dumps(alice.frames)
+
+
+async def test_queries_during_a_turn_are_queued_and_run_in_order(alice: WsClient) -> None:
+    await open_session(alice)
+    first = await alice.request({"type": "query", "prompt": "SCRIPT:long"})
+    second = await alice.request({"type": "query", "prompt": "SCRIPT:hello"})
+    third = await alice.request({"type": "query", "prompt": [{"type": "text", "text": "SCRIPT:hello"}]})
+    assert first["result"] == {"query_id": first["id"], "queued": False, "position": 0}
+    assert second["result"]["queued"] is True and third["result"]["queued"] is True
+    assert third["result"]["position"] == second["result"]["position"] + 1
+    for ack in (first, second, third):
+        result = await alice.event("result", timeout=30)
+        assert result["query_id"] == ack["id"] and result["is_error"] is False
+    starts = [f["event"]["query_id"] for f in alice.events if f["event"]["kind"] == "turn_started"]
+    assert starts == [first["id"], second["id"], third["id"]]
+    queries = [f["event"] for f in alice.events if f["event"]["kind"] == "user_query"]
+    assert [q.get("queued", False) for q in queries] == [False, True, True]
+    assert queries[2]["prompt"] == [{"type": "text", "text": "SCRIPT:hello"}]

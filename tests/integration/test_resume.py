@@ -1,6 +1,7 @@
 """Resume without loss: abrupt drops at random points, replay + live tail exactly once, reset + snapshot."""
 
 import asyncio
+import json
 import random
 
 import msgspec
@@ -8,6 +9,7 @@ import msgspec
 from tests.support.client import WsClient
 from tests.support.flows import attach, open_session, query
 from tests.support.gateway import TOKENS, RunningGateway, run_gateway
+from tests.support.raw_ws import StalledSocket
 
 
 async def observe(client: WsClient, results: int) -> None:
@@ -150,3 +152,33 @@ async def test_resent_open_returns_the_same_session(gateway: RunningGateway) -> 
     assert second["session"]["session_id"] == first["session"]["session_id"]
     assert gateway.manager.live_count("alice") == 1
     await two.close()
+
+
+async def test_stalled_reader_is_dropped_with_4008_and_resumes_without_loss(settings, model_url) -> None:  # type: ignore[no-untyped-def]
+    """A client that stops reading must not grow the gateway's memory: bounded queue, 4008, resume."""
+    burst = "SCRIPT:" + json.dumps({"steps": [[{"text": "y", "repeat": 700_000}]], "chunk": 7000})
+    bounded = msgspec.structs.replace(settings, send_queue_bytes=2 * 1024 * 1024)
+    async with run_gateway(bounded) as gw:
+        reader = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        attached = await open_session(reader)
+        session_id = attached["session"]["session_id"]
+        # Blocking socket calls go to a thread: the gateway runs in this event loop.
+        stalled = await asyncio.to_thread(StalledSocket, gw.port, TOKENS["alice"])
+        await asyncio.to_thread(stalled.send, {"type": "attach", "id": "a1", "session_id": session_id, "after": reader.last_seq})
+        acks = [await query(reader, burst) for _ in range(12)]
+        for ack in acks:
+            await reader.event("result", lambda e, qid=ack["id"]: e["query_id"] == qid, timeout=60)
+        session = gw.manager.get("alice", session_id)
+        assert session.feed.sink_count == 1  # the stalled socket was dropped and detached
+        assert await asyncio.to_thread(stalled.close_code) == 4008
+        stalled.close()
+        # It comes back from its cursor (here: where it attached) and gets every event exactly once.
+        back = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        back.last_seq, back.epoch = 6, reader.epoch
+        reply = await attach(back, session_id, after=6, epoch=reader.epoch)
+        assert reply["type"] == "attached"
+        while back.last_seq < reader.last_seq:
+            await back.recv()
+        assert bodies(back) == bodies(reader)[6:]
+        await back.close()
+        await reader.close()

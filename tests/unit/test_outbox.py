@@ -47,3 +47,10 @@ async def test_replay_is_not_held_to_the_bound_and_end_drains_first() -> None:
     assert not box.overflowed
     assert len(await box.take()) == 5
     assert await box.take() == []
+
+
+async def test_a_single_frame_larger_than_the_bound_still_goes_out() -> None:
+    box = Outbox(max_bytes=10)
+    box.push(b"x" * 100)
+    assert not box.overflowed
+    assert await box.take() == [b"x" * 100]

@@ -1,0 +1,63 @@
+"""A bare-socket WebSocket client that can stop reading for real (TCP backpressure), for slow-consumer tests."""
+
+import base64
+import json
+import os
+import socket
+import struct
+from typing import Any
+
+
+class StalledSocket:
+    """Handshakes, sends masked text frames, and reads nothing unless asked."""
+
+    def __init__(self, port: int, token: str, rcvbuf: int = 4096) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.connect(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(
+            (
+                f"GET /v1/ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                f"Sec-WebSocket-Protocol: agent-gateway.v1, bearer.{token}\r\n\r\n"
+            ).encode()
+        )
+        response = b""
+        while b"\r\n\r\n" not in response:
+            response += self.sock.recv(1)
+        assert response.startswith(b"HTTP/1.1 101"), response
+
+    def send(self, frame: dict[str, Any]) -> None:
+        payload = json.dumps(frame).encode()
+        mask = os.urandom(4)
+        header = bytes([0x81])
+        if len(payload) < 126:
+            header += bytes([0x80 | len(payload)])
+        else:
+            header += bytes([0x80 | 126]) + struct.pack("!H", len(payload))
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(header + mask + masked)
+
+    def close_code(self, timeout: float = 10.0) -> int | None:
+        """Read everything left and return the close code the server sent, if any."""
+        self.sock.settimeout(timeout)
+        data = b""
+        while True:
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except (TimeoutError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            data += chunk
+        index = data.rfind(b"\x88")
+        while index >= 0:
+            length = data[index + 1] & 0x7F
+            if 2 <= length < 126 and index + 2 + length <= len(data):
+                return int(struct.unpack("!H", data[index + 2 : index + 4])[0])
+            index = data.rfind(b"\x88", 0, index)
+        return None
+
+    def close(self) -> None:
+        self.sock.close()
