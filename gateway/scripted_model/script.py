@@ -193,6 +193,7 @@ _SCRIPT_RE = re.compile(r"^SCRIPT:(.*)", re.MULTILINE | re.DOTALL)
 _ANSWER_RE = re.compile(r'"[^"]*"="([^"]*)"')
 _CWD_RE = re.compile(r"Primary working directory: (.+)")
 _REMINDER = "<system-reminder>"
+_REMINDER_BLOCK_RE = re.compile(r"<system-reminder>.*?</system-reminder>", re.DOTALL)
 
 
 def expected_texts(name: str, **values: str) -> list[str]:
@@ -299,7 +300,8 @@ def _latest_tool_result(messages: list[Message]) -> str:
         if isinstance(m.content, list):
             for b in reversed(m.content):
                 if b.get("type") == "tool_result":
-                    return "\n".join(_texts(b.get("content", ""))).strip()
+                    texts = _texts(b.get("content", ""))
+                    return _REMINDER_BLOCK_RE.sub("", "\n".join(texts)).strip()
     return ""
 
 

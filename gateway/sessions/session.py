@@ -74,7 +74,7 @@ class Session:
         self._current_query: str | None = None
         self._transcript: collections.deque[ev.EventBody] = collections.deque(maxlen=transcript_limit)
         self._streaming: list[str] = []
-        self._acks: collections.OrderedDict[str, Ack] = collections.OrderedDict()
+        self._acks: collections.OrderedDict[str, asyncio.Future[Ack]] = collections.OrderedDict()
         self._cost_before_runner = 0.0
         self._cost_of_runner = 0.0
         self._wake = asyncio.Event()
@@ -187,12 +187,18 @@ class Session:
             self.claude_session_id = message.data.get("session_id", self.claude_session_id)
             self.model = message.data.get("model", self.model)
         event = to_event(message, self._current_query)
+        if isinstance(message, ResultMessage):
+            # The CLI reports a running total per process; the session's total spans restarts.
+            runner_total = message.total_cost_usd if message.total_cost_usd is not None else self._cost_of_runner
+            assert isinstance(event, ev.TurnResult)
+            event.cost_usd = max(0.0, runner_total - self._cost_of_runner)
+            self._cost_of_runner = runner_total
+            event.total_cost_usd = self.total_cost_usd
         if event is not None:
             self.emit(event)
         if isinstance(message, ResultMessage):
             self.claude_session_id = message.session_id
             self.turns += 1
-            self._cost_of_runner = message.total_cost_usd or self._cost_of_runner
             self._current_query = None
             if self.state in BUSY_STATES:
                 self._set_state("idle")
@@ -219,18 +225,29 @@ class Session:
     # ---- client frames ---------------------------------------------------------------------
 
     async def execute(self, frame: cf.ClientFrame, actor: ev.Actor) -> Ack:
-        """Run one client frame at most once per frame id; a repeated id gets the first ack back."""
-        done = self._acks.get(frame.id)
-        if done is not None:
-            return Ack(id=done.id, result=done.result, duplicate=True)
+        """Run one client frame at most once per frame id; a repeated id gets the first ack back.
+
+        The frame runs in a task of its own: a client that disconnects mid-frame doesn't cut it
+        short, and a copy re-sent meanwhile (or later) waits for and shares its outcome.
+        """
+        known = self._acks.get(frame.id)
+        if known is not None:
+            first = await asyncio.shield(known)
+            return Ack(id=first.id, result=first.result, duplicate=True)
         if self.closed:
             raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed")
-        result = await self._execute(frame, actor)
-        ack = Ack(id=frame.id, result=result)
-        self._acks[frame.id] = ack
+        running = asyncio.ensure_future(self._execute_once(frame, actor))
+        self._acks[frame.id] = running
         if len(self._acks) > 1000:
             self._acks.popitem(last=False)
-        return ack
+        return await asyncio.shield(running)
+
+    async def _execute_once(self, frame: cf.ClientFrame, actor: ev.Actor) -> Ack:
+        try:
+            return Ack(id=frame.id, result=await self._execute(frame, actor))
+        except BaseException:
+            self._acks.pop(frame.id, None)  # not executed: the same id may be tried again
+            raise
 
     async def _execute(self, frame: cf.ClientFrame, actor: ev.Actor) -> dict[str, Any] | None:
         self.last_activity = now_ms()

@@ -39,6 +39,8 @@ _TASK_TYPES = (TaskStartedMessage, TaskProgressMessage, TaskNotificationMessage,
 # System-message keys that name host paths, sockets or configuration; never sent to browsers.
 # Matched by pattern too, so keys a newer CLI adds (`original_cwd`, `*_dir`...) stay out.
 HOST_KEYS = frozenset({"apiKeySource", "plugins", "mcp_servers"})
+# CLI-internal diagnostics that show up in results' `errors` ("[ede_diagnostic] result_type=...").
+INTERNAL_ERROR = re.compile(r"\[\w*diagnostic\w*\]")
 HOST_KEY_PATTERN = re.compile(r"cwd|path|dir|socket|file", re.IGNORECASE)
 
 
@@ -95,7 +97,7 @@ def to_event(msg: Any, query_id: str | None) -> ev.EventBody | None:
             stop_reason=msg.stop_reason,
             terminal_reason=msg.terminal_reason,
             permission_denials=msg.permission_denials,
-            errors=msg.errors,
+            errors=[e for e in msg.errors if not INTERNAL_ERROR.match(e)] if msg.errors else msg.errors,
         )
     if isinstance(msg, _TASK_TYPES):
         return ev.Task(subtype=msg.subtype, data=scrub(msg.data))

@@ -76,12 +76,15 @@ class Task(EventBody, tag="task"):
 
 
 class TurnResult(EventBody, tag="result"):
+    """A turn ended. `cost_usd` is this turn's cost; `total_cost_usd` the session's so far."""
+
     query_id: str | None
     subtype: str
     is_error: bool
     duration_ms: int
     duration_api_ms: int
     num_turns: int
+    cost_usd: float | None = None
     total_cost_usd: float | None = None
     usage: dict[str, Any] | None = None
     result: str | None = None

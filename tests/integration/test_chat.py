@@ -53,3 +53,13 @@ async def test_queries_during_a_turn_are_queued_and_run_in_order(alice: WsClient
     queries = [f["event"] for f in alice.events if f["event"]["kind"] == "user_query"]
     assert [q.get("queued", False) for q in queries] == [False, True, True]
     assert queries[2]["prompt"] == [{"type": "text", "text": "SCRIPT:hello"}]
+
+
+async def test_turn_cost_and_session_total(alice: WsClient) -> None:
+    await open_session(alice)
+    results = []
+    for _ in range(2):
+        ack = await query(alice, "SCRIPT:hello")
+        results.append(await alice.event("result", lambda e, qid=ack["id"]: e["query_id"] == qid))
+    assert all(r["cost_usd"] > 0 for r in results)
+    assert abs(results[1]["total_cost_usd"] - (results[0]["cost_usd"] + results[1]["cost_usd"])) < 1e-9

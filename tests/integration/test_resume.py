@@ -182,3 +182,22 @@ async def test_stalled_reader_is_dropped_with_4008_and_resumes_without_loss(sett
         assert bodies(back) == bodies(reader)[6:]
         await back.close()
         await reader.close()
+
+
+async def test_same_frame_id_from_two_sockets_at_once_runs_once(gateway: RunningGateway, alice: WsClient) -> None:
+    attached = await open_session(alice)
+    tab2 = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    await attach(tab2, attached["session"]["session_id"])
+    frame = {"type": "set_model", "id": "same-id", "model": "claude-haiku-4-5"}
+    await asyncio.gather(alice.send(frame), tab2.send(frame))
+    replies = [await c.until(lambda f: f.get("id") == "same-id") for c in (alice, tab2)]
+    assert sorted(r.get("duplicate", False) for r in replies) == [False, True]
+    await alice.request({"type": "ping"})
+    await asyncio.sleep(0.2)
+    while True:
+        try:
+            await alice.recv(timeout=0.3)
+        except TimeoutError:
+            break
+    assert alice.kinds().count("model_changed") == 1
+    await tab2.close()
