@@ -59,12 +59,15 @@ class MemoryEventLog:
         return len(self._frames) - self._head
 
     def append(self, seq: int, ts_ms: int, frame: bytes) -> None:
-        if seq != self.last_seq + 1:
+        frames = self._frames
+        if seq != self._first_seq + len(frames) - self._head:
             raise ValueError(f"out-of-order append: {seq} after {self.last_seq}")
-        self._frames.append(frame)
+        frames.append(frame)
         self._stamps.append(ts_ms)
         self._bytes += len(frame)
-        self._evict(ts_ms)
+        head = self._head
+        if len(frames) - head > self._max_events or self._bytes > self._max_bytes or self._stamps[head] < ts_ms - self._max_age_ms:
+            self._evict(ts_ms)
 
     def read_after(self, seq: int) -> list[bytes] | None:
         if seq + 1 < self._first_seq:
@@ -74,19 +77,19 @@ class MemoryEventLog:
 
     def _evict(self, now_ms: int) -> None:
         oldest_allowed = now_ms - self._max_age_ms
-        # Always keep the newest entry so a live cursor can be checked against the top.
-        while len(self) > 1 and (
-            len(self) > self._max_events
-            or self._bytes > self._max_bytes
-            or self._stamps[self._head] < oldest_allowed
+        frames, stamps, head = self._frames, self._stamps, self._head
+        newest = len(frames) - 1  # always kept, so a live cursor can be checked against the top
+        while head < newest and (
+            len(frames) - head > self._max_events or self._bytes > self._max_bytes or stamps[head] < oldest_allowed
         ):
-            self._bytes -= len(self._frames[self._head])
-            self._head += 1
-            self._first_seq += 1
-        if self._head > 1024 and self._head * 2 > len(self._frames):
-            del self._frames[: self._head]
-            del self._stamps[: self._head]
-            self._head = 0
+            self._bytes -= len(frames[head])
+            head += 1
+        self._first_seq += head - self._head
+        if head > 1024 and head * 2 > len(frames):
+            del frames[:head]
+            del stamps[:head]
+            head = 0
+        self._head = head
 
     def expire(self, now_ms: int | None = None) -> None:
         """Apply age retention without an append (called by the reaper on quiet sessions)."""

@@ -158,14 +158,15 @@ class Session:
 
     def emit(self, event: ev.EventBody) -> int:
         self.last_activity = now_ms()
-        if isinstance(event, TRANSCRIPT_KINDS):
+        if type(event) is ev.Stream:  # nearly every event: test it first
+            if event.parent_tool_use_id is None:
+                delta = event.event.get("delta")
+                if delta is not None and delta.get("type") == "text_delta":
+                    self._streaming.append(delta["text"])
+        elif isinstance(event, TRANSCRIPT_KINDS):
             self._transcript.append(event)
             if isinstance(event, ev.AssistantMessage):
                 self._streaming.clear()
-        elif isinstance(event, ev.Stream) and event.parent_tool_use_id is None:
-            delta = event.event.get("delta")
-            if delta is not None and delta.get("type") == "text_delta":
-                self._streaming.append(delta["text"])
         return self.feed.emit(event)
 
     def _set_state(self, state: ev.SessionState, reason: str | None = None) -> None:

@@ -14,12 +14,15 @@ class SlowConsumer(Exception):
 
 
 class Outbox:
-    def __init__(self, max_bytes: int, max_batch_frames: int = 512, max_batch_bytes: int = 1 << 20) -> None:
+    def __init__(
+        self, max_bytes: int, max_batch_frames: int = 512, max_batch_bytes: int = 1 << 20, linger_frames: int = 64
+    ) -> None:
         self._frames: collections.deque[bytes] = collections.deque()
         self._bytes = 0
         self._max_bytes = max_bytes
         self._max_batch_frames = max_batch_frames
         self._max_batch_bytes = max_batch_bytes
+        self._linger_frames = linger_frames
         self._ready = asyncio.Event()
         self.overflow = asyncio.Event()  # set once: a sender stuck on a stalled peer can't notice by itself
         self.ended = False
@@ -54,7 +57,12 @@ class Outbox:
         self._ready.set()
 
     async def take(self) -> list[bytes]:
-        """Wait for frames and return a batch; [] once ended and drained. Raises SlowConsumer."""
+        """Wait for frames and return a batch; [] once ended and drained. Raises SlowConsumer.
+
+        With frames waiting, yield one loop turn at a time while more keep arriving (up to
+        `linger_frames`): the SDK hands over one message per turn, so a burst leaves in sends of many
+        frames, and a lone event waits one turn. No timer: the first turn without a new frame ends it.
+        """
         while not self._frames:
             if self.overflowed:
                 raise SlowConsumer
@@ -62,6 +70,14 @@ class Outbox:
                 return []
             self._ready.clear()
             await self._ready.wait()
+        seen = len(self._frames)
+        while seen < self._linger_frames and not self.ended:
+            await asyncio.sleep(0)
+            if len(self._frames) <= seen:
+                break
+            seen = len(self._frames)
+        if self.overflowed:
+            raise SlowConsumer
         frames = self._frames
         if len(frames) <= self._max_batch_frames and self._bytes <= self._max_batch_bytes:
             batch = list(frames)

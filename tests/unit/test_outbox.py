@@ -54,3 +54,27 @@ async def test_a_single_frame_larger_than_the_bound_still_goes_out() -> None:
     box.push(b"x" * 100)
     assert not box.overflowed
     assert await box.take() == [b"x" * 100]
+
+
+async def test_a_burst_that_yields_between_frames_still_coalesces() -> None:
+    box = Outbox(max_bytes=1 << 20, linger_frames=16)
+
+    async def produce() -> None:
+        for i in range(40):
+            box.push(b"%d" % i)
+            await asyncio.sleep(0)  # the SDK hands over one message per loop turn
+
+    producer = asyncio.create_task(produce())
+    sizes = []
+    while sum(sizes) < 40:
+        sizes.append(len(await box.take()))
+    await producer
+    assert sizes[0] >= 16 and len(sizes) <= 4
+
+
+async def test_overflow_while_lingering_is_a_slow_consumer() -> None:
+    box = Outbox(max_bytes=10)
+    box.push(b"12345")
+    asyncio.get_running_loop().call_soon(box.push, b"123456")  # lands during the sender's linger turn
+    with pytest.raises(SlowConsumer):
+        await box.take()

@@ -1,0 +1,238 @@
+"""The load generator: raw WebSocket clients in one process (not the server's), one session each.
+
+A minimal RFC 6455 client on `asyncio.Protocol` (no task, queue or copy per message), so the client
+costs a microsecond or two per event and the server under test stays the bottleneck. Every frame is
+decoded and checked: event seqs must run 1, 2, 3... per connection, each exactly once.
+"""
+
+import asyncio
+import base64
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from bench.synthetic_agent import Burst, stamp_of
+
+
+class _Delta(msgspec.Struct):
+    text: str = ""
+
+
+class _Anthropic(msgspec.Struct):
+    delta: _Delta | None = None
+
+
+class _Event(msgspec.Struct):
+    kind: str
+    event: _Anthropic | None = None
+
+
+class _Frame(msgspec.Struct):
+    type: str
+    seq: int = 0
+    event: _Event | None = None
+
+
+_decode = msgspec.json.Decoder(_Frame).decode
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Client(asyncio.Protocol):
+    """One WebSocket connection: sends `open` once upgraded, then a `query`; checks what comes back."""
+
+    def __init__(self, host: str, port: int, token: str) -> None:
+        loop = asyncio.get_running_loop()
+        self.attached: asyncio.Future[None] = loop.create_future()
+        self.done: asyncio.Future[None] = loop.create_future()
+        self._request = (
+            f"GET /v1/ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Protocol: agent-gateway.v1, bearer.{token}\r\n\r\n"
+        ).encode()
+        self._transport: asyncio.Transport | None = None
+        self._buf = bytearray()
+        self._upgraded = False
+        self.next_seq = 1
+        self.disorder = 0  # event frames out of sequence: a gap, a duplicate or a reordering
+        self.events = 0
+        self.messages = 0
+        self.deltas = 0
+        self.latencies_ns: list[int] = []
+        self.first_emit_ns = 0
+        self.last_recv_ns = 0
+        self.close_code: int | None = None
+
+    # ---- asyncio.Protocol ------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        transport.write(self._request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic_ns()
+        buf = self._buf
+        buf += data
+        if not self._upgraded:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            if not buf.startswith(b"HTTP/1.1 101"):
+                self._finish(RuntimeError(buf[: buf.find(b"\r\n")].decode()))
+                return
+            self._upgraded = True
+            del buf[: end + 4]
+            self.send({"type": "open", "id": "o-" + secrets.token_hex(8)})  # a new id: a repeated one re-opens the same session
+        pos, size = 0, len(buf)
+        while size - pos >= 2:
+            length, head = buf[pos + 1] & 0x7F, 2
+            if length == 126:
+                length, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
+            elif length == 127:
+                length, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
+            if size - pos < head + length:
+                break
+            opcode = buf[pos] & 0x0F
+            payload = bytes(buf[pos + head : pos + head + length])
+            pos += head + length
+            if opcode == 0x1:
+                self._on_text(payload, now)
+            elif opcode == 0x8:
+                self.close_code = int.from_bytes(payload[:2], "big") if payload else 1005
+                self._write(0x8, payload[:2])
+                self._finish()
+            elif opcode == 0x9:
+                self._write(0xA, payload)
+        del buf[:pos]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._finish(exc)
+
+    # ---- frames ----------------------------------------------------------------------------
+
+    def _on_text(self, payload: bytes, now: int) -> None:
+        self.messages += 1
+        for line in payload.split(b"\n"):
+            frame = _decode(line)
+            if frame.type == "attached" and not self.attached.done():
+                self.attached.set_result(None)
+            event = frame.event
+            if frame.type != "event" or event is None:
+                continue
+            self.events += 1
+            if frame.seq != self.next_seq:
+                self.disorder += 1
+            self.next_seq = frame.seq + 1
+            if event.kind == "stream":
+                delta = event.event.delta if event.event is not None else None
+                if delta is not None and delta.text:
+                    stamp = stamp_of(delta.text)
+                    if not self.deltas:
+                        self.first_emit_ns = stamp
+                    self.deltas += 1
+                    self.latencies_ns.append(now - stamp)
+                    self.last_recv_ns = now
+            elif event.kind == "result":
+                self._finish()
+
+    def send(self, frame: dict[str, Any]) -> None:
+        self._write(0x1, msgspec.json.encode(frame))
+
+    def _write(self, opcode: int, payload: bytes) -> None:
+        if self._transport is None or self._transport.is_closing():
+            return
+        size = len(payload)
+        mask = os.urandom(4)
+        header = bytes([0x80 | opcode]) + (bytes([0x80 | size]) if size < 126 else bytes([0x80 | 126]) + size.to_bytes(2, "big"))
+        key = int.from_bytes((mask * (size // 4 + 1))[:size], "big")
+        self._transport.write(header + mask + (int.from_bytes(payload, "big") ^ key).to_bytes(size, "big"))
+
+    def _finish(self, exc: BaseException | None = None) -> None:
+        for future in (self.attached, self.done):
+            if not future.done():
+                if exc is None:
+                    future.set_result(None)
+                else:
+                    future.set_exception(exc)
+        if self._transport is not None and exc is not None:
+            self._transport.close()
+
+
+@dataclass
+class Result:
+    sessions: int
+    expected: int  # text deltas asked for, over all sessions
+    delivered: int
+    disorder: int
+    seconds: float  # first delta emitted to last delta received
+    server_cpu_s: float
+    client_cpu_s: float
+    events: int
+    messages: int
+    latencies_us: list[float]
+    close_codes: list[int]
+
+    @property
+    def lost(self) -> int:
+        return self.expected - self.delivered
+
+    @property
+    def rate(self) -> float:
+        return self.delivered / self.seconds if self.seconds > 0 else float("nan")
+
+    @property
+    def per_core(self) -> float:
+        return self.delivered / self.server_cpu_s if self.server_cpu_s > 0 else float("nan")
+
+    def percentile(self, p: float) -> float:
+        lat = self.latencies_us
+        return lat[min(len(lat) - 1, int(len(lat) * p))] if lat else float("nan")
+
+
+async def _run(host: str, port: int, token: str, server_pid: int, sessions: int, burst: Burst, timeout_s: float) -> Result:
+    loop = asyncio.get_running_loop()
+    clients = [Client(host, port, token) for _ in range(sessions)]
+    async with asyncio.timeout(timeout_s):
+        await asyncio.gather(*(loop.create_connection(lambda c=c: c, host, port) for c in clients))  # type: ignore[misc]
+        await asyncio.gather(*(c.attached for c in clients))
+    prompt = msgspec.json.encode(burst).decode()
+    cpu0, own0 = cpu_seconds(server_pid), time.process_time()
+    events0, messages0 = sum(c.events for c in clients), sum(c.messages for c in clients)
+    for c in clients:
+        c.send({"type": "query", "id": "q1", "prompt": prompt})
+    await asyncio.wait([asyncio.ensure_future(c.done) for c in clients], timeout=timeout_s)
+    cpu1, own1 = cpu_seconds(server_pid), time.process_time()
+    latencies = sorted(ns / 1000 for c in clients for ns in c.latencies_ns)
+    started = [c.first_emit_ns for c in clients if c.deltas]
+    seconds = (max(c.last_recv_ns for c in clients) - min(started)) / 1e9 if started else 0.0
+    result = Result(
+        sessions=sessions,
+        expected=sessions * burst.events,
+        delivered=sum(c.deltas for c in clients),
+        disorder=sum(c.disorder for c in clients),
+        seconds=seconds,
+        server_cpu_s=cpu1 - cpu0,
+        client_cpu_s=own1 - own0,
+        events=sum(c.events for c in clients) - events0,
+        messages=sum(c.messages for c in clients) - messages0,
+        latencies_us=latencies,
+        close_codes=sorted({c.close_code for c in clients if c.close_code is not None}),
+    )
+    for c in clients:
+        c.send({"type": "close", "id": "x1"})
+    return result
+
+
+def run(host: str, port: int, token: str, server_pid: int, sessions: int, burst: Burst, timeout_s: float = 60.0) -> Result:
+    """Open `sessions` sessions, ask each for `burst`, wait for every answer (a process pool's job)."""
+    return asyncio.run(_run(host, port, token, server_pid, sessions, burst, timeout_s))

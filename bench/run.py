@@ -1,0 +1,187 @@
+"""The streaming benchmark: `python -m bench.run [--quick]` (or `python bench/run.py`) from the repo root.
+
+Starts the gateway (real app, synthetic agent) and a bare Starlette WebSocket (bench/baseline_app.py)
+as two server processes, then drives each in turn from a third process with the same client code:
+for 1, 10 and 50 sessions, a burst as fast as the agent produces it (throughput, nothing lost) and a
+stream paced at 4,000 text deltas/s in total (added latency). Every figure stands beside the
+baseline's from the same run. See bench/README.md for what each column means.
+"""
+
+import argparse
+import contextlib
+import multiprocessing
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as `python bench/run.py`
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import hotpath, load
+from bench.serve import TOKEN
+from bench.synthetic_agent import Burst
+
+ROOT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    sessions: int
+    burst: Burst  # what each session is asked for
+
+
+@dataclass(frozen=True)
+class Row:
+    """A scenario's runs; the figures shown are from the median run of each server, losses from all runs."""
+
+    scenario: Scenario
+    gateway_runs: list[load.Result]
+    baseline_runs: list[load.Result]
+
+    @staticmethod
+    def _median(runs: list[load.Result], paced: bool) -> load.Result:
+        ranked = sorted(runs, key=(lambda r: r.percentile(0.99)) if paced else (lambda r: r.rate))
+        return ranked[len(ranked) // 2]
+
+    @property
+    def gateway(self) -> load.Result:
+        return self._median(self.gateway_runs, bool(self.scenario.burst.rate))
+
+    @property
+    def baseline(self) -> load.Result:
+        return self._median(self.baseline_runs, bool(self.scenario.burst.rate))
+
+    @property
+    def lost(self) -> tuple[int, int]:
+        return sum(r.lost for r in self.gateway_runs), sum(r.lost for r in self.baseline_runs)
+
+    @property
+    def disorder(self) -> int:
+        return sum(r.disorder for r in self.gateway_runs + self.baseline_runs)
+
+
+def scenarios(sessions: list[int], burst_events: int, rate: float, paced_s: float, chunk: int) -> list[Scenario]:
+    """Bursts of `burst_events` deltas in total, then `rate` deltas/s in total for `paced_s`, split over the sessions."""
+    bursts = [Scenario(f"burst x{n}", n, Burst(events=max(1, burst_events // n), chunk=chunk)) for n in sessions]
+    paced = [
+        Scenario(f"{rate:,.0f}/s x{n}", n, Burst(events=max(1, int(rate * paced_s / n)), rate=rate / n, chunk=chunk))
+        for n in sessions
+    ]
+    return bursts + paced
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+@contextlib.contextmanager
+def server(kind: str) -> Iterator[tuple[int, int]]:
+    """Run `python -m bench.serve kind PORT`; yields (port, pid) once it accepts connections."""
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "bench.serve", kind, str(port)], cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{kind} server exited with {proc.returncode}")
+            with contextlib.suppress(OSError), socket.create_connection((HOST, port), timeout=1):
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{kind} server did not start")
+            time.sleep(0.05)
+        yield port, proc.pid
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def run_all(plan: list[Scenario], repeat: int = 1) -> list[Row]:
+    """Each scenario `repeat` times, the gateway and the baseline taking turns."""
+    rows = []
+    with contextlib.ExitStack() as stack:
+        servers = {kind: stack.enter_context(server(kind)) for kind in ("gateway", "baseline")}
+        pool = stack.enter_context(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")))
+
+        def measure(kind: str, sessions: int, burst: Burst) -> load.Result:
+            port, pid = servers[kind]
+            return pool.submit(load.run, HOST, port, TOKEN, pid, sessions, burst).result()
+
+        for kind in servers:  # warm up: imports, first connections, caches
+            measure(kind, 2, Burst(events=2000))
+        for scenario in plan:
+            row = Row(scenario, [], [])
+            for _ in range(repeat):
+                row.gateway_runs.append(measure("gateway", scenario.sessions, scenario.burst))
+                row.baseline_runs.append(measure("baseline", scenario.sessions, scenario.burst))
+            rows.append(row)
+            print(f"  {scenario.name}: done", file=sys.stderr, flush=True)
+    return rows
+
+
+def _si(x: float) -> str:
+    return f"{x / 1000:,.0f}k" if x >= 10_000 else f"{x:,.0f}"
+
+
+def table(rows: list[Row]) -> str:
+    head = (
+        f"{'scenario':<13}{'gw ev/s':>9}{'base ev/s':>10}{'ratio':>7}  {'gw ev/cpu-s':>11}{'base ev/cpu-s':>14}{'ratio':>7}"
+        f"  {'gw µs/ev':>8}{'base':>6}  {'gw p50/p99 ms':>14}{'base p50/p99 ms':>16}  {'ev/msg':>6}{'lost':>9}  {'cpu gw/client':>13}"
+    )
+    lines = [head, "-" * len(head)]
+    for row in rows:
+        g, b = row.gateway, row.baseline
+        lost = "{}/{}".format(*row.lost) + ("!" if row.disorder else "")
+        lines.append(
+            f"{row.scenario.name:<13}{_si(g.rate):>9}{_si(b.rate):>10}{g.rate / b.rate:>7.2f}"
+            f"  {_si(g.per_core):>11}{_si(b.per_core):>14}{g.per_core / b.per_core:>7.2f}"
+            f"  {1e6 / g.per_core:>8.1f}{1e6 / b.per_core:>6.1f}"
+            f"  {g.percentile(0.5) / 1000:>6.2f}/{g.percentile(0.99) / 1000:<7.2f}{b.percentile(0.5) / 1000:>8.2f}/{b.percentile(0.99) / 1000:<7.2f}"
+            f"  {g.events / max(1, g.messages):>6.1f}{lost:>9}  {g.server_cpu_s / max(g.seconds, 1e-9):>6.0%}/{g.client_cpu_s / max(g.seconds, 1e-9):<6.0%}"
+        )
+    for row in rows:
+        if row.lost != (0, 0) or row.disorder:
+            codes = sorted({code for r in row.gateway_runs + row.baseline_runs for code in r.close_codes})
+            lines.append(f"{row.scenario.name}: {row.lost[0]}/{row.lost[1]} lost, {row.disorder} out of order; close codes {codes}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="smaller bursts and shorter paced runs (~20 s in all)")
+    parser.add_argument("--sessions", default="1,10,50", help="session counts, comma separated [1,10,50]")
+    parser.add_argument("--burst", type=int, help="text deltas per burst scenario, over all sessions [100000; quick 20000]")
+    parser.add_argument("--rate", type=float, default=4000.0, help="text deltas/s in the paced scenarios, over all sessions [4000]")
+    parser.add_argument("--paced-seconds", type=float, help="length of each paced run [2; quick 0.5]")
+    parser.add_argument("--repeat", type=int, help="runs of each scenario per server; the median is shown [3; quick 1]")
+    parser.add_argument("--chunk", type=int, default=1, help="messages the agent delivers per event-loop turn [1, like the SDK]")
+    args = parser.parse_args(argv)
+    plan = scenarios(
+        [int(n) for n in args.sessions.split(",")],
+        args.burst or (20_000 if args.quick else 100_000),
+        args.rate,
+        args.paced_seconds or (0.5 if args.quick else 2.0),
+        args.chunk,
+    )
+    started = time.monotonic()
+    hot = hotpath.measure(events=5_000 if args.quick else 20_000)
+    rows = run_all(plan, args.repeat or (1 if args.quick else 3))
+    print(table(rows))
+    print(
+        f"hot path in process (no sockets, best of 5): agent {hot.agent_us:.2f} µs/message; gateway on_message -> outbox"
+        f" {hot.emit_us:.2f} µs/event; sender take + join {hot.take_us:.2f} µs/event in batches of {hot.batch}"
+    )
+    print(f"({time.monotonic() - started:.0f} s; gateway and baseline each in its own process, clients in a third)")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,43 @@
+"""One benchmark server process: `python -m bench.serve gateway|baseline PORT`.
+
+Both run under uvicorn with the WebSocket settings `agent-gateway serve` uses (gateway/cli.py); the
+gateway is the real app, with the synthetic agent in place of the CLI.
+"""
+
+import sys
+
+import uvicorn
+from starlette.types import ASGIApp
+
+from bench import baseline_app
+from bench.synthetic_agent import SyntheticAgent
+from gateway.app import create_app
+from gateway.config import Settings
+
+TOKEN = "bench-token-0123456789"
+MAX_SESSIONS = 64
+
+
+def app_for(kind: str, settings: Settings) -> ASGIApp:
+    if kind == "gateway":
+        return create_app(settings, runner_factory=SyntheticAgent)
+    if kind == "baseline":
+        return baseline_app.app
+    raise SystemExit(f"unknown server {kind!r}: gateway or baseline")
+
+
+def main(kind: str, port: int) -> None:
+    settings = Settings(tokens=f"bench={TOKEN}", max_sessions=MAX_SESSIONS, max_sessions_per_principal=MAX_SESSIONS, demo="off")
+    uvicorn.run(
+        app_for(kind, settings),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        ws_max_size=settings.max_frame_bytes * 4,
+        ws_ping_interval=settings.ws_ping_interval_s,
+        ws_ping_timeout=settings.ws_ping_timeout_s,
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], int(sys.argv[2]))
