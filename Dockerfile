@@ -6,6 +6,7 @@ COPY scripts/system-deps.sh scripts/system-deps.sh
 RUN scripts/system-deps.sh runtime && rm -rf /var/lib/apt/lists/*
 
 COPY pyproject.toml README.md ./
+COPY clients/js/src ./clients/js/src
 COPY gateway ./gateway
 RUN pip install --no-cache-dir . && useradd --create-home --uid 10001 gateway \
     && mkdir -p /var/lib/agent-gateway && chown gateway /var/lib/agent-gateway

@@ -1,19 +1,23 @@
 """The ASGI application: routes, shared state and the lifespan that starts and stops sessions."""
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.routing import Mount, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.profiles import Profile, load_profiles
 from gateway.sessions.manager import RunnerFactory, SessionManager
-from gateway.transports import http_basic
+from gateway.transports import http_api, openapi
+from gateway.transports.problems import EXCEPTION_HANDLERS
 from gateway.transports.websocket import websocket_endpoint
 
 log = logging.getLogger("gateway")
@@ -37,13 +41,30 @@ def create_app(settings: Settings, profiles: dict[str, Profile] | None = None, r
     app = Starlette(
         routes=[
             WebSocketRoute("/v1/ws", websocket_endpoint),
-            Route("/healthz", http_basic.healthz),
-            Route("/v1/tickets", http_basic.issue_ticket, methods=["POST"]),
-            Mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="static"),
+            *http_api.routes(openapi.ALL_OPERATIONS),
+            Mount("/", StaticFiles(directory=STATIC_DIR, html=True, follow_symlink=True), name="static"),
         ],
+        middleware=cors_middleware(settings),
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.manager = manager
     app.state.auth = auth
+    app.state.check_lock = asyncio.Lock()
     return app
+
+
+def cors_middleware(settings: Settings) -> list[Middleware]:
+    """CORS for the configured origins; `Last-Event-ID` may be sent (resume) and read (snapshot position)."""
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if not origins:
+        return []
+    return [Middleware(
+        CORSMiddleware,
+        allow_origins=origins,
+        allow_methods=["GET", "POST", "DELETE"],
+        allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "X-Connection-Id"],
+        expose_headers=["Last-Event-ID", "X-Connection-Id", "Location"],
+        max_age=600,
+    )]

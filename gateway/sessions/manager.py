@@ -157,7 +157,7 @@ class SessionManager:
     async def check_profile(self, name: str) -> ProfileCheck:
         """Dry-run a profile: start a CLI exactly as a session of it would, run one tiny turn, report.
 
-        Counts against the process's session limit while it runs, like a session.
+        Refused like a new session when the gateway is at its session limit.
         """
         profile = self.profiles.get(name)
         if profile is None:
@@ -168,6 +168,4 @@ class SessionManager:
         try:
             return await probe.run(lambda: self._runner_factory(probe, None))  # type: ignore[arg-type]
         finally:
-            root = self._session_dir(probe)  # type: ignore[arg-type]
-            if root.exists():
-                await asyncio.to_thread(shutil.rmtree, root, True)
+            await self._remove_files(probe)  # type: ignore[arg-type]

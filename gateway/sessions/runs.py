@@ -22,6 +22,12 @@ def result_status(result: ev.TurnResult) -> RunStatus:
     return "error" if result.is_error else "completed"
 
 
+def latest_run(session: Session) -> Run | None:
+    """The session's most recent run (its last query), or None before the first query of the conversation."""
+    queries = [e.query_id for e in session.snapshot().transcript if isinstance(e, ev.UserQuery)]
+    return run_view(session, queries[-1]) if queries else None
+
+
 def run_view(session: Session, run_id: str) -> Run:
     """The run started by query `run_id`; `not_found` when the transcript no longer has it (reset, or too old)."""
     snapshot = session.snapshot()
@@ -39,7 +45,7 @@ def run_view(session: Session, run_id: str) -> Run:
         owner = open_queries[0] if open_queries else None
         if owner == run_id:
             messages.append(event)
-        if isinstance(event, ev.TurnResult) and event.query_id in open_queries:
+        if isinstance(event, ev.TurnResult) and event.query_id is not None and event.query_id in open_queries:
             open_queries.remove(event.query_id)
             if event.query_id == run_id:
                 result = event

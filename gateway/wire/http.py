@@ -16,7 +16,7 @@ class CreateSession(Open, tag=False):
     `id` makes creation idempotent: re-sending it returns the same session.
     """
 
-    id: FrameId | None = None
+    id: FrameId | None = None  # type: ignore[assignment]  # optional here, unlike on a frame
     prompt: Prompt | None = None
 
 
@@ -42,8 +42,11 @@ class Run(msgspec.Struct, kw_only=True):
     last_seq: int
 
 
-class Created(msgspec.Struct, kw_only=True):
-    """Reply to `POST /v1/sessions`; `run` is set when a first prompt was given."""
+class SessionStatus(msgspec.Struct, kw_only=True):
+    """A session and its latest run: what `POST /v1/sessions` creates and `GET /v1/sessions/{id}` polls.
+
+    `run` is null until the conversation's first query (and again after a conversation reset).
+    """
 
     session: SessionInfo
     run: Run | None = None

@@ -5,7 +5,7 @@ import contextlib
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import httpx
@@ -87,10 +87,10 @@ class SseStream:
                 self._pending.append(frame)
         return self._pending.pop(0)
 
-    # The WebSocket client's helpers work unchanged on `recv` and the shared `events`.
-    until = WsClient.until
-    event = WsClient.event
-    state = WsClient.state
+    # The WebSocket client's helpers need only `recv` and `events`: the same code serves both transports.
+    until: Callable[..., Awaitable[Frame]] = WsClient.until
+    event: Callable[..., Awaitable[Frame]] = WsClient.event
+    state: Callable[..., Awaitable[None]] = WsClient.state
 
     @property
     def events(self) -> list[Frame]:
@@ -162,8 +162,8 @@ class ApiClient:
         finally:
             await response.aclose()
 
-    kinds = WsClient.kinds
-    text = WsClient.text
+    kinds: Callable[..., list[str]] = WsClient.kinds
+    text: Callable[..., str] = WsClient.text
 
     async def close(self) -> None:
         await self.http.aclose()

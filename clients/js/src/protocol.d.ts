@@ -1,0 +1,380 @@
+/**
+ * The agent-gateway wire contract (protocol version 1), mirrored from `gateway/wire/*.py`.
+ *
+ * Client frames carry `type` and a client-chosen `id`; server frames carry `type`;
+ * event bodies carry `kind`. A WebSocket message may hold several server frames separated by "\n".
+ */
+
+// ---------------------------------------------------------------------------------------------
+// Shared
+
+export type PermissionMode = "default" | "acceptEdits" | "plan" | "bypassPermissions" | "dontAsk" | "auto";
+export type SessionState = "starting" | "idle" | "running" | "awaiting_approval" | "interrupted" | "closed" | "failed";
+export type JsonObject = { [key: string]: unknown };
+/** Anthropic content block (text, image, document, tool_use, tool_result, thinking, ...). */
+export interface ContentBlock {
+  type: string;
+  [key: string]: unknown;
+}
+
+/** Who did something: the principal and the connection (tab) it came through. */
+export interface Actor {
+  principal: string;
+  connection?: string | null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Client frames
+
+export interface OpenFrame {
+  type: "open";
+  id: string;
+  profile?: string;
+  model?: string | null;
+  permission_mode?: PermissionMode | null;
+  allowed_tools?: string[] | null;
+  disallowed_tools?: string[] | null;
+  max_turns?: number | null;
+  max_budget_usd?: number | null;
+}
+export interface AttachFrame {
+  type: "attach";
+  id: string;
+  session_id: string;
+  /** The last sequence number this client applied (0: from the start). */
+  after?: number;
+  epoch?: string | null;
+}
+export interface QueryFrame {
+  type: "query";
+  id: string;
+  prompt: string | ContentBlock[];
+}
+export interface InterruptFrame {
+  type: "interrupt";
+  id: string;
+}
+export interface PermissionResponseFrame {
+  type: "permission_response";
+  id: string;
+  request_id: string;
+  decision: "allow" | "deny";
+  updated_input?: JsonObject | null;
+  message?: string | null;
+  interrupt?: boolean;
+  apply_suggestions?: number[];
+}
+export interface QuestionResponseFrame {
+  type: "question_response";
+  id: string;
+  request_id: string;
+  /** Question text -> chosen option label, labels (multiSelect) or free text. */
+  answers: { [question: string]: string | string[] };
+}
+export interface SetModelFrame {
+  type: "set_model";
+  id: string;
+  model: string;
+}
+export interface SetPermissionModeFrame {
+  type: "set_permission_mode";
+  id: string;
+  mode: PermissionMode;
+}
+export interface ResetConversationFrame {
+  type: "reset_conversation";
+  id: string;
+  mode?: "soft" | "hard";
+}
+export interface CloseFrame {
+  type: "close";
+  id: string;
+}
+export interface PingFrame {
+  type: "ping";
+  id: string;
+}
+
+export type SessionFrame =
+  | QueryFrame
+  | InterruptFrame
+  | PermissionResponseFrame
+  | QuestionResponseFrame
+  | SetModelFrame
+  | SetPermissionModeFrame
+  | ResetConversationFrame
+  | CloseFrame;
+export type ClientFrame = OpenFrame | AttachFrame | PingFrame | SessionFrame;
+export type ClientFrameType = ClientFrame["type"];
+/** A session frame without its `id` (the client assigns one). */
+export type SessionFrameInput = DistributiveOmit<SessionFrame, "id"> & { id?: string };
+type DistributiveOmit<T, K extends keyof any> = T extends unknown ? Omit<T, K> : never;
+
+// ---------------------------------------------------------------------------------------------
+// Event bodies (`kind`)
+
+export interface StateEvent {
+  kind: "state";
+  state: SessionState;
+  reason?: string | null;
+}
+/** A client's query as accepted; `queued` when a turn was already running. */
+export interface UserQueryEvent {
+  kind: "user_query";
+  query_id: string;
+  prompt: string | ContentBlock[];
+  by: Actor;
+  queued?: boolean;
+}
+export interface TurnStartedEvent {
+  kind: "turn_started";
+  query_id: string;
+}
+/** A raw Anthropic Messages streaming event. */
+export interface StreamEvent {
+  kind: "stream";
+  event: AnthropicStreamEvent;
+  parent_tool_use_id?: string | null;
+}
+export interface AssistantMessageEvent {
+  kind: "assistant_message";
+  content: ContentBlock[];
+  model: string;
+  message_id?: string | null;
+  parent_tool_use_id?: string | null;
+  usage?: JsonObject | null;
+  error?: string | null;
+  stop_reason?: string | null;
+}
+/** A user-role message from the agent loop: tool results, interruption notices. */
+export interface UserMessageEvent {
+  kind: "user_message";
+  content: string | ContentBlock[];
+  parent_tool_use_id?: string | null;
+  tool_use_result?: unknown;
+}
+export interface SystemEvent {
+  kind: "system";
+  subtype: string;
+  data: JsonObject;
+}
+export interface TaskEvent {
+  kind: "task";
+  subtype: string;
+  data: JsonObject;
+}
+export interface ResultEvent {
+  kind: "result";
+  query_id: string | null;
+  subtype: string;
+  is_error: boolean;
+  duration_ms: number;
+  duration_api_ms: number;
+  num_turns: number;
+  /** Cumulative for the agent process (it restarts after resets and crashes), not per turn. */
+  total_cost_usd?: number | null;
+  usage?: JsonObject | null;
+  result?: string | null;
+  stop_reason?: string | null;
+  terminal_reason?: string | null;
+  permission_denials?: unknown[] | null;
+  errors?: string[] | null;
+}
+export interface PermissionRequestEvent {
+  kind: "permission_request";
+  request_id: string;
+  tool_name: string;
+  input: JsonObject;
+  /** Unix milliseconds. */
+  expires_at: number;
+  tool_use_id?: string | null;
+  suggestions?: JsonObject[];
+  title?: string | null;
+  display_name?: string | null;
+  description?: string | null;
+  decision_reason?: string | null;
+  agent_id?: string | null;
+}
+export interface QuestionOption {
+  label: string;
+  description?: string;
+  [key: string]: unknown;
+}
+export interface QuestionItem {
+  question: string;
+  header?: string;
+  options?: QuestionOption[];
+  multiSelect?: boolean;
+  [key: string]: unknown;
+}
+export interface QuestionEvent {
+  kind: "question";
+  request_id: string;
+  questions: QuestionItem[];
+  expires_at: number;
+  tool_use_id?: string | null;
+}
+export type RequestOutcome = "allowed" | "denied" | "answered" | "expired" | "cancelled";
+export interface RequestResolvedEvent {
+  kind: "request_resolved";
+  request_id: string;
+  outcome: RequestOutcome;
+  by?: Actor | null;
+  updated_input?: JsonObject | null;
+  message?: string | null;
+  answers?: { [question: string]: string | string[] } | null;
+}
+export interface ModelChangedEvent {
+  kind: "model_changed";
+  model: string;
+  by: Actor;
+}
+export interface PermissionModeChangedEvent {
+  kind: "permission_mode_changed";
+  mode: string;
+  by: Actor;
+}
+export interface ConversationResetEvent {
+  kind: "conversation_reset";
+  mode: "soft" | "hard";
+  by: Actor;
+}
+export interface AgentErrorEvent {
+  kind: "error";
+  code: string;
+  message: string;
+  recoverable?: boolean;
+}
+export interface RateLimitEvent {
+  kind: "rate_limit";
+  info: JsonObject;
+}
+
+export type SessionEvent =
+  | StateEvent
+  | UserQueryEvent
+  | TurnStartedEvent
+  | StreamEvent
+  | AssistantMessageEvent
+  | UserMessageEvent
+  | SystemEvent
+  | TaskEvent
+  | ResultEvent
+  | PermissionRequestEvent
+  | QuestionEvent
+  | RequestResolvedEvent
+  | ModelChangedEvent
+  | PermissionModeChangedEvent
+  | ConversationResetEvent
+  | AgentErrorEvent
+  | RateLimitEvent;
+export type EventKind = SessionEvent["kind"];
+export type EventOfKind<K extends EventKind> = Extract<SessionEvent, { kind: K }>;
+export type PendingRequest = PermissionRequestEvent | QuestionEvent;
+
+/** The subset of Anthropic streaming events the gateway relays (others pass through untyped). */
+export type AnthropicStreamEvent =
+  | { type: "message_start"; message: { id: string; model?: string; [key: string]: unknown } }
+  | { type: "content_block_start"; index: number; content_block: ContentBlock }
+  | {
+      type: "content_block_delta";
+      index: number;
+      delta:
+        | { type: "text_delta"; text: string }
+        | { type: "input_json_delta"; partial_json: string }
+        | { type: "thinking_delta"; thinking: string }
+        | { type: "signature_delta"; signature: string }
+        | { type: string; [key: string]: unknown };
+    }
+  | { type: "content_block_stop"; index: number }
+  | { type: "message_delta"; delta: JsonObject; usage?: JsonObject }
+  | { type: "message_stop" }
+  | { type: string; [key: string]: unknown };
+
+// ---------------------------------------------------------------------------------------------
+// Server frames
+
+/** One logged event: `seq` counts from 1 per session epoch with no gaps; `ts` is unix ms. */
+export interface EventFrame<E extends SessionEvent = SessionEvent> {
+  type: "event";
+  seq: number;
+  epoch: string;
+  ts: number;
+  event: E;
+}
+export interface AckFrame {
+  type: "ack";
+  id: string;
+  result?: JsonObject | null;
+  duplicate?: boolean;
+}
+export interface ErrorFrame {
+  type: "error";
+  code: string;
+  message: string;
+  id?: string | null;
+}
+export interface PongFrame {
+  type: "pong";
+  id: string;
+  ts: number;
+}
+export interface SessionInfo {
+  session_id: string;
+  profile: string;
+  model: string | null;
+  permission_mode: string;
+  state: SessionState;
+  epoch: string;
+  last_seq: number;
+  created_at: number;
+  last_activity: number;
+  turns: number;
+  total_cost_usd: number;
+  queued: number;
+  pending: PendingRequest[];
+  allowed_models: string[] | null;
+  allowed_modes: string[];
+}
+/** Reply to `open`/`attach`: events after `after` follow (replay), then the live tail. */
+export interface AttachedFrame {
+  type: "attached";
+  id: string;
+  connection: string;
+  after: number;
+  session: SessionInfo;
+  protocol: number;
+}
+export interface Snapshot {
+  session: SessionInfo;
+  transcript: SessionEvent[];
+  streaming_text?: string | null;
+}
+/** The client's cursor can't be served (too old, or another epoch): rebuild from this snapshot. */
+export interface ResetFrame {
+  type: "reset";
+  reason: string;
+  snapshot: Snapshot;
+  id?: string | null;
+  connection?: string | null;
+}
+export type ServerFrame = EventFrame | AckFrame | ErrorFrame | PongFrame | AttachedFrame | ResetFrame;
+export type ServerFrameType = ServerFrame["type"];
+
+// ---------------------------------------------------------------------------------------------
+// HTTP
+
+export interface Profile {
+  name: string;
+  description?: string;
+  model?: string | null;
+  models?: string[] | null;
+  permission_mode?: string;
+  permission_modes?: string[];
+  [key: string]: unknown;
+}
+export interface Ticket {
+  ticket: string;
+  /** Unix milliseconds. */
+  expires_at: number;
+}
