@@ -193,6 +193,8 @@ _SCRIPT_RE = re.compile(r"^SCRIPT:(.*)", re.MULTILINE | re.DOTALL)
 _ANSWER_RE = re.compile(r'"[^"]*"="([^"]*)"')
 _CWD_RE = re.compile(r"Primary working directory: (.+)")
 _REMINDER = "<system-reminder>"
+# Blocks the CLI injects into user messages (context and local-command records), never prompts.
+_INJECTED = (_REMINDER, "<local-command-", "<command-name>")
 _REMINDER_BLOCK_RE = re.compile(r"<system-reminder>.*?</system-reminder>", re.DOTALL)
 
 
@@ -283,7 +285,7 @@ def _texts(content: str | list[dict[str, Any]]) -> list[str]:
 
 def _prompt_blocks(msg: Message) -> list[str]:
     """The user's own text blocks, without the CLI's injected <system-reminder> blocks."""
-    return [t.strip() for t in _texts(msg.content) if t.strip() and not t.lstrip().startswith(_REMINDER)]
+    return [t.strip() for t in _texts(msg.content) if t.strip() and not t.lstrip().startswith(_INJECTED)]
 
 
 def _last_prompt_index(messages: list[Message]) -> int:

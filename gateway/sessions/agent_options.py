@@ -58,7 +58,9 @@ def build_options(settings: Settings, spec: SessionSpec, workdir: Path, home: Pa
         cli_path=settings.cli_path or None,
         setting_sources=[],
         include_partial_messages=True,
-        verbatim_prompts=True,
+        # Off so that the session's own `/clear` works; every client prompt is sent with
+        # `client_composed: True`, which is what verbatim_prompts would set (Session._enqueue).
+        verbatim_prompts=False,
         permission_mode=mode,  # type: ignore[arg-type]
         model=model,
         allowed_tools=list(spec.allowed_tools),

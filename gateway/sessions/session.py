@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from claude_agent_sdk import ResultMessage, SystemMessage
+from claude_agent_sdk import ConversationResetMessage, ResultMessage, SystemMessage
 from claude_agent_sdk.types import ToolPermissionContext
 
 from gateway.events.feed import EventFeed, Sink
@@ -35,7 +35,9 @@ TRANSCRIPT_KINDS = (
     ev.RequestResolved, ev.ModelChanged, ev.PermissionModeChanged, ev.ConversationReset, ev.AgentError,
 )
 BUSY_STATES = ("running", "awaiting_approval", "interrupted")
-READY_STATES = ("idle", "failed")  # failed: the CLI couldn't start; the next query tries again
+READY_STATES = ("idle", "failed")
+# Sent without `client_composed`, so the CLI runs it as its own command (the only such message).
+CLEAR_MESSAGE = {"type": "user", "message": {"role": "user", "content": "/clear"}, "parent_tool_use_id": None}  # failed: the CLI couldn't start; the next query tries again
 
 
 def now_ms() -> int:
@@ -80,6 +82,8 @@ class Session:
         self._wake = asyncio.Event()
         self._pump_task: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._turn_done = asyncio.Event()
+        self._clearing: asyncio.Future[None] | None = None
         self._on_closed = on_closed
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -184,6 +188,12 @@ class Session:
     # ---- runner hooks ----------------------------------------------------------------------
 
     def on_message(self, message: Any) -> None:
+        if self._clearing is not None and isinstance(message, (ResultMessage, ConversationResetMessage)):
+            # The `/clear` of a soft reset: its result is not a turn; the reset event stands for it.
+            if isinstance(message, ResultMessage) and not self._clearing.done():
+                self.claude_session_id = message.session_id
+                self._clearing.set_result(None)
+            return
         if isinstance(message, SystemMessage) and message.subtype == "init":
             self.claude_session_id = message.data.get("session_id", self.claude_session_id)
             self.model = message.data.get("model", self.model)
@@ -203,6 +213,7 @@ class Session:
             self._current_query = None
             if self.state in BUSY_STATES:
                 self._set_state("idle")
+            self._turn_done.set()
             self._wake.set()
 
     def on_exit(self, runner: AgentRunner, error: BaseException | None) -> None:
@@ -286,6 +297,7 @@ class Session:
             "message": {"role": "user", "content": frame.prompt},
             "parent_tool_use_id": None,
             "uuid": str(uuid.uuid4()),
+            "client_composed": True,  # verbatim: no slash commands or @file expansion from clients
         }
         self._queue.append((frame.id, message))
         self.emit(ev.UserQuery(query_id=frame.id, prompt=frame.prompt, by=actor, queued=queued))
@@ -323,25 +335,53 @@ class Session:
         self.emit(ev.PermissionModeChanged(mode=mode, by=actor))
 
     async def reset_conversation(self, mode: str, actor: ev.Actor) -> None:
-        """Start a fresh conversation: soft keeps the session's settings, hard also replaces the CLI.
+        """Start a fresh conversation in this session.
 
-        Both forget the Claude session id, so the next CLI starts without `resume=`; a soft reset
-        restarts the CLI lazily on the next query, a hard one right away.
+        Soft: the running CLI clears its conversation (`/clear`), keeping its process, settings
+        and permission rules. Hard: the CLI is replaced by a new one. A running turn is
+        interrupted first; queued queries are dropped.
         """
         self._queue.clear()
         if self._runner is not None and self.state in BUSY_STATES:
+            self._turn_done.clear()
             with contextlib.suppress(GatewayError):
                 await self._control(self._runner.interrupt())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._turn_done.wait(), CONTROL_TIMEOUT_S)
         self.approvals.cancel_all()
-        await self._stop_runner()
-        self.claude_session_id = None
         self._current_query = None
         self._streaming.clear()
         self._transcript.clear()
-        self.emit(ev.ConversationReset(mode=mode, by=actor))  # type: ignore[arg-type]
-        self._set_state("idle", "conversation_reset")
-        if mode == "hard":
-            await self._start_runner()
+        self._set_state("running", "conversation_reset")  # holds new queries back until the reset is done
+        try:
+            if mode == "soft" and self._runner is not None and await self._clear_conversation():
+                pass
+            else:
+                await self._stop_runner()
+                self.claude_session_id = None
+                if mode == "hard":
+                    await self._start_runner()
+        finally:
+            self.emit(ev.ConversationReset(mode=mode, by=actor))  # type: ignore[arg-type]
+            self._set_state("idle", "conversation_reset")
+            self._wake.set()
+
+    async def _clear_conversation(self) -> bool:
+        """Ask the CLI for `/clear`; False when it didn't confirm (the caller replaces the CLI)."""
+        assert self._runner is not None
+        self._clearing = asyncio.get_running_loop().create_future()
+        try:
+            await self._runner.query(CLEAR_MESSAGE)
+            await asyncio.wait_for(self._clearing, CONTROL_TIMEOUT_S)
+        except Exception as exc:
+            log.warning("session %s: /clear failed, replacing the CLI: %r", self.id, exc)
+            return False
+        finally:
+            self._clearing = None
+        # The CLI's running cost total starts again from zero after a clear.
+        self._cost_before_runner += self._cost_of_runner
+        self._cost_of_runner = 0.0
+        return True
 
     # ---- attach / snapshot -----------------------------------------------------------------
 

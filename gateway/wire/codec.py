@@ -39,7 +39,7 @@ def decode_client_frame(raw: bytes | str) -> ClientFrame:
             return_code = ErrorCode.UNKNOWN_TYPE if "type" in loose else ErrorCode.BAD_FRAME
             raise FrameError(return_code, _explain_type(loose, text), frame_id) from None
         raise FrameError(ErrorCode.BAD_FRAME, text, frame_id) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise FrameError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}", None) from None
 
 
@@ -47,14 +47,14 @@ def frame_id_of(raw: bytes | str) -> str | None:
     """The `id` of a frame we won't execute (e.g. too large), skipping everything else cheaply."""
     try:
         return _id_only.decode(raw).id
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
         return None
 
 
 def _loose_object(raw: bytes | str) -> dict[str, Any]:
     try:
         value = _loose.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeDecodeError):
         return {}
     return value if isinstance(value, dict) else {}
 

@@ -13,6 +13,7 @@ from tests.support.gateway import TOKENS, RunningGateway, run_gateway
 
 CASES = [
     (b"{not json", "bad_json", None),
+    (b"\xff\xfe{\"type\": \"ping\"}", "bad_json", None),
     ("", "bad_json", None),
     ("[1, 2]", "bad_frame", None),
     ('"just a string"', "bad_frame", None),

@@ -63,3 +63,16 @@ async def test_turn_cost_and_session_total(alice: WsClient) -> None:
         results.append(await alice.event("result", lambda e, qid=ack["id"]: e["query_id"] == qid))
     assert all(r["cost_usd"] > 0 for r in results)
     assert abs(results[1]["total_cost_usd"] - (results[0]["cost_usd"] + results[1]["cost_usd"])) < 1e-9
+
+
+async def test_client_prompts_are_verbatim(alice: WsClient, model_server) -> None:  # type: ignore[no-untyped-def]
+    """A client can't run CLI slash commands or expand @files: the model receives the text as typed."""
+    await open_session(alice)
+    for prompt in ("/clear", "@/etc/passwd what is this?"):
+        ack = await query(alice, prompt)
+        result = await alice.event("result", lambda e, qid=ack["id"]: e["query_id"] == qid)
+        assert result["num_turns"] >= 1
+        sent = json.dumps([r.body for r in model_server.requests])
+        assert json.dumps(prompt)[1:-1] in sent
+    assert "root:x:0:0" not in json.dumps([r.body for r in model_server.requests])
+    assert not any(f["event"]["kind"] == "conversation_reset" for f in alice.events)

@@ -10,6 +10,7 @@ import pytest
 from gateway.scripted_model.script import expected_texts
 from gateway.scripted_model.server import ScriptedModelServer
 from tests.support.client import WsClient, next_id
+from tests.support.processes import cli_pids
 from tests.support.gateway import TOKENS, RunningGateway, run_gateway
 from tests.support.gateway import test_settings as make_settings
 from tests.support.http import ApiClient, SseStream
@@ -133,12 +134,16 @@ async def test_soft_and_hard_reset_start_fresh_conversations(kind: str, model_se
         await t.turn(f"second-{kind}")
         assert f"first-{kind}" in prompts_seen(model, f"second-{kind}")  # one conversation so far
 
+        workdir = next((tmp_path / "sessions").iterdir()) / "work"
+        [cli] = cli_pids(workdir)
         reset = await t.reset("soft")
         assert reset["mode"] == "soft" and reset["by"]["principal"] == "alice"
         await t.turn(f"third-{kind}")
         assert f"first-{kind}" not in prompts_seen(model, f"third-{kind}")  # the model no longer sees the old turns
         assert t.conversation_id() != before
+        assert cli_pids(workdir) == [cli]  # soft: the same CLI process
 
         assert (await t.reset("hard"))["mode"] == "hard"
         await t.turn(f"fourth-{kind}")
         assert f"third-{kind}" not in prompts_seen(model, f"fourth-{kind}")
+        assert cli_pids(workdir) not in ([cli], [])  # hard: a new CLI process
