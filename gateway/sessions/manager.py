@@ -57,7 +57,8 @@ class SessionManager:
     # ---- creation --------------------------------------------------------------------------
 
     async def open(self, principal: str, frame: Open) -> Session:
-        """Create and start a session. Re-sending the same `open` frame id returns the same session."""
+        """Create a session and start its CLI in the background. Re-sending the same `open` frame id
+        returns the same session."""
         existing = self._opened.get((principal, frame.id))
         if existing is not None and existing in self._sessions:
             return self._sessions[existing]
@@ -78,13 +79,8 @@ class SessionManager:
             on_closed=self._remove_files,
             max_queued=self.settings.max_queued_queries,
         )
-        self._sessions[session.id] = session  # counted against the limits while it starts
-        try:
-            await session.start()
-        except BaseException:
-            self._sessions.pop(session.id, None)
-            await session.close("failed to start")
-            raise
+        self._sessions[session.id] = session
+        session.start()
         self._opened[(principal, frame.id)] = session.id
         if len(self._opened) > 10_000:
             self._opened.popitem(last=False)

@@ -88,11 +88,10 @@ class Session:
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start the first CLI; raises GatewayError(agent_unavailable) when it can't start."""
+    def start(self) -> None:
+        """Start the session's pump, which starts the first CLI: `open` answers at once, and
+        queries sent while the CLI starts (about 0.5 s) queue behind it."""
         self.emit(ev.StateChanged(state="starting"))
-        await self._start_runner()
-        self._set_state("idle")
         self._pump_task = asyncio.create_task(self._pump(), name=f"session-pump-{self.id}")
 
     async def close(self, reason: str) -> None:
@@ -135,7 +134,14 @@ class Session:
             await runner.stop()
 
     async def _pump(self) -> None:
-        """The one task that sends queued queries, one turn at a time, restarting a dead CLI first."""
+        """The one task that starts the CLI, then sends queued queries one turn at a time
+        (restarting a dead CLI first)."""
+        try:
+            await self._start_runner()
+            self._set_state("idle")
+        except GatewayError as exc:
+            self.emit(ev.AgentError(code="agent_start_failed", message=exc.message, recoverable=True))
+            self._set_state("failed", "agent_start_failed")
         while True:
             await self._wake.wait()
             self._wake.clear()

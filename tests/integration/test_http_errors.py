@@ -1,5 +1,6 @@
 """Every bad request gets a problem document (RFC 9457) with the documented status and code; never a 500."""
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -178,6 +179,14 @@ async def test_errors_need_no_session_state(tmp_path: Path, model_url: str) -> N
     """A gateway without a reachable model still answers requests with problems, not 500s."""
     async with run_gateway(make_settings(tmp_path, "http://127.0.0.1:9", cli_path="/nonexistent/claude")) as gateway:
         async with httpx.AsyncClient(base_url=gateway.http_url, headers=ALICE, timeout=60) as client:
-            assert_problem(await client.post("/v1/sessions", json={}), "agent_unavailable")
+            created = await client.post("/v1/sessions", json={"prompt": "hi"})  # answered at once; the CLI fails after
+            assert created.status_code == 201, created.text
+            location = created.headers["location"]
+            for _ in range(200):
+                status = (await client.get(location)).json()
+                if status["run"]["status"] == "error":
+                    break
+                await asyncio.sleep(0.05)
+            assert status["session"]["state"] == "failed" and status["run"]["status"] == "error", status
             ready = await client.get("/readyz")
             assert ready.status_code == 503 and ready.json()["status"] == "unready"

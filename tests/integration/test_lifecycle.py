@@ -123,12 +123,19 @@ async def test_change_model_and_permission_mode(gateway: RunningGateway, alice: 
     assert "opus" in message["model"]
 
 
-async def test_cli_that_cannot_start_is_reported_and_counted_out(settings, model_url) -> None:  # type: ignore[no-untyped-def]
+async def test_cli_that_cannot_start_is_reported_and_retried(settings, model_url) -> None:  # type: ignore[no-untyped-def]
     broken = msgspec.structs.replace(settings, cli_path="/bin/false")
     async with run_gateway(broken) as gw:
         client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
-        reply = await client.request({"type": "open"}, timeout=60)
-        assert reply["type"] == "error" and reply["code"] == "agent_unavailable"
-        assert gw.manager.live_count("alice") == 0
+        reply = await client.request({"type": "open"})
+        assert reply["type"] == "attached" and reply["session"]["state"] == "starting"  # answered at once
+        error = await client.event("error", timeout=30)
+        assert error["code"] == "agent_start_failed" and error["recoverable"] is True
+        await client.event("state", lambda e: e["state"] == "failed")
+        # The next query tries again; it fails the same way and says so.
+        ack = await query(client, "SCRIPT:hello")
+        assert ack["result"]["queued"] is False
+        again = await client.event("error", timeout=30)
+        assert again["code"] == "agent_unavailable"
         assert (await client.request({"type": "ping"}))["type"] == "pong"
         await client.close()
