@@ -1,18 +1,18 @@
 #!/usr/bin/env bash
 # Debian packages the gateway and its tests need. Installs only what is missing.
 #   scripts/system-deps.sh runtime   bubblewrap (tool-call credential isolation)
-#   scripts/system-deps.sh test      runtime + nginx (reverse-proxy test), chromium (browser e2e), redis-server
+#   scripts/system-deps.sh test      runtime + nginx (reverse-proxy test), chromium and fonts (browser e2e)
 set -euo pipefail
 
 want=(bubblewrap:bwrap)
 if [ "${1:-runtime}" = "test" ]; then
-  want+=(nginx-light:nginx chromium:chromium redis-server:redis-server)
+  want+=(nginx-light:nginx chromium:chromium fonts-liberation:/usr/share/fonts/truetype/liberation)
 fi
 
 missing=()
 for entry in "${want[@]}"; do
   pkg=${entry%%:*} cmd=${entry##*:}
-  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || missing+=("$pkg")
+  command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/sbin/$cmd" ] || [ -e "$cmd" ] || missing+=("$pkg")
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 
