@@ -113,7 +113,7 @@ class WebSocketConnection:
         raw = message.get("text")
         if raw is None:
             raw = message.get("bytes") or b""
-        if len(raw) > self.settings.max_frame_bytes:
+        if (len(raw) if isinstance(raw, bytes) else len(raw.encode())) > self.settings.max_frame_bytes:
             too_large = GatewayError(ErrorCode.FRAME_TOO_LARGE, f"frames are limited to {self.settings.max_frame_bytes} bytes")
             self._reply_error(too_large, frame_id_of(raw))
             return
