@@ -37,7 +37,9 @@ async def _measure(events: int, batch: int, rounds: int) -> HotPath:
         log_store=MemoryEventLog(settings.log_max_events, settings.log_max_bytes, settings.log_max_age_s),
         runner_factory=SyntheticAgent,
     )
-    await session.start()
+    session.start()
+    while session.state == "starting":  # the session's pump starts the (synthetic) agent
+        await asyncio.sleep(0)
     outbox = Outbox(settings.send_queue_bytes)
     session.attach(outbox, 0, None)
     burst = Burst(events=events)

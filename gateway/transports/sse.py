@@ -136,8 +136,9 @@ def _keepalive() -> ServerSentEvent:
 
 async def stream_events(request: Request) -> Response:
     _, session = http_common.session(request)
-    cursor = request.headers.get("last-event-id") or request.query_params.get(CURSOR_PARAM)
-    epoch, after = parse_cursor(cursor) if cursor else (None, 0)
+    # Both are checked when present (a malformed one is an error even if the other wins).
+    header, param = (parse_cursor(c) if c else None for c in (request.headers.get("last-event-id"), request.query_params.get(CURSOR_PARAM)))
+    epoch, after = header or param or (None, 0)
     follow = request.query_params.get("follow", "true")
     if follow not in ("true", "false"):
         raise GatewayError(ErrorCode.BAD_FRAME, "follow is true or false")
