@@ -59,9 +59,9 @@ class SessionManager:
     async def open(self, principal: str, frame: Open) -> Session:
         """Create a session and start its CLI in the background. Re-sending the same `open` frame id
         returns the same session."""
-        existing = self._opened.get((principal, frame.id))
-        if existing is not None and existing in self._sessions:
-            return self._sessions[existing]
+        existing = self._sessions.get(self._opened.get((principal, frame.id), ""))
+        if existing is not None and not existing.closed:  # a closed one is gone: the open makes a new one
+            return existing
         profile = self.profiles.get(frame.profile)
         if profile is None:
             raise GatewayError(ErrorCode.PROFILE_NOT_FOUND, f"no profile {frame.profile!r}")
