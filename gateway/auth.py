@@ -44,7 +44,8 @@ class Authenticator:
         return self._principals.get(_digest(token))
 
     def issue_ticket(self, principal: str) -> tuple[str, int]:
-        expires = int(time.time() + self._ttl_s)
+        """A ticket for `principal` and its expiry (unix ms)."""
+        expires = int((time.time() + self._ttl_s) * 1000)
         body = f"{principal}\n{expires}\n{secrets.token_hex(8)}".encode()
         mac = hmac.new(self._secret, body, hashlib.sha256).digest()
         return base64.urlsafe_b64encode(body + mac).decode().rstrip("="), expires
@@ -59,7 +60,7 @@ class Authenticator:
             return None
         try:
             principal, expires, _ = body.decode().split("\n")
-            if int(expires) < time.time():
+            if int(expires) < time.time() * 1000:
                 return None
         except ValueError:
             return None

@@ -142,7 +142,7 @@ async def check_profile(request: Request) -> Response:
 async def issue_ticket(request: Request) -> Response:
     caller = http_common.principal(request)
     ticket, expires = request.app.state.auth.issue_ticket(caller)
-    return reply(ht.Ticket(ticket, expires * 1000))
+    return reply(ht.Ticket(ticket, expires))
 
 
 async def healthz(request: Request) -> Response:

@@ -64,3 +64,20 @@ def test_every_setting_is_documented() -> None:
     table = config.markdown_table()
     for field in config.Settings.__struct_fields__:
         assert f"`--{field.replace('_', '-')}`" in table and config.env_name(field) in table
+
+
+def test_tickets_expire_to_the_millisecond(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from gateway.auth import Authenticator
+
+    auth = Authenticator(config.Settings(tokens="a=0123456789abcdef", ticket_ttl_s=60.0))
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now)
+    ticket, expires = auth.issue_ticket("a")
+    assert expires == int((now + 60.0) * 1000)
+    monkeypatch.setattr(time, "time", lambda: now + 59.99)
+    assert auth.principal_for_ticket(ticket) == "a"
+    monkeypatch.setattr(time, "time", lambda: now + 60.01)
+    assert auth.principal_for_ticket(ticket) is None
+    assert auth.principal_for_ticket(ticket[:-2] + "xx") is None
