@@ -54,11 +54,14 @@ async def cli_runnable(settings: Settings) -> ReadinessCheck:
 
 
 def sandbox_available(settings: Settings) -> ReadinessCheck:
-    """Tool environment isolation needs bubblewrap; without it tool calls fail."""
-    if not settings.tool_env_isolation:
+    """Tool environment isolation needs bubblewrap: required with `on`, a warning with `auto`."""
+    if settings.tool_env_isolation == "off":
         return ReadinessCheck(name="bwrap", ok=True, detail="tool environment isolation is off")
     found = shutil.which("bwrap")
-    return ReadinessCheck(name="bwrap", ok=found is not None, detail=found or "bwrap not on PATH (needed by --tool-env-isolation)")
+    if found is not None:
+        return ReadinessCheck(name="bwrap", ok=True, detail=found)
+    required = settings.tool_env_isolation == "on"
+    return ReadinessCheck(name="bwrap", ok=not required, detail="bwrap not on PATH: tool calls can read the CLI's credentials")
 
 
 class ProfileProbe:
