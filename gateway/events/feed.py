@@ -26,6 +26,7 @@ class EventFeed:
     def __init__(self, log: EventLog) -> None:
         self.log = log
         self._sinks: set[Sink] = set()
+        self.last_ts = 0  # unix ms of the last event
 
     @property
     def epoch(self) -> str:
@@ -37,7 +38,7 @@ class EventFeed:
 
     def emit(self, event: EventBody) -> int:
         seq = self.log.last_seq + 1
-        ts = int(time.time() * 1000)
+        ts = self.last_ts = int(time.time() * 1000)
         frame = _encode(EventFrame(seq=seq, epoch=self.log.epoch, ts=ts, event=event))
         self.log.append(seq, ts, frame)
         for sink in self._sinks:

@@ -65,7 +65,7 @@ class Session:
         self.state: ev.SessionState = "starting"
         self.feed = EventFeed(log_store)
         self.approvals = Approvals(self.emit, self._sync_state)
-        self.created_at = self.last_activity = now_ms()
+        self.created_at = self._touched = now_ms()
         self.turns = 0
         self.claude_session_id: str | None = None
         self.connections = 0
@@ -166,8 +166,12 @@ class Session:
 
     # ---- events ----------------------------------------------------------------------------
 
+    @property
+    def last_activity(self) -> int:
+        """The last event or client frame (unix ms); events carry their own time, read off the feed."""
+        return max(self._touched, self.feed.last_ts)
+
     def emit(self, event: ev.EventBody) -> int:
-        self.last_activity = now_ms()
         if type(event) is ev.Stream:  # nearly every event: test it first
             if event.parent_tool_use_id is None:
                 delta = event.event.get("delta")
@@ -268,7 +272,7 @@ class Session:
             raise
 
     async def _execute(self, frame: cf.ClientFrame, actor: ev.Actor) -> dict[str, Any] | None:
-        self.last_activity = now_ms()
+        self._touched = now_ms()
         if isinstance(frame, cf.Query):
             return self._enqueue(frame, actor)
         if isinstance(frame, cf.PermissionResponse):

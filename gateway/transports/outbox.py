@@ -23,6 +23,8 @@ class Outbox:
         self._max_batch_frames = max_batch_frames
         self._max_batch_bytes = max_batch_bytes
         self._linger_frames = linger_frames
+        self._watching = False  # a burst is arriving: `_watch` runs once per loop turn
+        self._seen = 0
         self._ready = asyncio.Event()
         self.overflow = asyncio.Event()  # set once: a sender stuck on a stalled peer can't notice by itself
         self.ended = False
@@ -44,6 +46,21 @@ class Outbox:
             self.overflow.set()
             self._frames.clear()  # nothing more will be sent on this connection; free it now
             self._bytes = 0
+            self._ready.set()
+        elif not self._watching:
+            self._watching = True
+            self._seen = -1  # the first turn is a grace turn: the producer runs after the watcher
+            asyncio.get_running_loop().call_soon(self._watch)
+
+    def _watch(self) -> None:
+        """Once per loop turn while frames keep arriving: wake the sender when a turn brings none,
+        or a batch is full. One callback per turn, not a sender wake-up per frame; no timer."""
+        count = len(self._frames)
+        if count > self._seen and count < self._linger_frames and not self.ended:
+            self._seen = count
+            asyncio.get_running_loop().call_soon(self._watch)
+            return
+        self._watching = False
         self._ready.set()
 
     def push_many(self, frames: list[bytes]) -> None:
@@ -59,23 +76,18 @@ class Outbox:
     async def take(self) -> list[bytes]:
         """Wait for frames and return a batch; [] once ended and drained. Raises SlowConsumer.
 
-        With frames waiting, yield one loop turn at a time while more keep arriving (up to
-        `linger_frames`): the SDK hands over one message per turn, so a burst leaves in sends of many
-        frames, and a lone event waits one turn. No timer: the first turn without a new frame ends it.
+        While a burst is arriving (the SDK hands over one message per loop turn) the sender waits
+        for the watcher, so the burst leaves in sends of many frames; a lone event waits two turns.
         """
-        while not self._frames:
+        while not self._frames or self._watching:
             if self.overflowed:
                 raise SlowConsumer
-            if self.ended:
+            if self.ended and not self._frames:
                 return []
             self._ready.clear()
             await self._ready.wait()
-        seen = len(self._frames)
-        while seen < self._linger_frames and not self.ended:
-            await asyncio.sleep(0)
-            if len(self._frames) <= seen:
+            if self._frames:  # the watcher's signal: send now, even if the next burst has begun
                 break
-            seen = len(self._frames)
         if self.overflowed:
             raise SlowConsumer
         frames = self._frames
