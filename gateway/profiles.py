@@ -36,8 +36,14 @@ class Profile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if self.models is not None and self.model is not None and self.model not in self.models:
             raise ValueError(f"profile {self.name!r}: model {self.model!r} not in models")
 
-    def allows_model(self, model: str) -> bool:
-        return self.models is None or model in self.models
+    def check_model(self, model: str) -> None:
+        """Refuse a model outside the allow-list: at `open` and on every later change."""
+        if self.models is not None and model not in self.models:
+            raise GatewayError(ErrorCode.MODEL_NOT_ALLOWED, f"model {model!r} is not allowed by profile {self.name!r}")
+
+    def check_mode(self, mode: str) -> None:
+        if mode not in self.permission_modes:
+            raise GatewayError(ErrorCode.MODE_NOT_ALLOWED, f"permission mode {mode!r} is not allowed by profile {self.name!r}")
 
 
 class SessionSpec(msgspec.Struct, kw_only=True):
@@ -54,11 +60,10 @@ class SessionSpec(msgspec.Struct, kw_only=True):
 
 def narrow(profile: Profile, frame: Open) -> SessionSpec:
     model = frame.model or profile.model
-    if frame.model is not None and not profile.allows_model(frame.model):
-        raise GatewayError(ErrorCode.MODEL_NOT_ALLOWED, f"model {frame.model!r} is not allowed by profile {profile.name!r}")
+    if frame.model is not None:
+        profile.check_model(frame.model)
     mode = frame.permission_mode or profile.permission_mode
-    if mode not in profile.permission_modes:
-        raise GatewayError(ErrorCode.MODE_NOT_ALLOWED, f"permission mode {mode!r} is not allowed by profile {profile.name!r}")
+    profile.check_mode(mode)
     allowed = profile.allowed_tools
     if frame.allowed_tools is not None:
         extra = sorted(set(frame.allowed_tools) - set(profile.allowed_tools))
