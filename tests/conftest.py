@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from gateway.scripted_model.server import ScriptedModelServer
+from gateway.sessions.agent_options import keep_sandbox_placeholders
 from tests.support.client import WsClient
 from tests.support.gateway import TOKENS, RunningGateway, run_gateway, test_settings
 
@@ -39,6 +40,15 @@ async def alice(gateway: RunningGateway) -> AsyncIterator[WsClient]:
     client = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
     yield client
     await client.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sandbox_placeholders(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Tests' sessions share the temp directories above them (up to /tmp): keep the CLI's sandbox
+    placeholders there too, as the gateway does in its sessions root (see keep_sandbox_placeholders)."""
+    base = tmp_path_factory.getbasetemp()
+    for directory in [base, *base.parents][:-1]:  # every ancestor but /
+        keep_sandbox_placeholders(directory)
 
 
 @pytest.fixture(scope="session", autouse=True)

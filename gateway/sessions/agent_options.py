@@ -10,6 +10,20 @@ from gateway.config import Settings
 from gateway.profiles import SessionSpec
 
 
+def keep_sandbox_placeholders(directory: Path) -> None:
+    """Keep `.claude/` and `.mcp.json` in a directory that several CLIs work under.
+
+    The CLI's Bash sandbox creates both in every ancestor of its working directory for the length
+    of a command, then deletes them, so two CLIs under one ancestor race: one deletes what the
+    other's bwrap is about to bind ("bwrap: Can't get type of source .../.mcp.json"). Ones that
+    already exist are left alone.
+    """
+    (directory / ".claude").mkdir(parents=True, exist_ok=True)
+    marker = directory / ".mcp.json"
+    if not marker.exists():
+        marker.write_text('{"mcpServers": {}}\n')
+
+
 def tool_isolation_enabled(settings: Settings) -> bool:
     """The CLI refuses to start with env scrubbing on but no bubblewrap, so `auto` checks first."""
     if settings.tool_env_isolation == "off":

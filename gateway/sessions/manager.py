@@ -17,7 +17,7 @@ from pathlib import Path
 from gateway.config import Settings
 from gateway.events.log import MemoryEventLog
 from gateway.profiles import Profile, narrow
-from gateway.sessions.agent_options import build_options
+from gateway.sessions.agent_options import build_options, keep_sandbox_placeholders
 from gateway.sessions.checks import ProfileProbe
 from gateway.sessions.runner import AgentRunner, SdkRunner
 from gateway.sessions.session import Session
@@ -95,6 +95,8 @@ class SessionManager:
         workdir, home = root / "work", root / "home"
         workdir.mkdir(parents=True, exist_ok=True)
         (home / ".claude").mkdir(parents=True, exist_ok=True)
+        for shared in (root.parent, root):  # shared by all sessions / by one session's parallel tool calls
+            keep_sandbox_placeholders(shared)
         options = build_options(self.settings, session.spec, workdir, home, resume, session.model, session.permission_mode)
         return SdkRunner(options, session)
 

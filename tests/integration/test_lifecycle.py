@@ -139,3 +139,16 @@ async def test_cli_that_cannot_start_is_reported_and_retried(settings, model_url
         assert again["code"] == "agent_unavailable"
         assert (await client.request({"type": "ping"}))["type"] == "pong"
         await client.close()
+
+
+async def test_sessions_root_keeps_the_cli_sandbox_placeholders(gateway: RunningGateway, alice: WsClient) -> None:
+    """Concurrent Bash calls in different sessions must not race on placeholders in shared directories."""
+    attached = await open_session(alice)
+    root = gateway.app.state.settings.sessions_dir
+    for directory in (root, root / attached["session"]["session_id"]):
+        assert (directory / ".claude").is_dir() and (directory / ".mcp.json").is_file()
+    await query(alice, "SCRIPT:bash")
+    request = await alice.event("permission_request")
+    await alice.request({"type": "permission_response", "request_id": request["request_id"], "decision": "allow"})
+    await alice.event("result")
+    assert (root / ".mcp.json").is_file()  # the CLI left the gateway's own alone
