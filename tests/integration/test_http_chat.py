@@ -134,7 +134,7 @@ async def test_soft_and_hard_reset_start_fresh_conversations(kind: str, model_se
         await t.turn(f"second-{kind}")
         assert f"first-{kind}" in prompts_seen(model, f"second-{kind}")  # one conversation so far
 
-        workdir = next((tmp_path / "sessions").iterdir()) / "work"
+        workdir = next(p for p in (tmp_path / "sessions").iterdir() if p.name.startswith("s_")) / "work"
         [cli] = cli_pids(workdir)
         reset = await t.reset("soft")
         assert reset["mode"] == "soft" and reset["by"]["principal"] == "alice"
