@@ -33,7 +33,9 @@ class EventLog(Protocol):
 class MemoryEventLog:
     """A bounded list with a moving head: O(1) amortised append and eviction, O(k) replay.
 
-    Retention is by count, by bytes and by age; all three apply.
+    Retention is by count, by bytes and by age; all three apply. A crossed count or byte bound
+    evicts down to 1/64 below it, so a log that sits at its bound (every long session) evicts once
+    per ~1/64 of its size instead of on every append.
     """
 
     def __init__(self, max_events: int, max_bytes: int, max_age_s: float) -> None:
@@ -77,10 +79,12 @@ class MemoryEventLog:
 
     def _evict(self, now_ms: int) -> None:
         oldest_allowed = now_ms - self._max_age_ms
+        keep_events = self._max_events - self._max_events // 64
+        keep_bytes = self._max_bytes - self._max_bytes // 64
         frames, stamps, head = self._frames, self._stamps, self._head
         newest = len(frames) - 1  # always kept, so a live cursor can be checked against the top
         while head < newest and (
-            len(frames) - head > self._max_events or self._bytes > self._max_bytes or stamps[head] < oldest_allowed
+            len(frames) - head > keep_events or self._bytes > keep_bytes or stamps[head] < oldest_allowed
         ):
             self._bytes -= len(frames[head])
             head += 1

@@ -63,10 +63,15 @@ def is_local_command_echo(msg: UserMessage) -> bool:
     return isinstance(msg.content, str) and msg.content.startswith("<local-command-")
 
 
+def stream_event(msg: StreamEvent) -> ev.Stream:
+    """Token deltas and block boundaries: most of a turn's messages, forwarded as they are."""
+    return ev.Stream(event=msg.event, parent_tool_use_id=msg.parent_tool_use_id)
+
+
 def to_event(msg: Any, query_id: str | None) -> ev.EventBody | None:
     """The wire event for one SDK message, or None for messages clients don't get."""
     if isinstance(msg, StreamEvent):
-        return ev.Stream(event=msg.event, parent_tool_use_id=msg.parent_tool_use_id)
+        return stream_event(msg)
     if isinstance(msg, AssistantMessage):
         return ev.AssistantMessage(
             content=[block(b) for b in msg.content],

@@ -1,6 +1,7 @@
 """A per-connection send queue that coalesces: a lagging client gets many frames per send.
 
-Pushing is O(1) and never awaits; one sender task per connection drains it. The queue is bounded
+Pushing is O(1) and never awaits; one sender task per connection drains it. An Outbox belongs to
+the event loop it was made in (its burst watcher runs there). The queue is bounded
 in bytes: past the bound the connection is marked slow and dropped (the client resumes), so a
 stalled reader can't grow the gateway's memory.
 """
@@ -17,6 +18,7 @@ class Outbox:
     def __init__(
         self, max_bytes: int, max_batch_frames: int = 512, max_batch_bytes: int = 1 << 20, linger_frames: int = 64
     ) -> None:
+        self._loop = asyncio.get_running_loop()  # looked up once: get_running_loop costs a getpid() per call
         self._frames: collections.deque[bytes] = collections.deque()
         self._bytes = 0
         self._max_bytes = max_bytes
@@ -27,14 +29,11 @@ class Outbox:
         self._seen = 0
         self._ready = asyncio.Event()
         self.overflow = asyncio.Event()  # set once: a sender stuck on a stalled peer can't notice by itself
+        self.overflowed = False  # the same fact as a plain attribute: `push` reads it per frame
         self.ended = False
 
     def __len__(self) -> int:
         return len(self._frames)
-
-    @property
-    def overflowed(self) -> bool:
-        return self.overflow.is_set()
 
     def push(self, frame: bytes) -> None:
         if self.overflowed or self.ended:
@@ -43,6 +42,7 @@ class Outbox:
         self._bytes += len(frame)
         # The bound is on backlog: one frame larger than the bound on its own still goes out.
         if self._bytes > self._max_bytes and len(self._frames) > 1:
+            self.overflowed = True
             self.overflow.set()
             self._frames.clear()  # nothing more will be sent on this connection; free it now
             self._bytes = 0
@@ -50,7 +50,7 @@ class Outbox:
         elif not self._watching:
             self._watching = True
             self._seen = -1  # the first turn is a grace turn: the producer runs after the watcher
-            asyncio.get_running_loop().call_soon(self._watch)
+            self._loop.call_soon(self._watch)
 
     def _watch(self) -> None:
         """Once per loop turn while frames keep arriving: wake the sender when a turn brings none,
@@ -58,7 +58,7 @@ class Outbox:
         count = len(self._frames)
         if count > self._seen and count < self._linger_frames and not self.ended:
             self._seen = count
-            asyncio.get_running_loop().call_soon(self._watch)
+            self._loop.call_soon(self._watch)
             return
         self._watching = False
         self._ready.set()

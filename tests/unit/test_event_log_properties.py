@@ -81,6 +81,17 @@ def test_age_retention_refuses_old_cursors(count: int, age_ms: int) -> None:
     assert all(ts >= count * 10 - age_ms for ts in log._stamps[log._head:]) or len(log) == 1
 
 
+@settings(max_examples=100, deadline=None)
+@given(max_events=st.integers(1, 2000), appends=st.integers(1, 6000))
+def test_count_retention_keeps_all_but_the_oldest_64th(max_events: int, appends: int) -> None:
+    """A log at its count bound evicts in steps of 1/64, never below 63/64 of the bound."""
+    log = MemoryEventLog(max_events=max_events, max_bytes=1 << 30, max_age_s=3600)
+    for seq in range(1, appends + 1):
+        log.append(seq, 1000, b"{}")
+        assert min(seq, max_events - max_events // 64) <= len(log) <= max_events
+    assert log.read_after(appends - len(log)) is not None
+
+
 def test_epoch_changes_per_log() -> None:
     assert MemoryEventLog(10, 1000, 10).epoch != MemoryEventLog(10, 1000, 10).epoch
 
