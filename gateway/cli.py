@@ -3,7 +3,6 @@
 import argparse
 import logging
 import os
-import shutil
 import sys
 
 import uvicorn
@@ -11,7 +10,7 @@ import uvicorn
 from gateway import __version__, config
 from gateway.app import create_app
 from gateway.config import Settings
-from gateway.sessions.agent_options import tool_isolation_enabled
+from gateway.sessions.agent_options import bwrap_installed, tool_isolation_enabled
 
 log = logging.getLogger("gateway")
 
@@ -59,11 +58,13 @@ def serve(settings: Settings) -> None:
         raise SystemExit("agent-gateway: no model configured. Set ANTHROPIC_API_KEY (or ANTHROPIC_BASE_URL), or run with --demo on.")
     if settings.tool_env_isolation not in ("auto", "on", "off"):
         raise SystemExit("agent-gateway: --tool-env-isolation must be auto, on or off")
+    if settings.event_loop not in ("auto", "asyncio", "uvloop"):
+        raise SystemExit("agent-gateway: --event-loop must be auto, asyncio or uvloop")
     if not tool_isolation_enabled(settings):
         if settings.tool_env_isolation == "auto":
             _banner(["WARNING: bubblewrap (bwrap) is not installed: the agent's tool calls (Bash...)",
                      "can read the CLI's credentials (ANTHROPIC_API_KEY). Install bubblewrap."])
-    elif shutil.which("bwrap") is None:
+    elif not bwrap_installed():
         raise SystemExit("agent-gateway: --tool-env-isolation on needs bubblewrap (bwrap) on PATH")
     if settings.scrub_environment:
         scrub_environment(settings)
@@ -82,6 +83,7 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        loop=settings.event_loop,
         ws_max_size=settings.max_frame_bytes * 4,
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,

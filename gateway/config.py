@@ -47,6 +47,7 @@ class Settings(msgspec.Struct, kw_only=True):
     sse_retry_ms: int = 2000
     sse_send_timeout_s: float = 30.0
     log_level: str = "info"
+    event_loop: str = "auto"
 
     def token_map(self) -> dict[str, str]:
         """`principal=token` pairs, comma separated, as token -> principal."""
@@ -80,14 +81,15 @@ HELP: dict[str, str] = {
     "closed_retention_s": "How long a closed session can still be attached to (to read its last events).",
     "max_frame_bytes": "Largest client frame accepted (bytes); larger ones get `frame_too_large`.",
     "send_queue_bytes": "Per-connection send backlog; a client that falls further behind is disconnected with 4008 and resumes.",
-    "log_max_events": "Events kept per session log for resume.",
-    "log_max_bytes": "Bytes kept per session log for resume.",
+    "log_max_events": "Events kept per session log for resume, at most; at the bound the oldest 1/64 leave together.",
+    "log_max_bytes": "Bytes kept per session log for resume, at most; at the bound the oldest 1/64 leave together.",
     "log_max_age_s": "Age after which events leave a session log.",
     "handshake_timeout_s": "Time a new WebSocket has to send `open` or `attach`.",
     "ws_ping_interval_s": "WebSocket ping interval (protocol-level pings, answered by browsers).",
     "ws_ping_timeout_s": "A socket that doesn't answer a ping in this time is dropped.",
     "cli_env_allowlist": "Environment variables of the gateway that the CLI (and its tool calls) may see.",
     "scrub_environment": "Remove every variable not on the allow-list from the gateway's own environment at startup (the SDK hands the whole environment to the CLI).",
+    "event_loop": "auto: uvloop when installed (it is a dependency on Linux and macOS), else asyncio; or asyncio, or uvloop. uvloop's cheaper loop turns matter because the SDK hands over one message per turn.",
     "tool_env_isolation": "Have the CLI strip credentials from its tool subprocesses (CLAUDE_CODE_SUBPROCESS_ENV_SCRUB), which needs bubblewrap (`bwrap`). on: required (startup fails without bwrap); auto: on when bwrap is installed, else a loud warning; off.",
     "cors_origins": "Comma-separated origins allowed by CORS (empty: same origin only).",
     "sse_keepalive_s": "Interval of the keepalive comment on an SSE stream (proxies and load balancers drop quiet connections).",

@@ -3,11 +3,17 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+import uvloop
 
 from gateway.scripted_model.server import ScriptedModelServer
 from gateway.sessions.agent_options import keep_sandbox_placeholders
 from tests.support.client import WsClient
 from tests.support.gateway import TOKENS, RunningGateway, run_gateway, test_settings
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
+    """Every async test runs on the loop `serve` runs on by default (`--event-loop auto`: uvloop)."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
 """ClaudeAgentOptions for one session: only the operator's settings reach the CLI, never a client's."""
 
+import functools
 import os
 import shutil
 from pathlib import Path
@@ -24,11 +25,17 @@ def keep_sandbox_placeholders(directory: Path) -> None:
         marker.write_text('{"mcpServers": {}}\n')
 
 
+@functools.cache
+def bwrap_installed() -> bool:
+    """Looked up once per process: a PATH scan is file-system work, and sessions start on the event loop."""
+    return shutil.which("bwrap") is not None
+
+
 def tool_isolation_enabled(settings: Settings) -> bool:
     """The CLI refuses to start with env scrubbing on but no bubblewrap, so `auto` checks first."""
     if settings.tool_env_isolation == "off":
         return False
-    return settings.tool_env_isolation == "on" or shutil.which("bwrap") is not None
+    return settings.tool_env_isolation == "on" or bwrap_installed()
 
 
 def cli_env(settings: Settings, spec: SessionSpec, home: Path) -> dict[str, str]:

@@ -14,8 +14,9 @@ from tests.support.process_gateway import gateway_process
 from tests.support.processes import alive, cli_pids
 
 
-async def test_sigterm_closes_sockets_and_stops_every_cli(tmp_path, model_url) -> None:  # type: ignore[no-untyped-def]
-    async with gateway_process(tmp_path, model_url) as (proc, port):
+@pytest.mark.parametrize(("event_loop", "runs_on"), [("auto", "uvloop"), ("asyncio", "asyncio")])
+async def test_sigterm_closes_sockets_and_stops_every_cli(tmp_path, model_url, event_loop: str, runs_on: str) -> None:  # type: ignore[no-untyped-def]
+    async with gateway_process(tmp_path, model_url, AGENT_GATEWAY_EVENT_LOOP=event_loop) as (proc, port):
         url = f"ws://127.0.0.1:{port}/v1/ws"
         clients = [await WsClient.connect(url, TOKENS[name]) for name in ("alice", "bob")]
         sessions = [await open_session(c) for c in clients]
@@ -36,6 +37,7 @@ async def test_sigterm_closes_sockets_and_stops_every_cli(tmp_path, model_url) -
         assert not any(alive(pid) for pid in pids)
         log = (tmp_path / "gateway.log").read_text()
         assert "Traceback" not in log and "Application shutdown complete" in log, log
+        assert f"gateway started on {runs_on}" in log, log
 
 
 async def test_gateway_secrets_never_reach_tool_calls(tmp_path, model_url) -> None:  # type: ignore[no-untyped-def]
