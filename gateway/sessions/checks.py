@@ -34,7 +34,7 @@ def cli_path(settings: Settings) -> str | None:
 
 async def cli_runnable(settings: Settings) -> ReadinessCheck:
     """Run `claude --version`: the binary exists, is executable and starts on this host."""
-    path = cli_path(settings)
+    path = await asyncio.to_thread(cli_path, settings)
     if path is None:
         return ReadinessCheck(name="cli", ok=False, detail="no Claude Code CLI found (set --cli-path)")
     try:

@@ -34,6 +34,7 @@ class SessionManager:
     def __init__(self, settings: Settings, profiles: dict[str, Profile], runner_factory: RunnerFactory | None = None) -> None:
         self.settings = settings
         self.profiles = profiles
+        self._sessions_root = settings.sessions_dir.resolve()  # once, at startup: resolve() is file-system work
         self._runner_factory = runner_factory or self._sdk_runner
         self._sessions: dict[str, Session] = {}
         self._opened: collections.OrderedDict[tuple[str, str], str] = collections.OrderedDict()
@@ -88,17 +89,20 @@ class SessionManager:
         return session
 
     def _session_dir(self, session: Session) -> Path:
-        return (self.settings.sessions_dir / session.id).resolve()
+        return self._sessions_root / session.id
 
     def _sdk_runner(self, session: Session, resume: str | None) -> AgentRunner:
         root = self._session_dir(session)
         workdir, home = root / "work", root / "home"
-        workdir.mkdir(parents=True, exist_ok=True)
-        (home / ".claude").mkdir(parents=True, exist_ok=True)
-        for shared in (root.parent, root):  # shared by all sessions / by one session's parallel tool calls
-            keep_sandbox_placeholders(shared)
+
+        def prepare() -> None:
+            workdir.mkdir(parents=True, exist_ok=True)
+            (home / ".claude").mkdir(parents=True, exist_ok=True)
+            for shared in (root.parent, root):  # shared by all sessions / by one session's parallel tool calls
+                keep_sandbox_placeholders(shared)
+
         options = build_options(self.settings, session.spec, workdir, home, resume, session.model, session.permission_mode)
-        return SdkRunner(options, session)
+        return SdkRunner(options, session, prepare)
 
     # ---- closing ---------------------------------------------------------------------------
 
@@ -107,9 +111,7 @@ class SessionManager:
 
     async def _remove_files(self, session: Session) -> None:
         """A closed session's working and config directories go with it."""
-        root = self._session_dir(session)
-        if root.exists():
-            await asyncio.to_thread(shutil.rmtree, root, True)
+        await asyncio.to_thread(shutil.rmtree, self._session_dir(session), True)
 
     def start_reaper(self) -> None:
         self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")

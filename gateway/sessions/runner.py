@@ -51,9 +51,10 @@ RunnerFactory = Callable[[RunnerHooks, str | None], AgentRunner]
 class SdkRunner:
     """Owns one ClaudeSDKClient inside one task, as the SDK requires (its task group is bound to it)."""
 
-    def __init__(self, options: ClaudeAgentOptions, hooks: RunnerHooks) -> None:
+    def __init__(self, options: ClaudeAgentOptions, hooks: RunnerHooks, prepare: Callable[[], None] | None = None) -> None:
         self.claude_session_id: str | None = options.resume
         self._hooks = hooks
+        self._prepare = prepare  # file-system setup (the session's directories): run in a thread, off the loop
         self._stderr: collections.deque[str] = collections.deque(maxlen=20)
         self._options = options
         self._options.can_use_tool = hooks.can_use_tool
@@ -63,9 +64,22 @@ class SdkRunner:
         self._stopping = False
 
     async def start(self) -> None:
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._run(ready), name="sdk-runner")
-        await ready
+        """Start the CLI. Cancelled midway (the session closed while its CLI started), it stops what
+        it started before the cancellation goes on, so no CLI or file outlives the session."""
+        prepared: asyncio.Future[None] | None = None
+        try:
+            if self._prepare is not None:
+                prepared = asyncio.ensure_future(asyncio.to_thread(self._prepare))
+                await asyncio.shield(prepared)
+            ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._task = asyncio.create_task(self._run(ready), name="sdk-runner")
+            await ready
+        except asyncio.CancelledError:
+            if prepared is not None:
+                with contextlib.suppress(Exception):
+                    await prepared  # a thread can't be cancelled: let it finish before the files are removed
+            await self.stop()
+            raise
 
     async def _run(self, ready: asyncio.Future[None]) -> None:
         client = ClaudeSDKClient(self._options)

@@ -13,19 +13,20 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from claude_agent_sdk import ConversationResetMessage, ResultMessage, SystemMessage
+from claude_agent_sdk import ConversationResetMessage, ResultMessage, StreamEvent, SystemMessage
 from claude_agent_sdk.types import ToolPermissionContext
 
+from gateway import PROTOCOL_VERSION
 from gateway.events.feed import EventFeed, Sink
 from gateway.events.log import EventLog
 from gateway.profiles import SessionSpec
 from gateway.sessions.approvals import Approvals, PermissionResult
 from gateway.sessions.runner import AgentRunner
-from gateway.sessions.translate import to_event
+from gateway.sessions.translate import stream_event, to_event
 from gateway.wire import client as cf
 from gateway.wire import events as ev
 from gateway.wire.errors import ErrorCode, GatewayError
-from gateway.wire.server import Ack, SessionInfo, Snapshot
+from gateway.wire.server import Ack, Attached, Reset, SessionInfo, Snapshot
 
 log = logging.getLogger("gateway.session")
 
@@ -71,6 +72,9 @@ class Session:
         self.connections = 0
         self._runner_factory = runner_factory
         self._runner: AgentRunner | None = None
+        # Starting, replacing and stopping the CLI take turns: a reset or close sent while a CLI
+        # starts waits for that start instead of racing it (two CLIs, or one outliving the session).
+        self._runner_lock = asyncio.Lock()
         self._max_queued = max_queued
         self._queue: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
         self._current_query: str | None = None
@@ -104,7 +108,8 @@ class Session:
             self._pump_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._pump_task
-        await self._stop_runner()
+        async with self._runner_lock:  # a reset's CLI start still in flight finishes, then stops here
+            await self._stop_runner()
         self.feed.end()
         if self._on_closed is not None:
             await self._on_closed(self)
@@ -117,7 +122,17 @@ class Session:
     def total_cost_usd(self) -> float:
         return self._cost_before_runner + self._cost_of_runner
 
+    async def _ensure_runner(self) -> None:
+        """Start a CLI unless one is running (another frame may have started one meanwhile)."""
+        async with self._runner_lock:
+            if self._runner is None:
+                await self._start_runner()
+
     async def _start_runner(self) -> None:
+        """Called with `_runner_lock` held."""
+        if self.closed:
+            raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed")
+        model, mode = self.model, self.permission_mode  # what the factory builds the runner with
         runner = self._runner_factory(self, self.claude_session_id)
         try:
             await runner.start()
@@ -127,8 +142,17 @@ class Session:
         self._cost_before_runner += self._cost_of_runner
         self._cost_of_runner = 0.0
         self._runner = runner
+        # set_model / set_permission_mode frames that ran while the CLI started changed only the
+        # session (there was no runner to tell); the CLI was built before them.
+        if self.model != model:
+            with contextlib.suppress(GatewayError):  # a refusal is logged by _control; the session goes on
+                await self._control(runner.set_model(self.model))
+        if self.permission_mode != mode:
+            with contextlib.suppress(GatewayError):
+                await self._control(runner.set_permission_mode(self.permission_mode))
 
     async def _stop_runner(self) -> None:
+        """Called with `_runner_lock` held."""
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.stop()
@@ -137,8 +161,9 @@ class Session:
         """The one task that starts the CLI, then sends queued queries one turn at a time
         (restarting a dead CLI first)."""
         try:
-            await self._start_runner()
-            self._set_state("idle")
+            await self._ensure_runner()
+            if self.state == "starting":  # else a reset sent meanwhile holds the state and sets it when done
+                self._set_state("idle")
         except GatewayError as exc:
             self.emit(ev.AgentError(code="agent_start_failed", message=exc.message, recoverable=True))
             self._set_state("failed", "agent_start_failed")
@@ -154,8 +179,7 @@ class Session:
         self._set_state("running")
         self.emit(ev.TurnStarted(query_id=query_id))
         try:
-            if self._runner is None:
-                await self._start_runner()
+            await self._ensure_runner()
             assert self._runner is not None
             await self._runner.query(message)
         except Exception as exc:
@@ -184,7 +208,7 @@ class Session:
         return self.feed.emit(event)
 
     def _set_state(self, state: ev.SessionState, reason: str | None = None) -> None:
-        if state != self.state:
+        if state != self.state and self.state != "closed":  # closed is final, whatever finishes after it
             self.state = state
             self.emit(ev.StateChanged(state=state, reason=reason))
 
@@ -198,6 +222,9 @@ class Session:
     # ---- runner hooks ----------------------------------------------------------------------
 
     def on_message(self, message: Any) -> None:
+        if message.__class__ is StreamEvent:  # nearly every message of a turn: the shortest path
+            self.emit(stream_event(message))
+            return
         if self._clearing is not None and isinstance(message, (ResultMessage, ConversationResetMessage)):
             # The `/clear` of a soft reset: its result is not a turn; the reset event stands for it.
             if isinstance(message, ResultMessage) and not self._clearing.done():
@@ -238,6 +265,10 @@ class Session:
             recoverable=True,
         ))
         self._current_query = None
+        # A reset waiting on this CLI (the end of an interrupted turn, its `/clear`) stops waiting.
+        self._turn_done.set()
+        if self._clearing is not None and not self._clearing.done():
+            self._clearing.set_exception(ConnectionError("the agent exited"))
         self._set_state("idle", "agent_exited")
         self._wake.set()
 
@@ -322,7 +353,9 @@ class Session:
             raise GatewayError(ErrorCode.AGENT_ERROR, "the agent did not accept the request") from exc
 
     async def _interrupt(self) -> dict[str, Any]:
-        if self.state not in ("running", "awaiting_approval") or self._runner is None:
+        # Only a client's turn is interrupted: a reset also holds the state at `running` while its
+        # `/clear` runs, and interrupting that would leave the conversation uncleared.
+        if self.state not in ("running", "awaiting_approval") or self._runner is None or self._current_query is None:
             return {"interrupted": False}
         self._set_state("interrupted")
         await self._control(self._runner.interrupt())
@@ -362,17 +395,19 @@ class Session:
         self._transcript.clear()
         self._set_state("running", "conversation_reset")  # holds new queries back until the reset is done
         try:
-            if mode == "soft" and self._runner is not None and await self._clear_conversation():
-                pass
-            else:
-                await self._stop_runner()
-                self.claude_session_id = None
-                if mode == "hard":
-                    await self._start_runner()
+            async with self._runner_lock:  # a CLI still starting finishes first
+                if mode == "soft" and self._runner is not None and await self._clear_conversation():
+                    pass
+                else:
+                    await self._stop_runner()
+                    self.claude_session_id = None
+                    if mode == "hard":
+                        await self._start_runner()
         finally:
-            self.emit(ev.ConversationReset(mode=mode, by=actor))  # type: ignore[arg-type]
-            self._set_state("idle", "conversation_reset")
-            self._wake.set()
+            if not self.closed:  # closed meanwhile (another tab): the reset has nothing left to report
+                self.emit(ev.ConversationReset(mode=mode, by=actor))  # type: ignore[arg-type]
+                self._set_state("idle", "conversation_reset")
+                self._wake.set()
 
     async def _clear_conversation(self) -> bool:
         """Ask the CLI for `/clear`; False when it didn't confirm (the caller replaces the CLI)."""
@@ -393,18 +428,28 @@ class Session:
 
     # ---- attach / snapshot -----------------------------------------------------------------
 
-    def attach(self, sink: Sink, after: int, epoch: str | None) -> list[bytes] | Snapshot:
-        """Subscribe `sink`; return the frames after `after`, or a snapshot when they can't all be served.
+    def attach(self, sink: Sink, reply_id: str, connection: str, after: int, epoch: str | None) -> tuple[Attached | Reset, list[bytes]]:
+        """Subscribe a client connection's `sink`: its first frame, and the frames after `after` to send next.
 
-        No await between reading and subscribing: the replay (or snapshot) and the live tail meet exactly.
+        The first frame is `attached`, or `reset` with a snapshot when the frames after `after` can't
+        all be served (then there is no replay). One place for both transports, so WebSocket and SSE
+        clients resume by the same rules. No await between reading and subscribing: the replay (or
+        snapshot) and the live tail meet exactly.
         """
+        self.connections += 1
         if epoch is None or epoch == self.feed.epoch:
             frames = self.feed.attach(sink, after)
             if frames is not None:
-                return frames
+                attached = Attached(id=reply_id, connection=connection, after=after, session=self.info(), protocol=PROTOCOL_VERSION)
+                return attached, frames
         snapshot = self.snapshot()
         self.feed.subscribe(sink)
-        return snapshot
+        reason = "cursor_too_old" if epoch in (None, self.feed.epoch) else "epoch_mismatch"
+        return Reset(id=reply_id, reason=reason, connection=connection, snapshot=snapshot), []
+
+    def detach(self, sink: Sink) -> None:
+        self.feed.detach(sink)
+        self.connections -= 1
 
     def info(self) -> SessionInfo:
         profile = self.spec.profile

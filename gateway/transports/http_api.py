@@ -4,6 +4,7 @@ Every endpoint is a thin call into the session core, as the WebSocket transport 
 is the one list of endpoints: the routes, `/openapi.json` and the error statuses come from it.
 """
 
+import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -152,7 +153,7 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     """Ready when the CLI runs here and its sandbox is available; sessions would fail to start otherwise."""
     settings = request.app.state.settings
-    results = [await checks.cli_runnable(settings), checks.sandbox_available(settings)]
+    results = [await checks.cli_runnable(settings), await asyncio.to_thread(checks.sandbox_available, settings)]
     ready = all(c.ok for c in results)
     return reply(ht.Readiness(status="ready" if ready else "unready", checks=results), 200 if ready else 503)
 

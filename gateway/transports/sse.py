@@ -22,14 +22,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from gateway import PROTOCOL_VERSION
 from gateway.config import Settings
 from gateway.sessions.session import Session
 from gateway.transports import http_common
 from gateway.transports.outbox import Outbox, SlowConsumer
 from gateway.wire.codec import frame_bytes
 from gateway.wire.errors import ErrorCode, GatewayError
-from gateway.wire.server import Attached, Reset, ServerFrame, Snapshot
+from gateway.wire.server import Reset
 
 log = logging.getLogger("gateway.sse")
 
@@ -86,19 +85,11 @@ class EventStream:
     async def body(self) -> AsyncIterator[bytes]:
         outbox = Outbox(self.settings.send_queue_bytes)
         session = self.session
-        replay = session.attach(outbox, self.after, self.epoch)  # replay + subscribe, no await between
-        session.connections += 1
+        first, replay = session.attach(outbox, self.id, self.id, self.after, self.epoch)  # no await between
         ender = asyncio.create_task(self._end_on_shutdown(outbox))
         try:
-            first: ServerFrame
-            if isinstance(replay, Snapshot):
-                reason = "epoch_mismatch" if self.epoch not in (None, session.feed.epoch) else "cursor_too_old"
-                first = Reset(id=self.id, reason=reason, connection=self.id, snapshot=replay)
-                position = replay.session.last_seq
-            else:
-                first = Attached(id=self.id, connection=self.id, after=self.after, session=session.info(), protocol=PROTOCOL_VERSION)
-                position = self.after
-                outbox.push_many(replay)
+            position = first.snapshot.session.last_seq if isinstance(first, Reset) else self.after
+            outbox.push_many(replay)
             if session.closed or not self.follow:
                 outbox.end()
             yield b"retry: %d\n" % self.settings.sse_retry_ms + message(frame_bytes(first), session.feed.epoch, position)
@@ -113,8 +104,7 @@ class EventStream:
                 yield messages(batch)
         finally:
             ender.cancel()
-            session.feed.detach(outbox)
-            session.connections -= 1
+            session.detach(outbox)
 
     async def _end_on_shutdown(self, outbox: Outbox) -> None:
         """Server shutdown: send what is queued and end the stream, so it closes cleanly."""

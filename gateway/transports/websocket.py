@@ -11,7 +11,6 @@ import secrets
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
-from gateway import PROTOCOL_VERSION
 from gateway.auth import SUBPROTOCOL, Authenticator, offered_subprotocols
 from gateway.config import Settings
 from gateway.sessions.manager import SessionManager
@@ -21,7 +20,7 @@ from gateway.wire import client as cf
 from gateway.wire.codec import FrameError, decode_client_frame, error_frame, frame_bytes, frame_id_of
 from gateway.wire.errors import CloseCode, ErrorCode, GatewayError
 from gateway.wire.events import Actor
-from gateway.wire.server import Attached, Pong, Reset, Snapshot
+from gateway.wire.server import Pong
 
 log = logging.getLogger("gateway.ws")
 
@@ -75,8 +74,7 @@ class WebSocketConnection:
 
     def _detach(self) -> None:
         if self.session is not None:
-            self.session.feed.detach(self.outbox)
-            self.session.connections -= 1
+            self.session.detach(self.outbox)
             self.session = None
 
     # ---- sending ---------------------------------------------------------------------------
@@ -150,15 +148,10 @@ class WebSocketConnection:
 
     def _attach(self, session: Session, frame_id: str, after: int, epoch: str | None) -> None:
         """Subscribe and queue the reply plus replay in one synchronous step (no live event can cut in)."""
-        replay = session.attach(self.outbox, after, epoch)
+        first, replay = session.attach(self.outbox, frame_id, self.id, after, epoch)
         self.session = session
-        session.connections += 1
-        if isinstance(replay, Snapshot):
-            reason = "epoch_mismatch" if epoch is not None and epoch != session.feed.epoch else "cursor_too_old"
-            self.outbox.push(frame_bytes(Reset(id=frame_id, reason=reason, connection=self.id, snapshot=replay)))
-        else:
-            self.outbox.push(frame_bytes(Attached(id=frame_id, connection=self.id, after=after, session=session.info(), protocol=PROTOCOL_VERSION)))
-            self.outbox.push_many(replay)
+        self.outbox.push(frame_bytes(first))
+        self.outbox.push_many(replay)
         if session.closed:
             self.outbox.end()
 

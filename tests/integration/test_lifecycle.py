@@ -1,18 +1,20 @@
 """Session lifecycle: CLI death and resume, idle reaping, explicit close, model and mode changes."""
 
 import asyncio
+import json
 import contextlib
 import os
 import signal
 
 import msgspec
+import pytest
 from websockets.exceptions import ConnectionClosed
 
 from gateway.scripted_model.server import ScriptedModelServer
 from tests.support.client import WsClient
 from tests.support.flows import attach, open_session, query
 from tests.support.gateway import TOKENS, RunningGateway, run_gateway
-from tests.support.processes import alive, cli_pids
+from tests.support.processes import alive, cli_children, cli_pids
 
 
 async def drain_until_closed(client: WsClient) -> None:
@@ -48,6 +50,51 @@ async def test_cli_killed_mid_turn_then_conversation_resumes(gateway: RunningGat
     assert any("SCRIPT:long" in p for p in prompts) or any("SCRIPT:hello" in p for p in prompts[:-1])
 
 
+@pytest.mark.parametrize(("mode", "turn"), [("soft", True), ("hard", True), ("soft", False)])
+async def test_cli_killed_during_a_reset_ends_the_reset_at_once(gateway: RunningGateway, alice: WsClient, mode: str, turn: bool) -> None:
+    """A reset waiting on the CLI stops waiting when the CLI dies: on its interrupt of a running
+    turn (soft or hard), or on its `/clear` (soft, idle). The CLI is frozen (SIGSTOP) before the
+    reset, so the reset is surely waiting on it when it is killed."""
+    attached = await open_session(alice)
+    session_id = attached["session"]["session_id"]
+    if turn:
+        await query(alice, "SCRIPT:long")
+        await alice.event("stream", lambda e: e["event"].get("delta", {}).get("type") == "text_delta")
+    [pid] = cli_pids(workdir(gateway, session_id))
+    os.kill(pid, signal.SIGSTOP)
+    await alice.send({"type": "reset_conversation", "mode": mode, "id": "r1"})
+    await asyncio.sleep(0.3)  # the reset is under way, waiting on the frozen CLI (else it would take 15 s)
+    os.kill(pid, signal.SIGKILL)
+    ack = await alice.until(lambda f: f.get("id") == "r1", timeout=8)  # not the 15 s control timeout
+    assert ack["type"] == "ack"
+    await alice.event("error", lambda e: e["code"] == "agent_exited")
+    await alice.event("conversation_reset")
+    done = await query(alice, "SCRIPT:hello")
+    result = await alice.event("result", lambda e: e["query_id"] == done["id"], timeout=60)
+    assert result["is_error"] is False
+    assert not alive(pid)
+
+
+async def test_interrupt_during_a_reset_leaves_the_reset_alone(gateway: RunningGateway, alice: WsClient, model_server: ScriptedModelServer) -> None:
+    """Interrupt stops a running turn. A reset's `/clear`, sent by another tab, is not one: it goes
+    through and the conversation is fresh. (One socket's frames run in order, so it takes two.)"""
+    attached = await open_session(alice)
+    tab2 = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    await attach(tab2, attached["session"]["session_id"])
+    first = await query(alice, "SCRIPT:hello first-turn-marker")
+    await alice.event("result", lambda e: e["query_id"] == first["id"])
+    await alice.send({"type": "reset_conversation", "mode": "soft", "id": "r1"})
+    await tab2.event("state", lambda e: e.get("reason") == "conversation_reset")  # the reset is under way
+    interrupted = await tab2.request({"type": "interrupt"})
+    assert interrupted["result"] == {"interrupted": False}
+    assert (await alice.until(lambda f: f.get("id") == "r1"))["type"] == "ack"
+    again = await query(alice, "SCRIPT:hello second-turn-marker")
+    await alice.event("result", lambda e: e["query_id"] == again["id"])
+    seen = [json.dumps(r.body.get("messages", [])) for r in model_server.requests if "second-turn-marker" in json.dumps(r.body)]
+    assert seen and "first-turn-marker" not in seen[-1]
+    await tab2.close()
+
+
 async def test_idle_session_is_reaped_and_its_cli_stopped(settings, model_url) -> None:  # type: ignore[no-untyped-def]
     quick = msgspec.structs.replace(settings, idle_timeout_s=0.6, closed_retention_s=60)
     async with run_gateway(quick) as gw:
@@ -77,6 +124,51 @@ async def test_idle_session_is_reaped_and_its_cli_stopped(settings, model_url) -
         assert closed["reason"] == "idle_timeout"
         await drain_until_closed(late)
         assert late.close_code == 4009
+
+
+async def test_a_session_closed_while_its_cli_starts_leaves_no_cli(gateway: RunningGateway) -> None:
+    """`open` answers before the CLI is up; closing then (at several points of the start) stops that CLI too."""
+    before = set(cli_children())
+    for delay in (0.0, 0.01, 0.1, 0.3, 0.6):
+        client = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+        reply = await client.request({"type": "open"})
+        assert reply["session"]["state"] == "starting"
+        await asyncio.sleep(delay)
+        await client.request({"type": "close"})
+        await drain_until_closed(client)
+    # A hard reset starts a new CLI; a close sent while it starts stops that one too.
+    client = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    await open_session(client)
+    await client.send({"type": "reset_conversation", "mode": "hard", "id": "r1"})
+    await asyncio.sleep(0.1)
+    await client.send({"type": "close", "id": "c1"})
+    await drain_until_closed(client)
+    for _ in range(100):  # a CLI that leaked would be up within a second or two
+        await asyncio.sleep(0.05)
+    assert set(cli_children()) - before == set()
+    # Nor any session's files: the directories made in a thread are gone with the session.
+    root = gateway.app.state.settings.sessions_dir
+    assert sorted(p.name for p in root.iterdir()) == [".claude", ".mcp.json"]
+
+
+async def test_a_session_closed_during_a_reset_stays_closed(gateway: RunningGateway, alice: WsClient) -> None:
+    """`closed` is final: a reset that was under way when another tab closed the session doesn't bring it back."""
+    attached = await open_session(alice)
+    session_id = attached["session"]["session_id"]
+    tab2 = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    await attach(tab2, session_id)
+    await alice.send({"type": "reset_conversation", "mode": "hard", "id": "r1"})
+    await tab2.event("state", lambda e: e.get("reason") == "conversation_reset")
+    await tab2.send({"type": "close", "id": "c1"})
+    await drain_until_closed(tab2)
+    await drain_until_closed(alice)
+    await asyncio.sleep(1.0)  # the reset's CLI start, had it gone on, would be done
+    states = [f["event"]["state"] for f in alice.events if f["event"]["kind"] == "state"]
+    assert states[-1] == "closed", states
+    again = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    reply = await attach(again, session_id)
+    assert reply["session"]["state"] == "closed"
+    await drain_until_closed(again)
 
 
 async def test_close_frame_ends_session_for_every_socket(gateway: RunningGateway, alice: WsClient) -> None:
@@ -123,6 +215,39 @@ async def test_change_model_and_permission_mode(gateway: RunningGateway, alice: 
     assert "opus" in message["model"]
 
 
+async def test_model_and_mode_changed_while_the_cli_starts_apply_to_it(alice: WsClient) -> None:
+    """`open` answers before the CLI is up; changes sent then reach the CLI that was starting."""
+    reply = await alice.request({"type": "open"})
+    assert reply["session"]["state"] == "starting"
+    assert (await alice.request({"type": "set_model", "model": "claude-opus-4-1"}))["type"] == "ack"
+    assert (await alice.request({"type": "set_permission_mode", "mode": "acceptEdits"}))["type"] == "ack"
+    await alice.state("idle", timeout=60)
+    done = await query(alice, "SCRIPT:write")
+    result = await alice.event("result", lambda e: e["query_id"] == done["id"])
+    assert result["is_error"] is False
+    assert not any(f["event"]["kind"] == "permission_request" for f in alice.events)  # acceptEdits took
+    assert "opus" in (await alice.event("assistant_message"))["model"]  # and so did the model
+
+
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+async def test_reset_while_the_cli_starts_leaves_one_cli(gateway: RunningGateway, alice: WsClient, mode: str) -> None:
+    """A reset sent while the first CLI starts waits for it: the session ends up with one CLI, never two."""
+    before = set(cli_children())
+    reply = await alice.request({"type": "open"})
+    assert reply["session"]["state"] == "starting"
+    assert (await alice.request({"type": "reset_conversation", "mode": mode}))["type"] == "ack"
+    await alice.event("conversation_reset")
+    await alice.state("idle", timeout=60)
+    # The session goes idle once, when the reset is done, not when the first CLI came up under it.
+    kinds = [(f["event"]["kind"], f["event"].get("state")) for f in alice.events]
+    assert kinds.index(("conversation_reset", None)) < kinds.index(("state", "idle"))
+    done = await query(alice, "SCRIPT:hello")
+    await alice.event("result", lambda e: e["query_id"] == done["id"])
+    for _ in range(40):  # a second CLI would have started by now
+        await asyncio.sleep(0.05)
+    assert len(set(cli_children()) - before) == 1
+
+
 async def test_cli_that_cannot_start_is_reported_and_retried(settings, model_url) -> None:  # type: ignore[no-untyped-def]
     broken = msgspec.structs.replace(settings, cli_path="/bin/false")
     async with run_gateway(broken) as gw:
@@ -137,6 +262,20 @@ async def test_cli_that_cannot_start_is_reported_and_retried(settings, model_url
         assert ack["result"]["queued"] is False
         again = await client.event("error", timeout=30)
         assert again["code"] == "agent_unavailable"
+        assert (await client.request({"type": "ping"}))["type"] == "pong"
+        await client.close()
+
+
+async def test_session_directories_that_cannot_be_made_are_a_start_failure(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The directories are made in a thread when the CLI starts; failing there fails the start, not the gateway."""
+    (tmp_path / "not-a-dir").write_text("")
+    broken = msgspec.structs.replace(settings, sessions_dir=tmp_path / "not-a-dir" / "sessions")
+    async with run_gateway(broken) as gw:
+        client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        reply = await client.request({"type": "open"})
+        assert reply["type"] == "attached"
+        error = await client.event("error", timeout=30)
+        assert error["code"] == "agent_start_failed"
         assert (await client.request({"type": "ping"}))["type"] == "pong"
         await client.close()
 

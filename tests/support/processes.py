@@ -1,23 +1,40 @@
-"""Find the CLI processes a session runs, by their working directory (Linux /proc)."""
+"""Find the CLI processes a session runs (Linux /proc)."""
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 
 def cli_pids(directory: Path, parent: int | None = None) -> list[int]:
     """CLI processes started by `parent` (default: this process) working in `directory`."""
     target = str(directory.resolve())
+    return [pid for pid in _live_children(parent) if _read(lambda: os.readlink(f"/proc/{pid}/cwd")) == target]
+
+
+def cli_children(parent: int | None = None) -> list[int]:
+    """Live Claude Code CLI processes whose parent is `parent` (default: this process), wherever they run."""
+    return [pid for pid in _live_children(parent) if "claude" in _read(lambda: Path(f"/proc/{pid}/cmdline").read_text(errors="replace"))]
+
+
+def _read(read: Callable[[], str]) -> str:
+    """A /proc read of a process that may have exited meanwhile ("" then)."""
+    try:
+        return read()
+    except OSError:
+        return ""
+
+
+def _live_children(parent: int | None) -> Iterator[int]:
+    """Live child processes of `parent`; ones that vanish while we look are skipped."""
     parent = os.getpid() if parent is None else parent
-    found = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            if os.readlink(f"/proc/{entry}/cwd") == target and _ppid(int(entry)) == parent and alive(int(entry)):
-                found.append(int(entry))
+            if _ppid(int(entry)) == parent and alive(int(entry)):
+                yield int(entry)
         except OSError:
             continue
-    return found
 
 
 def _ppid(pid: int) -> int:

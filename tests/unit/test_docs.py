@@ -1,5 +1,6 @@
 """Generated documents stay in step with the code."""
 
+import re
 from pathlib import Path
 
 from gateway import config
@@ -16,3 +17,12 @@ def test_config_doc_is_current() -> None:
 def test_example_profiles_load() -> None:
     profiles = load_profiles(ROOT / "docs" / "profiles.example.toml")
     assert set(profiles) == {"default", "readonly"}
+
+
+def test_operations_doc_names_real_tests() -> None:
+    """docs/OPERATIONS.md points each failure mode at the test that proves it; those tests must exist."""
+    doc = (ROOT / "docs" / "OPERATIONS.md").read_text()
+    names = set(re.findall(r"\btest_\w+", doc))
+    modules = {p.stem for p in (ROOT / "tests").rglob("test_*.py")}
+    functions = {m for p in (ROOT / "tests").rglob("test_*.py") for m in re.findall(r"def (test_[a-z0-9_]+)", p.read_text())}
+    assert names and names <= modules | functions, sorted(names - modules - functions)
