@@ -206,11 +206,22 @@ export const SERVER_FRAME_TYPES = /** @type {ServerFrame['type'][]} */ (Object.k
  * @returns {string | null}
  */
 export function validateServerFrame(value) {
+  return validateFrame(SERVER_SHAPES, value, 'server');
+}
+
+/**
+ * Why `value` is not a frame of one of `shapes` (picked by its `type`), or null when it is.
+ * @param {Record<string, (value: unknown, path: string) => string | null>} shapes
+ * @param {unknown} value
+ * @param {'server' | 'client'} side
+ * @returns {string | null}
+ */
+function validateFrame(shapes, value, side) {
   if (!isObject(value)) return 'a frame must be a JSON object';
   const type = value.type;
   if (typeof type !== 'string') return 'frame has no `type`';
-  if (!Object.prototype.hasOwnProperty.call(SERVER_SHAPES, type)) return `unknown server frame type ${JSON.stringify(type)}`;
-  return SERVER_SHAPES[/** @type {ServerFrame['type']} */ (type)](value, type);
+  if (!Object.prototype.hasOwnProperty.call(shapes, type)) return `unknown ${side} frame type ${JSON.stringify(type)}`;
+  return shapes[type](value, type);
 }
 
 /**
@@ -228,15 +239,26 @@ export function validateEvent(value) {
  * @returns {ServerFrame}
  */
 export function decodeServerFrame(text) {
+  return /** @type {ServerFrame} */ (decodeFrame(text, validateServerFrame, 'server'));
+}
+
+/**
+ * Parse and validate one frame's JSON text; throws ProtocolError when it breaks the contract.
+ * @param {string} text
+ * @param {(value: unknown) => string | null} validate
+ * @param {'server' | 'client'} side
+ * @returns {unknown}
+ */
+function decodeFrame(text, validate, side) {
   let value;
   try {
     value = JSON.parse(text);
   } catch (err) {
-    throw new ProtocolError(`server frame is not valid JSON: ${/** @type {Error} */ (err).message}`, text);
+    throw new ProtocolError(`${side} frame is not valid JSON: ${/** @type {Error} */ (err).message}`, text);
   }
-  const problem = validateServerFrame(value);
-  if (problem) throw new ProtocolError(`invalid server frame: ${problem}`, text);
-  return /** @type {ServerFrame} */ (value);
+  const problem = validate(value);
+  if (problem) throw new ProtocolError(`invalid ${side} frame: ${problem}`, text);
+  return value;
 }
 
 /**
@@ -309,11 +331,7 @@ export const CLIENT_FRAME_TYPES = /** @type {ClientFrame['type'][]} */ (Object.k
  * @returns {string | null}
  */
 export function validateClientFrame(value) {
-  if (!isObject(value)) return 'a frame must be a JSON object';
-  const type = value.type;
-  if (typeof type !== 'string') return 'frame has no `type`';
-  if (!Object.prototype.hasOwnProperty.call(CLIENT_SHAPES, type)) return `unknown client frame type ${JSON.stringify(type)}`;
-  return CLIENT_SHAPES[/** @type {ClientFrame['type']} */ (type)](value, type);
+  return validateFrame(CLIENT_SHAPES, value, 'client');
 }
 
 /**
@@ -333,15 +351,7 @@ export function encodeClientFrame(frame) {
  * @returns {ClientFrame}
  */
 export function decodeClientFrame(text) {
-  let value;
-  try {
-    value = JSON.parse(text);
-  } catch (err) {
-    throw new ProtocolError(`client frame is not valid JSON: ${/** @type {Error} */ (err).message}`, text);
-  }
-  const problem = validateClientFrame(value);
-  if (problem) throw new ProtocolError(`invalid client frame: ${problem}`, text);
-  return /** @type {ClientFrame} */ (value);
+  return /** @type {ClientFrame} */ (decodeFrame(text, validateClientFrame, 'client'));
 }
 
 /**
