@@ -84,10 +84,10 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(kind: str) -> Iterator[tuple[int, int]]:
-    """Run `python -m bench.serve kind PORT`; yields (port, pid) once it accepts connections."""
+def server(kind: str, loop: str = "auto") -> Iterator[tuple[int, int]]:
+    """Run `python -m bench.serve kind PORT LOOP`; yields (port, pid) once it accepts connections."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.serve", kind, str(port)], cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "bench.serve", kind, str(port), loop], cwd=ROOT)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -104,11 +104,11 @@ def server(kind: str) -> Iterator[tuple[int, int]]:
         proc.wait(30)
 
 
-def run_all(plan: list[Scenario], repeat: int = 1) -> list[Row]:
-    """Each scenario `repeat` times, the gateway and the baseline taking turns."""
+def run_all(plan: list[Scenario], repeat: int = 1, loop: str = "auto") -> list[Row]:
+    """Each scenario `repeat` times, the gateway and the baseline taking turns, both on the same event loop."""
     rows = []
     with contextlib.ExitStack() as stack:
-        servers = {kind: stack.enter_context(server(kind)) for kind in ("gateway", "baseline")}
+        servers = {kind: stack.enter_context(server(kind, loop)) for kind in ("gateway", "baseline")}
         pool = stack.enter_context(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")))
 
         def measure(kind: str, sessions: int, burst: Burst) -> load.Result:
@@ -125,6 +125,17 @@ def run_all(plan: list[Scenario], repeat: int = 1) -> list[Row]:
             rows.append(row)
             print(f"  {scenario.name}: done", file=sys.stderr, flush=True)
     return rows
+
+
+def loop_name(loop: str) -> str:
+    """What uvicorn's `auto` picks: uvloop when it is importable."""
+    if loop != "auto":
+        return loop
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return "asyncio"
+    return "uvloop"
 
 
 def _si(x: float) -> str:
@@ -163,6 +174,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--paced-seconds", type=float, help="length of each paced run [2; quick 0.5]")
     parser.add_argument("--repeat", type=int, help="runs of each scenario per server; the median is shown [3; quick 1]")
     parser.add_argument("--chunk", type=int, default=1, help="messages the agent delivers per event-loop turn [1, like the SDK]")
+    parser.add_argument("--loop", default="auto", choices=("auto", "asyncio", "uvloop"), help="both servers' event loop, as `serve --event-loop` [auto]")
     args = parser.parse_args(argv)
     plan = scenarios(
         [int(n) for n in args.sessions.split(",")],
@@ -173,13 +185,16 @@ def main(argv: list[str] | None = None) -> list[Row]:
     )
     started = time.monotonic()
     hot = hotpath.measure(events=5_000 if args.quick else 20_000)
-    rows = run_all(plan, args.repeat or (1 if args.quick else 3))
+    rows = run_all(plan, args.repeat or (1 if args.quick else 3), args.loop)
     print(table(rows))
     print(
         f"hot path in process (no sockets, best of 5): agent {hot.agent_us:.2f} µs/message; gateway on_message -> outbox"
         f" {hot.emit_us:.2f} µs/event; sender take + join {hot.take_us:.2f} µs/event in batches of {hot.batch}"
     )
-    print(f"({time.monotonic() - started:.0f} s; gateway and baseline each in its own process, clients in a third)")
+    print(
+        f"({time.monotonic() - started:.0f} s; event loop {loop_name(args.loop)}; gateway and baseline each in its own process,"
+        " clients in a third)"
+    )
     return rows
 
 

@@ -1,4 +1,4 @@
-"""One benchmark server process: `python -m bench.serve gateway|baseline PORT`.
+"""One benchmark server process: `python -m bench.serve gateway|baseline PORT [auto|asyncio|uvloop]`.
 
 Both run under uvicorn with the WebSocket settings `agent-gateway serve` uses (gateway/cli.py); the
 gateway is the real app, with the synthetic agent in place of the CLI.
@@ -26,13 +26,16 @@ def app_for(kind: str, settings: Settings) -> ASGIApp:
     raise SystemExit(f"unknown server {kind!r}: gateway or baseline")
 
 
-def main(kind: str, port: int) -> None:
-    settings = Settings(tokens=f"bench={TOKEN}", max_sessions=MAX_SESSIONS, max_sessions_per_principal=MAX_SESSIONS, demo="off")
+def main(kind: str, port: int, loop: str) -> None:
+    settings = Settings(
+        tokens=f"bench={TOKEN}", max_sessions=MAX_SESSIONS, max_sessions_per_principal=MAX_SESSIONS, demo="off", event_loop=loop
+    )
     uvicorn.run(
         app_for(kind, settings),
         host="127.0.0.1",
         port=port,
         log_level="warning",
+        loop=settings.event_loop,
         ws_max_size=settings.max_frame_bytes * 4,
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,
@@ -40,4 +43,4 @@ def main(kind: str, port: int) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else Settings().event_loop)
