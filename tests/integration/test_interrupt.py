@@ -5,6 +5,7 @@ import asyncio
 from gateway.scripted_model.script import expected_texts
 from tests.support.client import WsClient
 from tests.support.flows import open_session, query, tool_results
+from tests.support.processes import descendant_running
 
 
 async def assert_still_usable(client: WsClient) -> None:
@@ -32,7 +33,9 @@ async def test_interrupt_mid_tool(alice: WsClient) -> None:
     await query(alice, "SCRIPT:slowbash")
     # `sleep 5; echo done` is read-only to the CLI: it runs without asking.
     await alice.event("assistant_message", lambda e: any(b["type"] == "tool_use" for b in e["content"]))
-    await asyncio.sleep(0.5)
+    async with asyncio.timeout(10):
+        while not descendant_running("sleep 5"):  # the tool's command runs (in the CLI's sandbox)
+            await asyncio.sleep(0.05)
     await alice.request({"type": "interrupt"})
     result = await alice.event("result", timeout=10)
     assert result["is_error"] and result["terminal_reason"] == "aborted_tools"

@@ -1,5 +1,6 @@
 """Find the CLI processes a session runs (Linux /proc)."""
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +15,22 @@ def cli_pids(directory: Path, parent: int | None = None) -> list[int]:
 def cli_children(parent: int | None = None) -> list[int]:
     """Live Claude Code CLI processes whose parent is `parent` (default: this process), wherever they run."""
     return [pid for pid in _live_children(parent) if "claude" in _read(lambda: Path(f"/proc/{pid}/cmdline").read_text(errors="replace"))]
+
+
+def descendant_running(fragment: str, root: int | None = None) -> bool:
+    """Whether a process below `root` (default: this process), at any depth, has `fragment` in its command line."""
+    root = os.getpid() if root is None else root
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                children.setdefault(_ppid(int(entry)), []).append(int(entry))
+    below, found = list(children.get(root, [])), []
+    while below:
+        pid = below.pop()
+        found.append(pid)
+        below.extend(children.get(pid, []))
+    return any(fragment in _read(lambda: Path(f"/proc/{pid}/cmdline").read_text(errors="replace").replace("\0", " ")) for pid in found)
 
 
 def _read(read: Callable[[], str]) -> str:
