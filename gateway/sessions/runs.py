@@ -2,8 +2,7 @@
 
 Queries run one at a time in arrival order, so replaying the transcript with a queue of open
 queries tells which query every message belongs to: the oldest open one. A query closes with its
-`result`, or when the agent fails while it is the one running (it is dropped, see `Session._dispatch`
-and `Session.on_exit`).
+`result`: every query gets exactly one, the gateway's own when the CLI gives none (see `Session._end_query`).
 """
 
 import collections
@@ -12,8 +11,6 @@ from gateway.sessions.session import Session
 from gateway.wire import events as ev
 from gateway.wire.errors import ErrorCode, GatewayError
 from gateway.wire.http import Run, RunStatus
-
-_DROPPED_BY = ("agent_unavailable", "agent_exited")  # AgentError codes that drop the running query
 
 
 def result_status(result: ev.TurnResult) -> RunStatus:
@@ -35,7 +32,6 @@ def run_view(session: Session, run_id: str) -> Run:
     prompt: str | list | None = None
     messages: list[ev.EventBody] = []
     result: ev.TurnResult | None = None
-    dropped = False
     for event in snapshot.transcript:
         if isinstance(event, ev.UserQuery):
             open_queries.append(event.query_id)
@@ -49,9 +45,6 @@ def run_view(session: Session, run_id: str) -> Run:
             open_queries.remove(event.query_id)
             if event.query_id == run_id:
                 result = event
-        elif isinstance(event, ev.AgentError) and event.code in _DROPPED_BY and owner is not None:
-            open_queries.popleft()
-            dropped = dropped or owner == run_id
     if prompt is None:
         raise GatewayError(ErrorCode.NOT_FOUND, f"no run {run_id} in this session's conversation")
     info = snapshot.session
@@ -59,10 +52,6 @@ def run_view(session: Session, run_id: str) -> Run:
     status: RunStatus
     if result is not None:
         status = result_status(result)
-    elif dropped:
-        status = "error"
-    elif session.closed:
-        status = "cancelled"
     elif running:
         status = "awaiting_approval" if info.state == "awaiting_approval" else "running"
     else:

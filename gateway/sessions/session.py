@@ -101,7 +101,8 @@ class Session:
     async def close(self, reason: str) -> None:
         if self.state == "closed":
             return
-        self._queue.clear()
+        self._drop_current("the session was closed")
+        self._drop_queued("the session was closed")
         self.approvals.cancel_all()
         self._set_state("closed", reason)
         if self._pump_task is not None:
@@ -186,6 +187,7 @@ class Session:
             log.warning("session %s: query failed: %r", self.id, exc)
             self._current_query = None
             self.emit(ev.AgentError(code=ErrorCode.AGENT_UNAVAILABLE, message="the agent could not take the query; send it again", recoverable=True))
+            self._end_query(query_id, "agent_unavailable", "the agent could not take the query")
             self._set_state("failed" if self._runner is None else "idle", "agent_unavailable")
 
     # ---- events ----------------------------------------------------------------------------
@@ -206,6 +208,21 @@ class Session:
             if isinstance(event, ev.AssistantMessage):
                 self._streaming.clear()
         return self.feed.emit(event)
+
+    def _end_query(self, query_id: str, subtype: str, why: str) -> None:
+        """The `result` of a query that ends without the CLI's: every query ends with exactly one
+        `result`, so a client waiting on one (a spinner, `run()`, a run poll) always gets it."""
+        self.emit(ev.TurnResult(query_id=query_id, subtype=subtype, is_error=True, duration_ms=0, duration_api_ms=0, num_turns=0, errors=[why]))
+
+    def _drop_current(self, why: str) -> None:
+        """End the running query when its turn won't end with the CLI's own `result`."""
+        if self._current_query is not None:
+            self._end_query(self._current_query, "cancelled", why)
+            self._current_query = None
+
+    def _drop_queued(self, why: str) -> None:
+        while self._queue:
+            self._end_query(self._queue.popleft()[0], "cancelled", why)
 
     def _set_state(self, state: ev.SessionState, reason: str | None = None) -> None:
         if state != self.state and self.state != "closed":  # closed is final, whatever finishes after it
@@ -230,6 +247,8 @@ class Session:
             if isinstance(message, ResultMessage) and not self._clearing.done():
                 self.claude_session_id = message.session_id
                 self._clearing.set_result(None)
+            return
+        if self.closed:  # the CLI is being stopped; its last words would follow `closed`
             return
         if isinstance(message, SystemMessage) and message.subtype == "init":
             self.claude_session_id = message.data.get("session_id", self.claude_session_id)
@@ -264,6 +283,8 @@ class Session:
             message="The agent process stopped unexpectedly; the conversation continues on the next query.",
             recoverable=True,
         ))
+        if self._current_query is not None:
+            self._end_query(self._current_query, "agent_exited", "the agent process stopped during this turn")
         self._current_query = None
         # A reset waiting on this CLI (the end of an interrupted turn, its `/clear`) stops waiting.
         self._turn_done.set()
@@ -382,7 +403,7 @@ class Session:
         and permission rules. Hard: the CLI is replaced by a new one. A running turn is
         interrupted first; queued queries are dropped.
         """
-        self._queue.clear()
+        self._drop_queued("the conversation was reset")  # the running turn ends with its own result
         if self._runner is not None and self.state in BUSY_STATES:
             self._turn_done.clear()
             with contextlib.suppress(GatewayError):
@@ -390,7 +411,7 @@ class Session:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._turn_done.wait(), CONTROL_TIMEOUT_S)
         self.approvals.cancel_all()
-        self._current_query = None
+        self._drop_current("the conversation was reset")  # the interrupted turn didn't end in time
         self._streaming.clear()
         self._transcript.clear()
         self._set_state("running", "conversation_reset")  # holds new queries back until the reset is done
@@ -491,6 +512,6 @@ class Session:
         for queued in self._queue:
             if queued[0] == query_id:
                 self._queue.remove(queued)
-                self.emit(ev.TurnResult(query_id=query_id, subtype="cancelled", is_error=True, duration_ms=0, duration_api_ms=0, num_turns=0))
+                self._end_query(query_id, "cancelled", "cancelled before it ran")
                 return True
         return False

@@ -32,12 +32,14 @@ async def test_cli_killed_mid_turn_then_conversation_resumes(gateway: RunningGat
     session_id = attached["session"]["session_id"]
     first = await query(alice, "SCRIPT:hello")
     await alice.event("result", lambda e: e["query_id"] == first["id"])
-    await query(alice, "SCRIPT:long")
+    killed = await query(alice, "SCRIPT:long")
     await alice.event("stream", lambda e: e["event"].get("delta", {}).get("type") == "text_delta")
     [pid] = cli_pids(workdir(gateway, session_id))
     os.kill(pid, signal.SIGKILL)
     error = await alice.event("error")
     assert error["code"] == "agent_exited" and error["recoverable"] is True
+    lost = await alice.event("result", lambda e: e["query_id"] == killed["id"])  # the turn still ends with a result
+    assert lost["subtype"] == "agent_exited" and lost["is_error"] is True and lost["errors"]
     await alice.event("state", lambda e: e["state"] == "idle" and e.get("reason") == "agent_exited")
     # The next query starts a new CLI that resumes the same conversation.
     model_server.requests.clear()
@@ -73,6 +75,36 @@ async def test_cli_killed_during_a_reset_ends_the_reset_at_once(gateway: Running
     result = await alice.event("result", lambda e: e["query_id"] == done["id"], timeout=60)
     assert result["is_error"] is False
     assert not alive(pid)
+
+
+async def test_queries_dropped_by_a_reset_or_a_close_still_end_with_a_result(gateway: RunningGateway, alice: WsClient) -> None:
+    """Every query ends with exactly one `result`: a client waiting on one (a spinner, `run()`) is never left hanging."""
+    attached = await open_session(alice)
+    tab2 = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    await attach(tab2, attached["session"]["session_id"])
+    running = await query(alice, "SCRIPT:long")
+    await alice.event("stream", lambda e: e["event"].get("delta", {}).get("type") == "text_delta")
+    queued = [await query(alice, "SCRIPT:hello") for _ in range(2)]
+    assert all(q["result"]["queued"] for q in queued)
+    assert (await alice.request({"type": "reset_conversation", "mode": "soft"}))["type"] == "ack"
+    assert (await alice.event("result", lambda e: e["query_id"] == running["id"]))["terminal_reason"] == "aborted_streaming"
+    for dropped in queued:
+        result = await alice.event("result", lambda e: e["query_id"] == dropped["id"])
+        assert result["subtype"] == "cancelled" and result["errors"] == ["the conversation was reset"]
+    # A close ends the running turn and the queued queries alike, before `closed`.
+    running = await query(alice, "SCRIPT:long")
+    await alice.event("stream", lambda e: e["event"].get("delta", {}).get("type") == "text_delta")
+    waiting = await query(alice, "SCRIPT:hello")
+    await tab2.request({"type": "close"})
+    await drain_until_closed(alice)
+    kinds = [(f["event"]["kind"], f["event"].get("query_id"), f["event"].get("state")) for f in alice.events]
+    closed_at = kinds.index(("state", None, "closed"))
+    for ended in (running, waiting):
+        [at] = [i for i, k in enumerate(kinds) if k[:2] == ("result", ended["id"])]
+        assert at < closed_at, kinds
+    results = [k[1] for k in kinds if k[0] == "result"]
+    assert len(results) == len(set(results)) == 5  # one each, none twice
+    await tab2.close()
 
 
 async def test_interrupt_during_a_reset_leaves_the_reset_alone(gateway: RunningGateway, alice: WsClient, model_server: ScriptedModelServer) -> None:
@@ -262,6 +294,8 @@ async def test_cli_that_cannot_start_is_reported_and_retried(settings, model_url
         assert ack["result"]["queued"] is False
         again = await client.event("error", timeout=30)
         assert again["code"] == "agent_unavailable"
+        result = await client.event("result", lambda e: e["query_id"] == ack["id"])
+        assert result["subtype"] == "agent_unavailable" and result["is_error"] is True
         assert (await client.request({"type": "ping"}))["type"] == "pong"
         await client.close()
 
