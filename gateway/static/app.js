@@ -726,7 +726,9 @@ function updateResult(el, item) {
   const usage = /** @type {Record<string, number> | null} */ (item.usage);
   const input = usage ? (usage.input_tokens ?? 0) + (usage.cache_read_input_tokens ?? 0) + (usage.cache_creation_input_tokens ?? 0) : null;
   const output = usage ? usage.output_tokens ?? 0 : null;
-  const status = item.interrupted ? ['bad', 'Interrupted'] : item.isError ? ['bad', `Error: ${item.subtype.replace(/_/g, ' ')}`] : ['ok', 'Done'];
+  const status = item.interrupted ? ['bad', 'Interrupted']
+    : item.subtype === 'cancelled' ? ['bad', 'Cancelled']
+    : item.isError ? ['bad', `Error: ${item.subtype.replace(/_/g, ' ')}`] : ['ok', 'Done'];
   const parts = [
     `<span class="${status[0]}">${status[0] === 'ok' ? '✓' : '✕'} ${escapeText(status[1])}</span>`,
     `<span title="wall time (API time ${seconds(item.durationApiMs)})">${seconds(item.durationMs)}</span>`,

@@ -175,8 +175,6 @@ export class ChatState {
     this._streams = new Map();
     /** @private @type {Set<string>} text/thinking items whose final text arrived */
     this._final = new Set();
-    /** @private @type {number | null} the agent process's cumulative cost at its last result */
-    this._runnerCost = null;
     /** @private */ this._interrupted = false;
     /** @private */ this._seqKey = 0;
   }
@@ -348,13 +346,11 @@ export class ChatState {
         this._notice('info', 'permission_mode_changed', `Permission mode changed to ${event.mode}`);
         break;
       case 'conversation_reset':
-        this._runnerCost = null;
         this._streams.clear();
         this._finishStreaming();
         this._notice('info', 'conversation_reset', event.mode === 'hard' ? 'New conversation (agent restarted)' : 'New conversation');
         break;
       case 'error':
-        if (event.code === 'agent_exited') this._runnerCost = null;
         this._notice(event.recoverable === false ? 'error' : 'warning', event.code, event.message);
         break;
       case 'rate_limit':
@@ -594,13 +590,8 @@ export class ChatState {
         this._replace({ ...item, status: 'cancelled' });
       }
     }
-    let cost = null;
-    const cumulative = event.total_cost_usd;
-    if (typeof cumulative === 'number') {
-      cost = this._runnerCost !== null && cumulative >= this._runnerCost ? cumulative - this._runnerCost : cumulative;
-      this._runnerCost = cumulative;
-      this.totalCostUsd += cost;
-    }
+    const cost = typeof event.cost_usd === 'number' ? event.cost_usd : null;
+    if (typeof event.total_cost_usd === 'number') this.totalCostUsd = event.total_cost_usd;
     // `aborted_*` terminal reasons mean interrupted; the `interrupted` state (not in snapshots) says so too.
     const interrupted = this._interrupted || /^aborted_/.test(event.terminal_reason ?? '');
     this._interrupted = false;

@@ -130,7 +130,7 @@ const EVENT_SHAPES = {
   result: shape({
     required: { query_id: nullable(str), subtype: str, is_error: bool, duration_ms: num, duration_api_ms: num, num_turns: int },
     optional: {
-      total_cost_usd: nullable(num), usage: nullable(obj), result: nullable(str), stop_reason: nullable(str),
+      cost_usd: nullable(num), total_cost_usd: nullable(num), usage: nullable(obj), result: nullable(str), stop_reason: nullable(str),
       terminal_reason: nullable(str), permission_denials: nullable(arr(any)), errors: nullable(arr(str)),
     },
   }),

@@ -171,7 +171,9 @@ export interface ResultEvent {
   duration_ms: number;
   duration_api_ms: number;
   num_turns: number;
-  /** Cumulative for the agent process (it restarts after resets and crashes), not per turn. */
+  /** This turn's cost (absent on the gateway's own results: `cancelled`, `agent_exited`, `agent_unavailable`). */
+  cost_usd?: number | null;
+  /** The session's cost so far, across agent restarts. */
   total_cost_usd?: number | null;
   usage?: JsonObject | null;
   result?: string | null;

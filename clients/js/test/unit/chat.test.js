@@ -134,9 +134,32 @@ describe('chat state from recorded sessions', () => {
     assert.deepEqual(codes, ['model_changed', 'permission_mode_changed', 'conversation_reset']);
     const results = ofType(chat, 'result');
     assert.equal(results.length, 2);
-    // The agent process restarts after the reset, so its cumulative cost starts again.
+    // The agent process restarts after the reset; each turn's cost and the session's total still add up.
     for (const r of results) assert.ok(r.costUsd > 0 && r.costUsd < 0.1, `turn cost ${r.costUsd}`);
     assert.ok(Math.abs(chat.totalCostUsd - (results[0].costUsd + results[1].costUsd)) < 1e-9);
+  });
+
+  test("a turn lost with its agent process ends with the gateway's result; costs don't count twice", () => {
+    /** @param {string} id @param {object} extra */
+    const result = (id, extra) => ({ kind: 'result', query_id: id, is_error: false, subtype: 'success', duration_ms: 5, duration_api_ms: 1, num_turns: 1, ...extra });
+    /** @param {string} id */
+    const ask = (id) => ({ kind: 'user_query', query_id: id, prompt: id, by: { principal: 'alice', connection: 'c1' }, queued: false });
+    const chat = foldChat(/** @type {any[]} */ ([
+      ask('q1'),
+      result('q1', { cost_usd: 0.1, total_cost_usd: 0.1 }),
+      ask('q2'),
+      { kind: 'error', code: 'agent_exited', message: 'The agent process stopped', recoverable: true },
+      result('q2', { subtype: 'agent_exited', is_error: true, duration_ms: 0, num_turns: 0, errors: ['the agent process stopped during this turn'] }),
+      ask('q3'),
+      result('q3', { cost_usd: 0.2, total_cost_usd: 0.3 }),
+    ]));
+    const results = ofType(chat, 'result');
+    assert.deepEqual(results.map((r) => [r.queryId, r.subtype, r.isError, r.costUsd]), [
+      ['q1', 'success', false, 0.1], ['q2', 'agent_exited', true, null], ['q3', 'success', false, 0.2],
+    ]);
+    assert.deepEqual(results[1].errors, ['the agent process stopped during this turn']);
+    assert.equal(chat.totalCostUsd, 0.3);
+    assert.equal(chat.busy, false);
   });
 
   test('a snapshot of the transcript folds to the same chat as the live events', () => {
