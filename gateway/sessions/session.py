@@ -88,6 +88,9 @@ class Session:
         self._closing: asyncio.Task[None] | None = None
         self._turn_done = asyncio.Event()
         self._clearing: asyncio.Future[None] | None = None
+        # One reset at a time; while one runs, queued queries wait for it (also in the moment between
+        # the interrupted turn's end and the reset's `/clear`).
+        self._reset_lock = asyncio.Lock()
         self._on_closed = on_closed
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -171,7 +174,7 @@ class Session:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._queue and self.state in READY_STATES:
+            while self._queue and self.state in READY_STATES and not self._reset_lock.locked():
                 query_id, message = self._queue.popleft()
                 await self._dispatch(query_id, message)
 
@@ -353,7 +356,7 @@ class Session:
     def _enqueue(self, frame: cf.Query, actor: ev.Actor) -> dict[str, Any]:
         if len(self._queue) >= self._max_queued:
             raise GatewayError(ErrorCode.QUEUE_FULL, f"{self._max_queued} queries are already queued")
-        queued = self.state not in READY_STATES or bool(self._queue)
+        queued = self.state not in READY_STATES or bool(self._queue) or self._reset_lock.locked()
         message = {
             "type": "user",
             "message": {"role": "user", "content": frame.prompt},
@@ -401,8 +404,17 @@ class Session:
 
         Soft: the running CLI clears its conversation (`/clear`), keeping its process, settings
         and permission rules. Hard: the CLI is replaced by a new one. A running turn is
-        interrupted first; queued queries are dropped.
+        interrupted first; queries queued before the reset are dropped, ones sent while it runs
+        wait for it and run in the new conversation. Resets from several tabs take turns.
         """
+        try:
+            async with self._reset_lock:
+                await self._reset(mode, actor)
+        finally:
+            self._wake.set()  # queries queued meanwhile run now, in the new conversation
+
+    async def _reset(self, mode: str, actor: ev.Actor) -> None:
+        """Called with `_reset_lock` held: queued queries wait, even once the interrupted turn has ended."""
         self._drop_queued("the conversation was reset")  # the running turn ends with its own result
         if self._runner is not None and self.state in BUSY_STATES:
             self._turn_done.clear()
@@ -428,7 +440,6 @@ class Session:
             if not self.closed:  # closed meanwhile (another tab): the reset has nothing left to report
                 self.emit(ev.ConversationReset(mode=mode, by=actor))  # type: ignore[arg-type]
                 self._set_state("idle", "conversation_reset")
-                self._wake.set()
 
     async def _clear_conversation(self) -> bool:
         """Ask the CLI for `/clear`; False when it didn't confirm (the caller replaces the CLI)."""

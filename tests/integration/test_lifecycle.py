@@ -107,6 +107,34 @@ async def test_queries_dropped_by_a_reset_or_a_close_still_end_with_a_result(gat
     await tab2.close()
 
 
+async def test_a_query_sent_during_a_reset_runs_after_it_in_the_new_conversation(
+    gateway: RunningGateway, alice: WsClient, model_server: ScriptedModelServer
+) -> None:
+    """Another tab's query that arrives while a reset waits for the running turn to stop waits
+    for the reset too: it must not slip in between the turn's end and the `/clear`."""
+    attached = await open_session(alice)
+    session_id = attached["session"]["session_id"]
+    tab2 = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    await attach(tab2, session_id)
+    await query(alice, "SCRIPT:long before-reset-marker")
+    await alice.event("stream", lambda e: e["event"].get("delta", {}).get("type") == "text_delta")
+    [pid] = cli_pids(workdir(gateway, session_id))
+    os.kill(pid, signal.SIGSTOP)  # holds the reset in its wait for the turn to stop
+    await alice.send({"type": "reset_conversation", "mode": "soft", "id": "r1"})
+    await asyncio.sleep(0.3)
+    late = await query(tab2, "SCRIPT:hello after-reset-marker")
+    assert late["result"]["queued"] is True
+    os.kill(pid, signal.SIGCONT)
+    assert (await alice.until(lambda f: f.get("id") == "r1"))["type"] == "ack"
+    result = await tab2.event("result", lambda e: e["query_id"] == late["id"], timeout=60)
+    assert result["subtype"] == "success", result
+    seen = [json.dumps(r.body.get("messages", [])) for r in model_server.requests if "after-reset-marker" in json.dumps(r.body)]
+    assert seen and "before-reset-marker" not in seen[-1]
+    order = [(f["event"]["kind"], f["event"].get("query_id")) for f in tab2.events]
+    assert order.index(("conversation_reset", None)) < order.index(("turn_started", late["id"]))
+    await tab2.close()
+
+
 async def test_interrupt_during_a_reset_leaves_the_reset_alone(gateway: RunningGateway, alice: WsClient, model_server: ScriptedModelServer) -> None:
     """Interrupt stops a running turn. A reset's `/clear`, sent by another tab, is not one: it goes
     through and the conversation is fresh. (One socket's frames run in order, so it takes two.)"""
