@@ -184,6 +184,8 @@ class Session:
         self.emit(ev.TurnStarted(query_id=query_id))
         try:
             await self._ensure_runner()
+            if self._current_query != query_id:  # a reset or close dropped it while the CLI started
+                return
             assert self._runner is not None
             await self._runner.query(message)
         except Exception as exc:

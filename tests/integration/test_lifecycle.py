@@ -135,6 +135,26 @@ async def test_a_query_sent_during_a_reset_runs_after_it_in_the_new_conversation
     await tab2.close()
 
 
+async def test_a_query_dropped_by_a_reset_while_its_cli_starts_is_never_sent(gateway: RunningGateway, alice: WsClient) -> None:
+    """A query waiting for its CLI to (re)start when a reset drops it is not sent once the CLI is
+    up: its `cancelled` result is its last word, and the `/clear` is not mistaken for its turn."""
+    attached = await open_session(alice)
+    [pid] = cli_pids(workdir(gateway, attached["session"]["session_id"]))
+    os.kill(pid, signal.SIGKILL)
+    await alice.event("error", lambda e: e["code"] == "agent_exited")
+    dropped = await query(alice, "SCRIPT:hello")  # starts a new CLI (about 0.5 s)
+    assert (await alice.request({"type": "reset_conversation", "mode": "soft"}, timeout=60))["type"] == "ack"
+    result = await alice.event("result", lambda e: e["query_id"] == dropped["id"])
+    assert result["subtype"] == "cancelled"
+    after = await query(alice, "SCRIPT:hello")
+    assert (await alice.event("result", lambda e: e["query_id"] == after["id"], timeout=60))["subtype"] == "success"
+    await asyncio.sleep(0.5)  # anything the dropped query would have set off has arrived by now
+    results = [f["event"].get("query_id") for f in alice.events if f["event"]["kind"] == "result"]
+    assert results == [dropped["id"], after["id"]], results
+    kinds = alice.kinds()
+    assert "assistant_message" not in kinds[: kinds.index("conversation_reset")], kinds
+
+
 async def test_interrupt_during_a_reset_leaves_the_reset_alone(gateway: RunningGateway, alice: WsClient, model_server: ScriptedModelServer) -> None:
     """Interrupt stops a running turn. A reset's `/clear`, sent by another tab, is not one: it goes
     through and the conversation is fresh. (One socket's frames run in order, so it takes two.)"""
