@@ -355,19 +355,34 @@ export class GatewaySession extends Emitter {
   }
 
   /**
-   * Send a prompt and wait for its turn to end; resolves with the `result` event. The wait starts
-   * before the prompt is sent, so a result that arrives before the ack (after a reconnect, say)
-   * is not missed.
+   * Send a prompt and wait for its turn to end; resolves with the `result` event (every query gets
+   * exactly one). The wait starts before the prompt is sent, so a result that arrives before the
+   * ack (after a reconnect, say) is not missed; one that a reset skipped is taken from the snapshot.
    * @param {string | import('./protocol.js').ContentBlock[]} prompt
    * @param {{ id?: string, timeoutMs?: number }} [options]
    * @returns {Promise<import('./protocol.js').ResultEvent>}
    */
   async run(prompt, options = {}) {
     const id = options.id ?? this._newId('query');
-    const done = this.waitFor((e) => e.kind === 'result' && e.query_id === id, { timeoutMs: options.timeoutMs });
-    done.catch(() => {});
-    await this.query(prompt, { id });
-    return /** @type {import('./protocol.js').ResultEvent} */ ((await done).event);
+    const mine = (/** @type {SessionEvent} */ e) => e.kind === 'result' && e.query_id === id;
+    const stop = new AbortController();
+    const live = this.waitFor(mine, { timeoutMs: options.timeoutMs, signal: stop.signal }).then((f) => f.event);
+    live.catch(() => {});
+    /** @type {Promise<SessionEvent>} */
+    const skipped = new Promise((resolve) => {
+      // Away longer than the log keeps: the reconnect is a reset, and its snapshot holds the result.
+      const off = this.on('reset', (frame) => {
+        const found = frame.snapshot.transcript.find(mine);
+        if (found) resolve(found);
+      });
+      stop.signal.addEventListener('abort', off);
+    });
+    try {
+      await this.query(prompt, { id });
+      return /** @type {import('./protocol.js').ResultEvent} */ (await Promise.race([live, skipped]));
+    } finally {
+      stop.abort();
+    }
   }
 
   /** Stop the running turn. Resolves with `{ interrupted }` (false when nothing was running). */
@@ -501,22 +516,31 @@ export class GatewaySession extends Emitter {
   }
 
   /**
-   * Wait for the next event matching `predicate` (or of kind `predicate`).
+   * Wait for the next event matching `predicate` (or of kind `predicate`). `signal` gives up the
+   * wait (the promise rejects with the signal's reason).
    * @template {EventKind} K
    * @param {K | ((event: SessionEvent, frame: EventFrame) => boolean)} predicate
-   * @param {{ timeoutMs?: number }} [options]
+   * @param {{ timeoutMs?: number, signal?: AbortSignal }} [options]
    * @returns {Promise<EventFrame>}
    */
   waitFor(predicate, options = {}) {
     const test = typeof predicate === 'function' ? predicate : (/** @type {SessionEvent} */ e) => e.kind === predicate;
+    const { signal } = options;
     return new Promise((resolve, reject) => {
+      if (signal?.aborted) return reject(signal.reason);
       /** @type {ReturnType<typeof setTimeout> | null} */
       let timer = null;
+      const abort = () => {
+        cleanup();
+        reject(signal?.reason);
+      };
       const cleanup = () => {
         off();
         offClosed();
+        signal?.removeEventListener('abort', abort);
         if (timer) clearTimeout(timer);
       };
+      signal?.addEventListener('abort', abort);
       const off = this.on('event', (frame) => {
         if (test(frame.event, frame)) {
           cleanup();

@@ -235,6 +235,33 @@ describe('session over WebSocket', () => {
     assert.deepEqual(seqs, [4]);
   });
 
+  test('run() takes a result that a reset skipped from the snapshot', async () => {
+    const gw = new FakeGateway();
+    const s = makeSession(gw);
+    await s.connect();
+    const running = s.run('hi', { timeoutMs: 2000 });
+    await until(() => gw.received.some((f) => f.type === 'query'));
+    const id = gw.received.find((f) => f.type === 'query')?.id;
+    await until(() => gw.acks.has(id));
+    gw.dropAll();
+    gw.epoch = 'ep2'; // the log was replaced while the client was away: it comes back to a reset
+    gw.emit({ kind: 'result', query_id: id, subtype: 'success', is_error: false, duration_ms: 1, duration_api_ms: 1, num_turns: 1 });
+    const result = await running;
+    assert.equal(result.query_id, id);
+    assert.equal(s.stats.resets, 1);
+  });
+
+  test('waitFor gives up when its signal aborts', async () => {
+    const gw = new FakeGateway();
+    const s = makeSession(gw);
+    await s.connect();
+    const stop = new AbortController();
+    const waiting = s.waitFor('result', { signal: stop.signal });
+    stop.abort(new Error('no longer needed'));
+    await assert.rejects(waiting, /no longer needed/);
+    await assert.rejects(s.waitFor('result', { signal: stop.signal }), /no longer needed/);
+  });
+
   test('events() iterates in order, filters by kind and ends on disconnect', async () => {
     const gw = new FakeGateway();
     const s = makeSession(gw);
