@@ -141,6 +141,9 @@ export function contentText(content) {
     .join('\n');
 }
 
+/** Subtypes of the `result`s the gateway makes for queries the agent gave none (not turns it ran). */
+const GATEWAY_RESULTS = new Set(['cancelled', 'agent_exited', 'agent_unavailable']);
+
 /** @param {unknown} v @returns {v is JsonObject} */
 function isObject(v) {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -604,7 +607,7 @@ export class ChatState {
     };
     this._add(item);
     this.lastResult = item;
-    this.turns += 1;
+    if (!GATEWAY_RESULTS.has(event.subtype)) this.turns += 1; // as the session counts them
     if (this.currentQueryId === event.query_id) this.currentQueryId = null;
     this._streams.clear();
   }

@@ -159,6 +159,7 @@ describe('chat state from recorded sessions', () => {
     ]);
     assert.deepEqual(results[1].errors, ['the agent process stopped during this turn']);
     assert.equal(chat.totalCostUsd, 0.3);
+    assert.equal(chat.turns, 2); // as the session counts them: the gateway's own result is not a turn
     assert.equal(chat.busy, false);
   });
 
