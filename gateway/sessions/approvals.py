@@ -77,6 +77,7 @@ class Approvals:
             # The CLI cancelled the request (interrupt) or the session is closing.
             if self._finish(request_id):
                 self._emit(ev.RequestResolved(request_id=request_id, outcome="cancelled"))
+                self._on_change()
             raise
         finally:
             timer.cancel()
@@ -131,9 +132,11 @@ class Approvals:
 
     def _take(self, request_id: str) -> Pending:
         pending = self._pending.get(request_id)
-        if pending is not None:
+        if pending is not None and not pending.future.done():
             return pending
-        if request_id in self._finished:
+        # A done future still pending: the CLI cancelled the request a moment ago, and `ask`
+        # reports it (`cancelled`) as soon as it runs again.
+        if pending is not None or request_id in self._finished:
             raise GatewayError(ErrorCode.REQUEST_ALREADY_RESOLVED, f"request {request_id} was already resolved")
         raise GatewayError(ErrorCode.UNKNOWN_REQUEST, f"no pending request {request_id}")
 
@@ -145,7 +148,7 @@ class Approvals:
 
     def _expire(self, request_id: str) -> None:
         pending = self._pending.get(request_id)
-        if pending is None:
+        if pending is None or pending.future.done():
             return
         self._resolve(pending, PermissionResultDeny(message=EXPIRED_MESSAGE),
                       ev.RequestResolved(request_id=request_id, outcome="expired", message=EXPIRED_MESSAGE))

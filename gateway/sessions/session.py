@@ -91,6 +91,7 @@ class Session:
         # One reset at a time; while one runs, queued queries wait for it (also in the moment between
         # the interrupted turn's end and the reset's `/clear`).
         self._reset_lock = asyncio.Lock()
+        self._sealed = False  # `closed` was the last event: whatever finishes after it stays quiet
         self._on_closed = on_closed
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -108,6 +109,7 @@ class Session:
         self._drop_queued("the session was closed")
         self.approvals.cancel_all()
         self._set_state("closed", reason)
+        self._stop_waiting("the session was closed")
         if self._pump_task is not None:
             self._pump_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -169,14 +171,18 @@ class Session:
             if self.state == "starting":  # else a reset sent meanwhile holds the state and sets it when done
                 self._set_state("idle")
         except GatewayError as exc:
-            self.emit(ev.AgentError(code="agent_start_failed", message=exc.message, recoverable=True))
-            self._set_state("failed", "agent_start_failed")
+            self._start_failed(exc)
         while True:
             await self._wake.wait()
             self._wake.clear()
             while self._queue and self.state in READY_STATES and not self._reset_lock.locked():
                 query_id, message = self._queue.popleft()
                 await self._dispatch(query_id, message)
+
+    def _start_failed(self, exc: GatewayError) -> None:
+        """No CLI runs now; the next query tries to start one."""
+        self.emit(ev.AgentError(code="agent_start_failed", message=exc.message, recoverable=True))
+        self._set_state("failed", "agent_start_failed")
 
     async def _dispatch(self, query_id: str, message: dict[str, Any]) -> None:
         self._current_query = query_id
@@ -190,6 +196,8 @@ class Session:
             await self._runner.query(message)
         except Exception as exc:
             log.warning("session %s: query failed: %r", self.id, exc)
+            if self._current_query != query_id:  # a reset, interrupt or close ended it meanwhile
+                return
             self._current_query = None
             self.emit(ev.AgentError(code=ErrorCode.AGENT_UNAVAILABLE, message="the agent could not take the query; send it again", recoverable=True))
             self._end_query(query_id, "agent_unavailable", "the agent could not take the query")
@@ -203,6 +211,8 @@ class Session:
         return max(self._touched, self.feed.last_ts)
 
     def emit(self, event: ev.EventBody) -> int:
+        if self._sealed:
+            return self.feed.last_seq
         if type(event) is ev.Stream:  # nearly every event: test it first
             if event.parent_tool_use_id is None:
                 delta = event.event.get("delta")
@@ -233,6 +243,7 @@ class Session:
         if state != self.state and self.state != "closed":  # closed is final, whatever finishes after it
             self.state = state
             self.emit(ev.StateChanged(state=state, reason=reason))
+            self._sealed = state == "closed"
 
     def _sync_state(self) -> None:
         """Approvals changed: move between running and awaiting_approval."""
@@ -252,8 +263,6 @@ class Session:
             if isinstance(message, ResultMessage) and not self._clearing.done():
                 self.claude_session_id = message.session_id
                 self._clearing.set_result(None)
-            return
-        if self.closed:  # the CLI is being stopped; its last words would follow `closed`
             return
         if isinstance(message, SystemMessage) and message.subtype == "init":
             self.claude_session_id = message.data.get("session_id", self.claude_session_id)
@@ -291,12 +300,16 @@ class Session:
         if self._current_query is not None:
             self._end_query(self._current_query, "agent_exited", "the agent process stopped during this turn")
         self._current_query = None
-        # A reset waiting on this CLI (the end of an interrupted turn, its `/clear`) stops waiting.
-        self._turn_done.set()
-        if self._clearing is not None and not self._clearing.done():
-            self._clearing.set_exception(ConnectionError("the agent exited"))
+        self._stop_waiting("the agent exited")
         self._set_state("idle", "agent_exited")
         self._wake.set()
+
+    def _stop_waiting(self, why: str) -> None:
+        """A reset waiting on the CLI (the end of an interrupted turn, its `/clear`) stops waiting:
+        the CLI is gone or going."""
+        self._turn_done.set()
+        if self._clearing is not None and not self._clearing.done():
+            self._clearing.set_exception(ConnectionError(why))
 
     async def can_use_tool(self, tool_name: str, tool_input: dict[str, Any], ctx: ToolPermissionContext) -> PermissionResult:
         return await self.approvals.ask(tool_name, tool_input, ctx, self.spec.profile.approval_timeout_s)
@@ -381,8 +394,12 @@ class Session:
     async def _interrupt(self) -> dict[str, Any]:
         # Only a client's turn is interrupted: a reset also holds the state at `running` while its
         # `/clear` runs, and interrupting that would leave the conversation uncleared.
-        if self.state not in ("running", "awaiting_approval") or self._runner is None or self._current_query is None:
+        if self.state not in ("running", "awaiting_approval") or self._current_query is None:
             return {"interrupted": False}
+        if self._runner is None:  # the turn waits for its CLI to (re)start: it is never sent
+            self._drop_current("interrupted before it reached the agent")
+            self._set_state("idle")
+            return {"interrupted": True}
         self._set_state("interrupted")
         await self._control(self._runner.interrupt())
         return {"interrupted": True}
@@ -418,30 +435,41 @@ class Session:
     async def _reset(self, mode: str, actor: ev.Actor) -> None:
         """Called with `_reset_lock` held: queued queries wait, even once the interrupted turn has ended."""
         self._drop_queued("the conversation was reset")  # the running turn ends with its own result
+        turn_over = True
         if self._runner is not None and self.state in BUSY_STATES:
             self._turn_done.clear()
             with contextlib.suppress(GatewayError):
                 await self._control(self._runner.interrupt())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._turn_done.wait(), CONTROL_TIMEOUT_S)
+            turn_over = self._turn_done.is_set()
+            if self.closed:  # closed while the reset waited: nothing is left to reset
+                return
         self.approvals.cancel_all()
         self._drop_current("the conversation was reset")  # the interrupted turn didn't end in time
         self._streaming.clear()
         self._transcript.clear()
         self._set_state("running", "conversation_reset")  # holds new queries back until the reset is done
+        failed: GatewayError | None = None
         try:
             async with self._runner_lock:  # a CLI still starting finishes first
-                if mode == "soft" and self._runner is not None and await self._clear_conversation():
+                # A turn that ignored the interrupt would take the `/clear`: its CLI is replaced instead.
+                if mode == "soft" and turn_over and self._runner is not None and await self._clear_conversation():
                     pass
                 else:
                     await self._stop_runner()
                     self.claude_session_id = None
-                    if mode == "hard":
+                    if mode == "hard" and not self.closed:
                         await self._start_runner()
+        except GatewayError as exc:  # the new CLI did not start: the conversation is reset all the same
+            failed = exc
         finally:
             if not self.closed:  # closed meanwhile (another tab): the reset has nothing left to report
                 self.emit(ev.ConversationReset(mode=mode, by=actor))  # type: ignore[arg-type]
-                self._set_state("idle", "conversation_reset")
+                if failed is None:
+                    self._set_state("idle", "conversation_reset")
+                else:
+                    self._start_failed(failed)
 
     async def _clear_conversation(self) -> bool:
         """Ask the CLI for `/clear`; False when it didn't confirm (the caller replaces the CLI)."""

@@ -1,0 +1,226 @@
+"""Session races that need exact timing: a fake runner decides when the CLI starts, answers and dies.
+
+Each scenario is also reachable through the real stack, but only by chance there; the behaviour of
+the real CLI around them is covered in tests/integration/test_lifecycle.py.
+"""
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from claude_agent_sdk import ResultMessage, StreamEvent
+from claude_agent_sdk.types import ToolPermissionContext
+
+from gateway.events.log import MemoryEventLog
+from gateway.profiles import DEMO_PROFILE, narrow
+from gateway.sessions.session import Session
+from gateway.wire.client import Interrupt, Open, PermissionResponse, Query, ResetConversation
+from gateway.wire.errors import ErrorCode, GatewayError
+from gateway.wire.events import Actor
+
+ALICE = Actor(principal="alice", connection="c1")
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def push(self, frame: bytes) -> None:
+        self.events.append(json.loads(frame)["event"])
+
+    def end(self) -> None:
+        pass
+
+    def results(self, query_id: str) -> list[dict[str, Any]]:
+        return [e for e in self.events if e["kind"] == "result" and e["query_id"] == query_id]
+
+    def states(self) -> list[str]:
+        return [e["state"] for e in self.events if e["kind"] == "state"]
+
+
+class FakeRunner:
+    """Starts after `start_delay`, fails to start when `fail_start`, ignores interrupts when `deaf`."""
+
+    def __init__(self, hooks: Session, fleet: "Fleet") -> None:
+        self.hooks, self.fleet = hooks, fleet
+        self.claude_session_id: str | None = None
+        self.sent: list[dict[str, Any]] = []
+        self.alive = False
+
+    async def start(self) -> None:
+        await asyncio.sleep(self.fleet.start_delay)
+        if self.fleet.fail_start:
+            raise RuntimeError("the CLI would not start")
+        self.alive = True
+
+    async def query(self, message: dict[str, Any]) -> None:
+        if not self.alive:
+            raise ConnectionError("the CLI is gone")
+        self.sent.append(message)
+
+    async def interrupt(self) -> None:
+        if not self.fleet.deaf:
+            self.result(terminal_reason="aborted_streaming")
+
+    async def set_model(self, model: str | None) -> None: ...
+
+    async def set_permission_mode(self, mode: str) -> None: ...
+
+    async def stop(self) -> None:
+        for _ in range(self.fleet.words_after_stop):  # the reader delivers what it had buffered
+            await asyncio.sleep(0)
+            self.stream()
+        self.alive = False
+
+    def result(self, terminal_reason: str = "completed") -> None:
+        self.hooks.on_message(ResultMessage(
+            subtype="success", duration_ms=1, duration_api_ms=1, is_error=False, num_turns=1, session_id="cs",
+            terminal_reason=terminal_reason,
+        ))
+
+    def stream(self) -> None:
+        delta = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "x"}}
+        self.hooks.on_message(StreamEvent(uuid="u", session_id="cs", event=delta, parent_tool_use_id=None))
+
+    def die(self) -> None:
+        self.alive = False
+        self.hooks.on_exit(self, RuntimeError("killed"))
+
+
+class Fleet:
+    def __init__(self) -> None:
+        self.start_delay = 0.0
+        self.fail_start = False
+        self.deaf = False
+        self.words_after_stop = 0
+        self.runners: list[FakeRunner] = []
+
+    def __call__(self, session: Session, resume: str | None) -> FakeRunner:
+        self.runners.append(FakeRunner(session, self))
+        return self.runners[-1]
+
+    @property
+    def current(self) -> FakeRunner:
+        return self.runners[-1]
+
+
+@pytest.fixture
+async def fleet() -> Fleet:
+    return Fleet()
+
+
+@pytest.fixture
+async def session(fleet: Fleet) -> Any:
+    spec = narrow(DEMO_PROFILE, Open(id="o"))
+    s = Session(session_id="s1", principal="alice", spec=spec, log_store=MemoryEventLog(10_000, 1 << 26, 3600), runner_factory=fleet)
+    sink = Sink()
+    s.feed.subscribe(sink)
+    s.start()
+    await settle()
+    assert s.state == "idle"
+    yield s, sink
+    await s.close("test over")
+
+
+async def settle(seconds: float = 0.02) -> None:
+    await asyncio.sleep(seconds)
+
+
+async def test_a_reset_during_a_failing_restart_ends_the_query_once(session: Any, fleet: Fleet) -> None:
+    s, sink = session
+    fleet.current.die()
+    fleet.start_delay, fleet.fail_start = 0.1, True
+    await s.execute(Query(id="q1", prompt="hi"), ALICE)
+    await settle()  # the pump is restarting the CLI for q1
+    await s.execute(ResetConversation(id="r1", mode="soft"), ALICE)  # waits for that start to fail
+    await settle(0.2)
+    assert [r["subtype"] for r in sink.results("q1")] == ["cancelled"]  # not agent_unavailable as well
+    assert s.state == "idle"
+
+
+async def test_a_hard_reset_whose_cli_fails_to_start_is_acked_and_leaves_the_session_failed(session: Any, fleet: Fleet) -> None:
+    s, sink = session
+    fleet.fail_start = True
+    ack = await s.execute(ResetConversation(id="r1", mode="hard"), ALICE)
+    assert ack.result is None  # the reset happened: the conversation is fresh; resending it would reset again
+    kinds = [e["kind"] for e in sink.events]
+    assert kinds[-3:] == ["conversation_reset", "error", "state"]
+    assert sink.events[-2]["code"] == "agent_start_failed" and s.state == "failed"
+    fleet.fail_start = False
+    await s.execute(Query(id="q1", prompt="hi"), ALICE)  # the next query starts a CLI
+    await settle()
+    fleet.current.result()
+    assert [r["subtype"] for r in sink.results("q1")] == ["success"]
+
+
+async def test_nothing_follows_closed(session: Any, fleet: Fleet) -> None:
+    s, sink = session
+    await s.execute(Query(id="q1", prompt="hi"), ALICE)
+    await settle()
+    fleet.words_after_stop = 3
+    await s.close("closed by client")
+    assert sink.events[-1] == {"kind": "state", "state": "closed", "reason": "closed by client"}
+    assert [r["subtype"] for r in sink.results("q1")] == ["cancelled"]
+
+
+async def test_an_interrupt_while_the_cli_restarts_drops_the_query(session: Any, fleet: Fleet) -> None:
+    s, sink = session
+    fleet.current.die()
+    fleet.start_delay = 0.1
+    await s.execute(Query(id="q1", prompt="hi"), ALICE)
+    await settle()
+    ack = await s.execute(Interrupt(id="i1"), ALICE)
+    assert ack.result == {"interrupted": True}
+    await settle(0.2)  # the CLI is up now
+    assert fleet.current.sent == []  # q1 never reached it
+    assert [r["subtype"] for r in sink.results("q1")] == ["cancelled"] and s.state == "idle"
+
+
+async def test_a_soft_reset_of_a_turn_that_ignores_the_interrupt_replaces_the_cli(
+    session: Any, fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The `/clear` would queue behind the turn and its result be taken for the turn's: no `/clear` then."""
+    monkeypatch.setattr("gateway.sessions.session.CONTROL_TIMEOUT_S", 0.1)
+    s, sink = session
+    await s.execute(Query(id="q1", prompt="hi"), ALICE)
+    await settle()
+    first = fleet.current
+    fleet.deaf = True
+    await s.execute(ResetConversation(id="r1", mode="soft"), ALICE)
+    assert not first.alive and first.sent[-1]["message"]["content"] == "hi"  # no `/clear` went to it
+    assert [r["subtype"] for r in sink.results("q1")] == ["cancelled"]
+    assert s.claude_session_id is None and s.state == "idle"
+
+
+async def test_a_close_ends_a_reset_waiting_on_the_turn(session: Any, fleet: Fleet) -> None:
+    s, sink = session
+    await s.execute(Query(id="q1", prompt="hi"), ALICE)
+    await settle()
+    fleet.deaf = True
+    reset = asyncio.create_task(s.execute(ResetConversation(id="r1", mode="soft"), ALICE))
+    await settle()
+    await s.close("closed by client")
+    async with asyncio.timeout(1):  # not the 15 s control timeout
+        await reset
+    assert sink.states()[-1] == "closed"
+
+
+async def test_an_answer_racing_the_clis_cancellation_is_already_resolved(session: Any, fleet: Fleet) -> None:
+    """The CLI cancels a permission request (interrupt) in the same loop turn as a tab answers it."""
+    s, sink = session
+    await s.execute(Query(id="q1", prompt="hi"), ALICE)
+    await settle()
+    ctx = ToolPermissionContext(signal=None, suggestions=[], tool_use_id="t1")
+    asking = asyncio.create_task(s.can_use_tool("Bash", {"command": "ls"}, ctx))  # the SDK's handler task
+    await settle()
+    [request_id] = [e["request_id"] for e in sink.events if e["kind"] == "permission_request"]
+    answer = asyncio.create_task(s.execute(PermissionResponse(id="a1", request_id=request_id, decision="allow"), ALICE))
+    await asyncio.sleep(0)  # the answer's task is queued to run ...
+    asking.cancel()  # ... and the CLI's cancellation arrives first
+    with pytest.raises(GatewayError) as refused:
+        await answer
+    assert refused.value.code == ErrorCode.REQUEST_ALREADY_RESOLVED
+    await asyncio.gather(asking, return_exceptions=True)
+    resolved = [e for e in sink.events if e["kind"] == "request_resolved"]
+    assert [e["outcome"] for e in resolved] == ["cancelled"] and s.state == "running"
