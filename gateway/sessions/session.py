@@ -88,6 +88,7 @@ class Session:
         self._closing: asyncio.Task[None] | None = None
         self._turn_done = asyncio.Event()
         self._clearing: asyncio.Future[None] | None = None
+        self._current_uuid: str | None = None  # the running query's message uuid, as the CLI echoes it
         # One reset at a time; while one runs, queued queries wait for it (also in the moment between
         # the interrupted turn's end and the reset's `/clear`).
         self._reset_lock = asyncio.Lock()
@@ -185,7 +186,7 @@ class Session:
         self._set_state("failed", "agent_start_failed")
 
     async def _dispatch(self, query_id: str, message: dict[str, Any]) -> None:
-        self._current_query = query_id
+        self._current_query, self._current_uuid = query_id, message["uuid"]
         self._set_state("running")
         self.emit(ev.TurnStarted(query_id=query_id))
         try:
@@ -258,7 +259,8 @@ class Session:
         if message.__class__ is StreamEvent:  # nearly every message of a turn: the shortest path
             self.emit(stream_event(message))
             return
-        if self._clearing is not None and isinstance(message, (ResultMessage, ConversationResetMessage)):
+        own_turn = isinstance(message, ResultMessage) and self._cli_started(message)
+        if self._clearing is not None and not own_turn and isinstance(message, (ResultMessage, ConversationResetMessage)):
             # The `/clear` of a soft reset: its result is not a turn; the reset event stands for it.
             if isinstance(message, ResultMessage) and not self._clearing.done():
                 self.claude_session_id = message.session_id
@@ -267,7 +269,7 @@ class Session:
         if isinstance(message, SystemMessage) and message.subtype == "init":
             self.claude_session_id = message.data.get("session_id", self.claude_session_id)
             self.model = message.data.get("model", self.model)
-        event = to_event(message, self._current_query)
+        event = to_event(message, None if own_turn else self._current_query)
         if isinstance(message, ResultMessage):
             # The CLI reports a running total per process; the session's total spans restarts.
             runner_total = message.total_cost_usd if message.total_cost_usd is not None else self._cost_of_runner
@@ -278,13 +280,24 @@ class Session:
         if event is not None:
             self.emit(event)
         if isinstance(message, ResultMessage):
-            self.claude_session_id = message.session_id
             self.turns += 1
+        if isinstance(message, ResultMessage) and not own_turn:
+            self.claude_session_id = message.session_id
             self._current_query = None
             if self.state in BUSY_STATES:
                 self._set_state("idle")
             self._turn_done.set()
             self._wake.set()
+
+    def _cli_started(self, result: ResultMessage) -> bool:
+        """Whether `result` ends a turn the CLI started itself (when a background command ends, say)
+        without taking in the running query: then it ends no query. Each query is sent with a uuid,
+        and the CLI lists the ones a turn took in."""
+        if (result.origin or {}).get("kind", "human") == "human":
+            return False
+        if self._current_query is None:
+            return True
+        return self._current_uuid != result.user_message_uuid and self._current_uuid not in (result.user_message_uuids or ())
 
     def on_exit(self, runner: AgentRunner, error: BaseException | None) -> None:
         if runner is not self._runner or self.closed:

@@ -10,6 +10,7 @@ import msgspec
 import pytest
 from websockets.exceptions import ConnectionClosed
 
+from gateway.scripted_model.script import expected_texts
 from gateway.scripted_model.server import ScriptedModelServer
 from tests.support.client import WsClient
 from tests.support.flows import attach, open_session, query
@@ -153,6 +154,30 @@ async def test_a_query_dropped_by_a_reset_while_its_cli_starts_is_never_sent(gat
     assert results == [dropped["id"], after["id"]], results
     kinds = alice.kinds()
     assert "assistant_message" not in kinds[: kinds.index("conversation_reset")], kinds
+
+
+BACKGROUND = "SCRIPT:" + json.dumps({"steps": [
+    [{"tool": "Bash", "input": {"command": "sleep 0.5; echo done", "description": "wait", "run_in_background": True}}],
+    [{"text": "Started it."}],
+    [{"text": "The background command finished. ", "repeat": 20}],  # the CLI's own turn, when it hears of that
+], "chunk": 8, "delay_ms": 20})
+
+
+async def test_a_turn_the_cli_starts_itself_does_not_end_a_clients_query(alice: WsClient) -> None:
+    """A background command's end makes the CLI start a turn of its own. A query sent while that
+    turn runs ends with its own result, not that turn's; that turn's result has no query."""
+    await open_session(alice)
+    first = await query(alice, BACKGROUND)
+    await alice.event("result", lambda e: e["query_id"] == first["id"], timeout=30)
+    await alice.event("task", lambda e: e["subtype"] == "task_notification", timeout=30)
+    await alice.event("stream", lambda e: e["event"].get("delta", {}).get("type") == "text_delta")  # its turn streams
+    second = await query(alice, "SCRIPT:hello")
+    result = await alice.event("result", lambda e: e["query_id"] == second["id"], timeout=30)
+    assert result["result"] == expected_texts("hello")[0]
+    await asyncio.sleep(0.5)
+    results = [f["event"]["query_id"] for f in alice.events if f["event"]["kind"] == "result"]
+    assert results.count(second["id"]) == 1 and None in results, results
+    assert [f["event"]["state"] for f in alice.events if f["event"]["kind"] == "state"][-1] == "idle"
 
 
 async def test_interrupt_during_a_reset_leaves_the_reset_alone(gateway: RunningGateway, alice: WsClient, model_server: ScriptedModelServer) -> None:

@@ -73,10 +73,10 @@ class FakeRunner:
             self.stream()
         self.alive = False
 
-    def result(self, terminal_reason: str = "completed") -> None:
+    def result(self, terminal_reason: str = "completed", **fields: Any) -> None:
         self.hooks.on_message(ResultMessage(
             subtype="success", duration_ms=1, duration_api_ms=1, is_error=False, num_turns=1, session_id="cs",
-            terminal_reason=terminal_reason,
+            terminal_reason=terminal_reason, **fields,
         ))
 
     def stream(self) -> None:
@@ -224,3 +224,25 @@ async def test_an_answer_racing_the_clis_cancellation_is_already_resolved(sessio
     await asyncio.gather(asking, return_exceptions=True)
     resolved = [e for e in sink.events if e["kind"] == "request_resolved"]
     assert [e["outcome"] for e in resolved] == ["cancelled"] and s.state == "running"
+
+
+async def test_the_clis_own_turns_end_no_query_and_are_no_clear(session: Any, fleet: Fleet) -> None:
+    """Turns the CLI starts itself (origin task-notification) end neither the running query nor a reset's `/clear`."""
+    s, sink = session
+    await s.execute(Query(id="q1", prompt="hi"), ALICE)
+    await settle()
+    uuid = fleet.current.sent[-1]["uuid"]
+    fleet.current.result(origin={"kind": "task-notification"})
+    assert sink.results("q1") == [] and s.state == "running"
+    fleet.current.result(origin={"kind": "task-notification"}, user_message_uuids=[uuid])  # it took q1 in
+    assert [r["subtype"] for r in sink.results("q1")] == ["success"] and s.state == "idle"
+    # A reset's `/clear` waits for its own result, not one of the CLI's turns.
+    reset = asyncio.create_task(s.execute(ResetConversation(id="r1", mode="soft"), ALICE))
+    await settle()
+    fleet.current.result(origin={"kind": "task-notification"})
+    await settle()
+    assert not reset.done()
+    fleet.current.result()  # the `/clear`'s
+    await reset
+    assert [e.get("query_id", "-") for e in sink.events if e["kind"] == "result"] == [None, "q1", None]
+    assert sink.events[-2]["kind"] == "conversation_reset" and s.state == "idle"
