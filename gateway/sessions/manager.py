@@ -140,7 +140,8 @@ class SessionManager:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
-        await asyncio.gather(*(self.close(s, "shutdown") for s in self._sessions.values() if not s.closed), return_exceptions=True)
+        # Closed ones too: a close a client started may still be stopping its CLI; this waits for it.
+        await asyncio.gather(*(self.close(s, "shutdown") for s in self._sessions.values()), return_exceptions=True)
 
     # ---- operator and bulk operations ------------------------------------------------------
 

@@ -104,8 +104,16 @@ class Session:
         self._pump_task = asyncio.create_task(self._pump(), name=f"session-pump-{self.id}")
 
     async def close(self, reason: str) -> None:
-        if self.state == "closed":
-            return
+        """Close the session. A later caller (shutdown, while a tab's close still stops the CLI)
+        waits for the first close to finish; a cancelled caller doesn't cut it short."""
+        await asyncio.shield(self._begin_close(reason))
+
+    def _begin_close(self, reason: str) -> "asyncio.Task[None]":
+        if self._closing is None:
+            self._closing = asyncio.create_task(self._close(reason), name=f"session-close-{self.id}")
+        return self._closing
+
+    async def _close(self, reason: str) -> None:
         self._drop_current("the session was closed")
         self._drop_queued("the session was closed")
         self.approvals.cancel_all()
@@ -377,7 +385,7 @@ class Session:
             return None
         if isinstance(frame, cf.Close):
             # Closed after this frame's ack is on its way, so the client that asked gets it.
-            self._closing = asyncio.create_task(self.close("closed by client"), name=f"session-close-{self.id}")
+            self._begin_close("closed by client")
             return None
         raise GatewayError(ErrorCode.UNKNOWN_TYPE, f"{type(frame).__name__} is not a session frame")
 

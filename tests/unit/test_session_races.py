@@ -15,7 +15,7 @@ from claude_agent_sdk.types import ToolPermissionContext
 from gateway.events.log import MemoryEventLog
 from gateway.profiles import DEMO_PROFILE, narrow
 from gateway.sessions.session import Session
-from gateway.wire.client import Interrupt, Open, PermissionResponse, Query, ResetConversation
+from gateway.wire.client import Close, Interrupt, Open, PermissionResponse, Query, ResetConversation
 from gateway.wire.errors import ErrorCode, GatewayError
 from gateway.wire.events import Actor
 
@@ -68,6 +68,7 @@ class FakeRunner:
     async def set_permission_mode(self, mode: str) -> None: ...
 
     async def stop(self) -> None:
+        await asyncio.sleep(self.fleet.stop_delay)
         for _ in range(self.fleet.words_after_stop):  # the reader delivers what it had buffered
             await asyncio.sleep(0)
             self.stream()
@@ -94,6 +95,7 @@ class Fleet:
         self.fail_start = False
         self.deaf = False
         self.words_after_stop = 0
+        self.stop_delay = 0.0
         self.runners: list[FakeRunner] = []
 
     def __call__(self, session: Session, resume: str | None) -> FakeRunner:
@@ -246,3 +248,15 @@ async def test_the_clis_own_turns_end_no_query_and_are_no_clear(session: Any, fl
     await reset
     assert [e.get("query_id", "-") for e in sink.events if e["kind"] == "result"] == [None, "q1", None]
     assert sink.events[-2]["kind"] == "conversation_reset" and s.state == "idle"
+
+
+async def test_a_second_close_waits_for_the_first(session: Any, fleet: Fleet) -> None:
+    """Shutdown while a tab's close still stops the CLI: it returns only once that CLI is stopped."""
+    s, sink = session
+    fleet.stop_delay = 0.2
+    await s.execute(Close(id="c1"), ALICE)  # acked at once; the close runs on
+    await settle()
+    assert s.closed and fleet.current.alive
+    await s.close("shutdown")
+    assert not fleet.current.alive
+    assert sink.states()[-1] == "closed" and sink.events[-1]["reason"] == "closed by client"
