@@ -9,6 +9,7 @@ from starlette.requests import Request
 from gateway.auth import Authenticator
 from gateway.sessions.manager import SessionManager
 from gateway.sessions.session import Session
+from gateway.wire.codec import TOO_DEEP
 from gateway.wire.errors import ErrorCode, GatewayError
 from gateway.wire.events import Actor
 
@@ -76,3 +77,5 @@ async def decode(request: Request, kind: type[T], empty: bytes | None = None) ->
         raise GatewayError(ErrorCode.BAD_FRAME, str(exc)) from None
     except msgspec.DecodeError as exc:
         raise GatewayError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}") from None
+    except RecursionError:
+        raise GatewayError(ErrorCode.BAD_JSON, TOO_DEEP) from None

@@ -51,7 +51,12 @@ class WebSocketConnection:
             asyncio.create_task(self.outbox.overflow.wait(), name=f"ws-overflow-{self.id}"),
         }
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:  # a bug, not the peer leaving: say so with 1011 (if the peer is still there)
+                error = None if task.cancelled() else task.exception()
+                if error is not None and not isinstance(error, WebSocketDisconnect) and self._close_code is None:
+                    log.error("connection %s failed", self.id, exc_info=error)
+                    self._close_code = (CloseCode.INTERNAL_ERROR, "internal error: reconnect and resume")
         finally:
             for task in tasks:
                 task.cancel()
@@ -115,16 +120,18 @@ class WebSocketConnection:
             too_large = GatewayError(ErrorCode.FRAME_TOO_LARGE, f"frames are limited to {self.settings.max_frame_bytes} bytes")
             self._reply_error(too_large, frame_id_of(raw))
             return
+        frame: cf.ClientFrame | None = None
         try:
             frame = decode_client_frame(raw)
             await self._handle(frame)
         except FrameError as exc:
             self._reply_error(exc)
         except GatewayError as exc:
-            self._reply_error(exc, frame.id)
+            self._reply_error(exc, frame.id if frame else None)
         except Exception:
-            log.exception("connection %s: frame %s failed", self.id, frame.id)
-            self._reply_error(GatewayError(ErrorCode.INTERNAL, "internal error; the session carries on"), frame.id)
+            frame_id = frame.id if frame else None
+            log.exception("connection %s: frame %s failed", self.id, frame_id)
+            self._reply_error(GatewayError(ErrorCode.INTERNAL, "internal error; the session carries on"), frame_id)
 
     def _reply_error(self, exc: GatewayError, frame_id: str | None = None) -> None:
         self.outbox.push(error_frame(exc, frame_id))

@@ -18,6 +18,8 @@ class _IdOnly(msgspec.Struct):
 
 _id_only = msgspec.json.Decoder(_IdOnly)
 encode = msgspec.json.Encoder().encode
+# msgspec raises RecursionError on JSON nested about 1,000 deep (a 2 KB frame): bad JSON to us.
+TOO_DEEP = "not valid JSON: nested too deeply"
 
 
 class FrameError(GatewayError):
@@ -41,20 +43,22 @@ def decode_client_frame(raw: bytes | str) -> ClientFrame:
         raise FrameError(ErrorCode.BAD_FRAME, text, frame_id) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise FrameError(ErrorCode.BAD_JSON, f"not valid JSON: {exc}", None) from None
+    except RecursionError:
+        raise FrameError(ErrorCode.BAD_JSON, TOO_DEEP, None) from None
 
 
 def frame_id_of(raw: bytes | str) -> str | None:
     """The `id` of a frame we won't execute (e.g. too large), skipping everything else cheaply."""
     try:
         return _id_only.decode(raw).id
-    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
+    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
         return None
 
 
 def _loose_object(raw: bytes | str) -> dict[str, Any]:
     try:
         value = _loose.decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError):
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
         return {}
     return value if isinstance(value, dict) else {}
 

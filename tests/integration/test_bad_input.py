@@ -34,6 +34,7 @@ CASES = [
     ('{"type": "attach", "id": "x12", "session_id": "s_x"}', "already_attached", "x12"),
     ('{"type": "open", "id": "x13"}', "already_attached", "x13"),
     ('{"type": "attach", "id": "x14", "session_id": "s_x", "after": -1}', "bad_frame", "x14"),
+    ('{"type": "query", "id": "x15", "prompt": [{"type": "text", "x": ' + "[" * 1800 + "]" * 1800 + "}]}", "bad_json", None),  # too deep
 ]
 
 
