@@ -66,8 +66,9 @@ class Authenticator:
             return None
         return principal
 
-    def authenticate(self, conn: HTTPConnection) -> str | None:
-        """The principal behind a request or WebSocket handshake, or None."""
+    def authenticate(self, conn: HTTPConnection, tickets: bool = True) -> str | None:
+        """The principal behind a request or WebSocket handshake, or None. `tickets=False` where a
+        ticket must not do (minting tickets: a leaked one could otherwise be renewed forever)."""
         if self.disabled:
             return ANONYMOUS
         header = conn.headers.get("authorization", "")
@@ -76,7 +77,7 @@ class Authenticator:
         for offered in offered_subprotocols(conn):
             if offered.startswith(BEARER_SUBPROTOCOL_PREFIX):
                 return self.principal_for_token(offered[len(BEARER_SUBPROTOCOL_PREFIX):])
-        ticket = conn.query_params.get("ticket")
+        ticket = conn.query_params.get("ticket") if tickets else None
         if ticket:
             return self.principal_for_ticket(ticket)
         return None

@@ -141,7 +141,7 @@ async def check_profile(request: Request) -> Response:
 
 
 async def issue_ticket(request: Request) -> Response:
-    caller = http_common.principal(request)
+    caller = http_common.principal(request, tickets=False)
     ticket, expires = request.app.state.auth.issue_ticket(caller)
     return reply(ht.Ticket(ticket, expires))
 

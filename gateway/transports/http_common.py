@@ -22,10 +22,12 @@ def manager(request: Request) -> SessionManager:
     return request.app.state.manager  # type: ignore[no-any-return]
 
 
-def principal(request: Request) -> str:
+def principal(request: Request, tickets: bool = True) -> str:
     auth: Authenticator = request.app.state.auth
-    found = auth.authenticate(request)
+    found = auth.authenticate(request, tickets)
     if found is None:
+        if not tickets:
+            raise GatewayError(ErrorCode.UNAUTHORIZED, "tickets are issued for `Authorization: Bearer <token>` only, not for a ticket")
         raise GatewayError(ErrorCode.UNAUTHORIZED, "send `Authorization: Bearer <token>`, or `?ticket=` from POST /v1/tickets")
     return found
 

@@ -39,7 +39,9 @@ async def test_ticket_from_http_call_authenticates_websocket(gateway: RunningGat
         refused = await http.post("/v1/tickets")
         assert refused.status_code == 401
         issued = await http.post("/v1/tickets", headers={"Authorization": f"Bearer {TOKENS['bob']}"})
-    ticket = issued.json()["ticket"]
+        ticket = issued.json()["ticket"]
+        renewed = await http.post("/v1/tickets", params={"ticket": ticket})  # a leaked ticket can't be renewed forever
+        assert renewed.status_code == 401
     client = await WsClient.connect(f"{gateway.ws_url}?ticket={ticket}", subprotocols=["agent-gateway.v1"])
     attached = await open_session(client)
     assert gateway.manager.get("bob", attached["session"]["session_id"]).principal == "bob"
