@@ -20,7 +20,9 @@ class Outbox:
     ) -> None:
         self._loop = asyncio.get_running_loop()  # looked up once: get_running_loop costs a getpid() per call
         self._frames: collections.deque[bytes] = collections.deque()
-        self._bytes = 0
+        self._bytes = 0  # the live backlog, which the bound applies to
+        # A replay queued behind `_replay_after` frames: `_replay_frames` frames, `_replay_bytes` bytes.
+        self._replay_after = self._replay_frames = self._replay_bytes = 0
         self._max_bytes = max_bytes
         self._max_batch_frames = max_batch_frames
         self._max_batch_bytes = max_batch_bytes
@@ -45,7 +47,7 @@ class Outbox:
             self.overflowed = True
             self.overflow.set()
             self._frames.clear()  # nothing more will be sent on this connection; free it now
-            self._bytes = 0
+            self._bytes = self._replay_frames = self._replay_bytes = 0
             self._ready.set()
         elif not self._watching:
             self._watching = True
@@ -64,9 +66,12 @@ class Outbox:
         self._ready.set()
 
     def push_many(self, frames: list[bytes]) -> None:
-        """Queue a replay. Not held to the bound: the event log that produced it is bounded already."""
+        """Queue a replay (once per connection, right after its attach). Not held to the bound, nor
+        counted in the backlog that is: the event log that produced it is bounded already."""
+        self._replay_after = len(self._frames)
+        self._replay_frames = len(frames)
+        self._replay_bytes = sum(map(len, frames))
         self._frames.extend(frames)
-        self._bytes += sum(map(len, frames))
         self._ready.set()
 
     def end(self) -> None:
@@ -91,10 +96,10 @@ class Outbox:
         if self.overflowed:
             raise SlowConsumer
         frames = self._frames
-        if len(frames) <= self._max_batch_frames and self._bytes <= self._max_batch_bytes:
+        if len(frames) <= self._max_batch_frames and self._bytes + self._replay_bytes <= self._max_batch_bytes:
             batch = list(frames)
             frames.clear()
-            self._bytes = 0
+            self._bytes = self._replay_frames = self._replay_bytes = 0
             return batch
         batch = []
         size = 0
@@ -102,5 +107,12 @@ class Outbox:
             frame = frames.popleft()
             size += len(frame)
             batch.append(frame)
-        self._bytes -= size
+            if self._replay_after:
+                self._replay_after -= 1
+                self._bytes -= len(frame)
+            elif self._replay_frames:
+                self._replay_frames -= 1
+                self._replay_bytes -= len(frame)
+            else:
+                self._bytes -= len(frame)
         return batch

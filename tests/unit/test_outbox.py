@@ -49,6 +49,21 @@ async def test_replay_is_not_held_to_the_bound_and_end_drains_first() -> None:
     assert await box.take() == []
 
 
+async def test_a_replay_still_queued_does_not_count_against_live_frames() -> None:
+    """A large resume while the session streams: live frames are held to the bound, the replay isn't."""
+    box = Outbox(max_bytes=100, max_batch_frames=2)
+    box.push(b"attached")
+    box.push_many([b"r" * 50] * 5)
+    box.push(b"live-1")
+    assert not box.overflowed
+    assert await box.take() == [b"attached", b"r" * 50]
+    assert await box.take() == [b"r" * 50] * 2
+    box.push(b"L" * 60)  # the live backlog: 6 + 60 bytes
+    assert not box.overflowed
+    box.push(b"L" * 40)  # 106 > 100
+    assert box.overflowed
+
+
 async def test_a_single_frame_larger_than_the_bound_still_goes_out() -> None:
     box = Outbox(max_bytes=10)
     box.push(b"x" * 100)
