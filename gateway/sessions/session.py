@@ -343,6 +343,8 @@ class Session:
         The frame runs in a task of its own: a client that disconnects mid-frame doesn't cut it
         short, and a copy re-sent meanwhile (or later) waits for and shares its outcome.
         """
+        if isinstance(frame, (cf.Open, cf.Attach, cf.Ping)):  # connection frames, even under a known id
+            raise GatewayError(ErrorCode.UNKNOWN_TYPE, f"{type(frame).__name__} is not a session frame")
         known = self._acks.get(frame.id)
         if known is not None:
             first = await asyncio.shield(known)
@@ -387,7 +389,7 @@ class Session:
             # Closed after this frame's ack is on its way, so the client that asked gets it.
             self._begin_close("closed by client")
             return None
-        raise GatewayError(ErrorCode.UNKNOWN_TYPE, f"{type(frame).__name__} is not a session frame")
+        raise AssertionError(f"unhandled session frame {type(frame).__name__}")
 
     def _enqueue(self, frame: cf.Query, actor: ev.Actor) -> dict[str, Any]:
         if len(self._queue) >= self._max_queued:

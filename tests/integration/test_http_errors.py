@@ -122,6 +122,13 @@ async def test_bad_frames(http: httpx.AsyncClient, sid: str, body: bytes, code: 
     assert_problem(await http.post(f"/v1/sessions/{sid}/frames", headers=ALICE, content=body), code, frame_id)
 
 
+async def test_a_connection_frame_under_a_known_id_is_still_unknown_type(http: httpx.AsyncClient, sid: str) -> None:
+    """Frame ids are remembered per session; `open`, `attach` and `ping` aren't session frames under any id."""
+    assert (await http.post(f"/v1/sessions/{sid}/frames", headers=ALICE, json={"type": "interrupt", "id": "k1"})).status_code == 200
+    for frame in ({"type": "ping", "id": "k1"}, {"type": "attach", "id": "k1", "session_id": sid}):
+        assert_problem(await http.post(f"/v1/sessions/{sid}/frames", headers=ALICE, json=frame), "unknown_type", "k1")
+
+
 async def test_queue_full_and_too_many_sessions(http: httpx.AsyncClient, sid: str) -> None:
     other = (await http.post("/v1/sessions", headers=ALICE, json={"prompt": "SCRIPT:long"})).json()["session"]["session_id"]
     assert_problem(await http.post("/v1/sessions", headers=ALICE, json={}), "too_many_sessions")
