@@ -15,8 +15,8 @@
  */
 
 import { backoffDelay, DEFAULT_BACKOFF } from './backoff.js';
-import { ChatState } from './chat.js';
-import { decodeServerMessage, encodeClientFrame } from './codec.js';
+import { ChatState, GATEWAY_RESULTS } from './chat.js';
+import { decodeServerFrame, encodeClientFrame } from './codec.js';
 import { Emitter, reportListenerError } from './emitter.js';
 import { ClosedError, CloseCodes, ErrorCodes, GatewayError, ProtocolError } from './errors.js';
 import { SseTransport } from './transport-sse.js';
@@ -48,7 +48,8 @@ import { WebSocketTransport } from './transport-ws.js';
 /**
  * @typedef {object} ConnectionOptions
  * @property {'auto' | 'websocket' | 'sse'} [transport] `auto`: WebSocket, SSE when it fails; default `auto`
- * @property {BackoffOptions & { enabled?: boolean }} [reconnect] reconnect backoff; `enabled: false` closes on the first loss
+ * @property {BackoffOptions & { enabled?: boolean, stableMs?: number }} [reconnect] reconnect backoff; `enabled: false` closes
+ *   on the first loss; the backoff starts again after a link that stayed attached `stableMs` (5000)
  * @property {HeartbeatOptions | false} [heartbeat] dead-socket detection; false to turn it off
  * @property {FallbackOptions} [fallback]
  * @property {number} [connectTimeoutMs] a connection that isn't attached in this time is dropped and retried; default 15000
@@ -117,6 +118,7 @@ import { WebSocketTransport } from './transport-ws.js';
  * @property {'websocket' | 'sse'} kind
  * @property {WebSocketTransport | SseTransport | null} transport
  * @property {boolean} attached
+ * @property {number} attachedAt when it attached (ms); a link that stays up resets the backoff
  * @property {boolean} probe a WebSocket tried while on the fallback
  * @property {boolean} dead
  * @property {boolean} immediate reconnect without waiting when it drops
@@ -148,6 +150,20 @@ const FATAL_ATTACH = new Set([
 let instances = 0;
 
 /** @param {string} [prefix] */
+/**
+ * The number of an event frame whose body didn't validate, read from its envelope alone.
+ * @param {string} line @returns {{ epoch: string, seq: number } | null}
+ */
+function eventNumber(line) {
+  try {
+    const value = JSON.parse(line);
+    if (value?.type === 'event' && typeof value.epoch === 'string' && Number.isInteger(value.seq)) return { epoch: value.epoch, seq: value.seq };
+  } catch {
+    // not JSON at all: nothing to number
+  }
+  return null;
+}
+
 function randomId(prefix = '') {
   const c = /** @type {{ crypto?: { randomUUID?: () => string } }} */ (globalThis).crypto;
   const raw = c && typeof c.randomUUID === 'function' ? c.randomUUID().replace(/-/g, '').slice(0, 12) : Math.random().toString(36).slice(2, 14);
@@ -167,13 +183,13 @@ export class GatewaySession extends Emitter {
     super();
     this.client = client;
     const base = client.options;
-    /** @type {Required<Omit<ConnectionOptions, 'heartbeat' | 'reconnect' | 'fallback'>> & { heartbeat: Required<HeartbeatOptions> | false, reconnect: Required<BackoffOptions> & { enabled: boolean }, fallback: Required<FallbackOptions> }} */
+    /** @type {Required<Omit<ConnectionOptions, 'heartbeat' | 'reconnect' | 'fallback'>> & { heartbeat: Required<HeartbeatOptions> | false, reconnect: Required<BackoffOptions> & { enabled: boolean, stableMs: number }, fallback: Required<FallbackOptions> }} */
     this.options = {
       transport: options.transport ?? base.transport ?? 'auto',
       connectTimeoutMs: options.connectTimeoutMs ?? base.connectTimeoutMs ?? 15000,
       watchNetwork: options.watchNetwork ?? base.watchNetwork ?? true,
       maxFrameBytes: options.maxFrameBytes ?? base.maxFrameBytes ?? 1048576,
-      reconnect: { ...DEFAULT_BACKOFF, enabled: true, ...base.reconnect, ...options.reconnect },
+      reconnect: { ...DEFAULT_BACKOFF, enabled: true, stableMs: 5000, ...base.reconnect, ...options.reconnect },
       heartbeat: (options.heartbeat ?? base.heartbeat) === false ? false : { ...DEFAULT_HEARTBEAT, ...base.heartbeat, ...options.heartbeat },
       fallback: { ...DEFAULT_FALLBACK, ...base.fallback, ...options.fallback },
     };
@@ -250,6 +266,7 @@ export class GatewaySession extends Emitter {
    */
   connect() {
     if (this._ready) return this._ready.promise;
+    if (this._state === 'open' || this._state === 'fallback') return Promise.resolve(this);
     if (this._state === 'closed') {
       if (this.closeInfo && this.closeInfo.code !== 'disconnected') {
         return Promise.reject(new ClosedError(this.closeInfo.message, { code: this.closeInfo.code }));
@@ -592,7 +609,7 @@ export class GatewaySession extends Emitter {
   /** @private */
   _startAttempt() {
     this._clearTimer('_retryTimer');
-    if (this._state === 'closed') return;
+    if (this._state === 'closed' || (this._link && !this._link.dead)) return;
     if (this._isOffline()) {
       this._setState(this._everAttached ? 'reconnecting' : 'connecting', 'offline');
       return; // the `online` event starts the next attempt
@@ -604,7 +621,7 @@ export class GatewaySession extends Emitter {
 
   /** @private @param {'websocket' | 'sse'} kind @param {boolean} probe @returns {Link} */
   _newLink(kind, probe) {
-    return { kind, transport: null, attached: false, probe, dead: false, immediate: false, lastReceived: Date.now(), pingId: null, pingSentAt: 0, connectTimer: null };
+    return { kind, transport: null, attached: false, attachedAt: 0, probe, dead: false, immediate: false, lastReceived: Date.now(), pingId: null, pingSentAt: 0, connectTimer: null };
   }
 
   /** @private @param {boolean} probe */
@@ -688,10 +705,20 @@ export class GatewaySession extends Emitter {
     if (link.dead) return;
     link.lastReceived = Date.now();
     link.pingId = null;
-    const { frames, errors } = decodeServerMessage(text);
-    for (const err of errors) this.emit('protocolerror', err);
-    for (const frame of frames) {
+    for (const line of text.split('\n')) {
       if (link.dead) return;
+      if (!line.trim()) continue;
+      let frame;
+      try {
+        frame = decodeServerFrame(line);
+      } catch (err) {
+        this.emit('protocolerror', /** @type {ProtocolError} */ (err));
+        // An event whose body breaks the contract still takes its number: skipping it keeps the
+        // cursor moving, where dropping it would look like a gap and replay it again, forever.
+        const numbered = eventNumber(line);
+        if (numbered && link === this._link && link.attached) this._advance(link, numbered.epoch, numbered.seq);
+        continue;
+      }
       this._onFrame(link, frame);
     }
   }
@@ -745,7 +772,8 @@ export class GatewaySession extends Emitter {
       if (old) this._retire(old);
     }
     if (link.kind === 'websocket') this._wsFailures = 0;
-    this._attempt = 0;
+    link.attachedAt = Date.now();
+    this._clearTimer('_retryTimer'); // a probe took over while the fallback's reconnect waited
     this._everAttached = true;
     this.stats.attaches++;
     this.connectionId = frame.connection ?? null;
@@ -791,22 +819,7 @@ export class GatewaySession extends Emitter {
 
   /** @private @param {Link} link @param {EventFrame} frame */
   _onEvent(link, frame) {
-    if (link !== this._link) return;
-    const cursor = this._cursor;
-    if (cursor.epoch !== null && frame.epoch !== cursor.epoch) {
-      // The log was replaced under us: re-attach; the gateway answers with a reset.
-      this.stats.gaps++;
-      return this._dropLink(link, 'epoch changed', { immediate: true });
-    }
-    if (frame.seq <= cursor.seq) {
-      this.stats.duplicates++;
-      return;
-    }
-    if (frame.seq !== cursor.seq + 1) {
-      this.stats.gaps++;
-      return this._dropLink(link, `missing events ${cursor.seq + 1}..${frame.seq - 1}`, { immediate: true });
-    }
-    this._cursor = { epoch: frame.epoch, seq: frame.seq };
+    if (link !== this._link || !this._advance(link, frame.epoch, frame.seq)) return;
     this._updateInfo(frame);
     this.chat?.applyFrame(frame);
     this.emit('event', frame);
@@ -814,6 +827,32 @@ export class GatewaySession extends Emitter {
     this._kinds.emit('*', frame.event, frame);
     for (const sub of [...this._iterators]) sub.push(frame);
     if (this.chat) this.emit('chat', this.chat);
+  }
+
+  /**
+   * Move the cursor to the event numbered (`epoch`, `seq`) when it is the next one; false for a
+   * duplicate, or for a gap or another epoch (then the link is dropped to re-attach).
+   * @private @param {Link} link @param {string} epoch @param {number} seq @returns {boolean}
+   */
+  _advance(link, epoch, seq) {
+    const cursor = this._cursor;
+    if (cursor.epoch !== null && epoch !== cursor.epoch) {
+      // The log was replaced under us: re-attach; the gateway answers with a reset.
+      this.stats.gaps++;
+      this._dropLink(link, 'epoch changed', { immediate: true });
+      return false;
+    }
+    if (seq <= cursor.seq) {
+      this.stats.duplicates++;
+      return false;
+    }
+    if (seq !== cursor.seq + 1) {
+      this.stats.gaps++;
+      this._dropLink(link, `missing events ${cursor.seq + 1}..${seq - 1}`, { immediate: true });
+      return false;
+    }
+    this._cursor = { epoch, seq };
+    return true;
   }
 
   /** @private @param {EventFrame} frame */
@@ -827,7 +866,7 @@ export class GatewaySession extends Emitter {
     if (e.kind === 'state') info.state = e.state;
     else if (e.kind === 'model_changed') info.model = e.model;
     else if (e.kind === 'permission_mode_changed') info.permission_mode = e.mode;
-    else if (e.kind === 'result') info.turns += 1;
+    else if (e.kind === 'result' && !GATEWAY_RESULTS.has(e.subtype)) info.turns += 1; // as SessionInfo counts
   }
 
   /**
@@ -893,6 +932,9 @@ export class GatewaySession extends Emitter {
     if (link !== this._link) return;
     this._link = null;
     this._stopHeartbeat();
+    // The backoff starts again only after a link that stayed up: one dropped at once (a gateway
+    // failing right after attach, a replay it can't get past) backs off like a failed attempt.
+    if (link.attached && Date.now() - link.attachedAt >= this.options.reconnect.stableMs) this._attempt = 0;
     if (this._state === 'closed') return;
     if (info.code === CloseCodes.UNAUTHORIZED) return this._fatal(ErrorCodes.UNAUTHORIZED, info.reason || 'unauthorized');
     if (info.error && FATAL_ATTACH.has(info.error.code)) {
@@ -925,8 +967,8 @@ export class GatewaySession extends Emitter {
       this._setState(state, 'offline');
       return;
     }
-    const delay = pace === 'now' || (pace === 'quick' && this._attempt === 0) ? 0 : backoffDelay(this._attempt, this.options.reconnect);
-    if (pace !== 'now') this._attempt++;
+    const delay = pace !== 'backoff' && this._attempt === 0 ? 0 : backoffDelay(this._attempt, this.options.reconnect);
+    this._attempt++;
     this._setState(state, reason, delay);
     this._retryTimer = setTimeout(() => this._startAttempt(), delay);
   }

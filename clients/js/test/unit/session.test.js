@@ -98,7 +98,7 @@ describe('session over WebSocket', () => {
 
   test('reconnects with backoff after drops and resumes exactly after its cursor', async () => {
     const gw = new FakeGateway();
-    const s = makeSession(gw);
+    const s = makeSession(gw, { reconnect: { initialDelayMs: 5, maxDelayMs: 40, stableMs: 0 } }); // every link counts as up
     const seqs = collect(s);
     /** @type {(number | null)[]} */
     const delays = [];
@@ -118,6 +118,43 @@ describe('session over WebSocket', () => {
     for (const d of delays) assert.ok(d !== null && d >= 2 && d <= 5, `first retry delay ${d} within jitter of 5 ms`);
     const attaches = gw.received.filter((f) => f.type === 'attach');
     assert.equal(attaches.length, 5);
+  });
+
+  test('links dropped right after attaching back off; one that stayed up starts the backoff again', async () => {
+    const gw = new FakeGateway();
+    const s = makeSession(gw, { reconnect: { initialDelayMs: 5, maxDelayMs: 40, stableMs: 150 } });
+    /** @type {number[]} */
+    const delays = [];
+    s.on('connectionstate', (c) => c.state === 'reconnecting' && c.retryInMs !== null && delays.push(c.retryInMs));
+    await s.connect();
+    await sleep(200); // up long enough
+    for (let i = 0; i < 4; i++) {
+      gw.dropAll(); // e.g. a gateway that fails at once after each attach
+      await until(() => s.connectionState === 'open');
+    }
+    assert.ok(delays[0] <= 5 && delays[3] >= 20, `grows: ${delays}`);
+    await sleep(200);
+    gw.dropAll();
+    await until(() => s.connectionState === 'open');
+    assert.ok(delays[4] <= 5, `starts again: ${delays}`);
+  });
+
+  test('an event the client cannot validate still moves the cursor: no reconnect loop', async () => {
+    const gw = new FakeGateway();
+    const s = makeSession(gw);
+    /** @type {unknown[]} */
+    const errors = [];
+    s.on('protocolerror', (e) => errors.push(e));
+    const seqs = collect(s);
+    await s.connect();
+    gw.emit({ kind: 'question', request_id: 'r1', questions: [{ not_a_question: true }], expires_at: 1 });
+    gw.emit({ kind: 'turn_started', query_id: 'q1' });
+    await until(() => s.cursor.seq === gw.log.length);
+    await sleep(50);
+    assert.equal(errors.length, 1);
+    assert.equal(seqs.at(-1), gw.log.length); // the event after it was applied
+    assert.equal(gw.sockets.length, 1); // no reconnects
+    assert.equal(s.stats.gaps, 0);
   });
 
   test('backoff grows, is jittered and capped while the gateway stays away', async () => {
@@ -260,6 +297,51 @@ describe('session over WebSocket', () => {
     stop.abort(new Error('no longer needed'));
     await assert.rejects(waiting, /no longer needed/);
     await assert.rejects(s.waitFor('result', { signal: stop.signal }), /no longer needed/);
+  });
+
+  test("info.turns counts the agent's results, not the gateway's own", async () => {
+    const gw = new FakeGateway();
+    const s = makeSession(gw);
+    await s.connect();
+    const result = { kind: 'result', is_error: false, duration_ms: 1, duration_api_ms: 1, num_turns: 1 };
+    gw.emit({ ...result, query_id: 'q1', subtype: 'cancelled', is_error: true });
+    gw.emit({ ...result, query_id: 'q2', subtype: 'success' });
+    await until(() => s.cursor.seq === gw.log.length);
+    assert.equal(s.info?.turns, 1);
+  });
+
+  test('connect() on a connected session resolves at once', async () => {
+    const gw = new FakeGateway();
+    const s = makeSession(gw);
+    await s.connect();
+    assert.equal(await Promise.race([s.connect(), sleep(500).then(() => 'hung')]), s);
+  });
+
+  test('a WebSocket that takes over from a dying SSE stream is the only connection left', async () => {
+    const gw = new FakeGateway();
+    gw.refuseWebSocket = true;
+    let armed = false;
+    const Base = gw.WebSocket;
+    gw.WebSocket = class extends Base {
+      /** @param {string} url @param {string[]} protocols */
+      constructor(url, protocols) {
+        super(url, protocols);
+        if (!armed) return;
+        armed = false; // the SSE stream dies just as the WebSocket probe starts
+        for (const conn of [...gw.attached]) if (!(conn instanceof Base)) /** @type {any} */ (conn).end();
+      }
+    };
+    const s = makeSession(gw, { heartbeat: false, fallback: { afterFailures: 1, retryWebSocketMs: 50 } });
+    await s.connect();
+    assert.equal(s.transport, 'sse');
+    gw.refuseWebSocket = false;
+    armed = true;
+    await until(() => s.transport === 'websocket');
+    await sleep(300); // the reconnect the SSE stream's end had scheduled would have fired by now
+    assert.equal(gw.openSockets.length, 1);
+    s.disconnect();
+    await sleep(20);
+    assert.equal(gw.openSockets.length, 0);
   });
 
   test('events() iterates in order, filters by kind and ends on disconnect', async () => {
