@@ -155,14 +155,22 @@ export class SseTransport {
       /** @type {Record<string, string>} */
       const headers = { 'Content-Type': 'application/json', Accept: 'application/json', ...(await this._client.authHeaders()) };
       if (this.connectionId) headers['X-Connection-Id'] = this.connectionId;
-      const response = await this._client.fetch(url.toString(), { method: 'POST', headers, body: JSON.stringify(frame) });
+      const signal = AbortSignal.timeout(POST_TIMEOUT_MS);
+      const response = await this._client.fetch(url.toString(), { method: 'POST', headers, body: JSON.stringify(frame), signal });
       const text = await response.text();
       /** @type {import('./protocol.js').ServerFrame} */
       let reply;
       try {
         reply = decodeServerFrame(text);
       } catch (err) {
-        if (!response.ok) throw GatewayClientErrors.fromBody(response.status, text);
+        if (!response.ok) {
+          const error = GatewayClientErrors.fromBody(response.status, text);
+          // Not the gateway's answer but a proxy's page (a 502 or 504 during a deploy): the frame
+          // may have run or not. Failing it would have the app retry under a new id and maybe run
+          // it twice; a plain error makes the session re-send it under the same id.
+          if (error.code.startsWith('http_')) throw new Error(`HTTP ${response.status} from the path to the gateway: ${error.message}`);
+          throw error;
+        }
         throw err instanceof ProtocolError ? err : new ProtocolError(String(err), text);
       }
       if (reply.type !== 'ack' && reply.type !== 'error') throw new ProtocolError(`expected ack or error, got ${reply.type}`, text);
@@ -192,6 +200,10 @@ export class SseTransport {
     this._options.onClose({ code, reason, opened: this._opened, local, error });
   }
 }
+
+/** A POST still unanswered after this long is given up and re-sent (same id) on a new connection:
+ * longer than any frame takes (a reset waits up to 15 s for a turn to stop, then for the agent). */
+const POST_TIMEOUT_MS = 60000;
 
 export const GatewayClientErrors = {
   /**

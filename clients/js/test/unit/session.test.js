@@ -344,6 +344,25 @@ describe('session over WebSocket', () => {
     assert.equal(gw.openSockets.length, 0);
   });
 
+  test("a proxy's error page for a POST is not the gateway's answer: the frame is re-sent under its id", async () => {
+    const gw = new FakeGateway();
+    const reach = gw.fetch;
+    let proxyFails = true;
+    gw.fetch = async (/** @type {string} */ url, /** @type {RequestInit} */ init = {}) => {
+      if (proxyFails && init.method === 'POST' && url.endsWith('/frames')) {
+        proxyFails = false;
+        await reach(url, init); // the gateway ran it; the answer was lost on the way back
+        return new Response('<html><h1>502 Bad Gateway</h1></html>', { status: 502, headers: { 'Content-Type': 'text/html' } });
+      }
+      return reach(url, init);
+    };
+    const s = makeSession(gw, { transport: 'sse' });
+    await s.connect();
+    const ack = await s.query('hi', { id: 'q-once' });
+    assert.equal(ack.query_id, 'q-once');
+    assert.equal(gw.log.filter((f) => f.event.kind === 'user_query').length, 1); // ran once
+  });
+
   test('events() iterates in order, filters by kind and ends on disconnect', async () => {
     const gw = new FakeGateway();
     const s = makeSession(gw);
