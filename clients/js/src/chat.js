@@ -349,8 +349,12 @@ export class ChatState {
         this._notice('info', 'permission_mode_changed', `Permission mode changed to ${event.mode}`);
         break;
       case 'conversation_reset':
+        // The gateway starts the transcript again here (a snapshot holds only what follows), and
+        // so does the chat, so a live chat and a rebuilt one look the same.
+        this._items = [];
+        this._index.clear();
+        this._final.clear();
         this._streams.clear();
-        this._finishStreaming();
         this._notice('info', 'conversation_reset', event.mode === 'hard' ? 'New conversation (agent restarted)' : 'New conversation');
         break;
       case 'error':
@@ -588,6 +592,8 @@ export class ChatState {
   /** @private @param {import('./protocol.js').ResultEvent} event @param {{ seq?: number }} meta */
   _result(event, meta) {
     this._finishStreaming();
+    const asked = this.get(`q:${event.query_id}`); // queued, and never started (or `turn_started` isn't in a snapshot)
+    if (asked && asked.type === 'user' && asked.queued) this._replace({ ...asked, queued: false });
     for (const item of this._items) {
       if (item.type === 'tool' && (item.status === 'pending' || item.status === 'running' || item.status === 'awaiting_approval')) {
         this._replace({ ...item, status: 'cancelled' });

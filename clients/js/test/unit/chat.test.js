@@ -127,16 +127,31 @@ describe('chat state from recorded sessions', () => {
   });
 
   test('model and mode changes, and per-turn cost across a conversation reset', () => {
+    const { attached, events } = load('settings');
+    const before = foldChat(events.slice(0, events.findIndex((f) => f.event.kind === 'conversation_reset')), attached.session);
+    assert.deepEqual(ofType(before, 'notice').map((n) => n.code), ['model_changed', 'permission_mode_changed']);
+    const [first] = ofType(before, 'result');
     const chat = fold('settings');
     assert.equal(chat.model, 'claude-haiku-4-5');
     assert.equal(chat.permissionMode, 'plan');
-    const codes = ofType(chat, 'notice').map((n) => n.code);
-    assert.deepEqual(codes, ['model_changed', 'permission_mode_changed', 'conversation_reset']);
-    const results = ofType(chat, 'result');
-    assert.equal(results.length, 2);
+    // The reset starts the chat again, as it does the gateway's transcript: what a snapshot shows.
+    assert.equal(chat.items[0].type, 'notice');
+    assert.deepEqual(ofType(chat, 'notice').map((n) => n.code), ['conversation_reset']);
+    const [second, ...more] = ofType(chat, 'result');
+    assert.equal(more.length, 0);
     // The agent process restarts after the reset; each turn's cost and the session's total still add up.
-    for (const r of results) assert.ok(r.costUsd > 0 && r.costUsd < 0.1, `turn cost ${r.costUsd}`);
-    assert.ok(Math.abs(chat.totalCostUsd - (results[0].costUsd + results[1].costUsd)) < 1e-9);
+    for (const r of [first, second]) assert.ok(r.costUsd > 0 && r.costUsd < 0.1, `turn cost ${r.costUsd}`);
+    assert.ok(Math.abs(chat.totalCostUsd - (first.costUsd + second.costUsd)) < 1e-9);
+  });
+
+  test('a queued prompt that never ran is no longer shown as queued once its result is in', () => {
+    const by = { principal: 'alice', connection: 'c1' };
+    const chat = foldChat(/** @type {any[]} */ ([
+      { kind: 'user_query', query_id: 'q1', prompt: 'a', by, queued: false },
+      { kind: 'user_query', query_id: 'q2', prompt: 'b', by, queued: true },
+      { kind: 'result', query_id: 'q2', subtype: 'cancelled', is_error: true, duration_ms: 0, duration_api_ms: 0, num_turns: 0 },
+    ]));
+    assert.equal(/** @type {any} */ (chat.get('q:q2')).queued, false);
   });
 
   test("a turn lost with its agent process ends with the gateway's result; costs don't count twice", () => {
