@@ -241,6 +241,17 @@ export class ChatState {
   }
 
   /**
+   * Requests still open that this chat hasn't seen: it began after them (from a saved cursor),
+   * or a snapshot's transcript no longer reaches back to them.
+   * @param {PendingRequest[]} requests
+   */
+  notePending(requests) {
+    for (const request of requests) {
+      if (!this._index.has(`a:${request.request_id}`)) this.apply(request);
+    }
+  }
+
+  /**
    * Rebuild from a `reset` frame's snapshot: the transcript, then the text still streaming.
    * @param {Snapshot} snapshot
    */
@@ -250,9 +261,7 @@ export class ChatState {
     this.version = version + 1;
     this.setInfo(snapshot.session);
     for (const event of snapshot.transcript) this.apply(event);
-    for (const request of snapshot.session.pending) {
-      if (!this._index.has(`a:${request.request_id}`)) this.apply(request);
-    }
+    this.notePending(snapshot.session.pending);
     if (snapshot.streaming_text) {
       const key = `t:snapshot:${snapshot.session.last_seq}`;
       this._add({ type: 'text', key, messageId: null, text: snapshot.streaming_text, streaming: true, parentToolUseId: null });

@@ -221,6 +221,7 @@ export class GatewaySession extends Emitter {
     /** @private @type {Emitter<Record<string, [any, EventFrame]>>} */ this._kinds = new Emitter();
     /** @private @type {Set<{ push: (f: EventFrame) => void, end: () => void }>} */ this._iterators = new Set();
     /** @private */ this._attempt = 0;
+    /** @private @type {{ until: number, requests: import('./protocol.js').PendingRequest[] } | null} */ this._pendingAtAttach = null;
     /** @private */ this._wsFailures = 0;
     /** @private */ this._everAttached = false;
     /** @private */ this._offline = false;
@@ -783,6 +784,10 @@ export class GatewaySession extends Emitter {
       if (this._cursor.epoch !== info.epoch) this._cursor = { epoch: info.epoch, seq: Math.min(this._cursor.seq, frame.after) };
       this.info = { ...info };
       this.chat?.setInfo(info);
+      // Requests raised before `after` are in no replay: the chat takes them from `info` once the
+      // replay (which may hold them, in their place) is in.
+      this._pendingAtAttach = { until: info.last_seq, requests: info.pending };
+      if (this._cursor.seq >= info.last_seq) this._notePendingAtAttach();
       this.emit('attached', frame);
       if (this.chat) this.emit('chat', this.chat);
     } else {
@@ -822,6 +827,7 @@ export class GatewaySession extends Emitter {
     if (link !== this._link || !this._advance(link, frame.epoch, frame.seq)) return;
     this._updateInfo(frame);
     this.chat?.applyFrame(frame);
+    if (this._pendingAtAttach && frame.seq >= this._pendingAtAttach.until) this._notePendingAtAttach();
     this.emit('event', frame);
     this._kinds.emit(frame.event.kind, frame.event, frame);
     this._kinds.emit('*', frame.event, frame);
@@ -853,6 +859,12 @@ export class GatewaySession extends Emitter {
     }
     this._cursor = { epoch, seq };
     return true;
+  }
+
+  /** @private */
+  _notePendingAtAttach() {
+    this.chat?.notePending(this._pendingAtAttach?.requests ?? []);
+    this._pendingAtAttach = null;
   }
 
   /** @private @param {EventFrame} frame */

@@ -45,8 +45,14 @@ export class FakeGateway {
     return {
       session_id: this.sessionId, profile: 'default', model: 'm1', permission_mode: 'default', state: this.state,
       epoch: this.epoch, last_seq: this.log.length, created_at: 1, last_activity: 1, turns: 0, total_cost_usd: 0,
-      queued: 0, pending: [], allowed_models: ['m1', 'm2'], allowed_modes: ['default', 'plan'],
+      queued: 0, pending: this.pending(), allowed_models: ['m1', 'm2'], allowed_modes: ['default', 'plan'],
     };
+  }
+
+  /** Requests asked and not resolved, as SessionInfo.pending lists them. @returns {Json[]} */
+  pending() {
+    const resolved = new Set(this.log.filter((f) => f.event.kind === 'request_resolved').map((f) => f.event.request_id));
+    return this.log.map((f) => f.event).filter((e) => (e.kind === 'permission_request' || e.kind === 'question') && !resolved.has(e.request_id));
   }
 
   /** The reply to open/attach, plus the replay. @param {Json} frame @returns {string[]} */

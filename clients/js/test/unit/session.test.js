@@ -310,6 +310,21 @@ describe('session over WebSocket', () => {
     assert.equal(s.info?.turns, 1);
   });
 
+  test('attaching from a saved cursor still shows the approvals raised before it', async () => {
+    const gw = new FakeGateway();
+    gw.handshake({ type: 'open', id: 'o' });
+    const request = { kind: 'permission_request', request_id: 'req_1', tool_name: 'Bash', input: { command: 'ls' }, expires_at: Date.now() + 60000 };
+    gw.emit(request);
+    gw.emit({ kind: 'turn_started', query_id: 'q9' });
+    for (const after of [gw.log.length - 1, gw.log.length]) { // with a replay after it, and with none
+      const s = makeSession(gw, { sessionId: 's_fake', after, epoch: 'ep1' });
+      await s.connect();
+      await until(() => s.cursor.seq === gw.log.length);
+      assert.deepEqual(s.chat?.pending.map((p) => p.requestId), ['req_1'], `after ${after}`);
+      s.disconnect();
+    }
+  });
+
   test('connect() on a connected session resolves at once', async () => {
     const gw = new FakeGateway();
     const s = makeSession(gw);
