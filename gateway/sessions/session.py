@@ -207,9 +207,8 @@ class Session:
             log.warning("session %s: query failed: %r", self.id, exc)
             if self._current_query != query_id:  # a reset, interrupt or close ended it meanwhile
                 return
-            self._current_query = None
             self.emit(ev.AgentError(code=ErrorCode.AGENT_UNAVAILABLE, message="the agent could not take the query; send it again", recoverable=True))
-            self._end_query(query_id, "agent_unavailable", "the agent could not take the query")
+            self._drop_current("the agent could not take the query", "agent_unavailable")
             self._set_state("failed" if self._runner is None else "idle", "agent_unavailable")
 
     # ---- events ----------------------------------------------------------------------------
@@ -238,10 +237,10 @@ class Session:
         `result`, so a client waiting on one (a spinner, `run()`, a run poll) always gets it."""
         self.emit(ev.TurnResult(query_id=query_id, subtype=subtype, is_error=True, duration_ms=0, duration_api_ms=0, num_turns=0, errors=[why]))
 
-    def _drop_current(self, why: str) -> None:
+    def _drop_current(self, why: str, subtype: str = "cancelled") -> None:
         """End the running query when its turn won't end with the CLI's own `result`."""
         if self._current_query is not None:
-            self._end_query(self._current_query, "cancelled", why)
+            self._end_query(self._current_query, subtype, why)
             self._current_query = None
 
     def _drop_queued(self, why: str) -> None:
@@ -289,7 +288,8 @@ class Session:
             self.emit(event)
         if isinstance(message, ResultMessage):
             self.turns += 1
-        if isinstance(message, ResultMessage) and not own_turn:
+            if own_turn:  # it ends no query: the running one (if any) goes on
+                return
             self.claude_session_id = message.session_id
             self._current_query = None
             if self.state in BUSY_STATES:
@@ -318,9 +318,7 @@ class Session:
             message="The agent process stopped unexpectedly; the conversation continues on the next query.",
             recoverable=True,
         ))
-        if self._current_query is not None:
-            self._end_query(self._current_query, "agent_exited", "the agent process stopped during this turn")
-        self._current_query = None
+        self._drop_current("the agent process stopped during this turn", "agent_exited")
         self._stop_waiting("the agent exited")
         self._set_state("idle", "agent_exited")
         self._wake.set()

@@ -21,8 +21,8 @@ class Outbox:
         self._loop = asyncio.get_running_loop()  # looked up once: get_running_loop costs a getpid() per call
         self._frames: collections.deque[bytes] = collections.deque()
         self._bytes = 0  # the live backlog, which the bound applies to
-        # A replay queued behind `_replay_after` frames: `_replay_frames` frames, `_replay_bytes` bytes.
-        self._replay_after = self._replay_frames = self._replay_bytes = 0
+        # The head of the queue that is the replay (and the attach reply before it): not held to the bound.
+        self._replay_frames = self._replay_bytes = 0
         self._max_bytes = max_bytes
         self._max_batch_frames = max_batch_frames
         self._max_batch_bytes = max_batch_bytes
@@ -68,10 +68,10 @@ class Outbox:
     def push_many(self, frames: list[bytes]) -> None:
         """Queue a replay (once per connection, right after its attach). Not held to the bound, nor
         counted in the backlog that is: the event log that produced it is bounded already."""
-        self._replay_after = len(self._frames)
-        self._replay_frames = len(frames)
-        self._replay_bytes = sum(map(len, frames))
         self._frames.extend(frames)
+        self._replay_frames = len(self._frames)  # with the attach reply and anything else before it
+        self._replay_bytes = self._bytes + sum(map(len, frames))
+        self._bytes = 0
         self._ready.set()
 
     def end(self) -> None:
@@ -107,10 +107,7 @@ class Outbox:
             frame = frames.popleft()
             size += len(frame)
             batch.append(frame)
-            if self._replay_after:
-                self._replay_after -= 1
-                self._bytes -= len(frame)
-            elif self._replay_frames:
+            if self._replay_frames:
                 self._replay_frames -= 1
                 self._replay_bytes -= len(frame)
             else:

@@ -149,7 +149,6 @@ const FATAL_ATTACH = new Set([
 
 let instances = 0;
 
-/** @param {string} [prefix] */
 /**
  * The number of an event frame whose body didn't validate, read from its envelope alone.
  * @param {string} line @returns {{ epoch: string, seq: number } | null}
@@ -164,6 +163,7 @@ function eventNumber(line) {
   return null;
 }
 
+/** @param {string} [prefix] */
 function randomId(prefix = '') {
   const c = /** @type {{ crypto?: { randomUUID?: () => string } }} */ (globalThis).crypto;
   const raw = c && typeof c.randomUUID === 'function' ? c.randomUUID().replace(/-/g, '').slice(0, 12) : Math.random().toString(36).slice(2, 14);
