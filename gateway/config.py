@@ -48,6 +48,11 @@ class Settings(msgspec.Struct, kw_only=True):
     sse_send_timeout_s: float = 30.0
     log_level: str = "info"
     event_loop: str = "auto"
+    redis_url: str = ""
+    redis_key_prefix: str = "ag"
+    redis_pool_size: int = 64
+    redis_timeout_s: float = 2.0
+    replica_id: str = ""
 
     def token_map(self) -> dict[str, str]:
         """`principal=token` pairs, comma separated, as token -> principal."""
@@ -96,6 +101,11 @@ HELP: dict[str, str] = {
     "sse_retry_ms": "Reconnection delay the SSE stream asks EventSource to use (the `retry:` field).",
     "sse_send_timeout_s": "An SSE write that can't complete in this time ends the stream (a stalled reader; it resumes with Last-Event-ID).",
     "log_level": "Log level: debug, info, warning, error.",
+    "redis_url": "Shared Redis for event logs, the session registry and conversations, so any replica serves any session: redis://[:password@]host:port/db, rediss://… (TLS), or redis+sentinel://[:password@]host:port[,host:port…]/service[/db] (Sentinel). Empty: one process, everything in memory.",
+    "redis_key_prefix": "Prefix of every Redis key this gateway writes (several deployments can share one Redis).",
+    "redis_pool_size": "Connections in the Redis connection pool of one replica.",
+    "redis_timeout_s": "Connect and command timeout for Redis (a slow Redis never blocks the event loop: commands are async; this bounds how long one may wait).",
+    "replica_id": "This replica's name in the cluster registry; random per process when empty (it must be unique among live replicas).",
 }
 
 # Variables read under their conventional names rather than AGENT_GATEWAY_*.

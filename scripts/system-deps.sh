@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Debian packages the gateway and its tests need. Installs only what is missing.
 #   scripts/system-deps.sh runtime   bubblewrap (tool-call credential isolation)
-#   scripts/system-deps.sh test      runtime + nginx (reverse-proxy test), chromium and fonts (browser e2e)
+#   scripts/system-deps.sh test      runtime + redis-server (tests start their own), nginx (reverse-proxy test), chromium and fonts (browser e2e)
 set -euo pipefail
 
 want=(bubblewrap:bwrap)
 if [ "${1:-runtime}" = "test" ]; then
-  want+=(nginx-light:nginx chromium:chromium fonts-liberation:/usr/share/fonts/truetype/liberation)
+  want+=(redis-server:redis-server nginx-light:nginx chromium:chromium fonts-liberation:/usr/share/fonts/truetype/liberation)
 fi
 
 missing=()

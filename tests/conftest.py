@@ -9,6 +9,7 @@ from gateway.scripted_model.server import ScriptedModelServer
 from gateway.sessions.agent_options import keep_sandbox_placeholders
 from tests.support.client import WsClient
 from tests.support.gateway import TOKENS, RunningGateway, run_gateway, test_settings
+from tests.support.redis_server import RedisServer
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, object]:
@@ -28,6 +29,24 @@ def model_server() -> Iterator[ScriptedModelServer]:
 @pytest.fixture(scope="session")
 def model_url(model_server: ScriptedModelServer) -> str:
     return model_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    """One real redis-server per test process; tests that need their own (to kill it) make one."""
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> str:
+    """The shared test Redis, emptied for each test."""
+    import redis
+
+    with redis.Redis.from_url(redis_server.url) as client:
+        client.flushall()
+    return redis_server.url
 
 
 @pytest.fixture
