@@ -16,6 +16,8 @@ from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.profiles import Profile, load_profiles
 from gateway.sessions.manager import RunnerFactory, SessionManager
+from gateway.store.conversations import RedisSessionStore
+from gateway.store.redis import connect
 from gateway.transports import http_api, openapi
 from gateway.transports.problems import EXCEPTION_HANDLERS
 from gateway.transports.websocket import websocket_endpoint
@@ -27,7 +29,9 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 def create_app(settings: Settings, profiles: dict[str, Profile] | None = None, runner_factory: RunnerFactory | None = None) -> Starlette:
     profiles = profiles if profiles is not None else load_profiles(settings.config)
-    manager = SessionManager(settings, profiles, runner_factory)
+    redis = connect(settings) if settings.redis_url else None
+    conversations = RedisSessionStore(redis, settings.redis_key_prefix, settings.conversation_ttl_s) if redis is not None else None
+    manager = SessionManager(settings, profiles, runner_factory, conversations)
     auth = Authenticator(settings)
 
     @contextlib.asynccontextmanager
@@ -38,6 +42,8 @@ def create_app(settings: Settings, profiles: dict[str, Profile] | None = None, r
             yield
         finally:
             await manager.shutdown()
+            if redis is not None:
+                await redis.aclose()
 
     app = Starlette(
         routes=[
@@ -51,6 +57,7 @@ def create_app(settings: Settings, profiles: dict[str, Profile] | None = None, r
     )
     app.state.settings = settings
     app.state.manager = manager
+    app.state.redis = redis
     app.state.auth = auth
     app.state.check_lock = asyncio.Lock()
     return app

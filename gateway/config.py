@@ -53,6 +53,7 @@ class Settings(msgspec.Struct, kw_only=True):
     redis_pool_size: int = 64
     redis_timeout_s: float = 2.0
     replica_id: str = ""
+    conversation_ttl_s: float = 86400.0
 
     def token_map(self) -> dict[str, str]:
         """`principal=token` pairs, comma separated, as token -> principal."""
@@ -105,6 +106,7 @@ HELP: dict[str, str] = {
     "redis_key_prefix": "Prefix of every Redis key this gateway writes (several deployments can share one Redis).",
     "redis_pool_size": "Connections in the Redis connection pool of one replica.",
     "redis_timeout_s": "Connect and command timeout for Redis (a slow Redis never blocks the event loop: commands are async; this bounds how long one may wait).",
+    "conversation_ttl_s": "With Redis: how long a conversation's transcript stays in Redis after its last turn (a closed session's is deleted at once). A session that outlives it without a turn can no longer be resumed on a new CLI.",
     "replica_id": "This replica's name in the cluster registry; random per process when empty (it must be unique among live replicas).",
 }
 

@@ -14,6 +14,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from claude_agent_sdk import project_key_for_directory
+from redis.exceptions import RedisError
+
 from gateway.config import Settings
 from gateway.events.log import MemoryEventLog
 from gateway.profiles import Profile, narrow
@@ -21,6 +24,7 @@ from gateway.sessions.agent_options import build_options, keep_sandbox_placehold
 from gateway.sessions.checks import ProfileProbe
 from gateway.sessions.runner import AgentRunner, SdkRunner
 from gateway.sessions.session import Session
+from gateway.store.conversations import RedisSessionStore
 from gateway.wire.client import Open
 from gateway.wire.errors import ErrorCode, GatewayError
 from gateway.wire.http import ProfileCheck
@@ -31,8 +35,12 @@ RunnerFactory = Callable[[Session, str | None], AgentRunner]
 
 
 class SessionManager:
-    def __init__(self, settings: Settings, profiles: dict[str, Profile], runner_factory: RunnerFactory | None = None) -> None:
+    def __init__(
+        self, settings: Settings, profiles: dict[str, Profile], runner_factory: RunnerFactory | None = None,
+        conversations: RedisSessionStore | None = None,
+    ) -> None:
         self.settings = settings
+        self._conversations = conversations  # with Redis: every CLI's transcript, so a new CLI resumes from it
         self.profiles = profiles
         self._sessions_root = settings.sessions_dir.resolve()  # once, at startup: resolve() is file-system work
         self._runner_factory = runner_factory or self._sdk_runner
@@ -101,7 +109,9 @@ class SessionManager:
             for shared in (root.parent, root):  # shared by all sessions / by one session's parallel tool calls
                 keep_sandbox_placeholders(shared)
 
-        options = build_options(self.settings, session.spec, workdir, home, resume, session.model, session.permission_mode)
+        options = build_options(
+            self.settings, session.spec, workdir, home, resume, session.model, session.permission_mode, self._conversations
+        )
         return SdkRunner(options, session, prepare)
 
     # ---- closing ---------------------------------------------------------------------------
@@ -110,8 +120,16 @@ class SessionManager:
         await session.close(reason)
 
     async def _remove_files(self, session: Session) -> None:
-        """A closed session's working and config directories go with it."""
-        await asyncio.to_thread(shutil.rmtree, self._session_dir(session), True)
+        """A closed session's working and config directories go with it, and so do its conversations
+        in Redis (else they expire after `conversation_ttl_s`)."""
+        root = self._session_dir(session)
+        project_key = await asyncio.to_thread(project_key_for_directory, root / "work")  # the cwd's, as the SDK keyed it
+        await asyncio.to_thread(shutil.rmtree, root, True)
+        if self._conversations is not None:
+            try:
+                await self._conversations.delete_project(project_key)
+            except RedisError as exc:
+                log.warning("session %s: its conversations stay in Redis until they expire: %s", session.id, exc)
 
     def start_reaper(self) -> None:
         self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")

@@ -1,14 +1,26 @@
 """The SDK SessionStore on a real Redis: the SDK's own conformance suite, and what the gateway adds
 (duplicate batches skipped, keys that expire, a closed session's conversations deleted at once)."""
 
+import asyncio
 import itertools
+import os
+import shutil
+import signal
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from claude_agent_sdk.testing import run_session_store_conformance
 from redis.asyncio import Redis
 
+from gateway.config import Settings
+from gateway.scripted_model.server import ScriptedModelServer
 from gateway.store.conversations import RedisSessionStore
+from tests.support.client import WsClient
+from tests.support.flows import open_session, query
+from tests.support.gateway import RunningGateway
+from tests.support.gateway import test_settings as make_settings
+from tests.support.processes import cli_pids
 
 prefixes = (f"t{n}" for n in itertools.count())
 
@@ -70,3 +82,50 @@ async def test_delete_project_removes_every_conversation_of_a_closed_session(red
     assert sorted(k.decode() for k in await redis.keys("ag:cs:*")) == [
         "ag:cs:project:other:sessions", "ag:cs:project:other:summaries", "ag:cs:{s1}:other:main",
     ]
+
+
+# ---- through the gateway and the real CLI --------------------------------------------------------
+
+
+@pytest.fixture
+def settings(tmp_path: Path, model_url: str, redis_url: str) -> Settings:
+    return make_settings(tmp_path, model_url, redis_url=redis_url)
+
+
+async def test_a_cli_on_a_wiped_disk_resumes_the_conversation_from_redis(
+    gateway: RunningGateway, alice: WsClient, model_server: ScriptedModelServer, redis: Redis
+) -> None:
+    """Twice: kill the CLI and delete every transcript it wrote locally; the next turn still carries
+    every earlier one (the second time, from a CLI that itself resumed from Redis)."""
+    session_id = (await open_session(alice))["session"]["session_id"]
+    home = gateway.app.state.settings.sessions_dir / session_id / "home"
+    workdir = gateway.app.state.settings.sessions_dir / session_id / "work"
+    prompts = ["SCRIPT:hello turn-one", "SCRIPT:hello turn-two", "SCRIPT:hello turn-three"]
+    for n, prompt in enumerate(prompts):
+        model_server.requests.clear()
+        ack = await query(alice, prompt)
+        result = await alice.event("result", lambda e: e["query_id"] == ack["id"], timeout=60)
+        assert result["is_error"] is False
+        sent = [str(m) for r in model_server.requests for m in r.body.get("messages", [])]
+        for earlier in prompts[:n]:
+            assert any(earlier in m for m in sent), f"turn {n + 1} lost {earlier!r}"
+        if n == len(prompts) - 1:
+            break
+        assert await redis.keys("ag:cs:{*}:*:main"), "nothing mirrored"
+        [pid] = cli_pids(workdir)
+        os.kill(pid, signal.SIGKILL)
+        await alice.event("error", lambda e: e["code"] == "agent_exited")
+        shutil.rmtree(home / ".claude" / "projects", ignore_errors=True)
+        assert not list(home.rglob("*.jsonl"))
+
+
+async def test_a_closed_sessions_conversation_leaves_redis(gateway: RunningGateway, alice: WsClient, redis: Redis) -> None:
+    await open_session(alice)
+    ack = await query(alice, "SCRIPT:hello")
+    await alice.event("result", lambda e: e["query_id"] == ack["id"], timeout=60)
+    assert await redis.keys("ag:cs:*")
+    await alice.request({"type": "close"})
+    await alice.state("closed")
+    async with asyncio.timeout(10):
+        while await redis.keys("ag:cs:*"):
+            await asyncio.sleep(0.05)
