@@ -1,11 +1,12 @@
 # Quick start:  make serve   (gateway on http://127.0.0.1:8000, demo mode without an API key)
 #               make test    (every test: Python unit + integration, JS client, browser e2e)
+#               make cluster (redis-server + 3 replicas + nginx round robin on http://127.0.0.1:8080)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
 
-.PHONY: serve test test-python test-js bench schema install install-test
+.PHONY: serve cluster test test-python test-js bench schema install install-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +28,10 @@ install-test: $(VENV)/.installed-test
 
 serve: install
 	$(BIN)/agent-gateway serve $(ARGS)
+
+# The topology of deploy/docker-compose.yml without Docker: redis-server, 3 gateways, nginx with deploy/nginx.conf.
+cluster: install-test
+	$(BIN)/python -m tests.support.cluster $(ARGS)
 
 test: install-test
 	$(BIN)/python -m pytest -n 2 -q

@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth import Authenticator
 from gateway.config import Settings
@@ -51,7 +52,7 @@ def create_app(settings: Settings, profiles: dict[str, Profile] | None = None, r
             *http_api.routes(openapi.ALL_OPERATIONS),
             Mount("/", StaticFiles(directory=STATIC_DIR, html=True, follow_symlink=True), name="static"),
         ],
-        middleware=cors_middleware(settings),
+        middleware=[*replica_middleware(settings), *cors_middleware(settings)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
     )
@@ -61,6 +62,31 @@ def create_app(settings: Settings, profiles: dict[str, Profile] | None = None, r
     app.state.auth = auth
     app.state.check_lock = asyncio.Lock()
     return app
+
+
+class ReplicaHeader:
+    """Adds `X-Replica: <replica_id>` to every HTTP response and WebSocket handshake, so whoever sits
+    behind a round-robin load balancer (an operator, a test) can tell which replica answered."""
+
+    def __init__(self, app: ASGIApp, replica_id: str) -> None:
+        self.app = app
+        self.header = (b"x-replica", replica_id.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_named(message: Message) -> None:
+            if message["type"] in ("http.response.start", "websocket.accept"):
+                message["headers"] = [*message.get("headers", []), self.header]
+            await send(message)
+
+        await self.app(scope, receive, send_named)
+
+
+def replica_middleware(settings: Settings) -> list[Middleware]:
+    return [Middleware(ReplicaHeader, replica_id=settings.replica_id)] if settings.replica_id else []
 
 
 def cors_middleware(settings: Settings) -> list[Middleware]:

@@ -1,0 +1,49 @@
+"""The multi-replica harness itself: three real gateway processes sharing one Redis behind the shipped
+nginx.conf. Round robin spreads consecutive requests and WebSockets over every replica (no
+stickiness), every replica says who it is, and a killed replica drops out of the rotation."""
+
+import collections
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.support.client import WsClient
+from tests.support.cluster import Cluster, find_nginx, run_cluster
+from tests.support.gateway import TOKENS
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, model_url: str) -> AsyncIterator[Cluster]:
+    nginx = find_nginx()
+    if nginx is None:
+        pytest.skip("nginx is not installed and could not be installed (scripts/system-deps.sh test)")
+    async with run_cluster(tmp_path, model_url, nginx, replicas=3) as running:
+        yield running
+
+
+async def test_consecutive_connections_through_nginx_land_on_every_replica_in_turn(cluster: Cluster) -> None:
+    served = []
+    for _ in range(6):
+        async with httpx.AsyncClient(base_url=cluster.url) as http:  # a new connection each time
+            response = await http.get("/readyz")
+            assert response.status_code == 200, response.text
+            assert {c["name"]: c["ok"] for c in response.json()["checks"]}["redis"] is True
+            served.append(response.headers["x-replica"])
+    assert all(a != b for a, b in zip(served, served[1:])), served  # round robin: never the same one twice in a row
+    assert collections.Counter(served) == {"r1": 2, "r2": 2, "r3": 2}
+
+    sockets = [await WsClient.connect(cluster.ws_url, TOKENS["alice"]) for _ in range(3)]
+    assert sorted(s.ws.response.headers["x-replica"] for s in sockets) == ["r1", "r2", "r3"]  # type: ignore[union-attr]
+    for s in sockets:
+        await s.close()
+
+
+async def test_a_killed_replica_leaves_the_rotation(cluster: Cluster) -> None:
+    cluster.replica("r2").signal(signal.SIGKILL)
+    assert await cluster.replica("r2").wait() == -signal.SIGKILL
+    async with httpx.AsyncClient(base_url=cluster.url) as http:
+        served = [(await http.get("/healthz")).headers["x-replica"] for _ in range(6)]  # GETs that hit r2 are retried
+    assert set(served) == {"r1", "r3"}, served
