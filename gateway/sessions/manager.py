@@ -123,13 +123,13 @@ class SessionManager:
         """A closed session's working and config directories go with it, and so do its conversations
         in Redis (else they expire after `conversation_ttl_s`)."""
         root = self._session_dir(session)
-        project_key = await asyncio.to_thread(project_key_for_directory, root / "work")  # the cwd's, as the SDK keyed it
-        await asyncio.to_thread(shutil.rmtree, root, True)
         if self._conversations is not None:
+            project_key = await asyncio.to_thread(project_key_for_directory, root / "work")  # as the SDK keyed them
             try:
                 await self._conversations.delete_project(project_key)
             except RedisError as exc:
                 log.warning("session %s: its conversations stay in Redis until they expire: %s", session.id, exc)
+        await asyncio.to_thread(shutil.rmtree, root, True)
 
     def start_reaper(self) -> None:
         self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
