@@ -1,6 +1,7 @@
 """The multi-replica harness itself: three real gateway processes sharing one Redis behind the shipped
 nginx.conf. Round robin spreads consecutive requests and WebSockets over every replica (no
-stickiness), every replica says who it is, and a killed replica drops out of the rotation."""
+stickiness), every replica says who it is, and a replica that is killed or shut down drops out of
+the rotation."""
 
 import collections
 import signal
@@ -41,9 +42,14 @@ async def test_consecutive_connections_through_nginx_land_on_every_replica_in_tu
         await s.close()
 
 
-async def test_a_killed_replica_leaves_the_rotation(cluster: Cluster) -> None:
-    cluster.replica("r2").signal(signal.SIGKILL)
-    assert await cluster.replica("r2").wait() == -signal.SIGKILL
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+async def test_a_killed_or_stopped_replica_leaves_the_rotation(cluster: Cluster, sig: signal.Signals) -> None:
+    """A crash (SIGKILL) or a deploy's SIGTERM, after which the replica shuts down cleanly (uvicorn then
+    re-raises the signal, so both end by their signal)."""
+    cluster.replica("r2").signal(sig)
+    assert await cluster.replica("r2").wait() == -sig
+    if sig == signal.SIGTERM:
+        assert "Application shutdown complete" in cluster.replica("r2").log.read_text()
     async with httpx.AsyncClient(base_url=cluster.url) as http:
         served = [(await http.get("/healthz")).headers["x-replica"] for _ in range(6)]  # GETs that hit r2 are retried
     assert set(served) == {"r1", "r3"}, served
