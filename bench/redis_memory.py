@@ -1,13 +1,13 @@
 """Redis memory of one session: a real CLI (the scripted model answering) holds a conversation of
-`--turns` turns through the gateway's session core, then every key the session has in Redis is
-weighed with MEMORY USAGE.
+`--turns` turns through a real gateway (WebSocket, Redis configured), then every key the session
+has in Redis is weighed with MEMORY USAGE.
 
     python -m bench.redis_memory                # 100 turns, replies of ~1,000 characters
     python -m bench.redis_memory --turns 20 --reply-chars 200
 
-The event log is weighed as the Stream the design lays out (`P:{sid}:log`, one entry per event,
-id `<seq>-0`, fields `f` frame and `t` ms): the session's own frames, written there by this script
-while the gateway's log is in memory.
+The event log is the Stream `P:{sid}:log` (one entry per event, id `<seq>-0`, fields `f` frame and
+`t` ms). A gateway that keeps its log in memory has none: then this script writes the newest
+`log_max_events` frames its client received there, as the Redis log lays them out, and says so.
 """
 
 import argparse
@@ -15,35 +15,16 @@ import asyncio
 import json
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
+import msgspec
 from redis.asyncio import Redis
 
-from gateway.config import Settings
-from gateway.profiles import load_profiles
 from gateway.scripted_model.server import ScriptedModelServer
-from gateway.sessions.manager import SessionManager
-from gateway.sessions.session import Session
-from gateway.store.conversations import RedisSessionStore
-from gateway.wire import client as cf
-from gateway.wire.events import Actor
+from tests.support.client import WsClient
+from tests.support.flows import open_session, query
+from tests.support.gateway import TOKENS, run_gateway, test_settings
 from tests.support.redis_server import RedisServer
-
-
-class Results:
-    """A feed sink that wakes whoever waits for a query's `result`."""
-
-    def __init__(self) -> None:
-        self.done: dict[str, asyncio.Event] = {}
-
-    def push(self, frame: bytes) -> None:
-        event = json.loads(frame).get("event", {})
-        if event.get("kind") == "result" and event.get("query_id") in self.done:
-            self.done[event["query_id"]].set()
-
-    def end(self) -> None:
-        pass
 
 
 def reply_script(chars: int) -> str:
@@ -51,27 +32,15 @@ def reply_script(chars: int) -> str:
     return "SCRIPT:" + json.dumps({"steps": [[{"text": words}]], "chunk": 8})
 
 
-async def converse(session: Session, turns: int, reply_chars: int) -> None:
-    results = Results()
-    session.feed.subscribe(results)
-    actor = Actor(principal="bench")
-    for n in range(turns):
-        query_id = f"q{n}"
-        results.done[query_id] = asyncio.Event()
-        await session.execute(cf.Query(id=query_id, prompt=f"Turn {n}: please answer at length.\n{reply_script(reply_chars)}"), actor)
-        await asyncio.wait_for(results.done[query_id].wait(), 120)
-    session.feed.detach(results)
-
-
-async def weigh(redis: Redis, pattern: str) -> Iterator[tuple[str, str, int, int]]:
+async def weigh(redis: Redis, pattern: str) -> list[tuple[str, str, int, int]]:
     """(key, type, elements, MEMORY USAGE bytes) for every key matching `pattern`."""
     rows = []
     async for raw in redis.scan_iter(match=pattern, count=1000):
         key = raw.decode()
         kind = (await redis.type(key)).decode()
-        size = {"list": redis.llen, "set": redis.scard, "zset": redis.zcard, "hash": redis.hlen, "stream": redis.xlen}[kind]
+        size = {"list": redis.llen, "set": redis.scard, "zset": redis.zcard, "hash": redis.hlen, "stream": redis.xlen, "string": redis.strlen}[kind]
         rows.append((key, kind, await size(key), await redis.memory_usage(key, samples=0) or 0))
-    return iter(sorted(rows))
+    return sorted(rows)
 
 
 async def main() -> None:
@@ -83,37 +52,42 @@ async def main() -> None:
     server = RedisServer(tmp / "redis").start()
     model = ScriptedModelServer()
     model.start_in_thread()
-    settings = Settings(
-        anthropic_api_key="sk-bench", anthropic_base_url=model.url, demo="off", sessions_dir=tmp / "sessions",
-        scrub_environment=False, redis_url=server.url, tool_env_isolation="off",
-    )
+    settings = test_settings(tmp, model.url, redis_url=server.url, tool_env_isolation="off")
     redis = Redis.from_url(server.url)
-    manager = SessionManager(settings, load_profiles(None), conversations=RedisSessionStore(redis, settings.redis_key_prefix, 3600))
     try:
-        session = await manager.open("bench", cf.Open(id="o1"))
-        started = time.monotonic()
-        await converse(session, args.turns, args.reply_chars)
-        elapsed = time.monotonic() - started
-        log = f"{settings.redis_key_prefix}:{{{session.id}}}:log"
-        first = session.feed.log.first_seq
-        frames = session.feed.log.read_after(first - 1) or []
-        async with redis.pipeline(transaction=False) as pipe:
-            for seq, frame in enumerate(frames, start=first):
-                pipe.xadd(log, {"f": frame, "t": int(time.time() * 1000)}, id=f"{seq}-0")
-            await pipe.execute()
-        print(f"{args.turns} turns with replies of ~{args.reply_chars} characters in {elapsed:.1f} s; "
-              f"{session.feed.log.last_seq} events, {len(frames)} in the log (log_max_events {settings.log_max_events})")
-        print(f"{'key':70} {'type':7} {'elements':>9} {'bytes':>11}")
-        total = 0
-        for key, kind, count, size in await weigh(redis, f"{settings.redis_key_prefix}:*"):
-            total += size
-            print(f"{key[:70]:70} {kind:7} {count:9,} {size:11,}")
-        log_bytes = await redis.memory_usage(log, samples=0) or 0
-        print(f"{'total':70} {'':7} {'':9} {total:11,}")
-        print(f"event log: {log_bytes / max(1, len(frames)) * 1000:,.0f} bytes per 1,000 events "
-              f"(frames average {sum(map(len, frames)) / max(1, len(frames)):.0f} bytes)")
+        async with run_gateway(settings) as gw:
+            client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+            session_id = (await open_session(client))["session"]["session_id"]
+            started = time.monotonic()
+            for n in range(args.turns):
+                ack = await query(client, f"Turn {n}: please answer at length.\n{reply_script(args.reply_chars)}")
+                await client.event("result", lambda e: e["query_id"] == ack["id"], timeout=120)
+            elapsed = time.monotonic() - started
+            log = f"{settings.redis_key_prefix}:{{{session_id}}}:log"
+            written_here = not await redis.exists(log)
+            if written_here:
+                kept = client.events[-settings.log_max_events:]
+                async with redis.pipeline(transaction=False) as pipe:
+                    for frame in kept:
+                        body = msgspec.json.encode({k: v for k, v in frame.items() if k != "_seen"})
+                        pipe.xadd(log, {"f": body, "t": frame["ts"]}, id=f"{frame['seq']}-0")
+                    await pipe.execute()
+            entries = await redis.xlen(log)
+            frame_bytes = sum(len(f) for _, fields in await redis.xrange(log) for k, f in fields.items() if k == b"f")
+            print(f"{args.turns} turns with replies of ~{args.reply_chars} characters in {elapsed:.1f} s; "
+                  f"{client.last_seq} events, {entries} in the log (log_max_events {settings.log_max_events})"
+                  + ("; the log written by this script (this gateway keeps it in memory)" if written_here else ""))
+            print(f"{'key':70} {'type':7} {'elements':>9} {'bytes':>11}")
+            total = 0
+            for key, kind, count, size in await weigh(redis, f"{settings.redis_key_prefix}:*"):
+                total += size
+                print(f"{key[:70]:70} {kind:7} {count:9,} {size:11,}")
+            log_bytes = await redis.memory_usage(log, samples=0) or 0
+            print(f"{'total':70} {'':7} {'':9} {total:11,}")
+            print(f"event log: {log_bytes / max(1, entries) * 1000:,.0f} bytes per 1,000 events "
+                  f"(frames average {frame_bytes / max(1, entries):.0f} bytes)")
+            await client.close()
     finally:
-        await manager.shutdown()
         await redis.aclose()
         model.stop()
         server.stop()
