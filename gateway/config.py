@@ -52,8 +52,8 @@ class Settings(msgspec.Struct, kw_only=True):
     redis_key_prefix: str = "ag"
     redis_pool_size: int = 64
     redis_timeout_s: float = 2.0
-    replica_id: str = ""
     conversation_ttl_s: float = 86400.0
+    replica_id: str = ""
 
     def token_map(self) -> dict[str, str]:
         """`principal=token` pairs, comma separated, as token -> principal."""
