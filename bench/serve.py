@@ -1,10 +1,12 @@
-"""One benchmark server process: `python -m bench.serve gateway|baseline PORT [auto|asyncio|uvloop]`.
+"""One benchmark server process: `python -m bench.serve gateway|baseline PORT [auto|asyncio|uvloop]
+[--redis-url URL --replica-id ID] [--log-max-events N]`.
 
 Both run under uvicorn with the WebSocket settings `agent-gateway serve` uses (gateway/cli.py); the
-gateway is the real app, with the synthetic agent in place of the CLI.
+gateway is the real app, with the synthetic agent in place of the CLI, and with `--redis-url` one
+replica of a cluster sharing that Redis.
 """
 
-import sys
+import argparse
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -26,14 +28,23 @@ def app_for(kind: str, settings: Settings) -> ASGIApp:
     raise SystemExit(f"unknown server {kind!r}: gateway or baseline")
 
 
-def main(kind: str, port: int, loop: str) -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.serve")
+    parser.add_argument("kind", choices=("gateway", "baseline"))
+    parser.add_argument("port", type=int)
+    parser.add_argument("loop", nargs="?", default=Settings().event_loop)
+    parser.add_argument("--redis-url", default="")
+    parser.add_argument("--replica-id", default="")
+    parser.add_argument("--log-max-events", type=int, default=Settings().log_max_events)
+    args = parser.parse_args(argv)
     settings = Settings(
-        tokens=f"bench={TOKEN}", max_sessions=MAX_SESSIONS, max_sessions_per_principal=MAX_SESSIONS, demo="off", event_loop=loop
+        tokens=f"bench={TOKEN}", max_sessions=MAX_SESSIONS, max_sessions_per_principal=MAX_SESSIONS, demo="off", event_loop=args.loop,
+        redis_url=args.redis_url, replica_id=args.replica_id, log_max_events=args.log_max_events,
     )
     uvicorn.run(
-        app_for(kind, settings),
+        app_for(args.kind, settings),
         host="127.0.0.1",
-        port=port,
+        port=args.port,
         log_level="warning",
         loop=settings.event_loop,
         ws_max_size=settings.max_frame_bytes * 4,
@@ -43,4 +54,4 @@ def main(kind: str, port: int, loop: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else Settings().event_loop)
+    main()
