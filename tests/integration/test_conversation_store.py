@@ -6,6 +6,7 @@ import itertools
 import os
 import shutil
 import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,9 +19,10 @@ from gateway.scripted_model.server import ScriptedModelServer
 from gateway.store.conversations import RedisSessionStore
 from tests.support.client import WsClient
 from tests.support.flows import open_session, query
-from tests.support.gateway import RunningGateway
+from tests.support.gateway import TOKENS, RunningGateway, run_gateway
 from tests.support.gateway import test_settings as make_settings
 from tests.support.processes import cli_pids
+from tests.support.redis_server import RedisServer
 
 prefixes = (f"t{n}" for n in itertools.count())
 
@@ -129,3 +131,37 @@ async def test_a_closed_sessions_conversation_leaves_redis(gateway: RunningGatew
     async with asyncio.timeout(10):
         while await redis.keys("ag:cs:*"):
             await asyncio.sleep(0.05)
+
+
+async def test_a_cli_started_while_redis_is_frozen_fails_fast_and_the_next_query_resumes(
+    tmp_path: Path, model_url: str, model_server: ScriptedModelServer
+) -> None:
+    """A new CLI reads its conversation from Redis before it starts: with Redis frozen that read fails
+    within `redis_timeout_s` (the query ends `agent_unavailable`, nothing hangs), and once Redis is
+    back the next query resumes the whole conversation."""
+    server = RedisServer(tmp_path / "redis").start()
+    try:
+        async with run_gateway(make_settings(tmp_path, model_url, redis_url=server.url, redis_timeout_s=0.5)) as gw:
+            alice = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+            session_id = (await open_session(alice))["session"]["session_id"]
+            first = await query(alice, "SCRIPT:hello turn-one")
+            await alice.event("result", lambda e: e["query_id"] == first["id"], timeout=60)
+            [pid] = cli_pids(gw.app.state.settings.sessions_dir / session_id / "work")
+            os.kill(pid, signal.SIGKILL)
+            await alice.event("error", lambda e: e["code"] == "agent_exited")
+            server.pause()
+            try:
+                started = time.monotonic()
+                refused = await query(alice, "SCRIPT:hello turn-two")
+                result = await alice.event("result", lambda e: e["query_id"] == refused["id"], timeout=30)
+                assert result["subtype"] == "agent_unavailable", result
+                assert time.monotonic() - started < 10
+            finally:
+                server.resume()
+            model_server.requests.clear()
+            again = await query(alice, "SCRIPT:hello turn-three")
+            assert (await alice.event("result", lambda e: e["query_id"] == again["id"], timeout=60))["is_error"] is False
+            assert any("turn-one" in str(m) for r in model_server.requests for m in r.body.get("messages", []))
+            await alice.close()
+    finally:
+        server.stop()
