@@ -45,7 +45,11 @@ class Interrupt(ClientFrame, tag="interrupt"):
 
 
 class PermissionResponse(ClientFrame, tag="permission_response"):
-    """Answer a `permission_request` (or decline a `question` with `deny`)."""
+    """Answer a `permission_request` (or decline a `question` with `deny`).
+
+    `updated_input` and `apply_suggestions` go with `allow`, `message` and `interrupt` with `deny`:
+    an option sent with the other decision is refused (`bad_frame`), never silently ignored.
+    """
 
     request_id: Name
     decision: Literal["allow", "deny"]
@@ -53,6 +57,15 @@ class PermissionResponse(ClientFrame, tag="permission_response"):
     message: Annotated[str, Meta(max_length=10_000)] | None = None
     interrupt: bool = False
     apply_suggestions: list[Annotated[int, Meta(ge=0)]] = []
+
+    def __post_init__(self) -> None:
+        if self.decision == "allow":
+            misplaced = [name for name, value in (("message", self.message is not None), ("interrupt", self.interrupt)) if value]
+        else:
+            misplaced = [name for name, value in (("updated_input", self.updated_input is not None), ("apply_suggestions", bool(self.apply_suggestions))) if value]
+        if misplaced:
+            other = "deny" if self.decision == "allow" else "allow"
+            raise ValueError(f"`{misplaced[0]}` applies only to `decision: {other}`")
 
 
 class QuestionResponse(ClientFrame, tag="question_response"):

@@ -53,6 +53,29 @@ async def test_tool_allowed_with_edited_input(alice: WsClient) -> None:
     assert "edited-by-user" in result_text(block)
 
 
+async def test_an_option_that_does_not_fit_the_decision_is_refused_not_ignored(alice: WsClient) -> None:
+    """`interrupt` and `message` go with deny, `updated_input` and `apply_suggestions` with allow: sent
+    with the other decision they are refused, and the request stays pending for a valid answer."""
+    await open_session(alice)
+    await query(alice, "SCRIPT:bash")
+    request = await alice.event("permission_request")
+    misfits = [
+        ("allow", {"interrupt": True}), ("allow", {"message": "why"}),
+        ("deny", {"updated_input": {"command": "true"}}), ("deny", {"apply_suggestions": [0]}),
+    ]
+    for decision, option in misfits:
+        reply = await alice.request({"type": "permission_response", "request_id": request["request_id"], "decision": decision, **option})
+        assert reply["type"] == "error" and reply["code"] == "bad_frame", (decision, option, reply)
+        [name] = option
+        assert f"`{name}`" in reply["message"], reply
+    assert "request_resolved" not in alice.kinds()
+    await alice.request({"type": "permission_response", "request_id": request["request_id"], "decision": "allow", "interrupt": False})
+    assert (await alice.event("request_resolved"))["outcome"] == "allowed"
+    result = await alice.event("result")
+    assert result["terminal_reason"] == "completed"
+    assert "hello-from-agent" in result_text(tool_results(alice)[0])
+
+
 async def test_question_answered_with_labels(alice: WsClient) -> None:
     await open_session(alice)
     await query(alice, "SCRIPT:ask")
