@@ -114,9 +114,10 @@ class Session:
         return self._closing
 
     async def _close(self, reason: str) -> None:
+        # Requests are settled before the results, and `closed` is the only state after them.
+        self.approvals.cancel_all()
         self._drop_current("the session was closed")
         self._drop_queued("the session was closed")
-        self.approvals.cancel_all()
         self._set_state("closed", reason)
         self._stop_waiting("the session was closed")
         if self._pump_task is not None:
@@ -254,10 +255,11 @@ class Session:
             self._sealed = state == "closed"
 
     def _sync_state(self) -> None:
-        """Approvals changed: move between running and awaiting_approval."""
+        """Approvals changed: move between running and awaiting_approval. A request the SDK cancels
+        because its CLI died changes nothing: `on_exit` ends the turn and sets the state."""
         if self.state == "running" and len(self.approvals):
             self._set_state("awaiting_approval")
-        elif self.state == "awaiting_approval" and not len(self.approvals):
+        elif self.state == "awaiting_approval" and not len(self.approvals) and self._runner is not None and self._runner.alive:
             self._set_state("running")
 
     # ---- runner hooks ----------------------------------------------------------------------
