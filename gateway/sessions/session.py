@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import msgspec
 from claude_agent_sdk import ConversationResetMessage, ResultMessage, StreamEvent, SystemMessage
 from claude_agent_sdk.types import ToolPermissionContext
 
@@ -395,15 +396,16 @@ class Session:
         if len(self._queue) >= self._max_queued:
             raise GatewayError(ErrorCode.QUEUE_FULL, f"{self._max_queued} queries are already queued")
         queued = self.state not in READY_STATES or bool(self._queue) or self._reset_lock.locked()
+        prompt = frame.prompt if isinstance(frame.prompt, str) else msgspec.to_builtins(frame.prompt)  # the SDK writes it with json
         message = {
             "type": "user",
-            "message": {"role": "user", "content": frame.prompt},
+            "message": {"role": "user", "content": prompt},
             "parent_tool_use_id": None,
             "uuid": str(uuid.uuid4()),
             "client_composed": True,  # verbatim: no slash commands or @file expansion from clients
         }
         self._queue.append((frame.id, message))
-        self.emit(ev.UserQuery(query_id=frame.id, prompt=frame.prompt, by=actor, queued=queued))
+        self.emit(ev.UserQuery(query_id=frame.id, prompt=prompt, by=actor, queued=queued))
         self._wake.set()
         return {"query_id": frame.id, "queued": queued, "position": len(self._queue) - 1 if queued else 0}
 
