@@ -79,6 +79,7 @@ class SessionManager:
             runner_factory=self._runner_factory,
             on_closed=self._remove_files,
             max_queued=self.settings.max_queued_queries,
+            turn_watchdog_s=self.settings.turn_watchdog_s,
         )
         self._sessions[session.id] = session
         session.start()
@@ -123,15 +124,23 @@ class SessionManager:
             await self.reap()
 
     async def reap(self) -> None:
-        """Close sessions idle with no client past the timeout; forget closed ones past retention."""
+        """Close sessions quiet with no client past the timeout; forget closed ones past retention.
+
+        A busy session (a turn running, an approval pending, a CLI starting) gets the turn watchdog's
+        time on top: whatever it waits on, its CLI never runs forever with nobody there.
+        """
         now = time.time() * 1000
         for session in list(self._sessions.values()):
             quiet_ms = now - session.last_activity
             if session.closed:
                 if quiet_ms > self.settings.closed_retention_s * 1000:
                     self._sessions.pop(session.id, None)
-            elif session.connections == 0 and session.state in ("idle", "failed") and quiet_ms > self.settings.idle_timeout_s * 1000:
-                log.info("session %s reaped after %.0f s idle", session.id, quiet_ms / 1000)
+                continue
+            timeout_s = self.settings.idle_timeout_s
+            if session.state not in ("idle", "failed"):
+                timeout_s += self.settings.turn_watchdog_s
+            if session.connections == 0 and quiet_ms > timeout_s * 1000:
+                log.info("session %s (%s) reaped after %.0f s quiet", session.id, session.state, quiet_ms / 1000)
                 await self.close(session, "idle_timeout")
 
     async def shutdown(self) -> None:
