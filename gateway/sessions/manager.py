@@ -28,6 +28,7 @@ from gateway.wire.http import ProfileCheck
 log = logging.getLogger("gateway.sessions")
 
 RunnerFactory = Callable[[Session, str | None], AgentRunner]
+SHUTDOWN_DRAIN_S = 5.0  # how long shutdown waits for attached clients to be sent their sessions' last events
 
 
 class SessionManager:
@@ -39,6 +40,7 @@ class SessionManager:
         self._sessions: dict[str, Session] = {}
         self._opened: collections.OrderedDict[tuple[str, str], str] = collections.OrderedDict()
         self._reaper: asyncio.Task[None] | None = None
+        self.shutting_down = False
 
     # ---- lookup ----------------------------------------------------------------------------
 
@@ -60,6 +62,8 @@ class SessionManager:
     async def open(self, principal: str, frame: Open) -> Session:
         """Create a session and start its CLI in the background. Re-sending the same `open` frame id
         returns the same session."""
+        if self.shutting_down:
+            raise GatewayError(ErrorCode.AGENT_UNAVAILABLE, "the gateway is shutting down; try again in a moment")
         existing = self._sessions.get(self._opened.get((principal, frame.id), ""))
         if existing is not None and not existing.closed:  # a closed one is gone: the open makes a new one
             return existing
@@ -144,13 +148,24 @@ class SessionManager:
                 await self.close(session, "idle_timeout")
 
     async def shutdown(self) -> None:
-        """Stop every CLI (SIGTERM path); sessions end as closed with reason `shutdown`."""
+        """Close every session (SIGTERM path) with reason `shutdown` and stop every CLI.
+
+        Runs before the transports close their connections: each session's last events (every
+        query's `result`, then `closed`) are emitted at once and its attached clients are sent them
+        (for up to SHUTDOWN_DRAIN_S; they detach when their outbox has drained) while the CLIs stop.
+        """
+        self.shutting_down = True
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
         # Closed ones too: a close a client started may still be stopping its CLI; this waits for it.
-        await asyncio.gather(*(self.close(s, "shutdown") for s in self._sessions.values()), return_exceptions=True)
+        closing = asyncio.gather(*(self.close(s, "shutdown") for s in self._sessions.values()), return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SHUTDOWN_DRAIN_S):
+                while any(s.connections for s in self._sessions.values()):
+                    await asyncio.sleep(0.02)
+        await closing
 
     # ---- operator and bulk operations ------------------------------------------------------
 
