@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
-from claude_agent_sdk import ConversationResetMessage, ResultMessage, StreamEvent, SystemMessage
+from claude_agent_sdk import CLIJSONDecodeError, ConversationResetMessage, ResultMessage, StreamEvent, SystemMessage
 from claude_agent_sdk.types import ToolPermissionContext
 
 from gateway import PROTOCOL_VERSION
@@ -367,14 +367,18 @@ class Session:
         self._runner = None
         log.warning("session %s: agent exited: %r", self.id, error)
         self.approvals.cancel_all()
-        self.emit(ev.AgentError(
-            code="agent_exited",
-            message="The agent process stopped unexpectedly; the conversation continues on the next query.",
-            recoverable=True,
-        ))
-        self._drop_current("the agent process stopped during this turn", "agent_exited")
+        if isinstance(error, CLIJSONDecodeError) and "maximum buffer size" in str(error):
+            # The SDK can't read past a message over `max_buffer_size` and drops its CLI: the turn's
+            # own result is lost with it, so the query ends with one saying why.
+            code, message = "message_too_large", "The agent sent a message larger than the gateway reads (max_cli_message_bytes); the conversation continues on the next query."
+            why = "the agent sent a message over max_cli_message_bytes during this turn"
+        else:
+            code, message = "agent_exited", "The agent process stopped unexpectedly; the conversation continues on the next query."
+            why = "the agent process stopped during this turn"
+        self.emit(ev.AgentError(code=code, message=message, recoverable=True))
+        self._drop_current(why, code)
         self._stop_waiting("the agent exited")
-        self._set_state("idle", "agent_exited")
+        self._set_state("idle", code)
         self._wake.set()
 
     def _stop_waiting(self, why: str) -> None:

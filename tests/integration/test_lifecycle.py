@@ -472,3 +472,34 @@ async def test_a_busy_session_nobody_is_attached_to_is_reaped_after_the_watchdog
         closed = await late.event("state", lambda e: e["state"] == "closed")
         assert closed["reason"] == "idle_timeout"
         await drain_until_closed(late)
+
+
+def huge_reply(size: int) -> str:
+    """A prompt whose reply is one assistant message of `size` characters."""
+    return 'SCRIPT:{"steps": [[{"text": "abcdefgh", "repeat": %d}]], "chunk": 262144}' % (size // 8)
+
+
+async def test_a_cli_message_over_the_sdks_default_1_mib_arrives_whole(alice: WsClient) -> None:
+    """The SDK's default `max_buffer_size` (1 MiB) ended such a turn as `agent_exited`, the reply lost."""
+    await open_session(alice)
+    ack = await query(alice, huge_reply(3 << 20))
+    message = await alice.event("assistant_message", timeout=60)
+    assert sum(len(b.get("text", "")) for b in message["content"]) == 3 << 20
+    result = await alice.event("result", lambda e: e["query_id"] == ack["id"], timeout=60)
+    assert result["is_error"] is False and "error" not in alice.kinds()
+
+
+async def test_a_cli_message_over_the_limit_ends_the_turn_as_message_too_large(settings) -> None:  # type: ignore[no-untyped-def]
+    async with run_gateway(msgspec.structs.replace(settings, max_cli_message_bytes=256 << 10)) as gw:
+        client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        await open_session(client)
+        ack = await query(client, huge_reply(512 << 10))
+        error = await client.event("error", timeout=60)
+        assert error["code"] == "message_too_large" and error["recoverable"] is True, error
+        result = await client.event("result", lambda e: e["query_id"] == ack["id"])
+        assert result["subtype"] == "message_too_large" and result["is_error"] and result["errors"], result
+        await client.event("state", lambda e: e["state"] == "idle" and e.get("reason") == "message_too_large")
+        again = await query(client, "SCRIPT:hello")
+        done = await client.event("result", lambda e: e["query_id"] == again["id"], timeout=60)
+        assert done["is_error"] is False
+        await client.close()
