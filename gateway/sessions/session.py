@@ -135,7 +135,7 @@ class Session:
                     await task
         async with self._runner_lock:  # a reset's CLI start still in flight finishes, then stops here
             await self._stop_runner()
-        await asyncio.gather(*self._retiring)
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         self.feed.end()
         if self._on_closed is not None:
             await self._on_closed(self)
@@ -486,10 +486,10 @@ class Session:
         try:
             await self._control(self._runner.interrupt())
         except GatewayError:
-            # The CLI didn't even take the interrupt in time: its turn is abandoned now rather than
-            # at the guard's next look (one outcome: the query ends `agent_unresponsive`).
+            # The CLI refused the interrupt or didn't take it in time: its turn is abandoned now rather
+            # than at the guard's next look (one outcome: the query ends `agent_unresponsive`).
             if self._current_query == query_id and self.state == "interrupted":
-                self._abandon_turn(f"the agent did not take the interrupt within {CONTROL_TIMEOUT_S:.0f} s; it was replaced")
+                self._abandon_turn("the agent did not take the interrupt; it was replaced")
         return {"interrupted": True}
 
     async def _set_model(self, model: str, actor: ev.Actor) -> None:
