@@ -503,3 +503,28 @@ async def test_a_cli_message_over_the_limit_ends_the_turn_as_message_too_large(s
         done = await client.event("result", lambda e: e["query_id"] == again["id"], timeout=60)
         assert done["is_error"] is False
         await client.close()
+
+
+async def test_a_turn_wedged_by_a_block_the_api_refuses_is_ended_by_its_interrupt(
+    gateway: RunningGateway, alice: WsClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wedge the fuzzer found, past the wire's validation (a frame built in-process): the CLI
+    acks the interrupt but never ends the turn. Within the bound the query ends `agent_unresponsive`
+    and the session takes queries again."""
+    from gateway.wire.client import Query
+    from gateway.wire.events import Actor
+
+    monkeypatch.setattr("gateway.sessions.session.CONTROL_TIMEOUT_S", 2.0)
+    attached = await open_session(alice)
+    session = gateway.manager.get("alice", attached["session"]["session_id"])
+    await session.execute(Query(id="wedge", prompt=[{"type": "text"}]), Actor(principal="alice", connection="test"))  # type: ignore[list-item]
+    await alice.state("running")
+    await asyncio.sleep(2.0)
+    assert "result" not in alice.kinds()  # wedged: without the guard it would stay so for good
+    reply = await alice.request({"type": "interrupt"})
+    assert reply["type"] == "ack" and reply["result"] == {"interrupted": True}, reply
+    result = await alice.event("result", lambda e: e["query_id"] == "wedge", timeout=30)
+    assert result["subtype"] == "agent_unresponsive", result
+    again = await query(alice, "SCRIPT:hello")
+    done = await alice.event("result", lambda e: e["query_id"] == again["id"], timeout=60)
+    assert done["is_error"] is False
