@@ -7,6 +7,7 @@ import os
 import sys
 
 import uvicorn
+from uvicorn.main import STARTUP_FAILURE
 
 from gateway import __version__, config
 from gateway.app import GatewayServer, create_app
@@ -95,7 +96,7 @@ def serve(settings: Settings) -> None:
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
     if not server.started:
-        raise SystemExit(3)  # uvicorn's STARTUP_FAILURE: the port is taken, say
+        raise SystemExit(STARTUP_FAILURE)  # as uvicorn.run: the port is taken, say
 
 
 def main(argv: list[str] | None = None) -> None:
