@@ -1,14 +1,16 @@
 """`agent-gateway serve`: read settings, scrub the environment, start demo mode if asked, run uvicorn."""
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
 
 import uvicorn
+from uvicorn.main import STARTUP_FAILURE
 
 from gateway import __version__, config
-from gateway.app import create_app
+from gateway.app import GatewayServer, create_app
 from gateway.config import Settings
 from gateway.sessions.agent_options import bwrap_installed, tool_isolation_enabled
 
@@ -78,7 +80,7 @@ def serve(settings: Settings) -> None:
             f"  {auth.generated_token}",
             f"  Chat page: http://{settings.host}:{settings.port}/#token={auth.generated_token}",
         ])
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
@@ -90,6 +92,11 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=10,
         proxy_headers=True,
     )
+    server = GatewayServer(config, app.state.manager)
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)  # as uvicorn.run: the port is taken, say
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -91,7 +91,10 @@ class WebSocketConnection:
             except SlowConsumer:
                 return
             if not batch:  # the session closed: everything it said has been sent
-                self._close_code = (CloseCode.SESSION_CLOSED, "session closed")
+                if self.manager.shutting_down:  # closed by the restart, not for good: reconnect elsewhere
+                    self._close_code = (CloseCode.SERVICE_RESTART, "the gateway is restarting: reconnect")
+                else:
+                    self._close_code = (CloseCode.SESSION_CLOSED, "session closed")
                 return
             await self.ws.send_text(b"\n".join(batch).decode())
 

@@ -37,7 +37,7 @@ def decode_client_frame(raw: bytes | str) -> ClientFrame:
         loose = _loose_object(raw)
         frame_id = loose.get("id") if isinstance(loose.get("id"), str) else None
         text = str(exc)
-        if "`$.type`" in text or "missing required field `type`" in text:
+        if "`$.type`" in text or text == "Object missing required field `type`":  # the frame's, not a block's
             return_code = ErrorCode.UNKNOWN_TYPE if "type" in loose else ErrorCode.BAD_FRAME
             raise FrameError(return_code, _explain_type(loose, text), frame_id) from None
         raise FrameError(ErrorCode.BAD_FRAME, text, frame_id) from None

@@ -34,7 +34,7 @@ CASES = [
     ('{"type": "attach", "id": "x12", "session_id": "s_x"}', "already_attached", "x12"),
     ('{"type": "open", "id": "x13"}', "already_attached", "x13"),
     ('{"type": "attach", "id": "x14", "session_id": "s_x", "after": -1}', "bad_frame", "x14"),
-    ('{"type": "query", "id": "x15", "prompt": [{"type": "text", "x": ' + "[" * 1800 + "]" * 1800 + "}]}", "bad_json", None),  # too deep
+    ('{"type": "permission_response", "id": "x15", "request_id": "r", "decision": "allow", "updated_input": {"x": ' + "[" * 1800 + "]" * 1800 + "}}", "bad_json", None),  # too deep
 ]
 
 
@@ -48,6 +48,38 @@ async def test_every_bad_frame_gets_its_error_and_the_session_goes_on(alice: WsC
     ack = await query(alice, "SCRIPT:hello")
     result = await alice.event("result", lambda e: e["query_id"] == ack["id"])
     assert result["is_error"] is False
+
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+MALFORMED_BLOCKS = [
+    [{"type": "text"}], [{"type": "text", "text": 5}], [{"type": "text", "text": ""}], [None], [["a"]], ["a"],
+    [{"type": "banana", "text": "x"}], [{"text": "x"}], [{"type": "text", "text": "x", "extra": 1}],
+    [{"type": "image", "source": {"type": "base64", "media_type": "image/png"}}],
+    [{"type": "image", "source": {"type": "base64", "media_type": "application/pdf", "data": PNG}}],
+    [{"type": "document", "source": {"type": "text", "data": "x"}}],
+]
+
+
+async def test_malformed_content_blocks_are_refused_and_valid_ones_reach_the_model(alice: WsClient) -> None:
+    """Blocks the API would refuse wedged the CLI's turn for good; they are refused up front, naming
+    the block, and the shapes that are accepted are ones the CLI takes."""
+    await open_session(alice)
+    for blocks in MALFORMED_BLOCKS:
+        reply = await alice.request({"type": "query", "prompt": [{"type": "text", "text": "fine"}, *blocks]})
+        assert reply["type"] == "error" and reply["code"] == "bad_frame", (blocks, reply)
+        assert "$.prompt[1]" in reply["message"], reply
+    assert "user_query" not in alice.kinds()
+    good = [
+        {"type": "text", "text": "SCRIPT:hello", "cache_control": {"type": "ephemeral"}},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "some notes"}, "title": "notes"},
+    ]
+    ack = await alice.request({"type": "query", "prompt": good})
+    assert ack["type"] == "ack", ack
+    assert (await alice.event("user_query"))["prompt"] == good
+    result = await alice.event("result", lambda e: e["query_id"] == ack["id"], timeout=60)
+    assert result["is_error"] is False, result
+    assert "Hello! I am the scripted model" in alice.text()
 
 
 async def test_session_frames_before_attach(gateway: RunningGateway) -> None:

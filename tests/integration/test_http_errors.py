@@ -79,7 +79,7 @@ BAD_CREATES = [
     (b'{"allowed_tools": ["Bash"]}', "forbidden_option"),
     (b'{"max_turns": 999}', "forbidden_option"),
     (b'{"profile": "\xff"}', "bad_json"),
-    (b'{"prompt": [{"type": "text", "x": ' + b"[" * 1800 + b"]" * 1800 + b"}]}", "bad_json"),  # nested too deeply
+    (b'{"prompt": [{"type": "text", "text": "a", "citations": [{"x": ' + b"[" * 1800 + b"]" * 1800 + b"}]}]}", "bad_json"),  # nested too deeply
 ]
 
 
@@ -113,7 +113,7 @@ BAD_FRAMES = [
     (b'{"type": "set_model", "id": "f9", "model": "gpt-4"}', "model_not_allowed", "f9"),
     (b'{"type": "set_permission_mode", "id": "f10", "mode": "bypassPermissions"}', "mode_not_allowed", "f10"),
     (b'{"type": "reset_conversation", "id": "f11", "mode": "medium"}', "bad_frame", "f11"),
-    (b'{"type": "query", "id": "f12", "prompt": [{"type": "text", "x": ' + b"[" * 1800 + b"]" * 1800 + b"}]}", "bad_json", None),
+    (b'{"type": "query", "id": "f12", "prompt": [{"type": "text", "text": "a", "citations": [{"x": ' + b"[" * 1800 + b"]" * 1800 + b"}]}]}", "bad_json", None),
 ]
 
 

@@ -56,3 +56,26 @@ async def test_gateway_secrets_never_reach_tool_calls(tmp_path, model_url) -> No
         for secret in ("hunter2-secret", TOKENS["alice"], "sk-test", "AGENT_GATEWAY_TOKENS"):
             assert secret not in output
         await client.close()
+
+
+async def test_sigterm_ends_every_query_with_a_result_and_every_session_closed_before_the_close_frame(tmp_path, model_url) -> None:  # type: ignore[no-untyped-def]
+    """uvicorn closes every WebSocket before the lifespan's shutdown runs: the sessions are closed
+    first, so each client has its running query's `result` and its session's `closed` before 1012."""
+    async with gateway_process(tmp_path, model_url) as (proc, port):
+        url = f"ws://127.0.0.1:{port}/v1/ws"
+        busy, idle = [await WsClient.connect(url, TOKENS[name]) for name in ("alice", "bob")]
+        for client in (busy, idle):
+            await open_session(client)
+        running = await query(busy, "SCRIPT:long")
+        queued = await query(busy, "SCRIPT:hello")
+        await busy.event("stream")
+        proc.send_signal(signal.SIGTERM)
+        for client in (busy, idle):
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    await client.recv(timeout=15)
+            assert client.close_code == 1012
+            assert client.events[-1]["event"] == {"kind": "state", "state": "closed", "reason": "shutdown"}
+        results = [e["event"] for e in busy.events if e["event"]["kind"] == "result"]
+        assert [(r["query_id"], r["subtype"]) for r in results] == [(running["id"], "cancelled"), (queued["id"], "cancelled")]
+        assert await asyncio.to_thread(proc.wait, 20) in (0, -signal.SIGTERM)
