@@ -1,16 +1,20 @@
 """`agent-gateway serve`: read settings, scrub the environment, start demo mode if asked, run uvicorn."""
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
+from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
 
 from gateway import __version__, config
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.sessions.agent_options import bwrap_installed, tool_isolation_enabled
+from gateway.transports.ws_protocol import GatewayWebSocketProtocol
 
 log = logging.getLogger("gateway")
 
@@ -36,6 +40,23 @@ def scrub_environment(settings: Settings) -> None:
     for name in list(os.environ):
         if name not in allow:
             del os.environ[name]
+
+
+def uvicorn_config(app: Starlette, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """How uvicorn serves the gateway (tests run the same, with their own port and log level)."""
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "loop": settings.event_loop,
+        "ws": GatewayWebSocketProtocol,
+        "ws_max_size": settings.max_frame_bytes * 4,
+        "ws_ping_interval": settings.ws_ping_interval_s,
+        "ws_ping_timeout": settings.ws_ping_timeout_s,
+        "timeout_graceful_shutdown": 10,
+        "proxy_headers": True,
+    }
+    return uvicorn.Config(app, **{**options, **overrides})
 
 
 def serve(settings: Settings) -> None:
@@ -78,18 +99,11 @@ def serve(settings: Settings) -> None:
             f"  {auth.generated_token}",
             f"  Chat page: http://{settings.host}:{settings.port}/#token={auth.generated_token}",
         ])
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        loop=settings.event_loop,
-        ws_max_size=settings.max_frame_bytes * 4,
-        ws_ping_interval=settings.ws_ping_interval_s,
-        ws_ping_timeout=settings.ws_ping_timeout_s,
-        timeout_graceful_shutdown=10,
-        proxy_headers=True,
-    )
+    server = uvicorn.Server(uvicorn_config(app, settings))
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: SIGINT ends the process quietly
+        server.run()
+    if not server.started:
+        raise SystemExit(3)  # uvicorn's STARTUP_FAILURE; it logged why (e.g. the port is taken)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -86,7 +86,7 @@ HELP: dict[str, str] = {
     "log_max_age_s": "Age after which events leave a session log.",
     "handshake_timeout_s": "Time a new WebSocket has to send `open` or `attach`.",
     "ws_ping_interval_s": "WebSocket ping interval (protocol-level pings, answered by browsers).",
-    "ws_ping_timeout_s": "A socket that doesn't answer a ping in this time is dropped.",
+    "ws_ping_timeout_s": "A socket that doesn't answer a ping in this time is closed with 4010 (resume).",
     "cli_env_allowlist": "Environment variables of the gateway that the CLI (and its tool calls) may see.",
     "scrub_environment": "Remove every variable not on the allow-list from the gateway's own environment at startup (the SDK hands the whole environment to the CLI).",
     "event_loop": "auto: uvloop when installed (it is a dependency on Linux and macOS), else asyncio; or asyncio, or uvloop. uvloop's cheaper loop turns matter because the SDK hands over one message per turn.",

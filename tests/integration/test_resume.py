@@ -184,6 +184,24 @@ async def test_stalled_reader_is_dropped_with_4008_and_resumes_without_loss(sett
         await reader.close()
 
 
+async def test_a_reader_that_answers_no_ping_is_told_to_resume(settings, model_url) -> None:  # type: ignore[no-untyped-def]
+    """A reader stalled past the ping interval and timeout gets 4010 (resume), not 1011 ("internal
+    error"), behind everything it had not read; the gateway drops its outbox as for any departure."""
+    quick = msgspec.structs.replace(settings, ws_ping_interval_s=0.3, ws_ping_timeout_s=0.3)
+    async with run_gateway(quick) as gw:
+        reader = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        attached = await open_session(reader)
+        session = gw.manager.get("alice", attached["session"]["session_id"])
+        stalled = await asyncio.to_thread(StalledSocket, gw.port, TOKENS["alice"])
+        await asyncio.to_thread(stalled.send, {"type": "attach", "id": "a1", "session_id": session.id, "after": reader.last_seq})
+        await query(reader, "SCRIPT:long")
+        await reader.event("result", timeout=60)  # the reader answers pings; the stalled one has a backlog
+        assert await asyncio.to_thread(stalled.close_code) == 4010
+        stalled.close()
+        assert session.feed.sink_count == 1
+        await reader.close()
+
+
 async def test_same_frame_id_from_two_sockets_at_once_runs_once(gateway: RunningGateway, alice: WsClient) -> None:
     attached = await open_session(alice)
     tab2 = await WsClient.connect(gateway.ws_url, TOKENS["alice"])

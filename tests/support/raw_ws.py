@@ -29,15 +29,27 @@ class StalledSocket:
         assert response.startswith(b"HTTP/1.1 101"), response
 
     def send(self, frame: dict[str, Any]) -> None:
-        payload = json.dumps(frame).encode()
+        self.send_text(json.dumps(frame).encode())
+
+    def send_text(self, payload: bytes, timeout: float | None = None) -> bool:
+        """Send one masked text message; False when the peer stopped taking it (within `timeout`) or reset the connection."""
         mask = os.urandom(4)
-        header = bytes([0x81])
         if len(payload) < 126:
-            header += bytes([0x80 | len(payload)])
+            header = bytes([0x81, 0x80 | len(payload)])
+        elif len(payload) < 1 << 16:
+            header = bytes([0x81, 0x80 | 126]) + struct.pack("!H", len(payload))
         else:
-            header += bytes([0x80 | 126]) + struct.pack("!H", len(payload))
-        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.sock.sendall(header + mask + masked)
+            header = bytes([0x81, 0x80 | 127]) + struct.pack("!Q", len(payload))
+        keystream = (mask * (len(payload) // 4 + 1))[: len(payload)]
+        masked = (int.from_bytes(payload, "big") ^ int.from_bytes(keystream, "big")).to_bytes(len(payload), "big")
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.sendall(header + mask + masked)
+        except (TimeoutError, ConnectionResetError, BrokenPipeError):
+            return False
+        finally:
+            self.sock.settimeout(None)
+        return True
 
     def close_code(self, timeout: float = 10.0) -> int | None:
         """Read everything left and return the close code the server sent, if any."""
