@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 
 from gateway import __version__, config
 from gateway.app import create_app
+from gateway.auth import redact_logs
 from gateway.config import Settings
 from gateway.sessions.agent_options import bwrap_installed, tool_isolation_enabled
 from gateway.transports.ws_protocol import GatewayWebSocketProtocol
@@ -43,7 +44,10 @@ def scrub_environment(settings: Settings) -> None:
 
 
 def uvicorn_config(app: Starlette, settings: Settings, **overrides: Any) -> uvicorn.Config:
-    """How uvicorn serves the gateway (tests run the same, with their own port and log level)."""
+    """How uvicorn serves the gateway (tests run the same, with their own port and log level).
+
+    uvicorn logs request lines with their query strings (tickets): its loggers get the redacting
+    filter once it has configured them."""
     options: dict[str, Any] = {
         "host": settings.host,
         "port": settings.port,
@@ -56,7 +60,9 @@ def uvicorn_config(app: Starlette, settings: Settings, **overrides: Any) -> uvic
         "timeout_graceful_shutdown": 10,
         "proxy_headers": True,
     }
-    return uvicorn.Config(app, **{**options, **overrides})
+    uv_config = uvicorn.Config(app, **{**options, **overrides})
+    redact_logs("uvicorn.access", "uvicorn.error")
+    return uv_config
 
 
 def serve(settings: Settings) -> None:
