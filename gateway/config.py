@@ -80,7 +80,7 @@ HELP: dict[str, str] = {
     "idle_timeout_s": "A session with no client and no activity for this long is closed and its CLI stopped.",
     "closed_retention_s": "How long a closed session can still be attached to (to read its last events).",
     "max_frame_bytes": "Largest client frame accepted (bytes); larger ones get `frame_too_large`.",
-    "send_queue_bytes": "Per-connection send backlog; a client that falls further behind is disconnected with 4008 and resumes.",
+    "send_queue_bytes": "Per-connection send backlog; a client that falls further behind is disconnected with 4008 and resumes. The backlog is also held to a quarter of the log's event and byte bounds, so the client's cursor is still in the log.",
     "log_max_events": "Events kept per session log for resume, at most; at the bound the oldest 1/64 leave together.",
     "log_max_bytes": "Bytes kept per session log for resume, at most; at the bound the oldest 1/64 leave together.",
     "log_max_age_s": "Age after which events leave a session log.",

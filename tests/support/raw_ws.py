@@ -51,6 +51,30 @@ class StalledSocket:
             self.sock.settimeout(None)
         return True
 
+    def read_until_close(self, timeout: float = 10.0) -> tuple[list[str], int | None]:
+        """Read the server's messages up to its close frame: (text messages, close code or None if the
+        connection ended without one). It reads with a larger buffer: a reader that woke up, not one
+        that takes the backlog 4 KiB at a time."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        self.sock.settimeout(timeout)
+        data, messages, offset = b"", [], 0
+        try:
+            while True:
+                while (frame := _parse_frame(data, offset)) is not None:
+                    opcode, payload, offset = frame
+                    if opcode == 0x8:
+                        return messages, int(struct.unpack("!H", payload[:2])[0]) if len(payload) >= 2 else None
+                    if opcode == 0x1:
+                        messages.append(payload.decode())
+                chunk = self.sock.recv(1 << 20)
+                if not chunk:
+                    return messages, None
+                data += chunk
+        except (TimeoutError, ConnectionResetError):
+            return messages, None
+        finally:
+            self.sock.settimeout(None)
+
     def close_code(self, timeout: float = 10.0) -> int | None:
         """Read everything left and return the close code the server sent, if any."""
         self.sock.settimeout(timeout)
@@ -73,3 +97,21 @@ class StalledSocket:
 
     def close(self) -> None:
         self.sock.close()
+
+
+def _parse_frame(data: bytes, offset: int) -> tuple[int, bytes, int] | None:
+    """One unmasked, unfragmented server frame at `offset`: (opcode, payload, next offset), or None if incomplete."""
+    if len(data) < offset + 2:
+        return None
+    opcode, length, start = data[offset] & 0x0F, data[offset + 1] & 0x7F, offset + 2
+    if length == 126:
+        if len(data) < start + 2:
+            return None
+        length, start = struct.unpack("!H", data[start : start + 2])[0], start + 2
+    elif length == 127:
+        if len(data) < start + 8:
+            return None
+        length, start = struct.unpack("!Q", data[start : start + 8])[0], start + 8
+    if len(data) < start + length:
+        return None
+    return opcode, data[start : start + length], start + length
