@@ -221,7 +221,7 @@ async def test_a_reader_cut_for_lagging_at_default_settings_resumes_with_a_repla
 async def test_a_reader_that_answers_no_ping_is_told_to_resume(settings, model_url) -> None:  # type: ignore[no-untyped-def]
     """A reader stalled past the ping interval and timeout gets 4010 (resume), not 1011 ("internal
     error"), behind everything it had not read; the gateway drops its outbox as for any departure."""
-    quick = msgspec.structs.replace(settings, ws_ping_interval_s=0.3, ws_ping_timeout_s=0.3)
+    quick = msgspec.structs.replace(settings, ws_ping_interval_s=0.5, ws_ping_timeout_s=1.0)
     async with run_gateway(quick) as gw:
         reader = await WsClient.connect(gw.ws_url, TOKENS["alice"])
         attached = await open_session(reader)
