@@ -59,10 +59,11 @@ async def test_gateway_secrets_never_reach_tool_calls(tmp_path, model_url) -> No
         await client.close()
 
 
-async def test_no_credential_reaches_the_log(tmp_path, model_url) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("level", ["info", "debug"])
+async def test_no_credential_reaches_the_log(tmp_path, model_url, level: str) -> None:  # type: ignore[no-untyped-def]
     """uvicorn logs every request line with its query string: a ticket (reusable until it expires)
-    or a token must never be in it, over WebSocket or SSE, accepted or refused."""
-    async with gateway_process(tmp_path, model_url) as (proc, port):
+    or a token must never be in the log, at any level, over WebSocket or SSE, accepted or refused."""
+    async with gateway_process(tmp_path, model_url, AGENT_GATEWAY_LOG_LEVEL=level) as (proc, port):
         base, token = f"http://127.0.0.1:{port}", TOKENS["alice"]
         bearer = await WsClient.connect(f"ws://127.0.0.1:{port}/v1/ws", token)  # the token as a subprotocol
         session_id = (await open_session(bearer))["session"]["session_id"]
