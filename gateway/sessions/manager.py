@@ -41,6 +41,7 @@ class SessionManager:
         self._opened: collections.OrderedDict[tuple[str, str], str] = collections.OrderedDict()
         self._reaper: asyncio.Task[None] | None = None
         self.shutting_down = False
+        self._stopping: set[asyncio.Task[None]] = set()  # closes finishing after their callers were answered
 
     # ---- lookup ----------------------------------------------------------------------------
 
@@ -166,18 +167,37 @@ class SessionManager:
                 while any(s.connections for s in self._sessions.values()):
                     await asyncio.sleep(0.02)
         await closing
+        await asyncio.gather(*self._stopping, return_exceptions=True)
 
     # ---- operator and bulk operations ------------------------------------------------------
 
     async def close_idle(self, principal: str, idle_for_s: float) -> list[str]:
-        """Close the principal's sessions with no activity for `idle_for_s`, unless a turn is running."""
+        """Close the principal's sessions with no activity for `idle_for_s`, unless a turn is running.
+
+        Returns once they are closed (state `closed`, out of the session limits), which takes a loop
+        turn or two; their CLIs stop in the background. A close waits for a CLI still starting, and
+        ten starting at once take seconds: the caller doesn't wait for that.
+        """
         cutoff = time.time() * 1000 - idle_for_s * 1000
         idle = [
             s for s in self.list_for(principal)
             if not s.closed and s.state not in ("running", "interrupted") and s.last_activity <= cutoff
         ]
-        await asyncio.gather(*(self.close(s, "closed_idle") for s in idle))
+        closes = [self._close_in_background(s, "closed_idle") for s in idle]
+        while any(not s.closed and not task.done() for s, task in zip(idle, closes)):
+            await asyncio.sleep(0)  # a close marks its session closed in its first step
         return [s.id for s in idle]
+
+    def _close_in_background(self, session: Session, reason: str) -> "asyncio.Task[None]":
+        task = asyncio.create_task(self.close(session, reason), name=f"close-{session.id}")
+        self._stopping.add(task)
+        task.add_done_callback(self._stopped)
+        return task
+
+    def _stopped(self, task: "asyncio.Task[None]") -> None:
+        self._stopping.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("closing a session failed", exc_info=task.exception())
 
     async def check_profile(self, name: str) -> ProfileCheck:
         """Dry-run a profile: start a CLI exactly as a session of it would, run one tiny turn, report.

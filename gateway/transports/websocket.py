@@ -15,7 +15,7 @@ from gateway.auth import SUBPROTOCOL, Authenticator, offered_subprotocols
 from gateway.config import Settings
 from gateway.sessions.manager import SessionManager
 from gateway.sessions.session import Session, now_ms
-from gateway.transports.outbox import Outbox, SlowConsumer
+from gateway.transports.outbox import SlowConsumer, connection_outbox
 from gateway.wire import client as cf
 from gateway.wire.codec import FrameError, decode_client_frame, error_frame, frame_bytes, frame_id_of
 from gateway.wire.errors import CloseCode, ErrorCode, GatewayError
@@ -39,7 +39,7 @@ class WebSocketConnection:
         self.principal = principal
         self.manager = manager
         self.settings = settings
-        self.outbox = Outbox(settings.send_queue_bytes)
+        self.outbox = connection_outbox(settings)
         self.session: Session | None = None
         self._close_code: tuple[int, str] | None = None
 
@@ -65,7 +65,7 @@ class WebSocketConnection:
                     await task
             self._detach()
             if self.outbox.overflowed:
-                log.info("connection %s dropped: send queue over %d bytes", self.id, self.settings.send_queue_bytes)
+                log.info("connection %s dropped: its send queue passed its bound", self.id)
                 self._close_code = (CloseCode.SLOW_CONSUMER, "slow consumer: resume from your last seq")
             await self._close()
 

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 
 import msgspec
 import pytest
@@ -10,6 +11,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.support.client import WsClient
 from tests.support.flows import open_session, query
 from tests.support.gateway import TOKENS, RunningGateway, run_gateway
+from tests.support.raw_ws import StalledSocket
 
 CASES = [
     (b"{not json", "bad_json", None),
@@ -104,6 +106,31 @@ async def test_oversized_frames(settings, model_url) -> None:  # type: ignore[no
         with pytest.raises(ConnectionClosed):
             await client.recv(timeout=5)
         assert client.close_code == 1009
+
+
+async def test_an_oversized_message_always_closes_with_1009_and_no_false_alarm(gateway: RunningGateway, caplog: pytest.LogCaptureFixture) -> None:
+    """Past four times max_frame_bytes the WebSocket layer refuses a message while the client is still
+    sending it, not reading the events streaming to it: the close frame (1009: don't resend) must
+    still reach it every time, and the gateway must not log a failure of its own."""
+    owner = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    session_id = (await open_session(owner))["session"]["session_id"]
+    await query(owner, "SCRIPT:" + json.dumps({"steps": [[{"text": "word ", "repeat": 8_000}]], "chunk": 8, "delay_ms": 1}))
+    await owner.event("stream")
+    session = gateway.manager.get("alice", session_id)
+    huge = json.dumps({"type": "query", "id": "huge", "prompt": "x" * (gateway.app.state.settings.max_frame_bytes * 4)}).encode()
+    codes = []
+    for _ in range(12):
+        client = await asyncio.to_thread(StalledSocket, gateway.port, TOKENS["alice"])
+        after = session.feed.last_seq
+        await asyncio.to_thread(client.send, {"type": "attach", "id": "a", "session_id": session_id, "after": after})
+        await asyncio.to_thread(client.send_text, huge, 5.0)  # the gateway stops taking it part way
+        codes.append(await asyncio.to_thread(client.close_code))
+        client.close()
+    assert codes == [1009] * 12
+    assert session.state == "running" and session.feed.last_seq > after  # events streamed throughout
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    owner.abort()  # it read nothing since: no closing handshake to wait for
+    await gateway.manager.close(session, "test over")
 
 
 async def test_handshake_timeout(settings, model_url) -> None:  # type: ignore[no-untyped-def]

@@ -78,6 +78,9 @@ BAD_CREATES = [
     (b'{"permission_mode": "bypassPermissions"}', "mode_not_allowed"),
     (b'{"allowed_tools": ["Bash"]}', "forbidden_option"),
     (b'{"max_turns": 999}', "forbidden_option"),
+    (b'{"max_turns": 999.0}', "forbidden_option"),  # a whole number is an integer however written: read, then refused
+    (b'{"max_turns": 3.5}', "bad_frame"),
+    (b'{"max_turns": "3"}', "bad_frame"),
     (b'{"profile": "\xff"}', "bad_json"),
     (b'{"prompt": [{"type": "text", "text": "a", "citations": [{"x": ' + b"[" * 1800 + b"]" * 1800 + b"}]}]}", "bad_json"),  # nested too deeply
 ]
@@ -108,6 +111,8 @@ BAD_FRAMES = [
     (b'{"type": "query", "id": "f4", "prompt": 7}', "bad_frame", "f4"),
     (b'{"type": "open", "id": "f5"}', "unknown_type", "f5"),
     (b'{"type": "ping", "id": "f6"}', "unknown_type", "f6"),
+    (b'{"type": "permission_response", "id": "f7", "request_id": "r", "decision": "allow", "apply_suggestions": [0.0]}', "unknown_request", "f7"),
+    (b'{"type": "permission_response", "id": "f8", "request_id": "r", "decision": "allow", "apply_suggestions": [0.5]}', "bad_frame", "f8"),
     (b'{"type": "permission_response", "id": "f7", "request_id": "req_x", "decision": "allow"}', "unknown_request", "f7"),
     (b'{"type": "question_response", "id": "f8", "request_id": "req_x", "answers": {}}', "unknown_request", "f8"),
     (b'{"type": "set_model", "id": "f9", "model": "gpt-4"}', "model_not_allowed", "f9"),
