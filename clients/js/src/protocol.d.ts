@@ -314,6 +314,7 @@ export interface ErrorFrame {
   type: "error";
   code: string;
   message: string;
+  /** The refused frame's id; absent when it had no valid id (or, for `bad_json`, none could be read). */
   id?: string | null;
 }
 export interface PongFrame {
