@@ -26,7 +26,7 @@ from gateway.sessions.translate import stream_event, to_event
 from gateway.wire import client as cf
 from gateway.wire import events as ev
 from gateway.wire.errors import ErrorCode, GatewayError
-from gateway.wire.server import Ack, Attached, Reset, SessionInfo, Snapshot
+from gateway.wire.server import Ack, Attached, Reset, ResetReason, SessionInfo, Snapshot
 
 log = logging.getLogger("gateway.session")
 
@@ -527,7 +527,13 @@ class Session:
                 return attached, frames
         snapshot = self.snapshot()
         self.feed.subscribe(sink)
-        reason = "cursor_too_old" if epoch in (None, self.feed.epoch) else "epoch_mismatch"
+        reason: ResetReason
+        if epoch not in (None, self.feed.epoch):
+            reason = "epoch_mismatch"
+        elif after > self.feed.last_seq:
+            reason = "cursor_ahead"
+        else:
+            reason = "cursor_too_old"
         return Reset(id=reply_id, reason=reason, connection=connection, snapshot=snapshot), []
 
     def detach(self, sink: Sink) -> None:

@@ -1,6 +1,6 @@
 """Frames the gateway sends. A WebSocket message holds one or more frames separated by "\\n"."""
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -75,10 +75,14 @@ class Snapshot(msgspec.Struct, kw_only=True):
     streaming_text: str | None = None
 
 
-class Reset(ServerFrame, tag="reset"):
-    """The client's cursor can't be served (too old, or another epoch): rebuild from this snapshot."""
+ResetReason = Literal["cursor_too_old", "cursor_ahead", "epoch_mismatch"]
 
-    reason: str
+
+class Reset(ServerFrame, tag="reset"):
+    """The client's cursor can't be served: events after it were evicted (`cursor_too_old`), it is
+    beyond the last event (`cursor_ahead`), or it names another epoch: rebuild from this snapshot."""
+
+    reason: ResetReason
     snapshot: Snapshot
     id: str | None = None
     connection: str | None = None

@@ -123,7 +123,12 @@ async def test_cursor_ahead_of_log_gets_reset(gateway: RunningGateway, alice: Ws
     attached = await open_session(alice)
     other = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
     reply = await attach(other, attached["session"]["session_id"], after=10_000, epoch=alice.epoch)
-    assert reply["type"] == "reset"
+    assert reply["type"] == "reset" and reply["reason"] == "cursor_ahead"
+    assert reply["snapshot"]["session"]["last_seq"] == alice.last_seq
+    # Without an epoch too: a cursor from nowhere is ahead, not too old.
+    again = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    assert (await attach(again, attached["session"]["session_id"], after=alice.last_seq + 1))["reason"] == "cursor_ahead"
+    await again.close()
     await other.close()
 
 

@@ -32,6 +32,7 @@ export { renderMarkdown, renderInline, escapeHtml, safeUrl } from './markdown.js
  * @typedef {import('./protocol.js').EventFrame} EventFrame
  * @typedef {import('./protocol.js').AttachedFrame} AttachedFrame
  * @typedef {import('./protocol.js').ResetFrame} ResetFrame
+ * @typedef {import('./protocol.js').ResetReason} ResetReason
  * @typedef {import('./protocol.js').AckFrame} AckFrame
  * @typedef {import('./protocol.js').ErrorFrame} ErrorFrame
  * @typedef {import('./protocol.js').SessionEvent} SessionEvent

@@ -353,10 +353,15 @@ export interface Snapshot {
   transcript: SessionEvent[];
   streaming_text?: string | null;
 }
-/** The client's cursor can't be served (too old, or another epoch): rebuild from this snapshot. */
+/** Why a cursor can't be served; new reasons may be added within version 1 (treat them alike). */
+export type ResetReason = "cursor_too_old" | "cursor_ahead" | "epoch_mismatch";
+/**
+ * The client's cursor can't be served: events after it were evicted (`cursor_too_old`), it is
+ * beyond the last event (`cursor_ahead`), or it names another epoch: rebuild from this snapshot.
+ */
 export interface ResetFrame {
   type: "reset";
-  reason: string;
+  reason: ResetReason | (string & {});
   snapshot: Snapshot;
   id?: string | null;
   connection?: string | null;

@@ -71,7 +71,7 @@ export class FakeGateway {
     const after = frame.after ?? 0;
     if ((frame.epoch && frame.epoch !== this.epoch) || after > this.log.length) {
       const snapshot = { session: this.info(), transcript: this.log.map((f) => f.event).filter((e) => e.kind !== 'state' && e.kind !== 'stream') };
-      return [JSON.stringify({ type: 'reset', id: frame.id, reason: frame.epoch !== this.epoch ? 'epoch_mismatch' : 'cursor_too_old', connection, snapshot })];
+      return [JSON.stringify({ type: 'reset', id: frame.id, reason: frame.epoch && frame.epoch !== this.epoch ? 'epoch_mismatch' : 'cursor_ahead', connection, snapshot })];
     }
     return [
       JSON.stringify({ type: 'attached', id: frame.id, connection, after, session: this.info(), protocol: 1 }),
