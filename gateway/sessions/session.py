@@ -403,7 +403,8 @@ class Session:
         self._queue.append((frame.id, message))
         self.emit(ev.UserQuery(query_id=frame.id, prompt=frame.prompt, by=actor, queued=queued))
         self._wake.set()
-        return {"query_id": frame.id, "queued": queued, "position": len(self._queue) - 1 if queued else 0}
+        # position: 0 when the query starts at once, else its place in the line (1 runs next).
+        return {"query_id": frame.id, "queued": queued, "position": len(self._queue) if queued else 0}
 
     async def _control(self, call: Any) -> None:
         try:
