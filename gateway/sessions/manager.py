@@ -24,10 +24,24 @@ from gateway.sessions.session import Session
 from gateway.wire.client import Open
 from gateway.wire.errors import ErrorCode, GatewayError
 from gateway.wire.http import ProfileCheck
+from gateway.wire.server import SessionLimits
 
 log = logging.getLogger("gateway.sessions")
 
 RunnerFactory = Callable[[Session, str | None], AgentRunner]
+TRANSCRIPT_MAX_EVENTS = 2000
+
+
+def session_limits(settings: Settings) -> SessionLimits:
+    """What a session's clients are told of its bounds (`SessionInfo.limits`), from the settings that set them."""
+    return SessionLimits(
+        log_max_events=settings.log_max_events,
+        log_max_bytes=settings.log_max_bytes,
+        log_max_age_s=settings.log_max_age_s,
+        transcript_max_events=TRANSCRIPT_MAX_EVENTS,
+        max_queued_queries=settings.max_queued_queries,
+        max_frame_bytes=settings.max_frame_bytes,
+    )
 
 
 class SessionManager:
@@ -78,7 +92,7 @@ class SessionManager:
             log_store=MemoryEventLog(self.settings.log_max_events, self.settings.log_max_bytes, self.settings.log_max_age_s),
             runner_factory=self._runner_factory,
             on_closed=self._remove_files,
-            max_queued=self.settings.max_queued_queries,
+            limits=session_limits(self.settings),
         )
         self._sessions[session.id] = session
         session.start()

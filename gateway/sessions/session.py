@@ -26,7 +26,7 @@ from gateway.sessions.translate import stream_event, to_event
 from gateway.wire import client as cf
 from gateway.wire import events as ev
 from gateway.wire.errors import ErrorCode, GatewayError
-from gateway.wire.server import Ack, Attached, Reset, ResetReason, SessionInfo, Snapshot
+from gateway.wire.server import Ack, Attached, Reset, ResetReason, SessionInfo, SessionLimits, Snapshot
 
 log = logging.getLogger("gateway.session")
 
@@ -55,8 +55,7 @@ class Session:
         log_store: EventLog,
         runner_factory: Callable[["Session", str | None], AgentRunner],
         on_closed: Callable[["Session"], Awaitable[None]] | None = None,
-        max_queued: int = 20,
-        transcript_limit: int = 2000,
+        limits: SessionLimits,
     ) -> None:
         self.id = session_id
         self.principal = principal
@@ -75,10 +74,10 @@ class Session:
         # Starting, replacing and stopping the CLI take turns: a reset or close sent while a CLI
         # starts waits for that start instead of racing it (two CLIs, or one outliving the session).
         self._runner_lock = asyncio.Lock()
-        self._max_queued = max_queued
+        self.limits = limits
         self._queue: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
         self._current_query: str | None = None
-        self._transcript: collections.deque[ev.EventBody] = collections.deque(maxlen=transcript_limit)
+        self._transcript: collections.deque[ev.EventBody] = collections.deque(maxlen=limits.transcript_max_events)
         self._streaming: list[str] = []
         self._acks: collections.OrderedDict[str, asyncio.Future[Ack]] = collections.OrderedDict()
         self._cost_before_runner = 0.0
@@ -390,8 +389,8 @@ class Session:
         raise AssertionError(f"unhandled session frame {type(frame).__name__}")
 
     def _enqueue(self, frame: cf.Query, actor: ev.Actor) -> dict[str, Any]:
-        if len(self._queue) >= self._max_queued:
-            raise GatewayError(ErrorCode.QUEUE_FULL, f"{self._max_queued} queries are already queued")
+        if len(self._queue) >= self.limits.max_queued_queries:
+            raise GatewayError(ErrorCode.QUEUE_FULL, f"{self.limits.max_queued_queries} queries are already queued")
         queued = self.state not in READY_STATES or bool(self._queue) or self._reset_lock.locked()
         message = {
             "type": "user",
@@ -559,6 +558,7 @@ class Session:
             pending=self.approvals.events(),
             allowed_models=profile.models,
             allowed_modes=list(profile.permission_modes),
+            limits=self.limits,
         )
 
     def snapshot(self) -> Snapshot:

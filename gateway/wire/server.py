@@ -39,6 +39,20 @@ class Pong(ServerFrame, tag="pong"):
     ts: int
 
 
+class SessionLimits(msgspec.Struct, kw_only=True):
+    """The bounds a client plans around. The log keeps at most `log_max_events`, `log_max_bytes` and
+    `log_max_age_s` of events (whichever is smallest; a cursor older than that gets a `reset`); a
+    snapshot's transcript holds the last `transcript_max_events`; at most `max_queued_queries` wait;
+    a client frame (an HTTP body) is at most `max_frame_bytes`."""
+
+    log_max_events: int
+    log_max_bytes: int
+    log_max_age_s: float
+    transcript_max_events: int
+    max_queued_queries: int
+    max_frame_bytes: int
+
+
 class SessionInfo(msgspec.Struct, kw_only=True):
     session_id: str
     profile: str
@@ -55,6 +69,7 @@ class SessionInfo(msgspec.Struct, kw_only=True):
     pending: list[PermissionRequest | Question]
     allowed_models: list[str] | None
     allowed_modes: list[str]
+    limits: SessionLimits
 
 
 class Attached(ServerFrame, tag="attached"):

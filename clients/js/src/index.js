@@ -38,6 +38,7 @@ export { renderMarkdown, renderInline, escapeHtml, safeUrl } from './markdown.js
  * @typedef {import('./protocol.js').SessionEvent} SessionEvent
  * @typedef {import('./protocol.js').EventKind} EventKind
  * @typedef {import('./protocol.js').SessionInfo} SessionInfo
+ * @typedef {import('./protocol.js').SessionLimits} SessionLimits
  * @typedef {import('./protocol.js').Snapshot} Snapshot
  * @typedef {import('./protocol.js').SessionState} SessionState
  * @typedef {import('./protocol.js').PermissionMode} PermissionMode

@@ -322,6 +322,20 @@ export interface PongFrame {
   id: string;
   ts: number;
 }
+/**
+ * The bounds a client plans around. The log keeps at most `log_max_events`, `log_max_bytes` and
+ * `log_max_age_s` of events (whichever is smallest; a cursor older than that gets a `reset`); a
+ * snapshot's transcript holds the last `transcript_max_events`; at most `max_queued_queries` wait;
+ * a client frame (an HTTP body) is at most `max_frame_bytes`.
+ */
+export interface SessionLimits {
+  log_max_events: number;
+  log_max_bytes: number;
+  log_max_age_s: number;
+  transcript_max_events: number;
+  max_queued_queries: number;
+  max_frame_bytes: number;
+}
 export interface SessionInfo {
   session_id: string;
   profile: string;
@@ -338,6 +352,7 @@ export interface SessionInfo {
   pending: PendingRequest[];
   allowed_models: string[] | null;
   allowed_modes: string[];
+  limits: SessionLimits;
 }
 /** Reply to `open`/`attach`: events after `after` follow (replay), then the live tail. */
 export interface AttachedFrame {
