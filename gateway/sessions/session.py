@@ -226,10 +226,20 @@ class Session:
                 if delta is not None and delta.get("type") == "text_delta":
                     self._streaming.append(delta["text"])
         elif isinstance(event, TRANSCRIPT_KINDS):
+            if isinstance(event, ev.ConversationReset):
+                self._restart_transcript()
             self._transcript.append(event)
             if isinstance(event, ev.AssistantMessage):
                 self._streaming.clear()
         return self.feed.emit(event)
+
+    def _restart_transcript(self) -> None:
+        """A reset starts the transcript again: it keeps only the queries sent while the reset ran,
+        which wait to run in the new conversation (queries queued before it were dropped)."""
+        waiting = {query_id for query_id, _ in self._queue}
+        kept = [e for e in self._transcript if isinstance(e, ev.UserQuery) and e.query_id in waiting]
+        self._transcript.clear()
+        self._transcript.extend(kept)
 
     def _end_query(self, query_id: str, subtype: str, why: str) -> None:
         """The `result` of a query that ends without the CLI's: every query ends with exactly one
@@ -469,7 +479,6 @@ class Session:
         self.approvals.cancel_all()
         self._drop_current("the conversation was reset")  # the interrupted turn didn't end in time
         self._streaming.clear()
-        self._transcript.clear()
         self._set_state("running", "conversation_reset")  # holds new queries back until the reset is done
         failed: GatewayError | None = None
         try:
