@@ -24,11 +24,27 @@ from gateway.sessions.session import Session
 from gateway.wire.client import Open
 from gateway.wire.errors import ErrorCode, GatewayError
 from gateway.wire.http import ProfileCheck
+from gateway.wire.server import SessionLimits
 
 log = logging.getLogger("gateway.sessions")
 
 RunnerFactory = Callable[[Session, str | None], AgentRunner]
 SHUTDOWN_DRAIN_S = 5.0  # how long shutdown waits for attached clients to be sent their sessions' last events
+
+
+TRANSCRIPT_MAX_EVENTS = 2000
+
+
+def session_limits(settings: Settings) -> SessionLimits:
+    """What a session's clients are told of its bounds (`SessionInfo.limits`), from the settings that set them."""
+    return SessionLimits(
+        log_max_events=settings.log_max_events,
+        log_max_bytes=settings.log_max_bytes,
+        log_max_age_s=settings.log_max_age_s,
+        transcript_max_events=TRANSCRIPT_MAX_EVENTS,
+        max_queued_queries=settings.max_queued_queries,
+        max_frame_bytes=settings.max_frame_bytes,
+    )
 
 
 class SessionManager:
@@ -83,7 +99,7 @@ class SessionManager:
             log_store=MemoryEventLog(self.settings.log_max_events, self.settings.log_max_bytes, self.settings.log_max_age_s),
             runner_factory=self._runner_factory,
             on_closed=self._remove_files,
-            max_queued=self.settings.max_queued_queries,
+            limits=session_limits(self.settings),
             turn_watchdog_s=self.settings.turn_watchdog_s,
         )
         self._sessions[session.id] = session

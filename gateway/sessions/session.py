@@ -27,7 +27,7 @@ from gateway.sessions.translate import stream_event, to_event
 from gateway.wire import client as cf
 from gateway.wire import events as ev
 from gateway.wire.errors import ErrorCode, GatewayError
-from gateway.wire.server import Ack, Attached, Reset, SessionInfo, Snapshot
+from gateway.wire.server import Ack, Attached, Reset, ResetReason, SessionInfo, SessionLimits, Snapshot
 
 log = logging.getLogger("gateway.session")
 
@@ -57,8 +57,7 @@ class Session:
         log_store: EventLog,
         runner_factory: Callable[["Session", str | None], AgentRunner],
         on_closed: Callable[["Session"], Awaitable[None]] | None = None,
-        max_queued: int = 20,
-        transcript_limit: int = 2000,
+        limits: SessionLimits,
         turn_watchdog_s: float = 900.0,
     ) -> None:
         self.id = session_id
@@ -78,10 +77,10 @@ class Session:
         # Starting, replacing and stopping the CLI take turns: a reset or close sent while a CLI
         # starts waits for that start instead of racing it (two CLIs, or one outliving the session).
         self._runner_lock = asyncio.Lock()
-        self._max_queued = max_queued
+        self.limits = limits
         self._queue: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
         self._current_query: str | None = None
-        self._transcript: collections.deque[ev.EventBody] = collections.deque(maxlen=transcript_limit)
+        self._transcript: collections.deque[ev.EventBody] = collections.deque(maxlen=limits.transcript_max_events)
         self._streaming: list[str] = []
         self._acks: collections.OrderedDict[str, asyncio.Future[Ack]] = collections.OrderedDict()
         self._cost_before_runner = 0.0
@@ -280,10 +279,20 @@ class Session:
                 if delta is not None and delta.get("type") == "text_delta":
                     self._streaming.append(delta["text"])
         elif isinstance(event, TRANSCRIPT_KINDS):
+            if isinstance(event, ev.ConversationReset):
+                self._restart_transcript()
             self._transcript.append(event)
             if isinstance(event, ev.AssistantMessage):
                 self._streaming.clear()
         return self.feed.emit(event)
+
+    def _restart_transcript(self) -> None:
+        """A reset starts the transcript again: it keeps only the queries sent while the reset ran,
+        which wait to run in the new conversation (queries queued before it were dropped)."""
+        waiting = {query_id for query_id, _ in self._queue}
+        kept = [e for e in self._transcript if isinstance(e, ev.UserQuery) and e.query_id in waiting]
+        self._transcript.clear()
+        self._transcript.extend(kept)
 
     def _end_query(self, query_id: str, subtype: str, why: str) -> None:
         """The `result` of a query that ends without the CLI's: every query ends with exactly one
@@ -449,8 +458,8 @@ class Session:
         raise AssertionError(f"unhandled session frame {type(frame).__name__}")
 
     def _enqueue(self, frame: cf.Query, actor: ev.Actor) -> dict[str, Any]:
-        if len(self._queue) >= self._max_queued:
-            raise GatewayError(ErrorCode.QUEUE_FULL, f"{self._max_queued} queries are already queued")
+        if len(self._queue) >= self.limits.max_queued_queries:
+            raise GatewayError(ErrorCode.QUEUE_FULL, f"{self.limits.max_queued_queries} queries are already queued")
         queued = self.state not in READY_STATES or bool(self._queue) or self._reset_lock.locked()
         prompt = frame.prompt if isinstance(frame.prompt, str) else msgspec.to_builtins(frame.prompt)  # the SDK writes it with json
         message = {
@@ -463,7 +472,8 @@ class Session:
         self._queue.append((frame.id, message))
         self.emit(ev.UserQuery(query_id=frame.id, prompt=prompt, by=actor, queued=queued))
         self._wake.set()
-        return {"query_id": frame.id, "queued": queued, "position": len(self._queue) - 1 if queued else 0}
+        # position: 0 when the query starts at once, else its place in the line (1 runs next).
+        return {"query_id": frame.id, "queued": queued, "position": len(self._queue) if queued else 0}
 
     async def _control(self, call: Any) -> None:
         try:
@@ -537,7 +547,6 @@ class Session:
         self.approvals.cancel_all()
         self._drop_current("the conversation was reset")  # the interrupted turn didn't end in time
         self._streaming.clear()
-        self._transcript.clear()
         self._set_state("running", "conversation_reset")  # holds new queries back until the reset is done
         failed: GatewayError | None = None
         try:
@@ -596,7 +605,13 @@ class Session:
         self.connections += 1
         snapshot = self.snapshot()
         self.feed.subscribe(sink)
-        reason = "cursor_too_old" if epoch in (None, self.feed.epoch) else "epoch_mismatch"
+        reason: ResetReason
+        if epoch not in (None, self.feed.epoch):
+            reason = "epoch_mismatch"
+        elif after > self.feed.last_seq:
+            reason = "cursor_ahead"
+        else:
+            reason = "cursor_too_old"
         return Reset(id=reply_id, reason=reason, connection=connection, snapshot=snapshot), []
 
     def detach(self, sink: Sink) -> None:
@@ -621,6 +636,7 @@ class Session:
             pending=self.approvals.events(),
             allowed_models=profile.models,
             allowed_modes=list(profile.permission_modes),
+            limits=self.limits,
         )
 
     def snapshot(self) -> Snapshot:

@@ -133,6 +133,13 @@ async def test_a_query_sent_during_a_reset_runs_after_it_in_the_new_conversation
     assert seen and "before-reset-marker" not in seen[-1]
     order = [(f["event"]["kind"], f["event"].get("query_id")) for f in tab2.events]
     assert order.index(("conversation_reset", None)) < order.index(("turn_started", late["id"]))
+    # The transcript starts again at the reset, keeping the query that waited for it (it ran after).
+    rebuilt = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    snapshot = (await attach(rebuilt, session_id, after=1, epoch="another"))["snapshot"]
+    kinds = [(e["kind"], e.get("query_id")) for e in snapshot["transcript"]]
+    assert kinds[:2] == [("user_query", late["id"]), ("conversation_reset", None)], kinds
+    assert kinds[-1] == ("result", late["id"]) and "before-reset-marker" not in json.dumps(snapshot["transcript"])
+    await rebuilt.close()
     await tab2.close()
 
 

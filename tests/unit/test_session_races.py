@@ -12,8 +12,10 @@ import pytest
 from claude_agent_sdk import ResultMessage, StreamEvent
 from claude_agent_sdk.types import ToolPermissionContext
 
+from gateway.config import Settings
 from gateway.events.log import MemoryEventLog
 from gateway.profiles import DEMO_PROFILE, narrow
+from gateway.sessions.manager import session_limits
 from gateway.sessions.session import Session
 from gateway.wire.client import Close, Interrupt, Open, PermissionResponse, Query, ResetConversation
 from gateway.wire.errors import ErrorCode, GatewayError
@@ -115,7 +117,8 @@ async def fleet() -> Fleet:
 @pytest.fixture
 async def session(fleet: Fleet) -> Any:
     spec = narrow(DEMO_PROFILE, Open(id="o"))
-    s = Session(session_id="s1", principal="alice", spec=spec, log_store=MemoryEventLog(10_000, 1 << 26, 3600), runner_factory=fleet)
+    s = Session(session_id="s1", principal="alice", spec=spec, log_store=MemoryEventLog(10_000, 1 << 26, 3600), runner_factory=fleet,
+                limits=session_limits(Settings()))
     sink = Sink()
     s.feed.subscribe(sink)
     s.start()
@@ -293,7 +296,7 @@ async def test_the_watchdog_ends_a_silent_turn_but_not_one_waiting_on_an_approva
 ) -> None:
     monkeypatch.setattr("gateway.sessions.session.GUARD_TICK_S", 0.05)
     spec = narrow(DEMO_PROFILE, Open(id="o"))
-    s = Session(session_id="s2", principal="alice", spec=spec, log_store=MemoryEventLog(10_000, 1 << 26, 3600), runner_factory=fleet, turn_watchdog_s=0.3)
+    s = Session(session_id="s2", principal="alice", spec=spec, log_store=MemoryEventLog(10_000, 1 << 26, 3600), runner_factory=fleet, limits=session_limits(Settings()), turn_watchdog_s=0.3)
     sink = Sink()
     s.feed.subscribe(sink)
     s.start()
