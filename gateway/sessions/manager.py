@@ -7,6 +7,7 @@ forwards frames to a session's owner implements the same calls.
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
 import secrets
 import shutil
@@ -17,7 +18,8 @@ from pathlib import Path
 from gateway.config import Settings
 from gateway.events.log import MemoryEventLog
 from gateway.profiles import Profile, narrow
-from gateway.sessions.agent_options import build_options, keep_sandbox_placeholders
+from gateway.sessions import proctree
+from gateway.sessions.agent_options import build_options, keep_sandbox_placeholders, launched_cli
 from gateway.sessions.checks import ProfileProbe
 from gateway.sessions.runner import AgentRunner, SdkRunner
 from gateway.sessions.session import Session
@@ -39,6 +41,9 @@ class SessionManager:
         self._sessions: dict[str, Session] = {}
         self._opened: collections.OrderedDict[tuple[str, str], str] = collections.OrderedDict()
         self._reaper: asyncio.Task[None] | None = None
+        self._owner = proctree.new_owner()  # in every CLI's marker
+        self._cli_serial = itertools.count(1)
+        launched_cli(settings.cli_path)  # looked up now, not on the event loop
 
     # ---- lookup ----------------------------------------------------------------------------
 
@@ -101,7 +106,8 @@ class SessionManager:
             for shared in (root.parent, root):  # shared by all sessions / by one session's parallel tool calls
                 keep_sandbox_placeholders(shared)
 
-        options = build_options(self.settings, session.spec, workdir, home, resume, session.model, session.permission_mode)
+        marker = f"{self._owner}/{next(self._cli_serial)}"
+        options = build_options(self.settings, session.spec, workdir, home, marker, resume, session.model, session.permission_mode)
         return SdkRunner(options, session, prepare)
 
     # ---- closing ---------------------------------------------------------------------------

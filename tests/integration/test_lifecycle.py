@@ -4,6 +4,7 @@ import asyncio
 import json
 import contextlib
 import os
+import shutil
 import signal
 
 import msgspec
@@ -15,7 +16,7 @@ from gateway.scripted_model.server import ScriptedModelServer
 from tests.support.client import WsClient
 from tests.support.flows import attach, open_session, query
 from tests.support.gateway import TOKENS, RunningGateway, run_gateway
-from tests.support.processes import alive, cli_children, cli_pids
+from tests.support.processes import alive, cli_children, cli_pids, listening_sockets, session_processes, survivors
 
 
 async def drain_until_closed(client: WsClient) -> None:
@@ -51,6 +52,23 @@ async def test_cli_killed_mid_turn_then_conversation_resumes(gateway: RunningGat
     assert new_pid != pid
     prompts = [str(m) for r in model_server.requests for m in r.body.get("messages", [])]
     assert any("SCRIPT:long" in p for p in prompts) or any("SCRIPT:hello" in p for p in prompts[:-1])
+
+
+@pytest.mark.skipif(shutil.which("socat") is None, reason="the CLI starts no socat without it")
+async def test_nothing_a_killed_cli_started_outlives_it(gateway: RunningGateway, alice: WsClient) -> None:
+    """The CLI's sandbox runs a `socat` listening on a Unix socket in /tmp; killed, the CLI can't
+    stop it, and it would live on under init with its socket file."""
+    attached = await open_session(alice)
+    await query(alice, "SCRIPT:long")
+    await alice.event("stream", lambda e: e["event"].get("delta", {}).get("type") == "text_delta")
+    started = session_processes(gateway.app.state.settings.sessions_dir)
+    sockets = listening_sockets(started)
+    [pid] = cli_pids(workdir(gateway, attached["session"]["session_id"]))
+    assert pid in started and len(started) >= 2 and sockets and all(s.exists() for s in sockets)
+    os.kill(pid, signal.SIGKILL)
+    await alice.event("error", lambda e: e["code"] == "agent_exited")
+    assert await survivors(started, 5) == []
+    assert [s for s in sockets if s.exists()] == []
 
 
 @pytest.mark.parametrize(("mode", "turn"), [("soft", True), ("hard", True), ("soft", False)])
@@ -232,15 +250,19 @@ async def test_idle_session_is_reaped_and_its_cli_stopped(settings, model_url) -
 
 
 async def test_a_session_closed_while_its_cli_starts_leaves_no_cli(gateway: RunningGateway) -> None:
-    """`open` answers before the CLI is up; closing then (at several points of the start) stops that CLI too."""
+    """`open` answers before the CLI is up; closing then (at several points of the start) stops that
+    CLI too, and what it started meanwhile (an `npm root --global` that would write into the
+    session's removed directory)."""
     before = set(cli_children())
-    for delay in (0.0, 0.01, 0.1, 0.3, 0.6):
+    root = gateway.app.state.settings.sessions_dir
+    for delay in (0.0, 0.01, 0.1, 0.2, 0.3, 0.45, 0.6):
         client = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
         reply = await client.request({"type": "open"})
         assert reply["session"]["state"] == "starting"
         await asyncio.sleep(delay)
         await client.request({"type": "close"})
         await drain_until_closed(client)
+        assert session_processes(root) == [], delay
     # A hard reset starts a new CLI; a close sent while it starts stops that one too.
     client = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
     await open_session(client)

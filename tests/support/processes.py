@@ -1,8 +1,10 @@
-"""Find the CLI processes a session runs (Linux /proc)."""
+"""Find the CLI processes a session runs, and what they started (Linux /proc)."""
 
+import asyncio
 import contextlib
 import os
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 
@@ -31,6 +33,43 @@ def descendant_running(fragment: str, root: int | None = None) -> bool:
         found.append(pid)
         below.extend(children.get(pid, []))
     return any(fragment in _read(lambda: Path(f"/proc/{pid}/cmdline").read_text(errors="replace").replace("\0", " ")) for pid in found)
+
+
+def session_processes(sessions_dir: Path) -> list[int]:
+    """Live processes anywhere (re-parented to init too) whose HOME is a session's under `sessions_dir`:
+    the CLIs of a gateway using it and whatever they started, which inherits the CLI's environment."""
+    prefix = f"HOME={sessions_dir.resolve()}{os.sep}".encode()
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    environ = f.read().split(b"\0")
+            except OSError:
+                continue
+            if any(e.startswith(prefix) for e in environ) and alive(int(entry)):
+                found.append(int(entry))
+    return found
+
+
+def listening_sockets(pids: list[int]) -> list[Path]:
+    """The Unix socket files the `socat UNIX-LISTEN:<path>,...` among `pids` listen on."""
+    found = []
+    for pid in pids:
+        for arg in _read(lambda: Path(f"/proc/{pid}/cmdline").read_text(errors="replace")).split("\0"):
+            if arg.startswith("UNIX-LISTEN:"):
+                found.append(Path(arg.removeprefix("UNIX-LISTEN:").split(",")[0]))
+    return found
+
+
+async def survivors(pids: Iterable[int], within_s: float) -> list[int]:
+    """Those of `pids` still alive after `within_s` seconds (sooner when none is)."""
+    deadline = time.monotonic() + within_s
+    left = [pid for pid in pids if alive(pid)]
+    while left and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        left = [pid for pid in left if alive(pid)]
+    return left
 
 
 def _read(read: Callable[[], str]) -> str:
