@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 MARKER = "AGENT_GATEWAY_CLI"
+_MARKER_ENTRY = MARKER.encode() + b"="
 LAUNCHER = Path(__file__).with_name("launch-cli")
 GRACE_S = 1.0
 
@@ -70,8 +71,8 @@ def _marked(pid: int) -> tuple[str, str] | None:
         return None
     marker = home = None
     for entry in environ:
-        if entry.startswith(b"AGENT_GATEWAY_CLI="):
-            marker = entry[len(MARKER) + 1:].decode(errors="replace")
+        if entry.startswith(_MARKER_ENTRY):
+            marker = entry[len(_MARKER_ENTRY):].decode(errors="replace")
         elif entry.startswith(b"HOME="):
             home = entry[5:].decode(errors="replace")
     return None if marker is None else (marker, home or "")

@@ -16,7 +16,12 @@ def cli_pids(directory: Path, parent: int | None = None) -> list[int]:
 
 def cli_children(parent: int | None = None) -> list[int]:
     """Live Claude Code CLI processes whose parent is `parent` (default: this process), wherever they run."""
-    return [pid for pid in _live_children(parent) if "claude" in _read(lambda: Path(f"/proc/{pid}/cmdline").read_text(errors="replace"))]
+    return children("claude", parent)
+
+
+def children(fragment: str, parent: int | None = None) -> list[int]:
+    """Live processes whose parent is `parent` (default: this process) with `fragment` in their command line."""
+    return [pid for pid in _live_children(parent) if fragment in _read(lambda: Path(f"/proc/{pid}/cmdline").read_text(errors="replace"))]
 
 
 def descendant_running(fragment: str, root: int | None = None) -> bool:
