@@ -71,7 +71,7 @@ def cli_env(settings: Settings, spec: SessionSpec, home: Path, marker: str) -> d
         DISABLE_TELEMETRY="1",
     )
     env[proctree.MARKER] = marker
-    env["AGENT_GATEWAY_CLI_EXEC"] = launched_cli(settings.cli_path)
+    env[proctree.EXEC] = launched_cli(settings.cli_path)
     if tool_isolation_enabled(settings):
         env["CLAUDE_CODE_SUBPROCESS_ENV_SCRUB"] = "1"
     if settings.anthropic_api_key:

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import os
 import secrets
 import shutil
 import time
@@ -13,6 +14,7 @@ from claude_agent_sdk.types import PermissionResultDeny, ToolPermissionContext
 
 from gateway.config import Settings
 from gateway.profiles import Profile, narrow
+from gateway.sessions import proctree
 from gateway.sessions.agent_options import cli_path
 from gateway.sessions.runner import AgentRunner, PermissionResult
 from gateway.wire.client import Open
@@ -24,13 +26,15 @@ CLI_VERSION_TIMEOUT_S = 15.0
 
 
 async def cli_runnable(settings: Settings) -> ReadinessCheck:
-    """Run `claude --version`: the binary exists, is executable and starts on this host."""
+    """Run `claude --version` as sessions start it, through `launch-cli`: the binary exists, is
+    executable and starts on this host, and so do the launcher's `setsid` and `setpriv`."""
     path = await asyncio.to_thread(cli_path, settings.cli_path)
     if path is None:
         return ReadinessCheck(name="cli", ok=False, detail="no Claude Code CLI found (set --cli-path)")
+    env = {"DISABLE_AUTOUPDATER": "1", proctree.EXEC: path, "PATH": os.environ.get("PATH", os.defpath)}
     try:
         proc = await asyncio.create_subprocess_exec(
-            path, "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={"DISABLE_AUTOUPDATER": "1"}
+            proctree.LAUNCHER, "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
         )
     except OSError as exc:
         return ReadinessCheck(name="cli", ok=False, detail=f"{path}: {exc.strerror}")

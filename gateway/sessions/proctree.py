@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 MARKER = "AGENT_GATEWAY_CLI"
+EXEC = "AGENT_GATEWAY_CLI_EXEC"  # the CLI that LAUNCHER runs
 _MARKER_ENTRY = MARKER.encode() + b"="
 LAUNCHER = Path(__file__).with_name("launch-cli")
 GRACE_S = 1.0

@@ -10,13 +10,14 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
-from tests.support.client import WsClient
-from tests.support.flows import open_session, query, result_text, tool_results
 from gateway.config import Settings
 from gateway.sessions import proctree
+from tests.support.client import WsClient
+from tests.support.flows import open_session, query, result_text, tool_results
 from tests.support.gateway import TOKENS, run_gateway
 from tests.support.process_gateway import gateway_process
 from tests.support.processes import alive, children, cli_children, cli_pids, listening_sockets, session_processes, survivors
@@ -133,3 +134,15 @@ async def test_a_starting_gateway_ends_what_a_gateway_that_is_gone_left_in_its_s
         for p in [left, *kept]:
             p.kill()
             p.wait()
+
+
+async def test_readiness_fails_where_the_cli_launcher_cannot_run(tmp_path, model_url) -> None:  # type: ignore[no-untyped-def]
+    """Every CLI starts through `launch-cli`, which needs `setsid` and `setpriv` (util-linux):
+    readiness runs `--version` the same way, so a host without them is not ready."""
+    (tmp_path / "bin").mkdir()
+    async with gateway_process(tmp_path, model_url, PATH=str(tmp_path / "bin")) as (proc, port):
+        async with httpx.AsyncClient() as http:
+            ready = await http.get(f"http://127.0.0.1:{port}/readyz")
+    assert ready.status_code == 503
+    [cli] = [c for c in ready.json()["checks"] if c["name"] == "cli"]
+    assert cli["ok"] is False and "setsid" in cli["detail"], cli
