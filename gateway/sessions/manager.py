@@ -127,7 +127,7 @@ class SessionManager:
     async def start(self) -> None:
         """End what gateways that are gone left running under the sessions directory, start the
         watchdog that ends this one's CLIs should it die, and the idle reaper."""
-        left = await asyncio.to_thread(proctree.end, proctree.left_behind(self._sessions_root))
+        left = await asyncio.to_thread(proctree.end, proctree.left_behind(str(self._sessions_root)))
         if left:
             log.warning("ended %d process(es) left running by a gateway that is gone", len(left))
         # Its stdin is a pipe only this process holds (close-on-exec): it ends when this process does.
