@@ -16,7 +16,9 @@ from gateway.scripted_model.server import ScriptedModelServer
 from tests.support.client import WsClient
 from tests.support.flows import attach, open_session, query
 from tests.support.gateway import TOKENS, RunningGateway, run_gateway
-from tests.support.processes import alive, cli_children, cli_pids, listening_sockets, session_processes, survivors
+from tests.support.processes import (
+    alive, cli_children, cli_pids, cmdline, listening_sockets, session_processes, session_processes_once, survivors,
+)
 
 
 async def drain_until_closed(client: WsClient) -> None:
@@ -61,13 +63,13 @@ async def test_nothing_a_killed_cli_started_outlives_it(gateway: RunningGateway,
     attached = await open_session(alice)
     await query(alice, "SCRIPT:long")
     await alice.event("stream", lambda e: e["event"].get("delta", {}).get("type") == "text_delta")
-    started = session_processes(gateway.app.state.settings.sessions_dir)
+    started = await session_processes_once(gateway.app.state.settings.sessions_dir, lambda found: len(listening_sockets(found)) == 1)
     sockets = listening_sockets(started)
     [pid] = cli_pids(workdir(gateway, attached["session"]["session_id"]))
     assert pid in started and len(started) >= 2 and sockets and all(s.exists() for s in sockets)
     os.kill(pid, signal.SIGKILL)
     await alice.event("error", lambda e: e["code"] == "agent_exited")
-    assert await survivors(started, 5) == []
+    assert [cmdline(pid) for pid in await survivors(started, 5)] == []
     assert [s for s in sockets if s.exists()] == []
 
 

@@ -20,7 +20,9 @@ from tests.support.client import WsClient
 from tests.support.flows import open_session, query, result_text, tool_results
 from tests.support.gateway import TOKENS, run_gateway
 from tests.support.process_gateway import gateway_process
-from tests.support.processes import alive, children, cli_children, cli_pids, listening_sockets, session_processes, survivors
+from tests.support.processes import (
+    alive, children, cli_children, cli_pids, cmdline, listening_sockets, session_processes, session_processes_once, survivors,
+)
 
 
 @pytest.mark.parametrize(("event_loop", "runs_on"), [("auto", "uvloop"), ("asyncio", "asyncio")])
@@ -87,27 +89,20 @@ async def test_a_killed_gateway_leaves_no_cli_nor_anything_a_cli_started(tmp_pat
         await query(streaming, "SCRIPT:long")
         await streaming.event("stream")
         sessions = tmp_path / "sessions"
-        for _ in range(100):  # the tool's command is up
-            if any("sleep 30" in _cmdline(pid) for pid in session_processes(sessions)):
-                break
-            await asyncio.sleep(0.05)
-        started = session_processes(sessions)
+
+        def up(found: list[int]) -> bool:  # both socats, and the tool's command
+            return len(listening_sockets(found)) == 2 and any("sleep 30" in cmdline(pid) for pid in found)
+
+        started = await session_processes_once(sessions, up)
         sockets = listening_sockets(started)
         [watchdog] = children("proctree.py", parent=proc.pid)
-        assert len(cli_children(proc.pid)) == 2 and len(sockets) == 2 and any("sleep 30" in _cmdline(pid) for pid in started)
+        assert len(cli_children(proc.pid)) == 2 and up(started), [cmdline(pid) for pid in started]
         proc.kill()
         await asyncio.to_thread(proc.wait)
-        assert await survivors(started, 5) == []
-        assert session_processes(sessions) == []
+        assert [cmdline(pid) for pid in await survivors(started, 5)] == []
+        assert [cmdline(pid) for pid in await session_processes_once(sessions, lambda found: not found, 5)] == []  # nor one started since
         assert [s for s in sockets if s.exists()] == []
         assert await survivors([watchdog], 5) == []
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_text(errors="replace").replace("\0", " ")
-    except OSError:
-        return ""
 
 
 async def test_a_starting_gateway_ends_what_a_gateway_that_is_gone_left_in_its_sessions_dir(settings: Settings, tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ def cli_children(parent: int | None = None) -> list[int]:
 
 def children(fragment: str, parent: int | None = None) -> list[int]:
     """Live processes whose parent is `parent` (default: this process) with `fragment` in their command line."""
-    return [pid for pid in _live_children(parent) if fragment in _read(lambda: Path(f"/proc/{pid}/cmdline").read_text(errors="replace"))]
+    return [pid for pid in _live_children(parent) if fragment in cmdline(pid)]
 
 
 def descendant_running(fragment: str, root: int | None = None) -> bool:
@@ -37,7 +37,7 @@ def descendant_running(fragment: str, root: int | None = None) -> bool:
         pid = below.pop()
         found.append(pid)
         below.extend(children.get(pid, []))
-    return any(fragment in _read(lambda: Path(f"/proc/{pid}/cmdline").read_text(errors="replace").replace("\0", " ")) for pid in found)
+    return any(fragment in cmdline(pid) for pid in found)
 
 
 def session_processes(sessions_dir: Path) -> list[int]:
@@ -57,11 +57,26 @@ def session_processes(sessions_dir: Path) -> list[int]:
     return found
 
 
+async def session_processes_once(sessions_dir: Path, ready: Callable[[list[int]], bool], within_s: float = 10) -> list[int]:
+    """`session_processes(sessions_dir)` as soon as `ready` holds for them (what they hold after `within_s` otherwise)."""
+    deadline = time.monotonic() + within_s
+    found = session_processes(sessions_dir)
+    while not ready(found) and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+        found = session_processes(sessions_dir)
+    return found
+
+
+def cmdline(pid: int) -> str:
+    """A process's command line, arguments separated by spaces ("" once it is gone)."""
+    return _read(lambda: Path(f"/proc/{pid}/cmdline").read_text(errors="replace")).replace("\0", " ")
+
+
 def listening_sockets(pids: list[int]) -> list[Path]:
     """The Unix socket files the `socat UNIX-LISTEN:<path>,...` among `pids` listen on."""
     found = []
     for pid in pids:
-        for arg in _read(lambda: Path(f"/proc/{pid}/cmdline").read_text(errors="replace")).split("\0"):
+        for arg in cmdline(pid).split():
             if arg.startswith("UNIX-LISTEN:"):
                 found.append(Path(arg.removeprefix("UNIX-LISTEN:").split(",")[0]))
     return found
