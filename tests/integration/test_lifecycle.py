@@ -280,6 +280,31 @@ async def test_a_session_closed_while_its_cli_starts_leaves_no_cli(gateway: Runn
     assert sorted(p.name for p in root.iterdir()) == [".claude", ".mcp.json"]
 
 
+async def test_a_session_closed_while_its_cli_starts_ends_what_the_cli_started(
+    gateway: RunningGateway, tmp_path, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """The CLI runs `npm root -g` as it starts; here that `npm` hangs, and the session is closed
+    meanwhile. The CLI, waiting for it, ignores the end of its input, so the SDK terminates it after
+    5 s, leaving `npm` running (a real one wrote into the session's directory after that was
+    removed); the runner ends it before the files go."""
+    fake = tmp_path / "bin" / "npm"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")  # the CLI's PATH is the gateway's
+    root = gateway.app.state.settings.sessions_dir
+    client = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    await client.request({"type": "open"})
+    started = await session_processes_once(root, lambda found: any(cmdline(pid) == "sleep 30 " for pid in found), 30)
+    npm = [pid for pid in started if cmdline(pid) == "sleep 30 "]
+    assert npm, [cmdline(pid) for pid in started]
+    await client.request({"type": "close"})
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            await client.recv(timeout=30)
+    assert [cmdline(pid) for pid in session_processes(root)] == []
+
+
 async def test_a_session_closed_during_a_reset_stays_closed(gateway: RunningGateway, alice: WsClient) -> None:
     """`closed` is final: a reset that was under way when another tab closed the session doesn't bring it back."""
     attached = await open_session(alice)
