@@ -1,7 +1,7 @@
 """All sessions of this process: creation within limits, ownership, idle reaping, shutdown.
 
-It also owns the watchdog that ends this gateway's CLIs, and what they started, if the gateway dies
-(see `proctree`).
+It also owns the process watchdog that ends this gateway's CLIs, and what they started, if the
+gateway dies (see `proctree`).
 
 Transports reach sessions only through `open`, `get` and `Session.execute`/`attach`; a replica that
 forwards frames to a session's owner implements the same calls.
@@ -47,7 +47,7 @@ class SessionManager:
         self._reaper: asyncio.Task[None] | None = None
         self._owner = proctree.new_owner()  # in every CLI's marker
         self._cli_serial = itertools.count(1)
-        self._watchdog: asyncio.subprocess.Process | None = None
+        self._process_watchdog: asyncio.subprocess.Process | None = None
         launched_cli(settings.cli_path)  # looked up now, not on the event loop
 
     # ---- lookup ----------------------------------------------------------------------------
@@ -126,12 +126,12 @@ class SessionManager:
 
     async def start(self) -> None:
         """End what gateways that are gone left running under the sessions directory, start the
-        watchdog that ends this one's CLIs should it die, and the idle reaper."""
+        process watchdog that ends this one's CLIs should it die, and the idle reaper."""
         left = await asyncio.to_thread(proctree.end, proctree.left_behind(str(self._sessions_root)))
         if left:
             log.warning("ended %d process(es) left running by a gateway that is gone", len(left))
         # Its stdin is a pipe only this process holds (close-on-exec): it ends when this process does.
-        self._watchdog = await asyncio.create_subprocess_exec(
+        self._process_watchdog = await asyncio.create_subprocess_exec(
             sys.executable, "-I", "-S", proctree.__file__, self._owner, stdin=asyncio.subprocess.PIPE, start_new_session=True,
         )
         self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
@@ -162,10 +162,10 @@ class SessionManager:
                 await self._reaper
         # Closed ones too: a close a client started may still be stopping its CLI; this waits for it.
         await asyncio.gather(*(self.close(s, "shutdown") for s in self._sessions.values()), return_exceptions=True)
-        if self._watchdog is not None:
-            assert self._watchdog.stdin is not None
-            self._watchdog.stdin.close()  # nothing of ours is left running: it finds nothing to end
-            await self._watchdog.wait()
+        if self._process_watchdog is not None:
+            assert self._process_watchdog.stdin is not None
+            self._process_watchdog.stdin.close()  # nothing of ours is left running: it finds nothing to end
+            await self._process_watchdog.wait()
 
     # ---- operator and bulk operations ------------------------------------------------------
 
