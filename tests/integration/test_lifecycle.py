@@ -253,11 +253,10 @@ async def test_idle_session_is_reaped_and_its_cli_stopped(settings, model_url) -
 
 async def test_a_session_closed_while_its_cli_starts_leaves_no_cli(gateway: RunningGateway) -> None:
     """`open` answers before the CLI is up; closing then (at several points of the start) stops that
-    CLI too, and what it started meanwhile (an `npm root --global` that would write into the
-    session's removed directory)."""
+    CLI too, and whatever it started meanwhile."""
     before = set(cli_children())
     root = gateway.app.state.settings.sessions_dir
-    for delay in (0.0, 0.01, 0.1, 0.2, 0.3, 0.45, 0.6):
+    for delay in (0.0, 0.01, 0.1, 0.3, 0.6):
         client = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
         reply = await client.request({"type": "open"})
         assert reply["session"]["state"] == "starting"
