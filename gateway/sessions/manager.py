@@ -1,5 +1,8 @@
 """All sessions of this process: creation within limits, ownership, idle reaping, shutdown.
 
+It also owns the process watchdog that ends this gateway's CLIs, and what they started, if the
+gateway dies (see `proctree`).
+
 Transports reach sessions only through `open`, `get` and `Session.execute`/`attach`; a replica that
 forwards frames to a session's owner implements the same calls.
 """
@@ -7,9 +10,11 @@ forwards frames to a session's owner implements the same calls.
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
 import secrets
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +22,8 @@ from pathlib import Path
 from gateway.config import Settings
 from gateway.events.log import MemoryEventLog
 from gateway.profiles import Profile, narrow
-from gateway.sessions.agent_options import build_options, keep_sandbox_placeholders
+from gateway.sessions import proctree
+from gateway.sessions.agent_options import build_options, keep_sandbox_placeholders, launched_cli
 from gateway.sessions.checks import ProfileProbe
 from gateway.sessions.runner import AgentRunner, SdkRunner
 from gateway.sessions.session import Session
@@ -58,6 +64,10 @@ class SessionManager:
         self._reaper: asyncio.Task[None] | None = None
         self.shutting_down = False
         self._stopping: set[asyncio.Task[None]] = set()  # closes finishing after their callers were answered
+        self._owner = proctree.new_owner()  # in every CLI's marker
+        self._cli_serial = itertools.count(1)
+        self._process_watchdog: asyncio.subprocess.Process | None = None
+        launched_cli(settings.cli_path)  # looked up now, not on the event loop
 
     # ---- lookup ----------------------------------------------------------------------------
 
@@ -123,7 +133,8 @@ class SessionManager:
             for shared in (root.parent, root):  # shared by all sessions / by one session's parallel tool calls
                 keep_sandbox_placeholders(shared)
 
-        options = build_options(self.settings, session.spec, workdir, home, resume, session.model, session.permission_mode)
+        marker = f"{self._owner}/{next(self._cli_serial)}"
+        options = build_options(self.settings, session.spec, workdir, home, marker, resume, session.model, session.permission_mode)
         return SdkRunner(options, session, prepare)
 
     # ---- closing ---------------------------------------------------------------------------
@@ -135,7 +146,16 @@ class SessionManager:
         """A closed session's working and config directories go with it."""
         await asyncio.to_thread(shutil.rmtree, self._session_dir(session), True)
 
-    def start_reaper(self) -> None:
+    async def start(self) -> None:
+        """End what gateways that are gone left running under the sessions directory, start the
+        process watchdog that ends this one's CLIs should it die, and the idle reaper."""
+        left = await asyncio.to_thread(proctree.end, proctree.left_behind(str(self._sessions_root)))
+        if left:
+            log.warning("ended %d process(es) left running by a gateway that is gone", len(left))
+        # Its stdin is a pipe only this process holds (close-on-exec): it ends when this process does.
+        self._process_watchdog = await asyncio.create_subprocess_exec(
+            sys.executable, "-I", "-S", proctree.__file__, self._owner, stdin=asyncio.subprocess.PIPE, start_new_session=True,
+        )
         self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
 
     async def _reap_forever(self) -> None:
@@ -184,6 +204,10 @@ class SessionManager:
                     await asyncio.sleep(0.02)
         await closing
         await asyncio.gather(*self._stopping, return_exceptions=True)
+        if self._process_watchdog is not None:
+            assert self._process_watchdog.stdin is not None
+            self._process_watchdog.stdin.close()  # nothing of ours is left running: it finds nothing to end
+            await self._process_watchdog.wait()
 
     # ---- operator and bulk operations ------------------------------------------------------
 
