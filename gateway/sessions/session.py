@@ -32,6 +32,7 @@ from gateway.wire.server import Ack, Attached, Reset, ResetReason, SessionInfo, 
 log = logging.getLogger("gateway.session")
 
 CONTROL_TIMEOUT_S = 15.0
+NO_CONVERSATION = "No conversation found"  # the CLI's refusal to resume a conversation it never saved
 GUARD_TICK_S = 1.0  # how often a running turn's guard looks at it
 TRANSCRIPT_KINDS = (
     ev.UserQuery, ev.AssistantMessage, ev.UserMessage, ev.TurnResult, ev.PermissionRequest, ev.Question,
@@ -159,12 +160,21 @@ class Session:
         if self.closed:
             raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed")
         model, mode = self.model, self.permission_mode  # what the factory builds the runner with
-        runner = self._runner_factory(self, self.claude_session_id)
         try:
-            await runner.start()
+            runner = await self._started_runner(self.claude_session_id)
         except Exception as exc:
-            log.warning("session %s: agent failed to start: %r", self.id, exc)
-            raise GatewayError(ErrorCode.AGENT_UNAVAILABLE, "the agent could not be started; try again later") from exc
+            if self.claude_session_id is None or NO_CONVERSATION not in str(exc):
+                log.warning("session %s: agent failed to start: %r", self.id, exc)
+                raise GatewayError(ErrorCode.AGENT_UNAVAILABLE, "the agent could not be started; try again later") from exc
+            # The CLI that began the conversation died before saving any of it (frozen or killed in
+            # its first turn): there is nothing to resume, so the conversation starts afresh.
+            log.warning("session %s: conversation %s was never saved; starting a new one", self.id, self.claude_session_id)
+            self.claude_session_id = None
+            try:
+                runner = await self._started_runner(None)
+            except Exception as again:
+                log.warning("session %s: agent failed to start: %r", self.id, again)
+                raise GatewayError(ErrorCode.AGENT_UNAVAILABLE, "the agent could not be started; try again later") from again
         self._cost_before_runner += self._cost_of_runner
         self._cost_of_runner = 0.0
         self._runner = runner
@@ -176,6 +186,11 @@ class Session:
         if self.permission_mode != mode:
             with contextlib.suppress(GatewayError):
                 await self._control(runner.set_permission_mode(self.permission_mode))
+
+    async def _started_runner(self, resume: str | None) -> AgentRunner:
+        runner = self._runner_factory(self, resume)
+        await runner.start()
+        return runner
 
     async def _stop_runner(self) -> None:
         """Called with `_runner_lock` held."""
