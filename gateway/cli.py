@@ -2,12 +2,13 @@
 
 import argparse
 import logging
+import logging.config
 import os
 import sys
 
 import uvicorn
 
-from gateway import __version__, config
+from gateway import __version__, config, logs
 from gateway.app import create_app
 from gateway.config import Settings
 from gateway.sessions.agent_options import bwrap_installed, tool_isolation_enabled
@@ -39,7 +40,12 @@ def scrub_environment(settings: Settings) -> None:
 
 
 def serve(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        log_config = logs.logging_config(settings.log_format, settings.log_level)
+    except ValueError as exc:
+        raise SystemExit(f"agent-gateway: --log-format: {exc}") from None
+    logging.config.dictConfig(log_config)
+    logging.captureWarnings(True)  # the SDK's warnings too, in the chosen format
     if settings.demo not in ("auto", "on", "off"):
         raise SystemExit("agent-gateway: --demo must be auto, on or off")
     if demo_active(settings):
@@ -83,6 +89,7 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        log_config=log_config,
         loop=settings.event_loop,
         ws_max_size=settings.max_frame_bytes * 4,
         ws_ping_interval=settings.ws_ping_interval_s,

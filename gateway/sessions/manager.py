@@ -16,6 +16,7 @@ from pathlib import Path
 
 from gateway.config import Settings
 from gateway.events.log import MemoryEventLog
+from gateway.metrics import GatewayMetrics
 from gateway.profiles import Profile, narrow
 from gateway.sessions.agent_options import build_options, keep_sandbox_placeholders
 from gateway.sessions.checks import ProfileProbe
@@ -39,6 +40,7 @@ class SessionManager:
         self._sessions: dict[str, Session] = {}
         self._opened: collections.OrderedDict[tuple[str, str], str] = collections.OrderedDict()
         self._reaper: asyncio.Task[None] | None = None
+        self.metrics = GatewayMetrics(self._sessions.values)
 
     # ---- lookup ----------------------------------------------------------------------------
 
@@ -79,13 +81,14 @@ class SessionManager:
             runner_factory=self._runner_factory,
             on_closed=self._remove_files,
             max_queued=self.settings.max_queued_queries,
+            metrics=self.metrics.session(),
         )
         self._sessions[session.id] = session
         session.start()
         self._opened[(principal, frame.id)] = session.id
         if len(self._opened) > 10_000:
             self._opened.popitem(last=False)
-        log.info("session %s opened by %s (profile %s)", session.id, principal, profile.name)
+        log.info("session %s opened by %s (profile %s)", session.id, principal, profile.name, extra={"session_id": session.id})
         return session
 
     def _session_dir(self, session: Session) -> Path:
@@ -129,9 +132,10 @@ class SessionManager:
             quiet_ms = now - session.last_activity
             if session.closed:
                 if quiet_ms > self.settings.closed_retention_s * 1000:
-                    self._sessions.pop(session.id, None)
+                    if self._sessions.pop(session.id, None) is not None:
+                        self.metrics.forget(session)
             elif session.connections == 0 and session.state in ("idle", "failed") and quiet_ms > self.settings.idle_timeout_s * 1000:
-                log.info("session %s reaped after %.0f s idle", session.id, quiet_ms / 1000)
+                log.info("session %s reaped after %.0f s idle", session.id, quiet_ms / 1000, extra={"session_id": session.id})
                 await self.close(session, "idle_timeout")
 
     async def shutdown(self) -> None:
