@@ -10,11 +10,13 @@ import base64
 import os
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from bench import stages
 from bench.synthetic_agent import Burst, stamp_of
 
 
@@ -29,6 +31,7 @@ class _Anthropic(msgspec.Struct):
 class _Event(msgspec.Struct):
     kind: str
     event: _Anthropic | None = None
+    state: str | None = None
 
 
 class _Frame(msgspec.Struct):
@@ -53,6 +56,7 @@ class Client(asyncio.Protocol):
     def __init__(self, host: str, port: int, token: str) -> None:
         loop = asyncio.get_running_loop()
         self.attached: asyncio.Future[None] = loop.create_future()
+        self.idle: asyncio.Future[None] = loop.create_future()  # the session's first `idle`: its agent is up
         self.done: asyncio.Future[None] = loop.create_future()
         self._request = (
             f"GET /v1/ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -144,6 +148,8 @@ class Client(asyncio.Protocol):
                     self.last_recv_ns = now
             elif event.kind == "result":
                 self._finish()
+            elif event.kind == "state" and event.state == "idle" and not self.idle.done():
+                self.idle.set_result(None)
 
     def send(self, frame: dict[str, Any]) -> None:
         self._write(0x1, msgspec.json.encode(frame))
@@ -158,7 +164,7 @@ class Client(asyncio.Protocol):
         self._transport.write(header + mask + (int.from_bytes(payload, "big") ^ key).to_bytes(size, "big"))
 
     def _finish(self, exc: BaseException | None = None) -> None:
-        for future in (self.attached, self.done):
+        for future in (self.attached, self.idle, self.done):
             if not future.done():
                 if exc is None:
                     future.set_result(None)
@@ -181,6 +187,7 @@ class Result:
     messages: int
     latencies_us: list[float]
     close_codes: list[int]
+    stages: dict[str, float] = field(default_factory=dict)  # server CPU s by stage (bench/stages.py), when sampled
 
     @property
     def lost(self) -> int:
@@ -199,19 +206,27 @@ class Result:
         return lat[min(len(lat) - 1, int(len(lat) * p))] if lat else float("nan")
 
 
-async def _run(host: str, port: int, token: str, server_pid: int, sessions: int, burst: Burst, timeout_s: float) -> Result:
+async def _run(
+    host: str, port: int, token: str, server_pid: int, sessions: int, burst: Burst, timeout_s: float, wait_idle: bool, stages_file: str | None
+) -> Result:
     loop = asyncio.get_running_loop()
     clients = [Client(host, port, token) for _ in range(sessions)]
     async with asyncio.timeout(timeout_s):
         await asyncio.gather(*(loop.create_connection(lambda c=c: c, host, port) for c in clients))  # type: ignore[misc]
-        await asyncio.gather(*(c.attached for c in clients))
+        await asyncio.gather(*(c.idle if wait_idle else c.attached for c in clients))
     prompt = msgspec.json.encode(burst).decode()
+    if stages_file:  # the sampler writes every WRITE_S: let it catch up with a quiet server
+        await asyncio.sleep(2.5 * stages.WRITE_S)
+    stages0 = stages.read(Path(stages_file)) if stages_file else {}
     cpu0, own0 = cpu_seconds(server_pid), time.process_time()
     events0, messages0 = sum(c.events for c in clients), sum(c.messages for c in clients)
     for c in clients:
         c.send({"type": "query", "id": "q1", "prompt": prompt})
     await asyncio.wait([asyncio.ensure_future(c.done) for c in clients], timeout=timeout_s)
+    if stages_file:
+        await asyncio.sleep(2.5 * stages.WRITE_S)
     cpu1, own1 = cpu_seconds(server_pid), time.process_time()
+    stages1 = stages.read(Path(stages_file)) if stages_file else {}
     latencies = sorted(ns / 1000 for c in clients for ns in c.latencies_ns)
     started = [c.first_emit_ns for c in clients if c.deltas]
     seconds = (max(c.last_recv_ns for c in clients) - min(started)) / 1e9 if started else 0.0
@@ -227,12 +242,20 @@ async def _run(host: str, port: int, token: str, server_pid: int, sessions: int,
         messages=sum(c.messages for c in clients) - messages0,
         latencies_us=latencies,
         close_codes=sorted({c.close_code for c in clients if c.close_code is not None}),
+        stages=stages.difference(stages1, stages0),
     )
     for c in clients:
         c.send({"type": "close", "id": "x1"})
     return result
 
 
-def run(host: str, port: int, token: str, server_pid: int, sessions: int, burst: Burst, timeout_s: float = 60.0) -> Result:
-    """Open `sessions` sessions, ask each for `burst`, wait for every answer (a process pool's job)."""
-    return asyncio.run(_run(host, port, token, server_pid, sessions, burst, timeout_s))
+def run(
+    host: str, port: int, token: str, server_pid: int, sessions: int, burst: Burst, timeout_s: float = 60.0, wait_idle: bool = False,
+    stages_file: str | None = None,
+) -> Result:
+    """Open `sessions` sessions, ask each for `burst`, wait for every answer (a process pool's job).
+
+    `wait_idle`: measure from when every session is idle (its CLI started), not from its `attached`.
+    `stages_file`: the server's stage sampler output (bench/stages.py), read at both ends of the measurement.
+    """
+    return asyncio.run(_run(host, port, token, server_pid, sessions, burst, timeout_s, wait_idle, stages_file))
