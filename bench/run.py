@@ -203,6 +203,14 @@ def stage_table(rows: list[Row]) -> str:
         total = g.server_cpu_s * 1e6 / g.delivered
         cells = "".join(f"{total * g.stages.get(k, 0.0) / samples:>12.1f} ({g.stages.get(k, 0.0) / samples:>3.0%})" for k, _ in STAGE_COLUMNS)
         lines.append(f"{row.scenario.name:<17}{total:>7.1f}  {cells}{samples:>9.0f}")
+    files: dict[str, float] = {}
+    for row in rows:
+        for key, count in row.gateway.stages.items():
+            if key.startswith("sdk:"):
+                files[key[4:]] = files.get(key[4:], 0.0) + count
+    if files:
+        top = sorted(files.items(), key=lambda kv: -kv[1])[:6]
+        lines.append("SDK read+parse by file, all rows: " + ", ".join(f"{name} {count / sum(files.values()):.0%}" for name, count in top))
     return "\n".join(lines)
 
 

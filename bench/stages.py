@@ -15,8 +15,10 @@ the loop between Python frames to the next frame that runs. The handler costs a 
 (a few % of the CPU, charged to `other`).
 """
 
+import collections
 import json
 import os
+import re
 import signal
 import threading
 import time
@@ -45,36 +47,42 @@ RULES = (
     ("/sse_starlette/", "send"),
     ("/h11/", "send"),
 )
+_LIBRARY = re.compile(r"^.*/(site-packages|lib/python3\.\d+)/")  # a file's name below its library root
 # The frames that run the loop: reaching one means nothing of ours runs above it (the loop's own work).
 LOOP_FRAMES = {"run", "run_until_complete", "run_forever", "_run_once"}
 
 
-def stage_of(frame: FrameType | None) -> str:
+def stage_of(frame: FrameType | None) -> tuple[str, str]:
+    """The stage of the innermost recognised frame, and that frame's file (below its library root)."""
     while frame is not None:
         code = frame.f_code
         if "/asyncio/" in code.co_filename:
             if code.co_name in LOOP_FRAMES:
-                return "loop"
+                return "loop", ""
         else:
             for fragment, stage in RULES:
                 if fragment in code.co_filename:
-                    return stage
+                    return stage, _LIBRARY.sub("", code.co_filename)
         frame = frame.f_back
-    return "other"
+    return "other", ""
 
 
 class Sampler:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.samples = dict.fromkeys(STAGES, 0)
+        self.sdk_files: collections.Counter[str] = collections.Counter()  # the SDK stage's samples by file
 
     def sample(self, signum: int, frame: FrameType | None) -> None:
-        self.samples[stage_of(frame)] += 1
+        stage, where = stage_of(frame)
+        self.samples[stage] += 1
+        if stage == "sdk":
+            self.sdk_files[where] += 1
 
     def write_forever(self) -> None:
         while True:
             time.sleep(WRITE_S)
-            report = {"samples": self.samples, "sampler_ns": time.thread_time_ns()}
+            report = {"samples": self.samples, "sdk_files": self.sdk_files, "sampler_ns": time.thread_time_ns()}
             scratch = self.path.with_suffix(".tmp")
             scratch.write_text(json.dumps(report))
             os.replace(scratch, self.path)
@@ -89,12 +97,14 @@ def install(path: str) -> None:
 
 
 def read(path: Path) -> dict[str, float]:
-    """The cumulative counts: samples per stage, and `sampler`, the writer thread's own CPU seconds."""
+    """The cumulative counts: samples per stage, per SDK file (`sdk:<file>`), and `sampler`, the writer
+    thread's own CPU seconds."""
     try:
         report = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
-    return {**report["samples"], "sampler": report["sampler_ns"] / 1e9}
+    files = {f"sdk:{name}": count for name, count in report["sdk_files"].items()}
+    return {**report["samples"], **files, "sampler": report["sampler_ns"] / 1e9}
 
 
 def difference(after: dict[str, float], before: dict[str, float]) -> dict[str, float]:
