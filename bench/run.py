@@ -40,6 +40,7 @@ class Scenario:
     name: str
     sessions: int
     burst: Burst  # what each session is asked for
+    sse: bool = False  # the gateway's sessions each have an SSE reader beside the WebSocket
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,11 @@ def scenarios(sessions: list[int], burst_events: int, rate: float, paced_s: floa
     return bursts + paced + each
 
 
+def with_sse(plan: list[Scenario]) -> list[Scenario]:
+    """The first burst and the last scenario again, each session with an SSE reader beside its WebSocket."""
+    return plan + [dataclasses.replace(s, name=s.name + " +sse", sse=True) for s in (plan[0], plan[-1])]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -128,10 +134,10 @@ def run_all(plan: list[Scenario], repeat: int = 1, loop: str = "auto", real: boo
         }
         pool = stack.enter_context(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")))
 
-        def measure(kind: str, sessions: int, burst: Burst) -> load.Result:
+        def measure(kind: str, sessions: int, burst: Burst, sse: bool = False) -> load.Result:
             port, pid = servers[kind]
             sampled = stages_file if kind == "gateway" else None
-            result = pool.submit(load.run, HOST, port, TOKEN, pid, sessions, burst, 120.0, sampled is not None, sampled).result()
+            result = pool.submit(load.run, HOST, port, TOKEN, pid, sessions, burst, 120.0, sampled is not None, sampled, sse).result()
             return dataclasses.replace(result, server_cpu_s=result.server_cpu_s - result.stages.get("sampler", 0.0))
 
         for kind in servers:  # warm up: imports, first connections, caches
@@ -139,7 +145,7 @@ def run_all(plan: list[Scenario], repeat: int = 1, loop: str = "auto", real: boo
         for scenario in plan:
             row = Row(scenario, [], [])
             for _ in range(repeat):
-                row.gateway_runs.append(measure("gateway", scenario.sessions, scenario.burst))
+                row.gateway_runs.append(measure("gateway", scenario.sessions, scenario.burst, scenario.sse))
                 row.baseline_runs.append(measure("baseline", scenario.sessions, scenario.burst))
             rows.append(row)
             print(f"  {scenario.name}: done", file=sys.stderr, flush=True)
@@ -162,8 +168,9 @@ def _si(x: float) -> str:
 
 
 def table(rows: list[Row]) -> str:
+    w = max(13, *(len(row.scenario.name) + 1 for row in rows))
     head = (
-        f"{'scenario':<13}{'gw ev/s':>9}{'base ev/s':>10}{'ratio':>7}  {'gw ev/cpu-s':>11}{'base ev/cpu-s':>14}{'ratio':>7}"
+        f"{'scenario':<{w}}{'gw ev/s':>9}{'base ev/s':>10}{'ratio':>7}  {'gw ev/cpu-s':>11}{'base ev/cpu-s':>14}{'ratio':>7}"
         f"  {'gw µs/ev':>8}{'base':>6}  {'gw p50/p99 ms':>14}{'base p50/p99 ms':>16}  {'ev/msg':>6}{'lost':>9}  {'cpu gw/client':>13}"
     )
     lines = [head, "-" * len(head)]
@@ -171,7 +178,7 @@ def table(rows: list[Row]) -> str:
         g, b = row.gateway, row.baseline
         lost = "{}/{}".format(*row.lost) + ("!" if row.disorder else "")
         lines.append(
-            f"{row.scenario.name:<13}{_si(g.rate):>9}{_si(b.rate):>10}{g.rate / b.rate:>7.2f}"
+            f"{row.scenario.name:<{w}}{_si(g.rate):>9}{_si(b.rate):>10}{g.rate / b.rate:>7.2f}"
             f"  {_si(g.per_core):>11}{_si(b.per_core):>14}{g.per_core / b.per_core:>7.2f}"
             f"  {1e6 / g.per_core:>8.1f}{1e6 / b.per_core:>6.1f}"
             f"  {g.percentile(0.5) / 1000:>6.2f}/{g.percentile(0.99) / 1000:<7.2f}{b.percentile(0.5) / 1000:>8.2f}/{b.percentile(0.99) / 1000:<7.2f}"
@@ -193,7 +200,8 @@ STAGE_COLUMNS = (
 def stage_table(rows: list[Row]) -> str:
     """The gateway's CPU per delta by stage, from its median run of each scenario: the run's CPU split by
     the stage sampler's shares (bench/stages.py)."""
-    head = f"{'scenario':<17}{'µs/ev':>7}  " + "".join(f"{title:>19}" for _, title in STAGE_COLUMNS) + f"{'samples':>9}"
+    w = max(17, *(len(row.scenario.name) + 1 for row in rows))
+    head = f"{'scenario':<{w}}{'µs/ev':>7}  " + "".join(f"{title:>19}" for _, title in STAGE_COLUMNS) + f"{'samples':>9}"
     lines = [head, "-" * len(head)]
     for row in rows:
         g = row.gateway
@@ -202,7 +210,7 @@ def stage_table(rows: list[Row]) -> str:
             continue
         total = g.server_cpu_s * 1e6 / g.delivered
         cells = "".join(f"{total * g.stages.get(k, 0.0) / samples:>12.1f} ({g.stages.get(k, 0.0) / samples:>3.0%})" for k, _ in STAGE_COLUMNS)
-        lines.append(f"{row.scenario.name:<17}{total:>7.1f}  {cells}{samples:>9.0f}")
+        lines.append(f"{row.scenario.name:<{w}}{total:>7.1f}  {cells}{samples:>9.0f}")
     files: dict[str, float] = {}
     for row in rows:
         for key, count in row.gateway.stages.items():
@@ -237,7 +245,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     )
     started = time.monotonic()
     hot = hotpath.measure(events=5_000 if args.quick else 20_000)
-    rows = run_all(plan, args.repeat or (1 if args.quick else 3), args.loop, args.real)
+    rows = run_all(with_sse(plan) if args.real else plan, args.repeat or (1 if args.quick else 3), args.loop, args.real)
     print(table(rows))
     if args.real:
         print("\nreal path, the gateway's CPU per delta by stage (µs, share of the main thread; sampled, bench/stages.py):")

@@ -30,7 +30,9 @@ INTERVAL_S = 0.001
 WRITE_S = 0.05
 STAGES = ("sdk", "session", "encode+log", "send", "loop", "other")
 # (path fragment, stage), tried on each frame from the innermost out; the first frame that matches
-# decides. asyncio's own frames (an Event.set, a call_soon) are passed over: their caller decides.
+# decides. Library frames that serve several stages are passed over, so their caller decides: asyncio's
+# (an Event.set, a call_soon), anyio's (the SDK's subprocess and memory streams, sse-starlette's task
+# group) and json's (the SDK's transport decodes with it).
 RULES = (
     ("/gateway/events/", "encode+log"),
     ("/gateway/transports/outbox.py", "send"),
@@ -38,8 +40,6 @@ RULES = (
     ("/gateway/wire/", "session"),
     ("/bench/synthetic_agent.py", "sdk"),  # the synthetic agent stands in for the SDK
     ("/claude_agent_sdk/", "sdk"),
-    ("/anyio/", "sdk"),  # the SDK's subprocess streams and its memory stream
-    ("/json/", "sdk"),  # the SDK's transport decodes lines with json (the gateway uses msgspec)
     ("/gateway/transports/", "send"),
     ("/uvicorn/", "send"),
     ("/websockets/", "send"),
@@ -47,22 +47,23 @@ RULES = (
     ("/sse_starlette/", "send"),
     ("/h11/", "send"),
 )
-_LIBRARY = re.compile(r"^.*/(site-packages|lib/python3\.\d+)/")  # a file's name below its library root
+SHARED = ("/asyncio/", "/anyio/", "/json/")
 # The frames that run the loop: reaching one means nothing of ours runs above it (the loop's own work).
 LOOP_FRAMES = {"run", "run_until_complete", "run_forever", "_run_once"}
+_LIBRARY = re.compile(r"^.*/(site-packages|lib/python3\.\d+)/")  # a file's name below its library root
 
 
 def stage_of(frame: FrameType | None) -> tuple[str, str]:
-    """The stage of the innermost recognised frame, and that frame's file (below its library root)."""
+    """The stage of the innermost frame that decides, and the innermost frame's file (below its library root)."""
+    innermost = _LIBRARY.sub("", frame.f_code.co_filename) if frame is not None else ""
     while frame is not None:
         code = frame.f_code
-        if "/asyncio/" in code.co_filename:
-            if code.co_name in LOOP_FRAMES:
-                return "loop", ""
-        else:
+        if "/asyncio/" in code.co_filename and code.co_name in LOOP_FRAMES:
+            return "loop", ""
+        if not any(shared in code.co_filename for shared in SHARED):
             for fragment, stage in RULES:
                 if fragment in code.co_filename:
-                    return stage, _LIBRARY.sub("", code.co_filename)
+                    return stage, innermost
         frame = frame.f_back
     return "other", ""
 

@@ -11,15 +11,19 @@ import contextlib
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.auth import Authenticator
 from gateway.metrics import CONTENT_TYPE, GatewayMetrics
 from gateway.transports import http_common
+from gateway.wire.errors import ErrorCode, GatewayError
 
 REQUEST_TIMEOUT_S = 5.0
 MAX_REQUEST_BYTES = 16_384
 
 
 async def metrics(request: Request) -> Response:
-    http_common.principal(request, tickets=False)  # any principal's token; a ticket in a scraper's URL would leak
+    auth: Authenticator = request.app.state.auth
+    if auth.authenticate(request, tickets=False) is None:  # any principal's token; a ticket in a scraper's URL would be logged
+        raise GatewayError(ErrorCode.UNAUTHORIZED, "send `Authorization: Bearer <token>` (a ticket is not accepted here)")
     return Response(http_common.manager(request).metrics.exposition(), media_type=CONTENT_TYPE)
 
 
