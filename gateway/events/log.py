@@ -91,12 +91,6 @@ class MemoryEventLog:
         start = self._head + (seq + 1 - self._first_seq)
         return self._frames[start:]
 
-    def entries_from(self, seq: int) -> tuple[int, list[bytes], list[int]]:
-        """The entries held from `seq` on, or from the oldest held if that one is gone: (first seq, frames, stamps)."""
-        first = max(seq, self._first_seq)
-        start = self._head + first - self._first_seq
-        return first, self._frames[start:], self._stamps[start:]
-
     @property
     def bytes(self) -> int:
         return self._bytes

@@ -1,21 +1,24 @@
 """A session's event log in Redis, written by the session's owner, read by any replica.
 
-Invariant: the Stream `P:{sid}:log` holds, as entries `<seq>-0` (fields `f`: the encoded frame, `t`: its
-time in ms), exactly what the owner's in-memory tail held at its last flush; the meta hash's
-`epoch`/`first_seq`/`last_seq`/`bytes` describe it, and each flush's new entries are published on
-`P:{sid}:live` in the same script. Retention is decided once, by the tail (a `MemoryEventLog` with the
-log's bounds, evicting in 1/64 steps): the script trims the Stream to the tail's first seq, so a cursor
-is refused by Redis exactly when the owner would refuse it. Every write checks the fencing token first,
-inside the script: once another replica has claimed the session, this log writes nothing more.
+Invariant: after each flush the Stream `P:{sid}:log` holds, as entries `<seq>-0` (fields `f`: the
+encoded frame, `t`: its time in ms), exactly what the owner's in-memory tail holds, and the meta hash's
+`epoch`/`first_seq`/`last_seq`/`bytes` describe it; every entry the flush added is published on
+`P:{sid}:live` in the same script, even one the tail already evicted, so other replicas' live clients
+miss nothing the owner's own clients get. Retention is decided once, by the tail (a `MemoryEventLog`
+with the log's bounds, evicting in 1/64 steps): the script trims the Stream to the tail's first seq, so
+a cursor is refused by Redis exactly when the owner would refuse it. Every write checks the fencing
+token first, inside the script: once another replica has claimed the session, this log writes nothing.
 
 `append` is O(1) and never awaits: the entry goes to the tail (which serves the owner's own attaches
-without a round trip) and wakes the one flusher task, which sends everything appended since its last
-flush in one EVALSHA (at most one in flight; a burst goes out in a few large batches, not per event).
-An unreachable Redis costs retries with backoff in that task; entries wait in the tail, so the backlog
-is bounded by the log's own bounds (entries evicted meanwhile are simply never written).
+without a round trip) and to the pending queue, and wakes the one flusher task, which sends everything
+pending in one EVALSHA (at most one in flight; a burst goes out in a few large batches, not per event).
+An unreachable Redis costs retries with backoff in that task; the pending queue is bounded meanwhile
+(the log's bounds, at least MIN_PENDING_*; past them its oldest entries are dropped and followers see
+a gap they can't fill, which they report rather than hide).
 """
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -31,6 +34,8 @@ from gateway.events.log import MemoryEventLog, new_epoch
 log = logging.getLogger("gateway.events.redis")
 
 MAX_BATCH = 1024  # entries per flush: a long burst doesn't make one huge command
+# The pending queue holds at least this much, however small the log's bounds: only an outage fills it.
+MIN_PENDING_EVENTS, MIN_PENDING_BYTES = 10_000, 32 << 20
 BACKOFF_S = (0.05, 2.0)
 
 # KEYS: log, meta. ARGV: fence, epoch, ttl s.
@@ -94,6 +99,10 @@ class RedisEventLog:
         self._closed_ttl_s = int(settings.closed_retention_s) + 1
         self._close_timeout_s = settings.redis_timeout_s * 3
         self._append_script = redis.register_script(_APPEND)
+        self._pending: collections.deque[tuple[int, int, bytes]] = collections.deque()  # (seq, ts, frame) not yet in Redis
+        self._pending_bytes = 0
+        self._max_pending = max(settings.log_max_events, MIN_PENDING_EVENTS)
+        self._max_pending_bytes = max(settings.log_max_bytes, MIN_PENDING_BYTES)
         self._flushed = 0  # the last seq Redis holds
         self._ending: bool | None = None  # set by close: None while open, else its `ended`
         self._wake = asyncio.Event()
@@ -128,6 +137,11 @@ class RedisEventLog:
 
     def append(self, seq: int, ts_ms: int, frame: bytes) -> None:
         self._tail.append(seq, ts_ms, frame)
+        pending = self._pending
+        pending.append((seq, ts_ms, frame))
+        self._pending_bytes += len(frame)
+        if len(pending) > self._max_pending or self._pending_bytes > self._max_pending_bytes:
+            self._pending_bytes -= len(pending.popleft()[2])
         self._wake.set()
 
     async def read_after(self, seq: int) -> list[bytes] | None:
@@ -157,7 +171,7 @@ class RedisEventLog:
         backoff = BACKOFF_S[0]
         failing = False
         while True:
-            if self._flushed == self._tail.last_seq and self._ending is None:
+            if not self._pending and self._ending is None:
                 await self._wake.wait()
                 self._wake.clear()
                 continue
@@ -182,15 +196,16 @@ class RedisEventLog:
                 return
 
     async def _flush(self) -> bool:
-        """One round trip: the entries after the last flushed (at most MAX_BATCH). True: closed and all written."""
-        tail = self._tail
-        first, frames, stamps = tail.entries_from(self._flushed + 1)
-        count = min(len(frames), MAX_BATCH)
-        final = self._ending is not None and first + count - 1 == tail.last_seq
-        ttl = self._closed_ttl_s if final and self._ending else self._ttl_s
-        args: list[int | str | bytes] = [self._fence, self.epoch, tail.first_seq, tail.bytes, ttl, 1 if final and self._ending else 0]
+        """One round trip: the oldest pending entries (at most MAX_BATCH). True: closed and all written."""
+        tail, pending = self._tail, self._pending
+        count = min(len(pending), MAX_BATCH)
+        final = self._ending is not None and count == len(pending)
+        ended = final and self._ending
+        args: list[int | str | bytes] = [self._fence, self.epoch, tail.first_seq, tail.bytes, self._closed_ttl_s if ended else self._ttl_s, int(bool(ended))]
         for i in range(count):
-            args += (first + i, stamps[i], frames[i])
+            args += pending[i]
         k = self._keys
-        self._flushed = max(self._flushed, int(await self._append_script(keys=[k.log, k.meta, k.acks, k.live], args=args)))
-        return final
+        self._flushed = int(await self._append_script(keys=[k.log, k.meta, k.acks, k.live], args=args))
+        while pending and pending[0][0] <= self._flushed:  # appends (and sheds) went on meanwhile
+            self._pending_bytes -= len(pending.popleft()[2])
+        return final and not pending
