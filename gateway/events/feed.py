@@ -69,25 +69,29 @@ class Pending:
 
 
 async def buffered_attach(
-    sinks: set[Sink], sink: Sink, after: int, top: int, read: Callable[[int], Awaitable[list[bytes] | None]]
+    sinks: set[Sink], sink: Sink, after: int, top: Callable[[], int], read: Callable[[int], Awaitable[list[bytes] | None]]
 ) -> list[bytes] | None:
-    """Subscribe `sink` to `sinks` (delivered up to `top` so far) and return the frames after `after`.
+    """Subscribe `sink` to `sinks` (delivered up to `top()`) and return the frames after `after`.
 
     Frames delivered while `read` awaits are buffered and appended to the replay (those it already
-    holds are dropped by seq); the sink gets direct delivery only once this returns, so the caller
-    queues the replay first: nothing lost, nothing twice. When the sinks were ended meanwhile (the
-    session closed) the replay is returned without subscribing the sink.
+    holds are dropped by seq), and the replay stops at what the sinks were given (a store may hold
+    more: the sink gets it live, in order); the sink gets direct delivery only once this returns,
+    so the caller queues the replay first: nothing lost, nothing twice. When the sinks were ended
+    meanwhile (the session closed) the replay is returned without subscribing the sink.
     """
-    if after > top:
+    if after > top():
         return None
-    pending = Pending(top + 1)
+    pending = Pending(top() + 1)
     sinks.add(pending)
     try:
         frames = await read(after)
     finally:
         sinks.discard(pending)
     merged = None if frames is None else pending.merge(frames, after)
-    if merged is not None and not pending.ended:
+    if merged is None:
+        return None
+    del merged[top() - after:]
+    if not pending.ended:
         sinks.add(sink)
     return merged
 
@@ -118,7 +122,7 @@ class EventFeed:
     async def attach(self, sink: Sink, after: int) -> list[bytes] | None:
         """Subscribe `sink` and return the frames after `after` (None: can't be served in full);
         see `buffered_attach`."""
-        return await buffered_attach(self._sinks, sink, after, self.log.last_seq, self.log.read_after)
+        return await buffered_attach(self._sinks, sink, after, lambda: self.log.last_seq, self.log.read_after)
 
     def subscribe(self, sink: Sink) -> None:
         self._sinks.add(sink)
