@@ -20,6 +20,7 @@ a gap they can't fill, which they report rather than hide).
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
 import random
 from collections.abc import Callable
@@ -49,28 +50,37 @@ return 1
 """
 
 # KEYS: log, meta, acks, live channel. ARGV: fence, epoch, first seq kept, bytes kept, ttl s, ended (1/0),
-# then seq, ts, frame per entry. Entries at or below last_seq are skipped, so a retried flush (its reply
-# lost) adds nothing twice; only new ones are published.
+# then the batch: its first seq, its entry count, its frames joined by "\n" (an encoded frame has no raw
+# newline) and their stamps joined by " " -- two arguments however long the batch, so the client packs
+# no per-entry arguments. Entries at or below last_seq are skipped, so a retried flush (its reply lost)
+# adds nothing twice; the new ones are published as they came, a suffix of the joined frames.
 _APPEND = """
 local fence = redis.call('HGET', KEYS[2], 'fence')
 if fence ~= ARGV[1] then return redis.error_reply('FENCED ' .. tostring(fence)) end
 local last = tonumber(redis.call('HGET', KEYS[2], 'last_seq') or '0')
-local first = nil
-local frames = {}
-for i = 7, #ARGV, 3 do
-  local seq = tonumber(ARGV[i])
+local seq, count, body, stamps = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], ARGV[10]
+local pos, spos, new_pos, first, added = 1, 1, nil, nil, 0
+for _ = 1, count do
+  local nl = string.find(body, '\\n', pos, true)
+  local sp = string.find(stamps, ' ', spos, true)
   if seq > last then
-    redis.call('XADD', KEYS[1], ARGV[i] .. '-0', 'f', ARGV[i + 2], 't', ARGV[i + 1])
-    first = first or ARGV[i]
-    frames[#frames + 1] = ARGV[i + 2]
+    local frame = nl and string.sub(body, pos, nl - 1) or string.sub(body, pos)
+    local ts = sp and string.sub(stamps, spos, sp - 1) or string.sub(stamps, spos)
+    redis.call('XADD', KEYS[1], seq .. '-0', 'f', frame, 't', ts)
+    if not first then first, new_pos = seq, pos end
+    added = added + 1
     last = seq
   end
+  seq = seq + 1
+  if nl then pos = nl + 1 end
+  if sp then spos = sp + 1 end
 end
 redis.call('XTRIM', KEYS[1], 'MINID', ARGV[3] .. '-0')
 redis.call('HSET', KEYS[2], 'last_seq', last, 'first_seq', ARGV[3], 'bytes', ARGV[4])
 for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[5]) end
 if first then
-  redis.call('PUBLISH', KEYS[4], ARGV[2] .. ' ' .. first .. ' ' .. #frames .. '\\n' .. table.concat(frames, '\\n'))
+  local batch = new_pos == 1 and body or string.sub(body, new_pos)
+  redis.call('PUBLISH', KEYS[4], ARGV[2] .. ' ' .. first .. ' ' .. added .. '\\n' .. batch)
 end
 if ARGV[6] == '1' then redis.call('PUBLISH', KEYS[4], 'end') end
 return last
@@ -99,7 +109,11 @@ class RedisEventLog:
         self._closed_ttl_s = int(settings.closed_retention_s) + 1
         self._close_timeout_s = settings.redis_timeout_s * 3
         self._append_script = redis.register_script(_APPEND)
-        self._pending: collections.deque[tuple[int, int, bytes]] = collections.deque()  # (seq, ts, frame) not yet in Redis
+        # Entries not yet in Redis, from seq `_pending_first` on: frames and stamps apart, so a flush
+        # joins each in one C-level call.
+        self._pending_frames: collections.deque[bytes] = collections.deque()
+        self._pending_stamps: collections.deque[int] = collections.deque()
+        self._pending_first = 1
         self._pending_bytes = 0
         self._max_pending = max(settings.log_max_events, MIN_PENDING_EVENTS)
         self._max_pending_bytes = max(settings.log_max_bytes, MIN_PENDING_BYTES)
@@ -137,12 +151,20 @@ class RedisEventLog:
 
     def append(self, seq: int, ts_ms: int, frame: bytes) -> None:
         self._tail.append(seq, ts_ms, frame)
-        pending = self._pending
-        pending.append((seq, ts_ms, frame))
+        frames = self._pending_frames
+        frames.append(frame)
+        self._pending_stamps.append(ts_ms)
         self._pending_bytes += len(frame)
-        if len(pending) > self._max_pending or self._pending_bytes > self._max_pending_bytes:
-            self._pending_bytes -= len(pending.popleft()[2])
+        if len(frames) > self._max_pending or self._pending_bytes > self._max_pending_bytes:
+            self._drop_pending(1)
         self._wake.set()
+
+    def _drop_pending(self, count: int) -> None:
+        frames, stamps = self._pending_frames, self._pending_stamps
+        for _ in range(count):
+            self._pending_bytes -= len(frames.popleft())
+            stamps.popleft()
+        self._pending_first += count
 
     async def read_after(self, seq: int) -> list[bytes] | None:
         """From the tail: it holds what Redis holds and what is still on its way there."""
@@ -171,7 +193,7 @@ class RedisEventLog:
         backoff = BACKOFF_S[0]
         failing = False
         while True:
-            if not self._pending and self._ending is None:
+            if not self._pending_frames and self._ending is None:
                 await self._wake.wait()
                 self._wake.clear()
                 continue
@@ -197,15 +219,16 @@ class RedisEventLog:
 
     async def _flush(self) -> bool:
         """One round trip: the oldest pending entries (at most MAX_BATCH). True: closed and all written."""
-        tail, pending = self._tail, self._pending
-        count = min(len(pending), MAX_BATCH)
-        final = self._ending is not None and count == len(pending)
+        tail, frames = self._tail, self._pending_frames
+        count = min(len(frames), MAX_BATCH)
+        final = self._ending is not None and count == len(frames)
         ended = final and self._ending
-        args: list[int | str | bytes] = [self._fence, self.epoch, tail.first_seq, tail.bytes, self._closed_ttl_s if ended else self._ttl_s, int(bool(ended))]
-        for i in range(count):
-            args += pending[i]
+        args = [
+            self._fence, self.epoch, tail.first_seq, tail.bytes, self._closed_ttl_s if ended else self._ttl_s, int(bool(ended)),
+            self._pending_first, count, b"\n".join(itertools.islice(frames, count)), " ".join(map(str, itertools.islice(self._pending_stamps, count))),
+        ]
         k = self._keys
         self._flushed = int(await self._append_script(keys=[k.log, k.meta, k.acks, k.live], args=args))
-        while pending and pending[0][0] <= self._flushed:  # appends (and sheds) went on meanwhile
-            self._pending_bytes -= len(pending.popleft()[2])
-        return final and not pending
+        # Appends (and drops past the bound) went on meanwhile: drop what Redis now holds.
+        self._drop_pending(max(0, min(len(frames), self._flushed + 1 - self._pending_first)))
+        return final and not frames
