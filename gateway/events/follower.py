@@ -24,6 +24,9 @@ from gateway.store.pubsub import PubSubHub
 log = logging.getLogger("gateway.events.follower")
 
 READ_CHUNK = 2000  # Stream entries per read
+# A cursor from the owner's replica can be a flush ahead of the Stream (the owner's clients get each
+# event before it is written); an attach waits this long for the follower to get there, not a reset.
+CATCH_UP_S = 1.0
 BACKOFF_S = (0.05, 2.0)
 
 # KEYS: log. ARGV: the seq to read after, at most how many. Returns the first seq read (0: none) and
@@ -52,14 +55,15 @@ class LogFollower:
         self._sinks: set[Sink] = set()
         self._held: list[tuple[int, list[bytes]]] = []  # live batches waiting behind a gap (or the start)
         self._filling: asyncio.Task[None] | None = None
+        self._waiting: list[tuple[int, asyncio.Future[None]]] = []  # attaches waiting for a seq
         self._started = False
         self.ended = False
 
     @classmethod
     async def start(cls, redis: Redis, hub: PubSubHub, keys: SessionKeys) -> "LogFollower":
         """Subscribe to the live channel first, then read where the log stands: no batch falls between."""
-        self = cls(redis, hub, keys)
-        await hub.subscribe(keys.live, self._on_live, self._on_resubscribed)
+        follower = cls(redis, hub, keys)
+        await hub.subscribe(keys.live, follower._on_live, follower._on_resubscribed)
         try:
             epoch, last, state = await redis.hmget(keys.meta, "epoch", "last_seq", "state")
             if epoch is None:
@@ -67,13 +71,13 @@ class LogFollower:
         except BaseException:
             await hub.unsubscribe(keys.live)
             raise
-        self.epoch, self._last, self._started = epoch.decode(), int(last), True
-        held, self._held = self._held, []
+        follower.epoch, follower._last, follower._started = epoch.decode(), int(last), True
+        held, follower._held = follower._held, []
         for first, frames in held:
-            self._take(first, frames)
+            follower._take(first, frames)
         if state == b"closed":
-            self._fill()  # the end marker may be gone already: the read after it ends the sinks
-        return self
+            follower._fill()  # the end marker may be gone already: the read after it ends the sinks
+        return follower
 
     async def close(self) -> None:
         """Stop following (no sink left, or the replica shuts down)."""
@@ -92,7 +96,21 @@ class LogFollower:
         return len(self._sinks)
 
     async def attach(self, sink: Sink, after: int) -> list[bytes] | None:
-        """Subscribe `sink` and return the frames after `after` from the Stream (None: can't be served in full)."""
+        """Subscribe `sink` and return the frames after `after` from the Stream (None: can't be served in full).
+
+        A cursor ahead of what the follower has seen waits for it (up to CATCH_UP_S) before it is refused.
+        """
+        if after > self._last and not self.ended:
+            waiter = (after, asyncio.get_running_loop().create_future())
+            self._waiting.append(waiter)
+            try:
+                async with asyncio.timeout(CATCH_UP_S):
+                    await waiter[1]
+            except TimeoutError:
+                pass
+            finally:
+                if waiter in self._waiting:
+                    self._waiting.remove(waiter)
         return await buffered_attach(self._sinks, sink, after, lambda: self._last, self._read_after)
 
     def subscribe(self, sink: Sink) -> None:
@@ -106,6 +124,7 @@ class LogFollower:
         for sink in list(self._sinks):
             sink.end()
         self._sinks.clear()
+        self._wake_waiting()
 
     # ---- live ------------------------------------------------------------------------------
 
@@ -148,6 +167,18 @@ class LogFollower:
             for sink in sinks:
                 sink.push(frame)
         self._last += len(frames)
+        if self._waiting:
+            self._wake_waiting()
+
+    def _wake_waiting(self) -> None:
+        still = []
+        for seq, reached in self._waiting:
+            if seq <= self._last or self.ended:
+                if not reached.done():
+                    reached.set_result(None)
+            else:
+                still.append((seq, reached))
+        self._waiting = still
 
     def _on_resubscribed(self) -> None:
         """Messages may have been lost while the connection was down: read the Stream from `last_seq`."""

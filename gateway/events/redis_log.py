@@ -126,15 +126,15 @@ class RedisEventLog:
     @classmethod
     async def create(cls, redis: Redis, keys: SessionKeys, settings: Settings, *, fence: int, on_fenced: Callable[[], None]) -> "RedisEventLog":
         """A new log (new epoch, empty Stream) for a session this replica claimed with token `fence`."""
-        self = cls(redis, keys, settings, fence, on_fenced)
+        event_log = cls(redis, keys, settings, fence, on_fenced)
         try:
-            await redis.eval(_CREATE, 2, keys.log, keys.meta, fence, self.epoch, self._ttl_s)
+            await redis.eval(_CREATE, 2, keys.log, keys.meta, fence, event_log.epoch, event_log._ttl_s)
         except ResponseError as exc:
             if _fenced(exc):
                 raise Fenced(str(exc)) from None
             raise
-        self._task = asyncio.create_task(self._flush_forever(), name=f"log-flusher-{keys.log}")
-        return self
+        event_log._task = asyncio.create_task(event_log._flush_forever(), name=f"log-flusher-{keys.log}")
+        return event_log
 
     @property
     def last_seq(self) -> int:
