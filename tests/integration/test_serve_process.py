@@ -4,6 +4,7 @@ import asyncio
 import signal
 import time
 
+import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
 
@@ -79,3 +80,10 @@ async def test_sigterm_ends_every_query_with_a_result_and_every_session_closed_b
         results = [e["event"] for e in busy.events if e["event"]["kind"] == "result"]
         assert [(r["query_id"], r["subtype"]) for r in results] == [(running["id"], "cancelled"), (queued["id"], "cancelled")]
         assert await asyncio.to_thread(proc.wait, 20) in (0, -signal.SIGTERM)
+
+
+@pytest.mark.parametrize(("demo", "reported"), [("on", True), ("off", False), ("auto", False)])
+async def test_healthz_says_whether_the_demo_model_answers(tmp_path, model_url, demo: str, reported: bool) -> None:  # type: ignore[no-untyped-def]
+    """The chat page labels demo mode from `/healthz`: `auto` with a key set is a real model."""
+    async with gateway_process(tmp_path, model_url, AGENT_GATEWAY_DEMO=demo) as (_proc, port), httpx.AsyncClient() as http:
+        assert (await http.get(f"http://127.0.0.1:{port}/healthz")).json() == {"status": "ok", "demo": reported}
