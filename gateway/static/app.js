@@ -287,7 +287,7 @@ function renderList() {
     lis.push(li);
   }
   // Don't redraw under a rename in progress.
-  if (ui.chatList.querySelector('.chat-rename-input')) return;
+  if (ui.chatList.querySelector('.chat-rename-form')) return;
   const focused = /** @type {HTMLElement | null} */ (document.activeElement);
   const focusKey = focused && ui.chatList.contains(focused) ? [focused.closest('li')?.dataset.id, focused.className] : null;
   ui.chatList.replaceChildren(...lis);
@@ -313,30 +313,31 @@ function ago(ms) {
   return new Date(ms).toLocaleDateString();
 }
 
-/** @param {HTMLElement} li @param {string} id */
+/** Rename in place: Enter saves, Escape cancels. @param {HTMLElement} li @param {string} id */
 function startRename(li, id) {
+  const form = /** @type {HTMLFormElement} */ (h('form', 'chat-rename-form'));
   const input = /** @type {HTMLInputElement} */ (h('input', 'chat-rename-input'));
   input.value = titleOf(id);
   input.setAttribute('aria-label', 'Chat title');
-  let done = false;
   /** @param {boolean} keep */
   const finish = (keep) => {
-    if (done) return;
-    done = true;
     if (keep && input.value.trim()) remember(id, { title: input.value.trim().slice(0, 120) });
-    input.remove();
+    form.remove();
     renderList();
     /** @type {HTMLElement | null} */ (ui.chatList.querySelector(`li[data-id="${CSS.escape(id)}"] .chat-rename`))?.focus();
   };
+  form.addEventListener('submit', (ev) => {
+    ev.preventDefault();
+    finish(true);
+  });
   input.addEventListener('keydown', (ev) => {
-    if (ev.key === 'Enter') finish(true);
     if (ev.key === 'Escape') {
       ev.stopPropagation();
       finish(false);
     }
   });
-  input.addEventListener('blur', () => finish(true));
-  q(li, '.chat-open').replaceChildren(input);
+  form.append(input);
+  li.replaceChildren(form);
   input.focus();
   input.select();
 }
