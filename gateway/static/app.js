@@ -162,7 +162,7 @@ function records() {
 /** @param {string} id @param {Partial<ChatRecord>} change */
 function remember(id, change) {
   const all = records();
-  all[id] = { lastActivity: Date.now(), ...all[id], ...change };
+  all[id] = { ...all[id], lastActivity: all[id]?.lastActivity ?? Date.now(), ...change };
   try {
     localStorage.setItem(STORE.chats, JSON.stringify(all));
   } catch {
@@ -227,6 +227,8 @@ function listRows() {
   const rows = new Map();
   for (const info of listed) {
     if (all[info.session_id]?.deleted) continue;
+    // A chat nobody wrote in yet is not worth a row (except the one on screen).
+    if (!info.turns && info.state === 'idle' && !info.queued && !info.pending.length && !all[info.session_id]?.items?.length && info.session_id !== currentId()) continue;
     const state = info.state === 'closed' ? 'ended'
       : info.pending.length || info.state === 'awaiting_approval' ? 'waiting for you'
       : info.state === 'running' || info.state === 'interrupted' ? 'working' : 'live';
@@ -461,7 +463,7 @@ function renderEnded(id) {
   fillSelect(ui.mode, [], null);
   ui.model.disabled = ui.mode.disabled = true;
   setComposerEnabled(false);
-  renderConnection({ state: 'closed', reason: 'ended' });
+  renderConnection({ state: 'closed' });
   showBanner(items.length ? 'This chat has ended: its session is gone. You can still read it here.' : 'This chat has ended: its session is gone.',
     'info', 'Continue in a new chat', () => continueInNewChat(id));
   renderList();
@@ -479,8 +481,9 @@ function continueInNewChat(endedChat) {
   ui.prompt.focus();
 }
 
-/** @param {boolean} enabled */
+/** An ended chat can be read and copied, not continued. @param {boolean} enabled */
 function setComposerEnabled(enabled) {
+  document.body.classList.toggle('chat-ended', !enabled);
   ui.prompt.disabled = !enabled;
   ui.prompt.placeholder = enabled ? 'Message the agent…' : 'This chat has ended';
 }
@@ -511,6 +514,7 @@ function onClosed(s, info) {
   } else if (info.code === 'session_closed') {
     if (s.id) remember(s.id, { ended: true });
     setComposerEnabled(false);
+    renderConnection({ state: 'closed' });
     showBanner('This chat has ended.', 'info', 'Continue in a new chat', () => continueInNewChat(/** @type {string} */ (s.id)));
   } else if (info.code !== 'disconnected' && info.code !== 'closed_by_client') {
     showBanner(`Disconnected: ${info.message}`, 'error', 'New chat', () => newChat());
@@ -533,7 +537,7 @@ function renderConnection(change) {
   const offline = reason === 'offline' || navigator.onLine === false;
   const labels = {
     idle: 'Not connected', connecting: 'Connecting…', open: 'Live', fallback: 'Live · HTTP',
-    reconnecting: offline ? 'Offline' : 'Reconnecting…', closed: reason === 'ended' ? 'Ended' : 'Disconnected',
+    reconnecting: offline ? 'Offline' : 'Reconnecting…', closed: endedId || session?.chat?.sessionState === 'closed' ? 'Ended' : 'Disconnected',
   };
   ui.conn.dataset.state = state;
   ui.connLabel.textContent = labels[state];
@@ -625,7 +629,7 @@ function render() {
 
 /**
  * Draw `source` (keyed, so unchanged items aren't touched) and return the items shown.
- * @param {ChatItem[]} source
+ * @param {readonly ChatItem[]} source
  * @param {import('./client/chat.js').ChatState | null} chat null for an ended chat
  */
 function renderItems(source, chat) {
@@ -672,6 +676,7 @@ function renderItems(source, chat) {
       nested.push([item, el]);
       continue;
     }
+    /** @type {Element | null} */
     const expected = previous ? previous.nextElementSibling : ui.items.firstElementChild;
     if (expected !== el) {
       if (previous) previous.after(el);

@@ -292,6 +292,7 @@ for (const viewport of VIEWPORTS) {
       await page.waitForFunction((id) => document.querySelector(`#chat-list li[data-id="${id}"] .chat-row-title`)?.textContent === 'SCRIPT:ask', second);
       assert.equal(await row(first).locator('.chat-row-title').innerText(), 'SCRIPT:hello', 'titled by its first prompt');
       assert.equal(await row(second).locator('.chat-open').getAttribute('aria-current'), 'page');
+      await page.waitForSelector(`#chat-list li[data-id="${second}"][data-state="waiting for you"]`, { timeout: 5000 });
       assert.match(await row(second).innerText(), /waiting for you/);
       await shot(page, '07-chat-list');
       await assertAccessible(page, 'chat list');
@@ -341,13 +342,14 @@ test('a chat whose session is gone (restart without a shared store) stays readab
     await results(page, 1);
     const before = await page.locator('#items .msg-assistant .md').innerText();
     await page.waitForTimeout(700); // the page saves what it shows
-    await first.stop();
+    await first.crash(); // a restart without a shared store: the session is unknown to the next gateway
     second = await startGateway({ name: 'e2e-restart-b' });
     cut.upstreamPort = second.port;
     cut.severAll();
     await page.waitForSelector('.conn[data-state="closed"]', { timeout: 30000 });
     await page.waitForSelector('#banner:not([hidden])');
-    assert.match(await page.locator('#banner-text').innerText(), /ended/);
+    assert.match(await page.locator('#banner-text').innerText(), /^This chat has ended: its session is gone/);
+    assert.equal(await page.locator('#conn-label').innerText(), 'Ended');
     assert.equal(await page.locator('#items .msg-assistant .md').innerText(), before, 'the conversation is still there');
     assert.equal(await page.locator('#items .msg-user .text').innerText(), 'SCRIPT:hello');
     assert.ok(await page.locator('#prompt').isDisabled());
