@@ -150,10 +150,17 @@ ui.tokenForm.addEventListener('submit', () => {
 
 // ---- what the page remembers of each chat ---------------------------------------------------
 
+/** Chats are remembered per token: another principal in this browser has other sessions. */
+function chatsKey() {
+  let hash = 0x811c9dc5; // FNV-1a: a short, stable name, not a secret
+  for (const c of localStorage.getItem(STORE.token) ?? '') hash = Math.imul(hash ^ c.charCodeAt(0), 0x01000193) >>> 0;
+  return `${STORE.chats}.${hash.toString(36)}`;
+}
+
 /** @returns {Record<string, ChatRecord>} */
 function records() {
   try {
-    return JSON.parse(localStorage.getItem(STORE.chats) ?? '{}') ?? {};
+    return JSON.parse(localStorage.getItem(chatsKey()) ?? '{}') ?? {};
   } catch {
     return {};
   }
@@ -164,12 +171,12 @@ function remember(id, change) {
   const all = records();
   all[id] = { ...all[id], lastActivity: all[id]?.lastActivity ?? Date.now(), ...change };
   try {
-    localStorage.setItem(STORE.chats, JSON.stringify(all));
+    localStorage.setItem(chatsKey(), JSON.stringify(all));
   } catch {
     // Full: keep titles, drop the oldest chats' items, and try once more.
     for (const record of Object.values(all).sort((a, b) => a.lastActivity - b.lastActivity).slice(0, -1)) delete record.items;
     try {
-      localStorage.setItem(STORE.chats, JSON.stringify(all));
+      localStorage.setItem(chatsKey(), JSON.stringify(all));
     } catch {
       // nothing more to give up: the chat is still on the gateway
     }
