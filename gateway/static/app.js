@@ -373,8 +373,11 @@ async function deleteChat(id, opener) {
   ui.prompt.focus();
 }
 
+const mainArea = /** @type {HTMLElement} */ (document.querySelector('.main'));
+
 function openDrawer() {
   document.body.classList.add('drawer-open');
+  mainArea.inert = true; // a modal drawer: Tab stays in it
   ui.scrim.hidden = false;
   ui.chatsToggle.setAttribute('aria-expanded', 'true');
   refreshList();
@@ -384,6 +387,7 @@ function openDrawer() {
 function closeDrawer() {
   if (!document.body.classList.contains('drawer-open')) return;
   document.body.classList.remove('drawer-open');
+  mainArea.inert = false;
   ui.scrim.hidden = true;
   ui.chatsToggle.setAttribute('aria-expanded', 'false');
   ui.chatsToggle.focus();
@@ -1076,6 +1080,17 @@ function createApproval(item) {
     answer(() => /** @type {NonNullable<typeof session>} */ (session).allow(requestId, { applySuggestions: current.suggestions.map((_, i) => i) }));
   });
   deny.addEventListener('click', () => answer(() => /** @type {NonNullable<typeof session>} */ (session).deny(requestId, { message: 'The user denied this.' })));
+  allow.setAttribute('aria-keyshortcuts', 'Y');
+  deny.setAttribute('aria-keyshortcuts', 'N');
+  allow.title = 'Allow (Y)';
+  deny.title = 'Deny (N)';
+  // Y / N while the card has focus (not while editing the input), as in the CLI's own prompt.
+  el.addEventListener('keydown', (ev) => {
+    if (!el.classList.contains('pending') || ev.ctrlKey || ev.metaKey || ev.altKey || /** @type {HTMLElement} */ (ev.target).matches('textarea, input')) return;
+    const key = ev.key.toLowerCase();
+    if (key === 'y' && !allow.disabled) (ev.preventDefault(), allow.click());
+    else if (key === 'n' && !deny.disabled) (ev.preventDefault(), deny.click());
+  });
   editToggle.addEventListener('click', () => {
     const current = /** @type {import('./client/chat.js').ApprovalItem} */ (nodes.get(item.key)?.item ?? item);
     const editing = edit.hidden;

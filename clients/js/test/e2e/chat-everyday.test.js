@@ -119,6 +119,8 @@ async function openList(page) {
     await page.click('#chats-toggle');
     await page.waitForFunction(() => document.body.classList.contains('drawer-open'));
     await page.waitForTimeout(250); // the slide-in
+    assert.ok(await page.evaluate(() => /** @type {HTMLElement} */ (document.querySelector('.main')).inert), 'the drawer is modal');
+    assert.ok(await page.evaluate(() => document.getElementById('sidebar')?.contains(document.activeElement)), 'focus moves into the drawer');
   }
   await page.waitForSelector('#chat-list li', { state: 'visible' });
 }
@@ -190,7 +192,8 @@ for (const viewport of VIEWPORTS) {
       assert.equal(await page.locator('#items .tool .tool-icon').innerText(), '>_', 'a terminal icon, not "Ba"');
       await shot(page, '03-approval');
       await assertAccessible(page, 'approval pending');
-      await page.keyboard.press('Enter'); // Allow
+      assert.equal(await page.locator('.card.approval.pending .allow').getAttribute('aria-keyshortcuts'), 'Y');
+      await page.keyboard.press('y'); // Allow
       await results(page, 1);
       assert.equal(await focused(page), 'textarea#prompt', 'focus back on the composer after Allow');
       const card = page.locator('#items .tool').first();
@@ -204,8 +207,8 @@ for (const viewport of VIEWPORTS) {
       await page.waitForFunction(() => document.activeElement?.classList.contains('allow'), null, { timeout: 5000 });
       await page.keyboard.press('Tab'); // past "Always allow" to Deny
       if (await focused(page) !== 'button.btn.btn-danger.deny') await page.keyboard.press('Tab');
-      assert.equal(await focused(page), 'button.btn.btn-danger.deny');
-      await page.keyboard.press('Enter');
+      assert.equal(await focused(page), 'button.btn.btn-danger.deny', 'Deny is reachable by Tab');
+      await page.keyboard.press('n'); // N denies, as in the CLI
       await results(page, 2);
       assert.equal(await focused(page), 'textarea#prompt', 'focus back on the composer after Deny');
       const denied = page.locator('#items .tool').nth(1);
