@@ -3,7 +3,7 @@
 // (title, last items), so a chat whose session is gone stays readable, and the open one is
 // re-attached on reload. One session is attached at a time; the others keep running.
 
-import { GatewayClient, renderMarkdown } from './client/index.js';
+import { GatewayClient, contentText, renderMarkdown } from './client/index.js';
 import hljs from './vendor/highlight.js/highlight.min.js';
 
 /** @typedef {import('./client/chat.js').ChatItem} ChatItem */
@@ -225,6 +225,23 @@ async function refreshList() {
     if (!record.ended && !record.deleted && !listed.some((s) => s.session_id === id) && id !== session?.id) remember(id, { ended: true });
   }
   renderList();
+  await titleUnknownChats();
+}
+
+/** Chats started elsewhere (another browser) get their first prompt as a title, a few at a time. */
+async function titleUnknownChats() {
+  const untitled = listed.filter((info) => info.turns > 0 && !records()[info.session_id]?.firstPrompt).slice(0, 5);
+  for (const info of untitled) {
+    try {
+      const snapshot = await /** @type {GatewayClient} */ (client).snapshot(info.session_id);
+      const first = snapshot.transcript.find((e) => e.kind === 'user_query');
+      const text = first && first.kind === 'user_query' ? contentText(first.prompt).trim() : '';
+      remember(info.session_id, { firstPrompt: text.slice(0, 200) || 'Untitled chat', lastActivity: info.last_activity });
+    } catch {
+      return; // try again at the next refresh
+    }
+  }
+  if (untitled.length) renderList();
 }
 
 /** The list's rows: the gateway's sessions and the chats the page remembers, newest first. */
@@ -1032,9 +1049,9 @@ function createApproval(item) {
   const error = h('p', 'error');
   error.hidden = true;
   const actions = h('div', 'card-actions');
-  const allow = h('button', 'btn btn-ok allow', 'Allow');
+  const allow = /** @type {HTMLButtonElement} */ (h('button', 'btn btn-ok allow', 'Allow'));
   const always = h('button', 'btn always', 'Always allow');
-  const deny = h('button', 'btn btn-danger deny', 'Deny');
+  const deny = /** @type {HTMLButtonElement} */ (h('button', 'btn btn-danger deny', 'Deny'));
   const editToggle = h('button', 'btn btn-ghost edit-toggle', 'Edit input');
   for (const b of [allow, always, deny, editToggle]) b.setAttribute('type', 'button');
   actions.append(allow, always, deny, h('span', 'spacer'), editToggle, h('span', 'expires'));

@@ -280,6 +280,10 @@ for (const viewport of VIEWPORTS) {
       await send(page, 'SCRIPT:hello');
       await results(page, 1);
       const first = await sessionId(page);
+      // A chat started elsewhere (another browser, a script) is listed under its first prompt.
+      const elsewhere = await api.open({ profile: 'default' });
+      await elsewhere.run(`Hello from elsewhere ${viewport.name}`, { timeoutMs: 60000 });
+      elsewhere.disconnect();
       await openList(page);
       await page.click('#new-chat');
       await page.waitForFunction((old) => { const s = /** @type {any} */ (window).agw.session; return s.id && s.id !== old; }, first, { timeout: 60000 });
@@ -294,6 +298,7 @@ for (const viewport of VIEWPORTS) {
       const row = (/** @type {string} */ id) => page.locator(`#chat-list li[data-id="${id}"]`);
       await page.waitForFunction((id) => document.querySelector(`#chat-list li[data-id="${id}"] .chat-row-title`)?.textContent === 'SCRIPT:ask', second);
       assert.equal(await row(first).locator('.chat-row-title').innerText(), 'SCRIPT:hello', 'titled by its first prompt');
+      await page.waitForFunction((id) => document.querySelector(`#chat-list li[data-id="${id}"] .chat-row-title`)?.textContent?.startsWith('Hello from elsewhere'), elsewhere.id, { timeout: 10000 });
       assert.equal(await row(second).locator('.chat-open').getAttribute('aria-current'), 'page');
       await page.waitForSelector(`#chat-list li[data-id="${second}"][data-state="waiting for you"]`, { timeout: 5000 });
       assert.match(await row(second).innerText(), /waiting for you/);
