@@ -428,7 +428,14 @@ function detach() {
   unsubscribe = [];
   if (session) {
     saveNow();
-    session.disconnect();
+    if (isBlank(session)) {
+      // Nobody wrote in it: close it rather than leave an idle agent counting against the session limit.
+      const id = session.id;
+      session.close().catch(() => session?.disconnect());
+      if (id) remember(id, { deleted: true });
+    } else {
+      session.disconnect();
+    }
   }
   session = null;
   endedId = null;
@@ -551,9 +558,16 @@ function onClosed(s, info) {
   scheduleRender();
 }
 
+/** A live chat nothing was sent in. @param {import('./client/session.js').GatewaySession} s */
+function isBlank(s) {
+  const chat = s.chat;
+  return s.connectionState !== 'closed' && Boolean(s.id) && Boolean(chat) && !chat?.items.some((i) => i.type === 'user') && sending.size === 0;
+}
+
 function newChat() {
   closeDrawer();
-  connect(null);
+  // An empty chat on screen, with the chosen profile, already is the new chat.
+  if (!session || !isBlank(session) || session.chat?.profile !== chosenProfile()) connect(null);
   ui.prompt.focus();
 }
 

@@ -115,7 +115,8 @@ function sessionId(page) {
 
 /** The chat list, opening the drawer on a phone. @param {Page} page */
 async function openList(page) {
-  if (await page.locator('#chats-toggle').isVisible()) {
+  const open = await page.evaluate(() => document.body.classList.contains('drawer-open'));
+  if (!open && await page.locator('#chats-toggle').isVisible()) {
     await page.click('#chats-toggle');
     await page.waitForFunction(() => document.body.classList.contains('drawer-open'));
     await page.waitForTimeout(250); // the slide-in
@@ -290,6 +291,9 @@ for (const viewport of VIEWPORTS) {
       await page.waitForSelector('.conn[data-state="open"]');
       const second = await sessionId(page);
       assert.notEqual((await api.getSession(first)).state, 'closed', 'a new chat does not close the old one');
+      await openList(page);
+      await page.click('#new-chat');
+      assert.equal(await sessionId(page), second, 'an empty chat on screen already is the new chat');
       assert.equal(await focused(page), 'textarea#prompt');
       await send(page, 'SCRIPT:ask');
       await page.waitForSelector('.card.question.pending', { timeout: 60000 });
@@ -334,6 +338,16 @@ for (const viewport of VIEWPORTS) {
       await page.waitForFunction((id) => !document.querySelector(`#chat-list li[data-id="${id}"]`), second);
       await until(async () => (await api.getSession(second)).state === 'closed', 10000, 'the deleted chat\'s session closed');
       assert.equal(await page.evaluate(() => /** @type {any} */ (window).agw.session.id), first, 'still on the open chat');
+
+      // An empty chat left for another is closed, and not listed.
+      await openList(page);
+      await page.click('#new-chat');
+      await page.waitForFunction((old) => { const s = /** @type {any} */ (window).agw.session; return s.id && s.id !== old; }, first, { timeout: 60000 });
+      const blank = await sessionId(page);
+      await openList(page);
+      await row(first).locator('.chat-open').click();
+      await until(async () => (await api.getSession(blank)).state === 'closed', 10000, 'the empty chat closed');
+      assert.equal(await row(blank).count(), 0);
       await page.close();
     });
   });
