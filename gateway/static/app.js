@@ -789,6 +789,7 @@ function renderControls() {
   const attached = session.connectionState === 'open' || session.connectionState === 'fallback';
   const stopWasFocused = document.activeElement === ui.stop;
   ui.stop.hidden = !chat.busy;
+  document.body.classList.toggle('agent-busy', chat.busy || sending.size > 0); // no Regenerate mid-turn
   ui.stop.disabled = chat.sessionState === 'interrupted';
   if (stopWasFocused && (ui.stop.hidden || ui.stop.disabled)) ui.prompt.focus();
   ui.send.disabled = !ui.prompt.value.trim() || session.connectionState === 'closed';

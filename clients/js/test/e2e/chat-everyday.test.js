@@ -171,6 +171,7 @@ for (const viewport of VIEWPORTS) {
 
       await send(page, 'SCRIPT:long');
       await page.waitForSelector('#items .msg-assistant.streaming', { timeout: 60000 });
+      assert.ok(await page.locator('#items .result .regenerate').isHidden(), 'no Regenerate while a turn runs');
       await shot(page, '02-streaming');
       await assertAccessible(page, 'streaming');
       assert.equal(await focused(page), 'textarea#prompt');
