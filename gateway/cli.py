@@ -76,7 +76,8 @@ def serve(settings: Settings) -> None:
     logging.captureWarnings(True)  # the SDK's warnings too, in the chosen format
     if settings.demo not in ("auto", "on", "off"):
         raise SystemExit("agent-gateway: --demo must be auto, on or off")
-    if demo_active(settings):
+    settings.demo = "on" if demo_active(settings) else "off"  # decided once: `/healthz` reports it
+    if settings.demo == "on":
         from gateway.scripted_model.server import ScriptedModelServer
 
         model = ScriptedModelServer()
