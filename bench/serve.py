@@ -1,46 +1,61 @@
-"""One benchmark server process: `python -m bench.serve gateway|baseline PORT [auto|asyncio|uvloop]
+"""One benchmark server process: `python -m bench.serve gateway|real|baseline PORT [auto|asyncio|uvloop]
 [--redis-url URL --replica-id ID] [--log-max-events N]`.
 
-Both run under uvicorn with the WebSocket settings `agent-gateway serve` uses (gateway/cli.py); the
-gateway is the real app, with the synthetic agent in place of the CLI, and with `--redis-url` one
-replica of a cluster sharing that Redis.
+All run under uvicorn with the WebSocket settings `agent-gateway serve` uses (gateway/cli.py).
+`gateway` is the real app with the synthetic agent in place of the runner (no SDK, no CLI); `real`
+is the real app on the real path, `SdkRunner` and `ClaudeSDKClient` reading `bench/standin_cli.py`
+as the CLI; `baseline` is a bare Starlette WebSocket. With `--redis-url` a gateway is one replica
+of a cluster sharing that Redis.
 """
 
 import argparse
+import atexit
+import os
+import shutil
+import tempfile
+from pathlib import Path
 
 import uvicorn
 from starlette.types import ASGIApp
 
-from bench import baseline_app
+from bench import baseline_app, stages
 from bench.synthetic_agent import SyntheticAgent
 from gateway.app import create_app
 from gateway.config import Settings
 
 TOKEN = "bench-token-0123456789"
 MAX_SESSIONS = 64
+STANDIN_CLI = Path(__file__).with_name("standin_cli.py")
 
 
 def app_for(kind: str, settings: Settings) -> ASGIApp:
     if kind == "gateway":
         return create_app(settings, runner_factory=SyntheticAgent)
+    if kind == "real":
+        return create_app(settings)
     if kind == "baseline":
         return baseline_app.app
-    raise SystemExit(f"unknown server {kind!r}: gateway or baseline")
+    raise SystemExit(f"unknown server {kind!r}: gateway, real or baseline")
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.serve")
-    parser.add_argument("kind", choices=("gateway", "baseline"))
+    parser.add_argument("kind", choices=("gateway", "real", "baseline"))
     parser.add_argument("port", type=int)
     parser.add_argument("loop", nargs="?", default=Settings().event_loop)
     parser.add_argument("--redis-url", default="")
     parser.add_argument("--replica-id", default="")
     parser.add_argument("--log-max-events", type=int, default=Settings().log_max_events)
     args = parser.parse_args(argv)
+    sessions_dir = Path(tempfile.mkdtemp(prefix="bench-sessions-"))
+    atexit.register(shutil.rmtree, sessions_dir, True)
     settings = Settings(
         tokens=f"bench={TOKEN}", max_sessions=MAX_SESSIONS, max_sessions_per_principal=MAX_SESSIONS, demo="off", event_loop=args.loop,
-        redis_url=args.redis_url, replica_id=args.replica_id, log_max_events=args.log_max_events,
+        cli_path=str(STANDIN_CLI), anthropic_api_key="bench", tool_env_isolation="off",
+        sessions_dir=sessions_dir, redis_url=args.redis_url, replica_id=args.replica_id, log_max_events=args.log_max_events,
     )
+    if os.environ.get(stages.ENV):
+        stages.install(os.environ[stages.ENV])
     uvicorn.run(
         app_for(args.kind, settings),
         host="127.0.0.1",

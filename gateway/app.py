@@ -3,13 +3,15 @@
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Mount, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -19,7 +21,7 @@ from gateway.profiles import Profile, load_profiles
 from gateway.sessions.manager import RunnerFactory, SessionManager
 from gateway.store.conversations import RedisSessionStore
 from gateway.store.redis import connect
-from gateway.transports import http_api, openapi
+from gateway.transports import http_api, metrics_endpoint, openapi
 from gateway.transports.problems import EXCEPTION_HANDLERS
 from gateway.transports.websocket import websocket_endpoint
 
@@ -38,10 +40,15 @@ def create_app(settings: Settings, profiles: dict[str, Profile] | None = None, r
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log.info("gateway started on %s", type(asyncio.get_running_loop()).__module__.partition(".")[0])
-        manager.start_reaper()
+        await manager.start()
+        scrape_port = None
+        if settings.metrics_port:
+            scrape_port = await metrics_endpoint.serve_port(manager.metrics, settings.metrics_host, settings.metrics_port)
         try:
             yield
         finally:
+            if scrape_port is not None:
+                scrape_port.close()
             await manager.shutdown()
             if redis is not None:
                 await redis.aclose()
@@ -50,6 +57,7 @@ def create_app(settings: Settings, profiles: dict[str, Profile] | None = None, r
         routes=[
             WebSocketRoute("/v1/ws", websocket_endpoint),
             *http_api.routes(openapi.ALL_OPERATIONS),
+            Route("/metrics", metrics_endpoint.metrics, methods=["GET"]),
             Mount("/", StaticFiles(directory=STATIC_DIR, html=True, follow_symlink=True), name="static"),
         ],
         middleware=[*replica_middleware(settings), *cors_middleware(settings)],
@@ -62,6 +70,23 @@ def create_app(settings: Settings, profiles: dict[str, Profile] | None = None, r
     app.state.auth = auth
     app.state.check_lock = asyncio.Lock()
     return app
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn, with the sessions closed before the connections.
+
+    On SIGTERM uvicorn closes every WebSocket (1012) and only then runs the lifespan's shutdown:
+    the sessions' last events (each query's `result`, each session's `closed`) would never reach
+    their clients. Here the sessions are closed first and their clients drained, then uvicorn goes on.
+    """
+
+    def __init__(self, config: uvicorn.Config, manager: SessionManager) -> None:
+        super().__init__(config)
+        self._manager = manager
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self._manager.shutdown()
+        await super().shutdown(sockets)
 
 
 class ReplicaHeader:

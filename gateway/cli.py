@@ -1,16 +1,23 @@
 """`agent-gateway serve`: read settings, scrub the environment, start demo mode if asked, run uvicorn."""
 
 import argparse
+import contextlib
 import logging
+import logging.config
 import os
 import sys
+from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
+from uvicorn.main import STARTUP_FAILURE
 
-from gateway import __version__, config
-from gateway.app import create_app
+from gateway import __version__, config, logs
+from gateway.app import GatewayServer, create_app
+from gateway.auth import redact_logs
 from gateway.config import Settings
 from gateway.sessions.agent_options import bwrap_installed, tool_isolation_enabled
+from gateway.transports.ws_protocol import GatewayWebSocketProtocol
 
 log = logging.getLogger("gateway")
 
@@ -38,11 +45,39 @@ def scrub_environment(settings: Settings) -> None:
             del os.environ[name]
 
 
+def uvicorn_config(app: Starlette, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """How uvicorn serves the gateway (tests run the same, with their own port and log level).
+
+    uvicorn logs request lines with their query strings (tickets): its loggers get the redacting
+    filter once it has configured them."""
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "loop": settings.event_loop,
+        "ws": GatewayWebSocketProtocol,
+        "ws_max_size": settings.max_frame_bytes * 4,
+        "ws_ping_interval": settings.ws_ping_interval_s,
+        "ws_ping_timeout": settings.ws_ping_timeout_s,
+        "timeout_graceful_shutdown": 10,
+        "proxy_headers": True,
+    }
+    uv_config = uvicorn.Config(app, **{**options, **overrides})
+    redact_logs("uvicorn.access", "uvicorn.error")
+    return uv_config
+
+
 def serve(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        log_config = logs.logging_config(settings.log_format, settings.log_level)
+    except ValueError as exc:
+        raise SystemExit(f"agent-gateway: --log-format: {exc}") from None
+    logging.config.dictConfig(log_config)
+    logging.captureWarnings(True)  # the SDK's warnings too, in the chosen format
     if settings.demo not in ("auto", "on", "off"):
         raise SystemExit("agent-gateway: --demo must be auto, on or off")
-    if demo_active(settings):
+    settings.demo = "on" if demo_active(settings) else "off"  # decided once: `/healthz` reports it
+    if settings.demo == "on":
         from gateway.scripted_model.server import ScriptedModelServer
 
         model = ScriptedModelServer()
@@ -78,18 +113,11 @@ def serve(settings: Settings) -> None:
             f"  {auth.generated_token}",
             f"  Chat page: http://{settings.host}:{settings.port}/#token={auth.generated_token}",
         ])
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        loop=settings.event_loop,
-        ws_max_size=settings.max_frame_bytes * 4,
-        ws_ping_interval=settings.ws_ping_interval_s,
-        ws_ping_timeout=settings.ws_ping_timeout_s,
-        timeout_graceful_shutdown=10,
-        proxy_headers=True,
-    )
+    server = GatewayServer(uvicorn_config(app, settings, log_config=log_config), app.state.manager)
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: SIGINT ends the process quietly
+        server.run()
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)  # as uvicorn.run: it logged why (e.g. the port is taken)
 
 
 def main(argv: list[str] | None = None) -> None:

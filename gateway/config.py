@@ -30,8 +30,10 @@ class Settings(msgspec.Struct, kw_only=True):
     max_sessions_per_principal: int = 10
     max_queued_queries: int = 20
     idle_timeout_s: float = 900.0
+    turn_watchdog_s: float = 900.0
     closed_retention_s: float = 300.0
     max_frame_bytes: int = 1_048_576
+    max_cli_message_bytes: int = 16_777_216
     send_queue_bytes: int = 8_388_608
     log_max_events: int = 10_000
     log_max_bytes: int = 33_554_432
@@ -47,6 +49,9 @@ class Settings(msgspec.Struct, kw_only=True):
     sse_retry_ms: int = 2000
     sse_send_timeout_s: float = 30.0
     log_level: str = "info"
+    log_format: str = "text"
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
     event_loop: str = "auto"
     redis_url: str = ""
     redis_key_prefix: str = "ag"
@@ -83,16 +88,18 @@ HELP: dict[str, str] = {
     "max_sessions": "Live sessions per process.",
     "max_sessions_per_principal": "Live sessions per principal.",
     "max_queued_queries": "Queries a session queues while a turn runs.",
-    "idle_timeout_s": "A session with no client and no activity for this long is closed and its CLI stopped.",
+    "idle_timeout_s": "A session with no client and no activity for this long is closed and its CLI stopped; a busy one (a turn running, an approval pending) after this plus `turn_watchdog_s`.",
+    "turn_watchdog_s": "A running turn whose CLI sends nothing for this long is ended (`result` `agent_unresponsive`) and the CLI replaced; the conversation resumes on the next query. Waiting on an approval or a question doesn't count (they have `approval_timeout_s`). Keep it above the longest a tool may run without output (Bash allows 10 minutes).",
     "closed_retention_s": "How long a closed session can still be attached to (to read its last events).",
     "max_frame_bytes": "Largest client frame accepted (bytes); larger ones get `frame_too_large`.",
-    "send_queue_bytes": "Per-connection send backlog; a client that falls further behind is disconnected with 4008 and resumes.",
+    "max_cli_message_bytes": "Largest message (one JSON line) the gateway reads from a CLI. A larger one can't be read: its turn ends with `error` and `result` `message_too_large`, and the next query resumes in a new CLI. Messages above `send_queue_bytes` reach WebSocket clients only through a resume (4008).",
+    "send_queue_bytes": "Per-connection send backlog; a client that falls further behind is disconnected with 4008 and resumes. The backlog is also held to a quarter of the log's event and byte bounds, so the client's cursor is still in the log.",
     "log_max_events": "Events kept per session log for resume, at most; at the bound the oldest 1/64 leave together.",
     "log_max_bytes": "Bytes kept per session log for resume, at most; at the bound the oldest 1/64 leave together.",
     "log_max_age_s": "Age after which events leave a session log.",
     "handshake_timeout_s": "Time a new WebSocket has to send `open` or `attach`.",
     "ws_ping_interval_s": "WebSocket ping interval (protocol-level pings, answered by browsers).",
-    "ws_ping_timeout_s": "A socket that doesn't answer a ping in this time is dropped.",
+    "ws_ping_timeout_s": "A socket that doesn't answer a ping in this time is closed with 4010 (resume).",
     "cli_env_allowlist": "Environment variables of the gateway that the CLI (and its tool calls) may see.",
     "scrub_environment": "Remove every variable not on the allow-list from the gateway's own environment at startup (the SDK hands the whole environment to the CLI).",
     "event_loop": "auto: uvloop when installed (it is a dependency on Linux and macOS), else asyncio; or asyncio, or uvloop. uvloop's cheaper loop turns matter because the SDK hands over one message per turn.",
@@ -102,6 +109,9 @@ HELP: dict[str, str] = {
     "sse_retry_ms": "Reconnection delay the SSE stream asks EventSource to use (the `retry:` field).",
     "sse_send_timeout_s": "An SSE write that can't complete in this time ends the stream (a stalled reader; it resumes with Last-Event-ID).",
     "log_level": "Log level: debug, info, warning, error.",
+    "log_format": "text: lines for people; json: one JSON object per line (uvicorn's access and error lines too) with `session_id`, `principal`, `connection_id`, `frame_id` and `seq` where they apply. Tokens and tickets never appear in either.",
+    "metrics_port": "0: Prometheus metrics only at `GET /metrics` on the main port, behind a bearer token. A port: also served there without authentication (on `metrics_host`), for a scraper without the token.",
+    "metrics_host": "Interface of the `metrics_port` listener; keep it private (0.0.0.0 only where the network is).",
     "redis_url": "Shared Redis for event logs, the session registry and conversations, so any replica serves any session: redis://[:password@]host:port/db, rediss://… (TLS), or redis+sentinel://[:password@]host:port[,host:port…]/service[/db] (Sentinel). Empty: one process, everything in memory.",
     "redis_key_prefix": "Prefix of every Redis key this gateway writes (several deployments can share one Redis).",
     "redis_pool_size": "Connections in the Redis connection pool of one replica.",

@@ -1,6 +1,11 @@
-"""Numbers events, encodes each once, logs it and hands the bytes to every attached sink."""
+"""Numbers events, encodes each once, logs it and hands the bytes to every attached sink.
+
+An attach may await its log read: the sink is subscribed (to a buffer) before the read and switched
+to direct delivery after the merge, so replay and live tail meet exactly whatever the read awaits.
+"""
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import msgspec
@@ -20,6 +25,75 @@ class Sink(Protocol):
     def end(self) -> None:
         """The feed is over (the session closed): deliver what is queued, then finish."""
         ...
+
+
+class Feed(Protocol):
+    """What a session's clients attach to: the owner's `EventFeed`, or another replica's follower of it."""
+
+    @property
+    def epoch(self) -> str: ...
+
+    @property
+    def last_seq(self) -> int: ...
+
+    async def attach(self, sink: Sink, after: int) -> list[bytes] | None: ...
+
+    def subscribe(self, sink: Sink) -> None: ...
+
+    def detach(self, sink: Sink) -> None: ...
+
+    def end(self) -> None: ...
+
+
+class Pending:
+    """Stands in for a sink while its replay is read: keeps the live frames, numbered from `first_seq`."""
+
+    def __init__(self, first_seq: int) -> None:
+        self.first_seq = first_seq
+        self.frames: list[bytes] = []
+        self.ended = False  # the feed ended while the replay was read
+
+    def push(self, frame: bytes) -> None:
+        self.frames.append(frame)
+
+    def end(self) -> None:
+        self.ended = True
+
+    def merge(self, replay: list[bytes], after: int) -> list[bytes] | None:
+        """The replay of the frames after `after`, then the buffered ones it doesn't hold; None when
+        the replay ends short of them (a store that lost its newest writes: can't be served)."""
+        skip = after + len(replay) + 1 - self.first_seq
+        if skip < 0:
+            return None
+        return replay + self.frames[skip:] if skip < len(self.frames) else replay
+
+
+async def buffered_attach(
+    sinks: set[Sink], sink: Sink, after: int, top: Callable[[], int], read: Callable[[int], Awaitable[list[bytes] | None]]
+) -> list[bytes] | None:
+    """Subscribe `sink` to `sinks` (delivered up to `top()`) and return the frames after `after`.
+
+    Frames delivered while `read` awaits are buffered and appended to the replay (those it already
+    holds are dropped by seq), and the replay stops at what the sinks were given (a store may hold
+    more: the sink gets it live, in order); the sink gets direct delivery only once this returns,
+    so the caller queues the replay first: nothing lost, nothing twice. When the sinks were ended
+    meanwhile (the session closed) the replay is returned without subscribing the sink.
+    """
+    if after > top():
+        return None
+    pending = Pending(top() + 1)
+    sinks.add(pending)
+    try:
+        frames = await read(after)
+    finally:
+        sinks.discard(pending)
+    merged = None if frames is None else pending.merge(frames, after)
+    if merged is None:
+        return None
+    del merged[top() - after:]
+    if not pending.ended:
+        sinks.add(sink)
+    return merged
 
 
 class EventFeed:
@@ -45,18 +119,10 @@ class EventFeed:
             sink.push(frame)
         return seq
 
-    def attach(self, sink: Sink, after: int) -> list[bytes] | None:
-        """Subscribe `sink` and return the frames after `after` (None: can't be served in full).
-
-        Reading the log and subscribing happen with no await between them, so the
-        replay and the live tail meet exactly: nothing lost, nothing twice.
-        """
-        if after > self.log.last_seq:
-            return None
-        frames = self.log.read_after(after)
-        if frames is not None:
-            self._sinks.add(sink)
-        return frames
+    async def attach(self, sink: Sink, after: int) -> list[bytes] | None:
+        """Subscribe `sink` and return the frames after `after` (None: can't be served in full);
+        see `buffered_attach`."""
+        return await buffered_attach(self._sinks, sink, after, lambda: self.log.last_seq, self.log.read_after)
 
     def subscribe(self, sink: Sink) -> None:
         self._sinks.add(sink)

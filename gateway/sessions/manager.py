@@ -1,5 +1,8 @@
 """All sessions of this process: creation within limits, ownership, idle reaping, shutdown.
 
+It also owns the process watchdog that ends this gateway's CLIs, and what they started, if the
+gateway dies (see `proctree`).
+
 Transports reach sessions only through `open`, `get` and `Session.execute`/`attach`; a replica that
 forwards frames to a session's owner implements the same calls.
 """
@@ -7,9 +10,11 @@ forwards frames to a session's owner implements the same calls.
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
 import secrets
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +24,10 @@ from redis.exceptions import RedisError
 
 from gateway.config import Settings
 from gateway.events.log import MemoryEventLog
+from gateway.metrics import GatewayMetrics
 from gateway.profiles import Profile, narrow
-from gateway.sessions.agent_options import build_options, keep_sandbox_placeholders
+from gateway.sessions import proctree
+from gateway.sessions.agent_options import build_options, keep_sandbox_placeholders, launched_cli
 from gateway.sessions.checks import ProfileProbe
 from gateway.sessions.runner import AgentRunner, SdkRunner
 from gateway.sessions.session import Session
@@ -28,10 +35,27 @@ from gateway.store.conversations import RedisSessionStore
 from gateway.wire.client import Open
 from gateway.wire.errors import ErrorCode, GatewayError
 from gateway.wire.http import ProfileCheck
+from gateway.wire.server import SessionLimits
 
 log = logging.getLogger("gateway.sessions")
 
 RunnerFactory = Callable[[Session, str | None], AgentRunner]
+SHUTDOWN_DRAIN_S = 5.0  # how long shutdown waits for attached clients to be sent their sessions' last events
+
+
+TRANSCRIPT_MAX_EVENTS = 2000
+
+
+def session_limits(settings: Settings) -> SessionLimits:
+    """What a session's clients are told of its bounds (`SessionInfo.limits`), from the settings that set them."""
+    return SessionLimits(
+        log_max_events=settings.log_max_events,
+        log_max_bytes=settings.log_max_bytes,
+        log_max_age_s=settings.log_max_age_s,
+        transcript_max_events=TRANSCRIPT_MAX_EVENTS,
+        max_queued_queries=settings.max_queued_queries,
+        max_frame_bytes=settings.max_frame_bytes,
+    )
 
 
 class SessionManager:
@@ -47,6 +71,13 @@ class SessionManager:
         self._sessions: dict[str, Session] = {}
         self._opened: collections.OrderedDict[tuple[str, str], str] = collections.OrderedDict()
         self._reaper: asyncio.Task[None] | None = None
+        self.shutting_down = False
+        self._stopping: set[asyncio.Task[None]] = set()  # closes finishing after their callers were answered
+        self._owner = proctree.new_owner()  # in every CLI's marker
+        self._cli_serial = itertools.count(1)
+        self._process_watchdog: asyncio.subprocess.Process | None = None
+        launched_cli(settings.cli_path)  # looked up now, not on the event loop
+        self.metrics = GatewayMetrics(self._sessions.values)
 
     # ---- lookup ----------------------------------------------------------------------------
 
@@ -68,6 +99,8 @@ class SessionManager:
     async def open(self, principal: str, frame: Open) -> Session:
         """Create a session and start its CLI in the background. Re-sending the same `open` frame id
         returns the same session."""
+        if self.shutting_down:
+            raise GatewayError(ErrorCode.AGENT_UNAVAILABLE, "the gateway is shutting down; try again in a moment")
         existing = self._sessions.get(self._opened.get((principal, frame.id), ""))
         if existing is not None and not existing.closed:  # a closed one is gone: the open makes a new one
             return existing
@@ -86,14 +119,16 @@ class SessionManager:
             log_store=MemoryEventLog(self.settings.log_max_events, self.settings.log_max_bytes, self.settings.log_max_age_s),
             runner_factory=self._runner_factory,
             on_closed=self._remove_files,
-            max_queued=self.settings.max_queued_queries,
+            limits=session_limits(self.settings),
+            turn_watchdog_s=self.settings.turn_watchdog_s,
+            metrics=self.metrics.session(),
         )
         self._sessions[session.id] = session
         session.start()
         self._opened[(principal, frame.id)] = session.id
         if len(self._opened) > 10_000:
             self._opened.popitem(last=False)
-        log.info("session %s opened by %s (profile %s)", session.id, principal, profile.name)
+        log.info("session %s opened by %s (profile %s)", session.id, principal, profile.name, extra={"session_id": session.id})
         return session
 
     def _session_dir(self, session: Session) -> Path:
@@ -109,8 +144,9 @@ class SessionManager:
             for shared in (root.parent, root):  # shared by all sessions / by one session's parallel tool calls
                 keep_sandbox_placeholders(shared)
 
+        marker = f"{self._owner}/{next(self._cli_serial)}"
         options = build_options(
-            self.settings, session.spec, workdir, home, resume, session.model, session.permission_mode, self._conversations
+            self.settings, session.spec, workdir, home, marker, resume, session.model, session.permission_mode, self._conversations
         )
         return SdkRunner(options, session, prepare)
 
@@ -131,7 +167,16 @@ class SessionManager:
                 log.warning("session %s: its conversations stay in Redis until they expire: %s", session.id, exc)
         await asyncio.to_thread(shutil.rmtree, root, True)
 
-    def start_reaper(self) -> None:
+    async def start(self) -> None:
+        """End what gateways that are gone left running under the sessions directory, start the
+        process watchdog that ends this one's CLIs should it die, and the idle reaper."""
+        left = await asyncio.to_thread(proctree.end, proctree.left_behind(str(self._sessions_root)))
+        if left:
+            log.warning("ended %d process(es) left running by a gateway that is gone", len(left))
+        # Its stdin is a pipe only this process holds (close-on-exec): it ends when this process does.
+        self._process_watchdog = await asyncio.create_subprocess_exec(
+            sys.executable, "-I", "-S", proctree.__file__, self._owner, stdin=asyncio.subprocess.PIPE, start_new_session=True,
+        )
         self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
 
     async def _reap_forever(self) -> None:
@@ -141,37 +186,80 @@ class SessionManager:
             await self.reap()
 
     async def reap(self) -> None:
-        """Close sessions idle with no client past the timeout; forget closed ones past retention."""
+        """Close sessions quiet with no client past the timeout; forget closed ones past retention.
+
+        A busy session (a turn running, an approval pending, a CLI starting) gets the turn watchdog's
+        time on top: whatever it waits on, its CLI never runs forever with nobody there.
+        """
         now = time.time() * 1000
         for session in list(self._sessions.values()):
             quiet_ms = now - session.last_activity
             if session.closed:
                 if quiet_ms > self.settings.closed_retention_s * 1000:
-                    self._sessions.pop(session.id, None)
-            elif session.connections == 0 and session.state in ("idle", "failed") and quiet_ms > self.settings.idle_timeout_s * 1000:
-                log.info("session %s reaped after %.0f s idle", session.id, quiet_ms / 1000)
+                    if self._sessions.pop(session.id, None) is not None:
+                        self.metrics.forget(session)
+                continue
+            timeout_s = self.settings.idle_timeout_s
+            if session.state not in ("idle", "failed"):
+                timeout_s += self.settings.turn_watchdog_s
+            if session.connections == 0 and quiet_ms > timeout_s * 1000:
+                log.info("session %s (%s) reaped after %.0f s quiet", session.id, session.state, quiet_ms / 1000, extra={"session_id": session.id})
                 await self.close(session, "idle_timeout")
 
     async def shutdown(self) -> None:
-        """Stop every CLI (SIGTERM path); sessions end as closed with reason `shutdown`."""
+        """Close every session (SIGTERM path) with reason `shutdown` and stop every CLI.
+
+        Runs before the transports close their connections: each session's last events (every
+        query's `result`, then `closed`) are emitted at once and its attached clients are sent them
+        (for up to SHUTDOWN_DRAIN_S; they detach when their outbox has drained) while the CLIs stop.
+        """
+        self.shutting_down = True
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
         # Closed ones too: a close a client started may still be stopping its CLI; this waits for it.
-        await asyncio.gather(*(self.close(s, "shutdown") for s in self._sessions.values()), return_exceptions=True)
+        closing = asyncio.gather(*(self.close(s, "shutdown") for s in self._sessions.values()), return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SHUTDOWN_DRAIN_S):
+                while any(s.connections for s in self._sessions.values()):
+                    await asyncio.sleep(0.02)
+        await closing
+        await asyncio.gather(*self._stopping, return_exceptions=True)
+        if self._process_watchdog is not None:
+            assert self._process_watchdog.stdin is not None
+            self._process_watchdog.stdin.close()  # nothing of ours is left running: it finds nothing to end
+            await self._process_watchdog.wait()
 
     # ---- operator and bulk operations ------------------------------------------------------
 
     async def close_idle(self, principal: str, idle_for_s: float) -> list[str]:
-        """Close the principal's sessions with no activity for `idle_for_s`, unless a turn is running."""
+        """Close the principal's sessions with no activity for `idle_for_s`, unless a turn is running.
+
+        Returns once they are closed (state `closed`, out of the session limits), which takes a loop
+        turn or two; their CLIs stop in the background. A close waits for a CLI still starting, and
+        ten starting at once take seconds: the caller doesn't wait for that.
+        """
         cutoff = time.time() * 1000 - idle_for_s * 1000
         idle = [
             s for s in self.list_for(principal)
             if not s.closed and s.state not in ("running", "interrupted") and s.last_activity <= cutoff
         ]
-        await asyncio.gather(*(self.close(s, "closed_idle") for s in idle))
+        closes = [self._close_in_background(s, "closed_idle") for s in idle]
+        while any(not s.closed and not task.done() for s, task in zip(idle, closes)):
+            await asyncio.sleep(0)  # a close marks its session closed in its first step
         return [s.id for s in idle]
+
+    def _close_in_background(self, session: Session, reason: str) -> "asyncio.Task[None]":
+        task = asyncio.create_task(self.close(session, reason), name=f"close-{session.id}")
+        self._stopping.add(task)
+        task.add_done_callback(self._stopped)
+        return task
+
+    def _stopped(self, task: "asyncio.Task[None]") -> None:
+        self._stopping.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("closing a session failed", exc_info=task.exception())
 
     async def check_profile(self, name: str) -> ProfileCheck:
         """Dry-run a profile: start a CLI exactly as a session of it would, run one tiny turn, report.

@@ -13,12 +13,14 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from claude_agent_sdk import ConversationResetMessage, ResultMessage, StreamEvent, SystemMessage
+import msgspec
+from claude_agent_sdk import CLIJSONDecodeError, ConversationResetMessage, ResultMessage, StreamEvent, SystemMessage
 from claude_agent_sdk.types import ToolPermissionContext
 
-from gateway import PROTOCOL_VERSION
+from gateway import PROTOCOL_VERSION, logs
 from gateway.events.feed import EventFeed, Sink
 from gateway.events.log import EventLog
+from gateway.metrics import GatewayMetrics, SessionMetrics
 from gateway.profiles import SessionSpec
 from gateway.sessions.approvals import Approvals, PermissionResult
 from gateway.sessions.runner import AgentRunner
@@ -26,11 +28,13 @@ from gateway.sessions.translate import stream_event, to_event
 from gateway.wire import client as cf
 from gateway.wire import events as ev
 from gateway.wire.errors import ErrorCode, GatewayError
-from gateway.wire.server import Ack, Attached, Reset, SessionInfo, Snapshot
+from gateway.wire.server import Ack, Attached, Reset, ResetReason, SessionInfo, SessionLimits, Snapshot
 
 log = logging.getLogger("gateway.session")
 
 CONTROL_TIMEOUT_S = 15.0
+NO_CONVERSATION = "No conversation found"  # the CLI's refusal to resume a conversation it never saved
+GUARD_TICK_S = 1.0  # how often a running turn's guard looks at it
 TRANSCRIPT_KINDS = (
     ev.UserQuery, ev.AssistantMessage, ev.UserMessage, ev.TurnResult, ev.PermissionRequest, ev.Question,
     ev.RequestResolved, ev.ModelChanged, ev.PermissionModeChanged, ev.ConversationReset, ev.AgentError,
@@ -55,8 +59,9 @@ class Session:
         log_store: EventLog,
         runner_factory: Callable[["Session", str | None], AgentRunner],
         on_closed: Callable[["Session"], Awaitable[None]] | None = None,
-        max_queued: int = 20,
-        transcript_limit: int = 2000,
+        limits: SessionLimits,
+        turn_watchdog_s: float = 900.0,
+        metrics: SessionMetrics | None = None,
     ) -> None:
         self.id = session_id
         self.principal = principal
@@ -75,10 +80,10 @@ class Session:
         # Starting, replacing and stopping the CLI take turns: a reset or close sent while a CLI
         # starts waits for that start instead of racing it (two CLIs, or one outliving the session).
         self._runner_lock = asyncio.Lock()
-        self._max_queued = max_queued
+        self.limits = limits
         self._queue: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
         self._current_query: str | None = None
-        self._transcript: collections.deque[ev.EventBody] = collections.deque(maxlen=transcript_limit)
+        self._transcript: collections.deque[ev.EventBody] = collections.deque(maxlen=limits.transcript_max_events)
         self._streaming: list[str] = []
         self._acks: collections.OrderedDict[str, asyncio.Future[Ack]] = collections.OrderedDict()
         self._cost_before_runner = 0.0
@@ -94,6 +99,12 @@ class Session:
         self._reset_lock = asyncio.Lock()
         self._sealed = False  # `closed` was the last event: whatever finishes after it stays quiet
         self._on_closed = on_closed
+        self._turn_watchdog_s = turn_watchdog_s
+        self._heard = 0  # messages from the CLI so far: a turn's guard watches it move
+        self._interrupted_at = 0.0  # loop time of the running turn's interrupt
+        self._guard: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()  # stuck CLIs being stopped; close waits for them
+        self.metrics = metrics or GatewayMetrics().session()
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -101,7 +112,8 @@ class Session:
         """Start the session's pump, which starts the first CLI: `open` answers at once, and
         queries sent while the CLI starts (about 0.5 s) queue behind it."""
         self.emit(ev.StateChanged(state="starting"))
-        self._pump_task = asyncio.create_task(self._pump(), name=f"session-pump-{self.id}")
+        # Its tasks (and the CLI's reader) log as the session's, not as the connection's that opened it.
+        self._pump_task = asyncio.create_task(self._pump(), name=f"session-pump-{self.id}", context=logs.session_context(self.id, self.principal))
 
     async def close(self, reason: str) -> None:
         """Close the session. A later caller (shutdown, while a tab's close still stops the CLI)
@@ -114,18 +126,22 @@ class Session:
         return self._closing
 
     async def _close(self, reason: str) -> None:
+        # Requests are settled before the results, and `closed` is the only state after them.
+        self.approvals.cancel_all()
         self._drop_current("the session was closed")
         self._drop_queued("the session was closed")
-        self.approvals.cancel_all()
         self._set_state("closed", reason)
         self._stop_waiting("the session was closed")
-        if self._pump_task is not None:
-            self._pump_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump_task
+        for task in (self._pump_task, self._guard):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         async with self._runner_lock:  # a reset's CLI start still in flight finishes, then stops here
             await self._stop_runner()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         self.feed.end()
+        await self.feed.log.close(ended=True)
         if self._on_closed is not None:
             await self._on_closed(self)
 
@@ -148,12 +164,21 @@ class Session:
         if self.closed:
             raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed")
         model, mode = self.model, self.permission_mode  # what the factory builds the runner with
-        runner = self._runner_factory(self, self.claude_session_id)
         try:
-            await runner.start()
+            runner = await self._started_runner(self.claude_session_id)
         except Exception as exc:
-            log.warning("session %s: agent failed to start: %r", self.id, exc)
-            raise GatewayError(ErrorCode.AGENT_UNAVAILABLE, "the agent could not be started; try again later") from exc
+            if self.claude_session_id is None or NO_CONVERSATION not in str(exc):
+                log.warning("session %s: agent failed to start: %r", self.id, exc)
+                raise GatewayError(ErrorCode.AGENT_UNAVAILABLE, "the agent could not be started; try again later") from exc
+            # The CLI that began the conversation died before saving any of it (frozen or killed in
+            # its first turn): there is nothing to resume, so the conversation starts afresh.
+            log.warning("session %s: conversation %s was never saved; starting a new one", self.id, self.claude_session_id)
+            self.claude_session_id = None
+            try:
+                runner = await self._started_runner(None)
+            except Exception as again:
+                log.warning("session %s: agent failed to start: %r", self.id, again)
+                raise GatewayError(ErrorCode.AGENT_UNAVAILABLE, "the agent could not be started; try again later") from again
         self._cost_before_runner += self._cost_of_runner
         self._cost_of_runner = 0.0
         self._runner = runner
@@ -165,6 +190,11 @@ class Session:
         if self.permission_mode != mode:
             with contextlib.suppress(GatewayError):
                 await self._control(runner.set_permission_mode(self.permission_mode))
+
+    async def _started_runner(self, resume: str | None) -> AgentRunner:
+        runner = self._runner_factory(self, resume)
+        await self.metrics.cli_start(runner.start())
+        return runner
 
     async def _stop_runner(self) -> None:
         """Called with `_runner_lock` held."""
@@ -197,11 +227,15 @@ class Session:
         self._current_query, self._current_uuid = query_id, message["uuid"]
         self._set_state("running")
         self.emit(ev.TurnStarted(query_id=query_id))
+        if self._guard is not None:
+            self._guard.cancel()  # the last turn's: it ended, and stops at its next look anyway
+        self._guard = asyncio.create_task(self._guard_turn(query_id), name=f"session-guard-{self.id}")
         try:
             await self._ensure_runner()
             if self._current_query != query_id:  # a reset or close dropped it while the CLI started
                 return
             assert self._runner is not None
+            self.metrics.turn_started()
             await self._runner.query(message)
         except Exception as exc:
             log.warning("session %s: query failed: %r", self.id, exc)
@@ -210,6 +244,44 @@ class Session:
             self.emit(ev.AgentError(code=ErrorCode.AGENT_UNAVAILABLE, message="the agent could not take the query; send it again", recoverable=True))
             self._drop_current("the agent could not take the query", "agent_unavailable")
             self._set_state("failed" if self._runner is None else "idle", "agent_unavailable")
+
+    async def _guard_turn(self, query_id: str) -> None:
+        """Watch one query's turn until it ends; end it when its CLI won't.
+
+        A CLI can take a turn it never finishes (frozen, wedged by input the API refused): the turn
+        is abandoned when an interrupt isn't honoured within CONTROL_TIMEOUT_S, or when the CLI
+        says nothing for `turn_watchdog_s`. Waiting on an approval or on the CLI's start is not
+        silence: those have deadlines of their own. A reset in progress handles its turn itself.
+        """
+        loop = asyncio.get_running_loop()
+        heard, news_at = self._heard, loop.time()
+        while self._current_query == query_id:
+            await asyncio.sleep(GUARD_TICK_S)
+            now = loop.time()
+            if self._heard != heard or len(self.approvals) or self._runner is None or self._reset_lock.locked():
+                heard, news_at = self._heard, now
+            if self._current_query != query_id or self._reset_lock.locked():
+                continue
+            if self.state == "interrupted" and now - self._interrupted_at >= CONTROL_TIMEOUT_S:
+                self._abandon_turn(f"the agent did not stop within {CONTROL_TIMEOUT_S:.0f} s of the interrupt; it was replaced")
+            elif now - news_at >= self._turn_watchdog_s:
+                self._abandon_turn(f"the agent produced no output for {self._turn_watchdog_s:g} s; it was replaced")
+
+    def _abandon_turn(self, why: str) -> None:
+        """End the running turn the CLI won't finish: its query gets an `agent_unresponsive` result,
+        and the CLI is stopped in the background (a frozen one takes the SDK's ~10 s to kill). The
+        next query starts a new CLI resuming the conversation, as after a crash."""
+        runner, self._runner = self._runner, None  # from now on no query reaches the stuck CLI
+        log.warning("session %s: %s", self.id, why)
+        self.approvals.cancel_all()
+        self.emit(ev.AgentError(code="agent_unresponsive", message=why, recoverable=True))
+        self._drop_current(why, "agent_unresponsive")
+        self._set_state("idle", "agent_unresponsive")
+        if runner is not None:
+            retire = asyncio.create_task(runner.stop(), name=f"session-retire-{self.id}")
+            self._retiring.add(retire)
+            retire.add_done_callback(self._retiring.discard)
+        self._wake.set()
 
     # ---- events ----------------------------------------------------------------------------
 
@@ -226,11 +298,23 @@ class Session:
                 delta = event.event.get("delta")
                 if delta is not None and delta.get("type") == "text_delta":
                     self._streaming.append(delta["text"])
+                    if self.metrics.awaiting_token:
+                        self.metrics.first_token()
         elif isinstance(event, TRANSCRIPT_KINDS):
+            if isinstance(event, ev.ConversationReset):
+                self._restart_transcript()
             self._transcript.append(event)
             if isinstance(event, ev.AssistantMessage):
                 self._streaming.clear()
         return self.feed.emit(event)
+
+    def _restart_transcript(self) -> None:
+        """A reset starts the transcript again: it keeps only the queries sent while the reset ran,
+        which wait to run in the new conversation (queries queued before it were dropped)."""
+        waiting = {query_id for query_id, _ in self._queue}
+        kept = [e for e in self._transcript if isinstance(e, ev.UserQuery) and e.query_id in waiting]
+        self._transcript.clear()
+        self._transcript.extend(kept)
 
     def _end_query(self, query_id: str, subtype: str, why: str) -> None:
         """The `result` of a query that ends without the CLI's: every query ends with exactly one
@@ -250,19 +334,22 @@ class Session:
     def _set_state(self, state: ev.SessionState, reason: str | None = None) -> None:
         if state != self.state and self.state != "closed":  # closed is final, whatever finishes after it
             self.state = state
+            self.metrics.state_changed(state)
             self.emit(ev.StateChanged(state=state, reason=reason))
             self._sealed = state == "closed"
 
     def _sync_state(self) -> None:
-        """Approvals changed: move between running and awaiting_approval."""
+        """Approvals changed: move between running and awaiting_approval. A request the SDK cancels
+        because its CLI died changes nothing: `on_exit` ends the turn and sets the state."""
         if self.state == "running" and len(self.approvals):
             self._set_state("awaiting_approval")
-        elif self.state == "awaiting_approval" and not len(self.approvals):
+        elif self.state == "awaiting_approval" and not len(self.approvals) and self._runner is not None and self._runner.alive:
             self._set_state("running")
 
     # ---- runner hooks ----------------------------------------------------------------------
 
     def on_message(self, message: Any) -> None:
+        self._heard += 1
         if message.__class__ is StreamEvent:  # nearly every message of a turn: the shortest path
             self.emit(stream_event(message))
             return
@@ -292,6 +379,7 @@ class Session:
                 return
             self.claude_session_id = message.session_id
             self._current_query = None
+            self.metrics.turn_ended()
             if self.state in BUSY_STATES:
                 self._set_state("idle")
             self._turn_done.set()
@@ -313,14 +401,18 @@ class Session:
         self._runner = None
         log.warning("session %s: agent exited: %r", self.id, error)
         self.approvals.cancel_all()
-        self.emit(ev.AgentError(
-            code="agent_exited",
-            message="The agent process stopped unexpectedly; the conversation continues on the next query.",
-            recoverable=True,
-        ))
-        self._drop_current("the agent process stopped during this turn", "agent_exited")
+        if isinstance(error, CLIJSONDecodeError) and "maximum buffer size" in str(error):
+            # The SDK can't read past a message over `max_buffer_size` and drops its CLI: the turn's
+            # own result is lost with it, so the query ends with one saying why.
+            code, message = "message_too_large", "The agent sent a message larger than the gateway reads (max_cli_message_bytes); the conversation continues on the next query."
+            why = "the agent sent a message over max_cli_message_bytes during this turn"
+        else:
+            code, message = "agent_exited", "The agent process stopped unexpectedly; the conversation continues on the next query."
+            why = "the agent process stopped during this turn"
+        self.emit(ev.AgentError(code=code, message=message, recoverable=True))
+        self._drop_current(why, code)
         self._stop_waiting("the agent exited")
-        self._set_state("idle", "agent_exited")
+        self._set_state("idle", code)
         self._wake.set()
 
     def _stop_waiting(self, why: str) -> None:
@@ -331,7 +423,7 @@ class Session:
             self._clearing.set_exception(ConnectionError(why))
 
     async def can_use_tool(self, tool_name: str, tool_input: dict[str, Any], ctx: ToolPermissionContext) -> PermissionResult:
-        return await self.approvals.ask(tool_name, tool_input, ctx, self.spec.profile.approval_timeout_s)
+        return await self.metrics.approval(tool_name, self.approvals.ask(tool_name, tool_input, ctx, self.spec.profile.approval_timeout_s))
 
     # ---- client frames ---------------------------------------------------------------------
 
@@ -390,20 +482,22 @@ class Session:
         raise AssertionError(f"unhandled session frame {type(frame).__name__}")
 
     def _enqueue(self, frame: cf.Query, actor: ev.Actor) -> dict[str, Any]:
-        if len(self._queue) >= self._max_queued:
-            raise GatewayError(ErrorCode.QUEUE_FULL, f"{self._max_queued} queries are already queued")
+        if len(self._queue) >= self.limits.max_queued_queries:
+            raise GatewayError(ErrorCode.QUEUE_FULL, f"{self.limits.max_queued_queries} queries are already queued")
         queued = self.state not in READY_STATES or bool(self._queue) or self._reset_lock.locked()
+        prompt = frame.prompt if isinstance(frame.prompt, str) else msgspec.to_builtins(frame.prompt)  # the SDK writes it with json
         message = {
             "type": "user",
-            "message": {"role": "user", "content": frame.prompt},
+            "message": {"role": "user", "content": prompt},
             "parent_tool_use_id": None,
             "uuid": str(uuid.uuid4()),
             "client_composed": True,  # verbatim: no slash commands or @file expansion from clients
         }
         self._queue.append((frame.id, message))
-        self.emit(ev.UserQuery(query_id=frame.id, prompt=frame.prompt, by=actor, queued=queued))
+        self.emit(ev.UserQuery(query_id=frame.id, prompt=prompt, by=actor, queued=queued))
         self._wake.set()
-        return {"query_id": frame.id, "queued": queued, "position": len(self._queue) - 1 if queued else 0}
+        # position: 0 when the query starts at once, else its place in the line (1 runs next).
+        return {"query_id": frame.id, "queued": queued, "position": len(self._queue) if queued else 0}
 
     async def _control(self, call: Any) -> None:
         try:
@@ -421,8 +515,16 @@ class Session:
             self._drop_current("interrupted before it reached the agent")
             self._set_state("idle")
             return {"interrupted": True}
+        query_id = self._current_query
         self._set_state("interrupted")
-        await self._control(self._runner.interrupt())
+        self._interrupted_at = asyncio.get_running_loop().time()
+        try:
+            await self._control(self._runner.interrupt())
+        except GatewayError:
+            # The CLI refused the interrupt or didn't take it in time: its turn is abandoned now rather
+            # than at the guard's next look (one outcome: the query ends `agent_unresponsive`).
+            if self._current_query == query_id and self.state == "interrupted":
+                self._abandon_turn("the agent did not take the interrupt; it was replaced")
         return {"interrupted": True}
 
     async def _set_model(self, model: str, actor: ev.Actor) -> None:
@@ -469,7 +571,6 @@ class Session:
         self.approvals.cancel_all()
         self._drop_current("the conversation was reset")  # the interrupted turn didn't end in time
         self._streaming.clear()
-        self._transcript.clear()
         self._set_state("running", "conversation_reset")  # holds new queries back until the reset is done
         failed: GatewayError | None = None
         try:
@@ -511,23 +612,30 @@ class Session:
 
     # ---- attach / snapshot -----------------------------------------------------------------
 
-    def attach(self, sink: Sink, reply_id: str, connection: str, after: int, epoch: str | None) -> tuple[Attached | Reset, list[bytes]]:
+    async def attach(self, sink: Sink, reply_id: str, connection: str, after: int, epoch: str | None) -> tuple[Attached | Reset, list[bytes]]:
         """Subscribe a client connection's `sink`: its first frame, and the frames after `after` to send next.
 
         The first frame is `attached`, or `reset` with a snapshot when the frames after `after` can't
         all be served (then there is no replay). One place for both transports, so WebSocket and SSE
-        clients resume by the same rules. No await between reading and subscribing: the replay (or
-        snapshot) and the live tail meet exactly.
+        clients resume by the same rules. The caller queues both before it awaits anything: the feed
+        merged the replay with what was emitted while it was read, and delivers the rest directly.
         """
-        self.connections += 1
         if epoch is None or epoch == self.feed.epoch:
-            frames = self.feed.attach(sink, after)
+            frames = await self.feed.attach(sink, after)
             if frames is not None:
+                self.connections += 1
                 attached = Attached(id=reply_id, connection=connection, after=after, session=self.info(), protocol=PROTOCOL_VERSION)
                 return attached, frames
+        self.connections += 1
         snapshot = self.snapshot()
         self.feed.subscribe(sink)
-        reason = "cursor_too_old" if epoch in (None, self.feed.epoch) else "epoch_mismatch"
+        reason: ResetReason
+        if epoch not in (None, self.feed.epoch):
+            reason = "epoch_mismatch"
+        elif after > self.feed.last_seq:
+            reason = "cursor_ahead"
+        else:
+            reason = "cursor_too_old"
         return Reset(id=reply_id, reason=reason, connection=connection, snapshot=snapshot), []
 
     def detach(self, sink: Sink) -> None:
@@ -552,6 +660,7 @@ class Session:
             pending=self.approvals.events(),
             allowed_models=profile.models,
             allowed_modes=list(profile.permission_modes),
+            limits=self.limits,
         )
 
     def snapshot(self) -> Snapshot:

@@ -6,10 +6,11 @@ from typing import TypeVar
 import msgspec
 from starlette.requests import Request
 
+from gateway import logs
 from gateway.auth import Authenticator
 from gateway.sessions.manager import SessionManager
 from gateway.sessions.session import Session
-from gateway.wire.codec import TOO_DEEP
+from gateway.wire.codec import TOO_DEEP, wire_decoder
 from gateway.wire.errors import ErrorCode, GatewayError
 from gateway.wire.events import Actor
 
@@ -29,6 +30,7 @@ def principal(request: Request, tickets: bool = True) -> str:
         if not tickets:
             raise GatewayError(ErrorCode.UNAUTHORIZED, "tickets are issued for `Authorization: Bearer <token>` only, not for a ticket")
         raise GatewayError(ErrorCode.UNAUTHORIZED, "send `Authorization: Bearer <token>`, or `?ticket=` from POST /v1/tickets")
+    logs.bind(found)
     return found
 
 
@@ -74,7 +76,7 @@ async def decode(request: Request, kind: type[T], empty: bytes | None = None) ->
     """Decode a JSON body as `kind`; `empty` stands in for an empty body when given."""
     raw = await body(request)
     try:
-        return msgspec.json.decode(raw or empty or b"", type=kind)
+        return wire_decoder(kind).decode(raw or empty or b"")
     except msgspec.ValidationError as exc:
         raise GatewayError(ErrorCode.BAD_FRAME, str(exc)) from None
     except msgspec.DecodeError as exc:

@@ -11,16 +11,17 @@ import secrets
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from gateway import logs
 from gateway.auth import SUBPROTOCOL, Authenticator, offered_subprotocols
 from gateway.config import Settings
 from gateway.sessions.manager import SessionManager
 from gateway.sessions.session import Session, now_ms
-from gateway.transports.outbox import Outbox, SlowConsumer
+from gateway.transports.outbox import SlowConsumer, connection_outbox
 from gateway.wire import client as cf
 from gateway.wire.codec import FrameError, decode_client_frame, error_frame, frame_bytes, frame_id_of
 from gateway.wire.errors import CloseCode, ErrorCode, GatewayError
 from gateway.wire.events import Actor
-from gateway.wire.server import Pong
+from gateway.wire.server import Pong, Reset
 
 log = logging.getLogger("gateway.ws")
 
@@ -39,11 +40,13 @@ class WebSocketConnection:
         self.principal = principal
         self.manager = manager
         self.settings = settings
-        self.outbox = Outbox(settings.send_queue_bytes)
+        self.outbox = connection_outbox(settings)
         self.session: Session | None = None
         self._close_code: tuple[int, str] | None = None
 
     async def run(self) -> None:
+        logs.bind(self.principal, self.id)
+        self.manager.metrics.ws.open += 1
         tasks = {
             asyncio.create_task(self._send_forever(), name=f"ws-sender-{self.id}"),
             asyncio.create_task(self._receive_forever(), name=f"ws-receiver-{self.id}"),
@@ -64,8 +67,10 @@ class WebSocketConnection:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             self._detach()
+            self.manager.metrics.ws.open -= 1
             if self.outbox.overflowed:
-                log.info("connection %s dropped: send queue over %d bytes", self.id, self.settings.send_queue_bytes)
+                self.manager.metrics.ws.slow_consumers += 1
+                log.info("connection %s dropped: its send queue passed its bound", self.id)
                 self._close_code = (CloseCode.SLOW_CONSUMER, "slow consumer: resume from your last seq")
             await self._close()
 
@@ -91,9 +96,14 @@ class WebSocketConnection:
             except SlowConsumer:
                 return
             if not batch:  # the session closed: everything it said has been sent
-                self._close_code = (CloseCode.SESSION_CLOSED, "session closed")
+                if self.manager.shutting_down:  # closed by the restart, not for good: reconnect elsewhere
+                    self._close_code = (CloseCode.SERVICE_RESTART, "the gateway is restarting: reconnect")
+                else:
+                    self._close_code = (CloseCode.SESSION_CLOSED, "session closed")
                 return
-            await self.ws.send_text(b"\n".join(batch).decode())
+            data = b"\n".join(batch)
+            await self.ws.send_text(data.decode())
+            self.manager.metrics.ws.sent(len(batch), len(data))
 
     # ---- receiving -------------------------------------------------------------------------
 
@@ -123,14 +133,15 @@ class WebSocketConnection:
         frame: cf.ClientFrame | None = None
         try:
             frame = decode_client_frame(raw)
-            await self._handle(frame)
+            with logs.frame(frame.id):
+                await self._handle(frame)
         except FrameError as exc:
             self._reply_error(exc)
         except GatewayError as exc:
             self._reply_error(exc, frame.id if frame else None)
         except Exception:
             frame_id = frame.id if frame else None
-            log.exception("connection %s: frame %s failed", self.id, frame_id)
+            log.exception("connection %s: frame %s failed", self.id, frame_id, extra={"frame_id": frame_id})
             self._reply_error(GatewayError(ErrorCode.INTERNAL, "internal error; the session carries on"), frame_id)
 
     def _reply_error(self, exc: GatewayError, frame_id: str | None = None) -> None:
@@ -144,19 +155,22 @@ class WebSocketConnection:
                 raise GatewayError(ErrorCode.ALREADY_ATTACHED, f"this socket is attached to {self.session.id}; open another socket")
             if isinstance(frame, cf.Open):
                 session = await self.manager.open(self.principal, frame)
-                self._attach(session, frame.id, 0, None)
+                await self._attach(session, frame.id, 0, None)
             else:
-                self._attach(self.manager.get(self.principal, frame.session_id), frame.id, frame.after, frame.epoch)
+                await self._attach(self.manager.get(self.principal, frame.session_id), frame.id, frame.after, frame.epoch)
         elif self.session is None:
             raise GatewayError(ErrorCode.NOT_ATTACHED, "send open or attach first")
         else:
             ack = await self.session.execute(frame, self.actor)
             self.outbox.push(frame_bytes(ack))
 
-    def _attach(self, session: Session, frame_id: str, after: int, epoch: str | None) -> None:
-        """Subscribe and queue the reply plus replay in one synchronous step (no live event can cut in)."""
-        first, replay = session.attach(self.outbox, frame_id, self.id, after, epoch)
+    async def _attach(self, session: Session, frame_id: str, after: int, epoch: str | None) -> None:
+        """Subscribe, then queue the reply plus replay with no await in between (no live event can cut in)."""
+        first, replay = await session.attach(self.outbox, frame_id, self.id, after, epoch)
         self.session = session
+        logs.bind_session(session.id)
+        self.manager.metrics.ws.attached(None if isinstance(first, Reset) else len(replay))
+        log.info("connection %s attached to session %s after seq %d", self.id, session.id, after, extra={"seq": after})
         self.outbox.push(frame_bytes(first))
         self.outbox.push_many(replay)
         if session.closed:

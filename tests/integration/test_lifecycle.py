@@ -4,6 +4,7 @@ import asyncio
 import json
 import contextlib
 import os
+import shutil
 import signal
 
 import msgspec
@@ -15,7 +16,9 @@ from gateway.scripted_model.server import ScriptedModelServer
 from tests.support.client import WsClient
 from tests.support.flows import attach, open_session, query
 from tests.support.gateway import TOKENS, RunningGateway, run_gateway
-from tests.support.processes import alive, cli_children, cli_pids
+from tests.support.processes import (
+    alive, cli_children, cli_pids, cmdline, listening_sockets, session_processes, session_processes_once, survivors,
+)
 
 
 async def drain_until_closed(client: WsClient) -> None:
@@ -51,6 +54,23 @@ async def test_cli_killed_mid_turn_then_conversation_resumes(gateway: RunningGat
     assert new_pid != pid
     prompts = [str(m) for r in model_server.requests for m in r.body.get("messages", [])]
     assert any("SCRIPT:long" in p for p in prompts) or any("SCRIPT:hello" in p for p in prompts[:-1])
+
+
+@pytest.mark.skipif(shutil.which("socat") is None, reason="the CLI starts no socat without it")
+async def test_nothing_a_killed_cli_started_outlives_it(gateway: RunningGateway, alice: WsClient) -> None:
+    """The CLI's sandbox runs a `socat` listening on a Unix socket in /tmp; killed, the CLI can't
+    stop it, and it would live on under init with its socket file."""
+    attached = await open_session(alice)
+    await query(alice, "SCRIPT:long")
+    await alice.event("stream", lambda e: e["event"].get("delta", {}).get("type") == "text_delta")
+    started = await session_processes_once(gateway.app.state.settings.sessions_dir, lambda found: len(listening_sockets(found)) == 1)
+    sockets = listening_sockets(started)
+    [pid] = cli_pids(workdir(gateway, attached["session"]["session_id"]))
+    assert pid in started and len(started) >= 2 and sockets and all(s.exists() for s in sockets)
+    os.kill(pid, signal.SIGKILL)
+    await alice.event("error", lambda e: e["code"] == "agent_exited")
+    assert [cmdline(pid) for pid in await survivors(started, 5)] == []
+    assert [s for s in sockets if s.exists()] == []
 
 
 @pytest.mark.parametrize(("mode", "turn"), [("soft", True), ("hard", True), ("soft", False)])
@@ -133,6 +153,13 @@ async def test_a_query_sent_during_a_reset_runs_after_it_in_the_new_conversation
     assert seen and "before-reset-marker" not in seen[-1]
     order = [(f["event"]["kind"], f["event"].get("query_id")) for f in tab2.events]
     assert order.index(("conversation_reset", None)) < order.index(("turn_started", late["id"]))
+    # The transcript starts again at the reset, keeping the query that waited for it (it ran after).
+    rebuilt = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    snapshot = (await attach(rebuilt, session_id, after=1, epoch="another"))["snapshot"]
+    kinds = [(e["kind"], e.get("query_id")) for e in snapshot["transcript"]]
+    assert kinds[:2] == [("user_query", late["id"]), ("conversation_reset", None)], kinds
+    assert kinds[-1] == ("result", late["id"]) and "before-reset-marker" not in json.dumps(snapshot["transcript"])
+    await rebuilt.close()
     await tab2.close()
 
 
@@ -232,8 +259,10 @@ async def test_idle_session_is_reaped_and_its_cli_stopped(settings, model_url) -
 
 
 async def test_a_session_closed_while_its_cli_starts_leaves_no_cli(gateway: RunningGateway) -> None:
-    """`open` answers before the CLI is up; closing then (at several points of the start) stops that CLI too."""
+    """`open` answers before the CLI is up; closing then (at several points of the start) stops that
+    CLI too, and whatever it started meanwhile."""
     before = set(cli_children())
+    root = gateway.app.state.settings.sessions_dir
     for delay in (0.0, 0.01, 0.1, 0.3, 0.6):
         client = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
         reply = await client.request({"type": "open"})
@@ -241,6 +270,7 @@ async def test_a_session_closed_while_its_cli_starts_leaves_no_cli(gateway: Runn
         await asyncio.sleep(delay)
         await client.request({"type": "close"})
         await drain_until_closed(client)
+        assert session_processes(root) == [], delay
     # A hard reset starts a new CLI; a close sent while it starts stops that one too.
     client = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
     await open_session(client)
@@ -254,6 +284,31 @@ async def test_a_session_closed_while_its_cli_starts_leaves_no_cli(gateway: Runn
     # Nor any session's files: the directories made in a thread are gone with the session.
     root = gateway.app.state.settings.sessions_dir
     assert sorted(p.name for p in root.iterdir()) == [".claude", ".mcp.json"]
+
+
+async def test_a_session_closed_while_its_cli_starts_ends_what_the_cli_started(
+    gateway: RunningGateway, tmp_path, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """The CLI runs `npm root -g` as it starts; here that `npm` hangs, and the session is closed
+    meanwhile. The CLI, waiting for it, ignores the end of its input, so the SDK terminates it after
+    5 s, leaving `npm` running (a real one wrote into the session's directory after that was
+    removed); the runner ends it before the files go."""
+    fake = tmp_path / "bin" / "npm"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")  # the CLI's PATH is the gateway's
+    root = gateway.app.state.settings.sessions_dir
+    client = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    await client.request({"type": "open"})
+    started = await session_processes_once(root, lambda found: any(cmdline(pid) == "sleep 30 " for pid in found), 30)
+    npm = [pid for pid in started if cmdline(pid) == "sleep 30 "]
+    assert npm, [cmdline(pid) for pid in started]
+    await client.request({"type": "close"})
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            await client.recv(timeout=30)
+    assert [cmdline(pid) for pid in session_processes(root)] == []
 
 
 async def test_a_session_closed_during_a_reset_stays_closed(gateway: RunningGateway, alice: WsClient) -> None:
@@ -398,3 +453,133 @@ async def test_sessions_root_keeps_the_cli_sandbox_placeholders(gateway: Running
     await alice.request({"type": "permission_response", "request_id": request["request_id"], "decision": "allow"})
     await alice.event("result")
     assert (root / ".mcp.json").is_file()  # the CLI left the gateway's own alone
+
+
+async def wait_dead(pid: int, timeout: float = 30.0) -> None:
+    """A frozen CLI is killed by the SDK's disconnect: stdin closed, 5 s, SIGTERM, 5 s, SIGKILL."""
+    async with asyncio.timeout(timeout):
+        while alive(pid):
+            await asyncio.sleep(0.1)
+
+
+async def freeze_mid_stream(gw: RunningGateway, client: WsClient) -> tuple[dict, int]:  # type: ignore[type-arg]
+    """A turn whose CLI will never finish it: SIGSTOP the CLI once the answer streams."""
+    attached = await open_session(client)
+    ack = await query(client, "SCRIPT:long")
+    await client.event("stream", lambda e: e["event"].get("delta", {}).get("type") == "text_delta")
+    [pid] = cli_pids(workdir(gw, attached["session"]["session_id"]))
+    os.kill(pid, signal.SIGSTOP)
+    return ack, pid
+
+
+async def assert_replaced_and_resumes(gw: RunningGateway, client: WsClient, ack: dict, pid: int) -> None:  # type: ignore[type-arg]
+    result = await client.event("result", lambda e: e["query_id"] == ack["id"], timeout=30)
+    assert result["subtype"] == "agent_unresponsive" and result["is_error"] and result["errors"], result
+    await client.event("state", lambda e: e["state"] == "idle" and e.get("reason") == "agent_unresponsive")
+    assert (await client.event("error"))["code"] == "agent_unresponsive"
+    await wait_dead(pid)
+    again = await query(client, "SCRIPT:hello")
+    done = await client.event("result", lambda e: e["query_id"] == again["id"], timeout=60)
+    assert done["is_error"] is False
+
+
+async def test_an_interrupt_the_cli_does_not_honour_replaces_it_and_ends_the_query(
+    gateway: RunningGateway, alice: WsClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frozen CLI takes no interrupt: the interrupt still acks, the query ends `agent_unresponsive`
+    within the bound, the CLI is replaced and the conversation goes on. Before, the state stayed
+    `interrupted` for good and every later query queued behind it."""
+    monkeypatch.setattr("gateway.sessions.session.CONTROL_TIMEOUT_S", 2.0)
+    ack, pid = await freeze_mid_stream(gateway, alice)
+    reply = await alice.request({"type": "interrupt"}, timeout=20)
+    assert reply["type"] == "ack" and reply["result"] == {"interrupted": True}, reply
+    await assert_replaced_and_resumes(gateway, alice, ack, pid)
+
+
+async def test_the_watchdog_ends_a_turn_whose_cli_falls_silent(settings) -> None:  # type: ignore[no-untyped-def]
+    async with run_gateway(msgspec.structs.replace(settings, turn_watchdog_s=2.0)) as gw:
+        client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        ack, pid = await freeze_mid_stream(gw, client)
+        await assert_replaced_and_resumes(gw, client, ack, pid)
+        await client.close()
+
+
+async def test_a_busy_session_nobody_is_attached_to_is_reaped_after_the_watchdog_time(settings) -> None:  # type: ignore[no-untyped-def]
+    """Waiting on an approval with a far deadline and nobody there: after `idle_timeout_s` +
+    `turn_watchdog_s` of quiet the session is closed and its CLI stopped."""
+    from gateway.profiles import DEMO_PROFILE
+
+    patient = msgspec.structs.replace(DEMO_PROFILE, approval_timeout_s=600.0)
+    quick = msgspec.structs.replace(settings, idle_timeout_s=0.5, turn_watchdog_s=2.0, closed_retention_s=60)
+    async with run_gateway(quick, {"default": patient}) as gw:
+        client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        attached = await open_session(client)
+        session_id = attached["session"]["session_id"]
+        [pid] = cli_pids(workdir(gw, session_id))
+        await query(client, "SCRIPT:bash")
+        await client.event("permission_request")
+        await client.close()
+        await asyncio.sleep(1.5)  # past the idle timeout, not past it plus the watchdog time
+        assert gw.manager.get("alice", session_id).state == "awaiting_approval"
+        await wait_dead(pid, timeout=15)
+        late = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        await attach(late, session_id)
+        closed = await late.event("state", lambda e: e["state"] == "closed")
+        assert closed["reason"] == "idle_timeout"
+        await drain_until_closed(late)
+
+
+def huge_reply(size: int) -> str:
+    """A prompt whose reply is one assistant message of `size` characters."""
+    return 'SCRIPT:{"steps": [[{"text": "abcdefgh", "repeat": %d}]], "chunk": 262144}' % (size // 8)
+
+
+async def test_a_cli_message_over_the_sdks_default_1_mib_arrives_whole(alice: WsClient) -> None:
+    """The SDK's default `max_buffer_size` (1 MiB) ended such a turn as `agent_exited`, the reply lost."""
+    await open_session(alice)
+    ack = await query(alice, huge_reply(3 << 20))
+    message = await alice.event("assistant_message", timeout=60)
+    assert sum(len(b.get("text", "")) for b in message["content"]) == 3 << 20
+    result = await alice.event("result", lambda e: e["query_id"] == ack["id"], timeout=60)
+    assert result["is_error"] is False and "error" not in alice.kinds()
+
+
+async def test_a_cli_message_over_the_limit_ends_the_turn_as_message_too_large(settings) -> None:  # type: ignore[no-untyped-def]
+    async with run_gateway(msgspec.structs.replace(settings, max_cli_message_bytes=256 << 10)) as gw:
+        client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        await open_session(client)
+        ack = await query(client, huge_reply(512 << 10))
+        error = await client.event("error", timeout=60)
+        assert error["code"] == "message_too_large" and error["recoverable"] is True, error
+        result = await client.event("result", lambda e: e["query_id"] == ack["id"])
+        assert result["subtype"] == "message_too_large" and result["is_error"] and result["errors"], result
+        await client.event("state", lambda e: e["state"] == "idle" and e.get("reason") == "message_too_large")
+        again = await query(client, "SCRIPT:hello")
+        done = await client.event("result", lambda e: e["query_id"] == again["id"], timeout=60)
+        assert done["is_error"] is False
+        await client.close()
+
+
+async def test_a_turn_wedged_by_a_block_the_api_refuses_is_ended_by_its_interrupt(
+    gateway: RunningGateway, alice: WsClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wedge the fuzzer found, past the wire's validation (a frame built in-process): the CLI
+    acks the interrupt but never ends the turn. Within the bound the query ends `agent_unresponsive`
+    and the session takes queries again."""
+    from gateway.wire.client import Query
+    from gateway.wire.events import Actor
+
+    monkeypatch.setattr("gateway.sessions.session.CONTROL_TIMEOUT_S", 2.0)
+    attached = await open_session(alice)
+    session = gateway.manager.get("alice", attached["session"]["session_id"])
+    await session.execute(Query(id="wedge", prompt=[{"type": "text"}]), Actor(principal="alice", connection="test"))  # type: ignore[list-item]
+    await alice.state("running")
+    await asyncio.sleep(2.0)
+    assert "result" not in alice.kinds()  # wedged: without the guard it would stay so for good
+    reply = await alice.request({"type": "interrupt"})
+    assert reply["type"] == "ack" and reply["result"] == {"interrupted": True}, reply
+    result = await alice.event("result", lambda e: e["query_id"] == "wedge", timeout=30)
+    assert result["subtype"] == "agent_unresponsive", result
+    again = await query(alice, "SCRIPT:hello")
+    done = await alice.event("result", lambda e: e["query_id"] == again["id"], timeout=60)
+    assert done["is_error"] is False

@@ -9,6 +9,7 @@ import msgspec
 from tests.support.client import WsClient
 from tests.support.flows import attach, open_session, query
 from tests.support.gateway import TOKENS, RunningGateway, run_gateway
+from tests.support.http import ApiClient
 from tests.support.raw_ws import StalledSocket
 
 
@@ -110,6 +111,33 @@ async def test_too_old_cursor_gets_reset_with_snapshot(settings, model_url) -> N
         await alice.close()
 
 
+async def test_clients_are_told_the_limits_they_resume_within(settings, model_url) -> None:  # type: ignore[no-untyped-def]
+    """`session.limits` states the log's retention (and the queue and frame bounds) as configured,
+    on `attached`, in a reset's snapshot and over HTTP; and the log really keeps that many."""
+    tight = msgspec.structs.replace(settings, log_max_events=20, log_max_bytes=1 << 20, log_max_age_s=600.0,
+                                    max_queued_queries=3, max_frame_bytes=65536)
+    expected = {"log_max_events": 20, "log_max_bytes": 1 << 20, "log_max_age_s": 600.0, "transcript_max_events": 2000,
+                "max_queued_queries": 3, "max_frame_bytes": 65536}
+    async with run_gateway(tight) as gw:
+        alice = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        attached = await open_session(alice)
+        assert attached["session"]["limits"] == expected
+        await query(alice, "SCRIPT:hello")
+        await alice.event("result")
+        await alice.state("idle")
+        assert alice.last_seq > expected["log_max_events"]
+        late = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        oldest_kept = alice.last_seq - expected["log_max_events"] + 1  # at most log_max_events are kept
+        reset = await attach(late, attached["session"]["session_id"], after=oldest_kept - 2, epoch=alice.epoch)
+        assert reset["type"] == "reset" and reset["snapshot"]["session"]["limits"] == expected
+        api = ApiClient(gw.http_url)
+        status = await api.http.get(f"/v1/sessions/{attached['session']['session_id']}")
+        assert status.json()["session"]["limits"] == expected
+        await api.http.aclose()
+        await late.close()
+        await alice.close()
+
+
 async def test_other_epoch_gets_reset(gateway: RunningGateway, alice: WsClient) -> None:
     attached = await open_session(alice)
     other = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
@@ -123,7 +151,12 @@ async def test_cursor_ahead_of_log_gets_reset(gateway: RunningGateway, alice: Ws
     attached = await open_session(alice)
     other = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
     reply = await attach(other, attached["session"]["session_id"], after=10_000, epoch=alice.epoch)
-    assert reply["type"] == "reset"
+    assert reply["type"] == "reset" and reply["reason"] == "cursor_ahead"
+    assert reply["snapshot"]["session"]["last_seq"] == alice.last_seq
+    # Without an epoch too: a cursor from nowhere is ahead, not too old.
+    again = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    assert (await attach(again, attached["session"]["session_id"], after=alice.last_seq + 1))["reason"] == "cursor_ahead"
+    await again.close()
     await other.close()
 
 
@@ -181,6 +214,58 @@ async def test_stalled_reader_is_dropped_with_4008_and_resumes_without_loss(sett
             await back.recv()
         assert bodies(back) == bodies(reader)[6:]
         await back.close()
+        await reader.close()
+
+
+async def test_a_reader_cut_for_lagging_at_default_settings_resumes_with_a_replay(settings, model_url) -> None:  # type: ignore[no-untyped-def]
+    """At the default bounds a stream of small events must not let a stalled reader fall out of the
+    log before it is cut (8 MiB of ~190-byte events is four times the log's 10,000): cut with 4008,
+    it comes back from the last event it read and gets a replay, not a reset."""
+    burst = "SCRIPT:" + json.dumps({"steps": [[{"text": "y", "repeat": 8 * 70_000}]], "chunk": 8})
+    async with run_gateway(settings) as gw:
+        reader = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        session = gw.manager.get("alice", (await open_session(reader))["session"]["session_id"])
+        stalled = await asyncio.to_thread(StalledSocket, gw.port, TOKENS["alice"])
+        await asyncio.to_thread(stalled.send, {"type": "attach", "id": "a1", "session_id": session.id, "after": reader.last_seq})
+        async with asyncio.timeout(10):
+            while session.feed.sink_count < 2:
+                await asyncio.sleep(0.01)
+        ack = await query(reader, burst)
+        finished = asyncio.create_task(reader.event("result", lambda e: e["query_id"] == ack["id"], timeout=180))
+        async with asyncio.timeout(180):
+            while session.feed.sink_count > 1 and not finished.done():
+                await asyncio.sleep(0.01)
+        messages, code = await asyncio.to_thread(stalled.read_until_close)
+        stalled.close()
+        assert code == 4008
+        seen = [f["seq"] for m in messages for f in map(json.loads, m.split("\n")) if f["type"] == "event"]
+        back = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        back.last_seq, back.epoch = seen[-1], reader.epoch
+        reply = await attach(back, session.id, after=seen[-1], epoch=reader.epoch)
+        assert reply["type"] == "attached", (reply["type"], reply.get("reason"), seen[-1])
+        await finished
+        while back.last_seq < reader.last_seq:
+            await back.recv()
+        assert bodies(back) == [b for b in bodies(reader) if b[0] > seen[-1]]
+        await back.close()
+        await reader.close()
+
+
+async def test_a_reader_that_answers_no_ping_is_told_to_resume(settings, model_url) -> None:  # type: ignore[no-untyped-def]
+    """A reader stalled past the ping interval and timeout gets 4010 (resume), not 1011 ("internal
+    error"), behind everything it had not read; the gateway drops its outbox as for any departure."""
+    quick = msgspec.structs.replace(settings, ws_ping_interval_s=0.5, ws_ping_timeout_s=1.0)
+    async with run_gateway(quick) as gw:
+        reader = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        attached = await open_session(reader)
+        session = gw.manager.get("alice", attached["session"]["session_id"])
+        stalled = await asyncio.to_thread(StalledSocket, gw.port, TOKENS["alice"])
+        await asyncio.to_thread(stalled.send, {"type": "attach", "id": "a1", "session_id": session.id, "after": reader.last_seq})
+        await query(reader, "SCRIPT:long")
+        await reader.event("result", timeout=60)  # the reader answers pings; the stalled one has a backlog
+        assert await asyncio.to_thread(stalled.close_code) == 4010
+        stalled.close()
+        assert session.feed.sink_count == 1
         await reader.close()
 
 
