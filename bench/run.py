@@ -233,10 +233,12 @@ def redis_table(rows: list[Row]) -> str:
     for row in rows:
         r = row.redis
         redis_cpu = sorted(row.redis_server_cpu_s)[len(row.redis_server_cpu_s) // 2]
+        both_cpu = r.server_cpu_s + redis_cpu
+        both_per_core = r.delivered / both_cpu if both_cpu > 0 else float("nan")
         lost = sum(x.lost for x in row.redis_runs)
         lines.append(
             f"{row.scenario.name:<{w}}{_si(r.rate):>9}  {_si(r.per_core):>9}{r.per_core / row.gateway.per_core:>8.2f}{r.per_core / row.baseline.per_core:>8.2f}"
-            f"  {redis_cpu:>12.2f}s{_si(r.delivered / (r.server_cpu_s + redis_cpu)):>9}"
+            f"  {redis_cpu:>12.2f}s{_si(both_per_core):>9}"
             f"  {r.percentile(0.5) / 1000:>5.2f}/{r.percentile(0.99) / 1000:<6.2f}  {r.events / max(1, r.messages):>6.1f}{lost:>6}"
         )
     return "\n".join(lines)

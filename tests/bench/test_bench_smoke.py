@@ -32,3 +32,14 @@ def test_quick_real_path_bench_delivers_every_event_once(capsys) -> None:  # typ
     _check_lossless(rows)
     out = capsys.readouterr().out
     assert "by stage" in out and "SDK read+parse" in out and "real path" in out
+
+
+def test_quick_redis_bench_delivers_every_event_once(capsys) -> None:  # type: ignore[no-untyped-def]
+    """The gateway with the Redis log takes its turn beside the others, and loses nothing either.
+    (`--resume-sizes ""`: the resume half needs a replica that serves another's session.)"""
+    rows = main(["--quick", "--redis", "--sessions", "1", "--burst", "900", "--paced-seconds", "0.2", "--resume-sizes", ""])
+    _check_lossless(rows)
+    for row in rows:
+        assert row.redis.delivered == row.scenario.sessions * row.scenario.burst.events
+    out = capsys.readouterr().out
+    assert "the gateway with the Redis log" in out and "bytes per 1,000 events" in out
