@@ -89,11 +89,14 @@ def test_kustomization_lists_every_manifest() -> None:
 
 @pytest.mark.parametrize("version", [OLDEST_KUBERNETES, kubernetes_validate.latest_version()])
 def test_every_manifest_is_valid_kubernetes(version: str) -> None:
+    errors = []
     for name, doc in manifests():
         try:
             kubernetes_validate.validate(doc, version, strict=True)
         except kubernetes_validate.ValidationError as exc:
-            pytest.fail(f"{name}: {doc['kind']}/{doc['metadata']['name']} is not valid Kubernetes {version}: {exc.message}")
+            where = "/".join(map(str, exc.absolute_path))
+            errors.append(f"{name}: {doc['kind']}/{doc['metadata']['name']} at {where}: {exc.message}")
+    assert errors == []
 
 
 def test_the_validator_rejects_a_misspelled_field() -> None:
