@@ -188,6 +188,9 @@ def test_the_gateway_is_configured_only_through_its_settings() -> None:
         names |= set(obj.get("data") or obj.get("stringData") or {})
     assert names - known == set()
     assert gateway_env()["AGENT_GATEWAY_REPLICA_ID"] == "<runtime>", "each replica needs its own replica_id"
+    shared = one("Secret", "agent-gateway")["stringData"]
+    for name in ("AGENT_GATEWAY_TICKET_SECRET", "AGENT_GATEWAY_TOKENS", "AGENT_GATEWAY_REDIS_URL"):
+        assert shared[name], f"{name}: one value for every replica (a ticket issued by one is checked by another)"
 
 
 def test_pending_settings_are_still_pending() -> None:
