@@ -78,8 +78,17 @@ def matches(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 
 def mebibytes(quantity: str) -> float:
-    number, unit = re.fullmatch(r"([\d.]+)(Mi|Gi)", quantity).groups()  # type: ignore[union-attr]
-    return float(number) * (1024 if unit == "Gi" else 1)
+    """A Kubernetes memory quantity (`3584Mi`, `6Gi`) in MiB."""
+    found = re.fullmatch(r"([\d.]+)(Mi|Gi)", quantity)
+    assert found, f"unexpected quantity {quantity!r}"
+    return float(found[1]) * (1024 if found[2] == "Gi" else 1)
+
+
+def nginx_bytes(size: str) -> int:
+    """An nginx size (`2m`, `512k`, `1048576`) in bytes."""
+    found = re.fullmatch(r"(\d+)([kmg]?)", size.lower())
+    assert found, f"unexpected size {size!r}"
+    return int(found[1]) * 1024 ** " kmg".index(found[2] or " ")
 
 
 def test_kustomization_lists_every_manifest() -> None:
@@ -162,8 +171,7 @@ def test_the_ingress_reaches_the_service_port_with_long_unbuffered_connections()
     for timeout in ("proxy-read-timeout", "proxy-send-timeout"):
         assert int(notes[f"nginx.ingress.kubernetes.io/{timeout}"]) >= 3600 > 2 * settings.ws_ping_interval_s
     assert notes["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
-    body = notes["nginx.ingress.kubernetes.io/proxy-body-size"]
-    assert mebibytes(body.replace("m", "Mi")) * 2**20 > settings.max_frame_bytes
+    assert nginx_bytes(notes["nginx.ingress.kubernetes.io/proxy-body-size"]) > settings.max_frame_bytes
 
 
 def test_no_session_affinity_anywhere() -> None:
