@@ -1,0 +1,1 @@
+"""Many replicas, one set of sessions: the registry, ownership, forwarding and the remote view of a session."""
