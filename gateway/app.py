@@ -33,7 +33,7 @@ def create_app(settings: Settings, profiles: dict[str, Profile] | None = None, r
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log.info("gateway started on %s", type(asyncio.get_running_loop()).__module__.partition(".")[0])
-        manager.start_reaper()
+        await manager.start()
         try:
             yield
         finally:

@@ -1,7 +1,9 @@
 """All sessions of this process: creation within limits, ownership, idle reaping, shutdown.
 
-Transports reach sessions only through `open`, `get` and `Session.execute`/`attach`; a replica that
-forwards frames to a session's owner implements the same calls.
+Transports reach sessions only through `open`, `get` and the `SessionHandle` calls. With Redis
+(`redis_url`), the sessions are the cluster's: `get` gives the local `Session` while this replica
+holds its lease, a `RemoteSession` forwarding to its owner otherwise; a new session is claimed and
+registered before its CLI starts, and the per-principal limit counts every replica's sessions.
 """
 
 import asyncio
@@ -14,16 +16,20 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from gateway.cluster.node import ClusterNode
+from gateway.cluster.remote import RemoteSession
 from gateway.config import Settings
 from gateway.events.log import MemoryEventLog
 from gateway.profiles import Profile, narrow
 from gateway.sessions.agent_options import build_options, keep_sandbox_placeholders
 from gateway.sessions.checks import ProfileProbe
+from gateway.sessions.handle import SessionHandle
 from gateway.sessions.runner import AgentRunner, SdkRunner
 from gateway.sessions.session import Session
 from gateway.wire.client import Open
 from gateway.wire.errors import ErrorCode, GatewayError
 from gateway.wire.http import ProfileCheck
+from gateway.wire.server import SessionInfo
 
 log = logging.getLogger("gateway.sessions")
 
@@ -39,18 +45,37 @@ class SessionManager:
         self._sessions: dict[str, Session] = {}
         self._opened: collections.OrderedDict[tuple[str, str], str] = collections.OrderedDict()
         self._reaper: asyncio.Task[None] | None = None
+        self.cluster = ClusterNode(settings, self) if settings.redis_url else None
 
     # ---- lookup ----------------------------------------------------------------------------
 
-    def get(self, principal: str, session_id: str) -> Session:
+    async def get(self, principal: str, session_id: str) -> SessionHandle:
         """The caller's session; another principal's is reported exactly like a missing one."""
-        session = self._sessions.get(session_id)
+        session: SessionHandle | None = self.owned(session_id)
+        if session is None and self.cluster is not None:
+            entry = await self.cluster.registry.lookup(session_id)
+            session = None if entry is None else RemoteSession(entry, self.cluster)
         if session is None or session.principal != principal:
             raise GatewayError(ErrorCode.SESSION_NOT_FOUND, f"no session {session_id}")
         return session
 
+    def owned(self, session_id: str) -> Session | None:
+        """A session this process runs: one it holds the lease of, or one it closed (still retained)."""
+        session = self._sessions.get(session_id)
+        if session is None or self.cluster is None or session.closed or self.cluster.ownership.holds(session_id):
+            return session
+        return None
+
     def list_for(self, principal: str) -> list[Session]:
+        """The principal's sessions run by this process."""
         return [s for s in self._sessions.values() if s.principal == principal]
+
+    async def list_infos(self, principal: str) -> list[SessionInfo]:
+        """The principal's sessions (on every replica), closed ones included while retained."""
+        if self.cluster is None:
+            return [s.info() for s in self.list_for(principal)]
+        infos = [entry.info for entry in await self.cluster.registry.list_for(principal)]
+        return [s.info() if (s := self.owned(i.session_id)) is not None else i for i in infos]
 
     def live_count(self, principal: str | None = None) -> int:
         return sum(1 for s in self._sessions.values() if not s.closed and (principal is None or s.principal == principal))
@@ -69,17 +94,26 @@ class SessionManager:
         spec = narrow(profile, frame)
         if self.live_count() >= self.settings.max_sessions:
             raise GatewayError(ErrorCode.TOO_MANY_SESSIONS, "this gateway is at its session limit; try again later")
-        if self.live_count(principal) >= self.settings.max_sessions_per_principal:
+        live = self.live_count(principal) if self.cluster is None else await self.cluster.registry.live_count(principal)
+        if live >= self.settings.max_sessions_per_principal:
             raise GatewayError(ErrorCode.TOO_MANY_SESSIONS, f"at most {self.settings.max_sessions_per_principal} sessions per principal")
+        session_id = "s_" + secrets.token_urlsafe(16)
+        cluster = self.cluster
+        if cluster is not None:
+            await cluster.ownership.claim(session_id)
         session = Session(
-            session_id="s_" + secrets.token_urlsafe(16),
+            session_id=session_id,
             principal=principal,
             spec=spec,
             log_store=MemoryEventLog(self.settings.log_max_events, self.settings.log_max_bytes, self.settings.log_max_age_s),
             runner_factory=self._runner_factory,
-            on_closed=self._remove_files,
+            on_closed=self._closed,
+            on_described=None if cluster is None else self._described,
+            ack_store=None if cluster is None else cluster.acks(session_id),
             max_queued=self.settings.max_queued_queries,
         )
+        if cluster is not None:
+            await cluster.registry.register(principal, cluster.replica_id, session.info())
         self._sessions[session.id] = session
         session.start()
         self._opened[(principal, frame.id)] = session.id
@@ -106,14 +140,28 @@ class SessionManager:
 
     # ---- closing ---------------------------------------------------------------------------
 
-    async def close(self, session: Session, reason: str) -> None:
+    async def close(self, session: SessionHandle, reason: str) -> None:
         await session.close(reason)
+
+    def _described(self, session: Session) -> None:
+        assert self.cluster is not None
+        self.cluster.registry.changed(session.id, session.info)
+
+    async def _closed(self, session: Session) -> None:
+        """A closed session's files go; in the cluster its description is final and its lease released."""
+        if self.cluster is not None:
+            await self.cluster.registry.closed(session.info())
+            await self.cluster.ownership.release(session.id)
+        await self._remove_files(session)
 
     async def _remove_files(self, session: Session) -> None:
         """A closed session's working and config directories go with it."""
         await asyncio.to_thread(shutil.rmtree, self._session_dir(session), True)
 
-    def start_reaper(self) -> None:
+    async def start(self) -> None:
+        """Join the cluster (with Redis), then reap idle sessions."""
+        if self.cluster is not None:
+            await self.cluster.start()
         self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
 
     async def _reap_forever(self) -> None:
@@ -142,6 +190,8 @@ class SessionManager:
                 await self._reaper
         # Closed ones too: a close a client started may still be stopping its CLI; this waits for it.
         await asyncio.gather(*(self.close(s, "shutdown") for s in self._sessions.values()), return_exceptions=True)
+        if self.cluster is not None:
+            await self.cluster.stop()
 
     # ---- operator and bulk operations ------------------------------------------------------
 
@@ -149,11 +199,12 @@ class SessionManager:
         """Close the principal's sessions with no activity for `idle_for_s`, unless a turn is running."""
         cutoff = time.time() * 1000 - idle_for_s * 1000
         idle = [
-            s for s in self.list_for(principal)
-            if not s.closed and s.state not in ("running", "interrupted") and s.last_activity <= cutoff
+            i.session_id for i in await self.list_infos(principal)
+            if i.state not in ("closed", "running", "interrupted") and i.last_activity <= cutoff
         ]
-        await asyncio.gather(*(self.close(s, "closed_idle") for s in idle))
-        return [s.id for s in idle]
+        sessions = [await self.get(principal, session_id) for session_id in idle]
+        await asyncio.gather(*(self.close(s, "closed_idle") for s in sessions))
+        return idle
 
     async def check_profile(self, name: str) -> ProfileCheck:
         """Dry-run a profile: start a CLI exactly as a session of it would, run one tiny turn, report.

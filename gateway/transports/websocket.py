@@ -14,7 +14,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from gateway.auth import SUBPROTOCOL, Authenticator, offered_subprotocols
 from gateway.config import Settings
 from gateway.sessions.manager import SessionManager
-from gateway.sessions.session import Session, now_ms
+from gateway.sessions.handle import SessionHandle
+from gateway.sessions.session import now_ms
 from gateway.transports.outbox import Outbox, SlowConsumer
 from gateway.wire import client as cf
 from gateway.wire.codec import FrameError, decode_client_frame, error_frame, frame_bytes, frame_id_of
@@ -40,7 +41,7 @@ class WebSocketConnection:
         self.manager = manager
         self.settings = settings
         self.outbox = Outbox(settings.send_queue_bytes)
-        self.session: Session | None = None
+        self.session: SessionHandle | None = None
         self._close_code: tuple[int, str] | None = None
 
     async def run(self) -> None:
@@ -146,14 +147,14 @@ class WebSocketConnection:
                 session = await self.manager.open(self.principal, frame)
                 self._attach(session, frame.id, 0, None)
             else:
-                self._attach(self.manager.get(self.principal, frame.session_id), frame.id, frame.after, frame.epoch)
+                self._attach(await self.manager.get(self.principal, frame.session_id), frame.id, frame.after, frame.epoch)
         elif self.session is None:
             raise GatewayError(ErrorCode.NOT_ATTACHED, "send open or attach first")
         else:
             ack = await self.session.execute(frame, self.actor)
             self.outbox.push(frame_bytes(ack))
 
-    def _attach(self, session: Session, frame_id: str, after: int, epoch: str | None) -> None:
+    def _attach(self, session: SessionHandle, frame_id: str, after: int, epoch: str | None) -> None:
         """Subscribe and queue the reply plus replay in one synchronous step (no live event can cut in)."""
         first, replay = session.attach(self.outbox, frame_id, self.id, after, epoch)
         self.session = session
