@@ -41,7 +41,7 @@ async def _measure(events: int, batch: int, rounds: int) -> HotPath:
     while session.state == "starting":  # the session's pump starts the (synthetic) agent
         await asyncio.sleep(0)
     outbox = Outbox(settings.send_queue_bytes)
-    session.attach(outbox, "bench", "bench", 0, None)
+    await session.attach(outbox, "bench", "bench", 0, None)
     burst = Burst(events=events)
     agent = emit = take = float("inf")
     for _ in range(rounds):

@@ -1,4 +1,8 @@
-"""Event log storage. The in-memory log is the default; a shared store plugs in behind `EventLog`."""
+"""Event log storage. The in-memory log is the default; a shared store plugs in behind `EventLog`.
+
+Appends are synchronous and O(1) (they run on the hot path, once per event); reads and closing are
+async, so a log backed by a store can await it without the feed or the transports caring which it is.
+"""
 
 import secrets
 import time
@@ -23,10 +27,16 @@ class EventLog(Protocol):
         """The oldest sequence number still held (last_seq + 1 when empty)."""
         ...
 
-    def append(self, seq: int, ts_ms: int, frame: bytes) -> None: ...
+    def append(self, seq: int, ts_ms: int, frame: bytes) -> None:
+        """Log the next frame (`seq` is `last_seq + 1`); never awaits."""
+        ...
 
-    def read_after(self, seq: int) -> list[bytes] | None:
+    async def read_after(self, seq: int) -> list[bytes] | None:
         """Frames with sequence numbers above `seq`, or None when some of them were evicted."""
+        ...
+
+    async def close(self, ended: bool) -> None:
+        """Write out what is still pending; `ended`: the session is over (its log is kept for retention only)."""
         ...
 
 
@@ -71,11 +81,18 @@ class MemoryEventLog:
         if len(frames) - head > self._max_events or self._bytes > self._max_bytes or self._stamps[head] < ts_ms - self._max_age_ms:
             self._evict(ts_ms)
 
-    def read_after(self, seq: int) -> list[bytes] | None:
+    async def read_after(self, seq: int) -> list[bytes] | None:
+        return self.frames_after(seq)
+
+    def frames_after(self, seq: int) -> list[bytes] | None:
+        """`read_after` without the coroutine, for callers that hold the log in memory."""
         if seq + 1 < self._first_seq:
             return None
         start = self._head + (seq + 1 - self._first_seq)
         return self._frames[start:]
+
+    async def close(self, ended: bool) -> None:
+        """Nothing is pending in memory."""
 
     def _evict(self, now_ms: int) -> None:
         oldest_allowed = now_ms - self._max_age_ms

@@ -143,6 +143,7 @@ class Session:
         async with self._runner_lock:  # a reset's CLI start still in flight finishes, then stops here
             await self._stop_runner()
         self.feed.end()
+        await self.feed.log.close(ended=True)
         if self._on_closed is not None:
             await self._on_closed(self)
 
@@ -547,21 +548,22 @@ class Session:
 
     # ---- attach / snapshot -----------------------------------------------------------------
 
-    def attach(self, sink: Sink, reply_id: str, connection: str, after: int, epoch: str | None) -> tuple[Attached | Reset, list[bytes]]:
+    async def attach(self, sink: Sink, reply_id: str, connection: str, after: int, epoch: str | None) -> tuple[Attached | Reset, list[bytes]]:
         """Subscribe a client connection's `sink`: its first frame, and the frames after `after` to send next.
 
         The first frame is `attached`, or `reset` with a snapshot when the frames after `after` can't
         all be served (then there is no replay). One place for both transports, so WebSocket and SSE
-        clients resume by the same rules. No await between reading and subscribing: the replay (or
-        snapshot) and the live tail meet exactly.
+        clients resume by the same rules. The caller queues both before it awaits anything: the feed
+        merged the replay with what was emitted while it was read, and delivers the rest directly.
         """
-        self.connections += 1
         if epoch is None or epoch == self.feed.epoch:
-            frames = self.feed.attach(sink, after)
+            frames = await self.feed.attach(sink, after)
             if frames is not None:
+                self.connections += 1
                 attached = Attached(id=reply_id, connection=connection, after=after, session=self.info(), protocol=PROTOCOL_VERSION)
                 return attached, frames
-        snapshot = self.snapshot_now()
+        self.connections += 1
+        snapshot = self.snapshot_now()  # no await before subscribing: the snapshot and the live tail meet
         self.feed.subscribe(sink)
         reason = "cursor_too_old" if epoch in (None, self.feed.epoch) else "epoch_mismatch"
         return Reset(id=reply_id, reason=reason, connection=connection, snapshot=snapshot), []

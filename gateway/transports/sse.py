@@ -85,7 +85,7 @@ class EventStream:
     async def body(self) -> AsyncIterator[bytes]:
         outbox = Outbox(self.settings.send_queue_bytes)
         session = self.session
-        first, replay = session.attach(outbox, self.id, self.id, self.after, self.epoch)  # no await between
+        first, replay = await session.attach(outbox, self.id, self.id, self.after, self.epoch)  # queued with no await between
         ender = asyncio.create_task(self._end_on_shutdown(outbox))
         try:
             position = first.snapshot.session.last_seq if isinstance(first, Reset) else self.after

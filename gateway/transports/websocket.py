@@ -145,18 +145,18 @@ class WebSocketConnection:
                 raise GatewayError(ErrorCode.ALREADY_ATTACHED, f"this socket is attached to {self.session.id}; open another socket")
             if isinstance(frame, cf.Open):
                 session = await self.manager.open(self.principal, frame)
-                self._attach(session, frame.id, 0, None)
+                await self._attach(session, frame.id, 0, None)
             else:
-                self._attach(await self.manager.get(self.principal, frame.session_id), frame.id, frame.after, frame.epoch)
+                await self._attach(await self.manager.get(self.principal, frame.session_id), frame.id, frame.after, frame.epoch)
         elif self.session is None:
             raise GatewayError(ErrorCode.NOT_ATTACHED, "send open or attach first")
         else:
             ack = await self.session.execute(frame, self.actor)
             self.outbox.push(frame_bytes(ack))
 
-    def _attach(self, session: SessionHandle, frame_id: str, after: int, epoch: str | None) -> None:
-        """Subscribe and queue the reply plus replay in one synchronous step (no live event can cut in)."""
-        first, replay = session.attach(self.outbox, frame_id, self.id, after, epoch)
+    async def _attach(self, session: SessionHandle, frame_id: str, after: int, epoch: str | None) -> None:
+        """Subscribe, then queue the reply plus replay with no await in between (no live event can cut in)."""
+        first, replay = await session.attach(self.outbox, frame_id, self.id, after, epoch)
         self.session = session
         self.outbox.push(frame_bytes(first))
         self.outbox.push_many(replay)
