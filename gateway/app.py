@@ -3,9 +3,11 @@
 import asyncio
 import contextlib
 import logging
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -54,6 +56,23 @@ def create_app(settings: Settings, profiles: dict[str, Profile] | None = None, r
     app.state.auth = auth
     app.state.check_lock = asyncio.Lock()
     return app
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn, with the sessions closed before the connections.
+
+    On SIGTERM uvicorn closes every WebSocket (1012) and only then runs the lifespan's shutdown:
+    the sessions' last events (each query's `result`, each session's `closed`) would never reach
+    their clients. Here the sessions are closed first and their clients drained, then uvicorn goes on.
+    """
+
+    def __init__(self, config: uvicorn.Config, manager: SessionManager) -> None:
+        super().__init__(config)
+        self._manager = manager
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self._manager.shutdown()
+        await super().shutdown(sockets)
 
 
 def cors_middleware(settings: Settings) -> list[Middleware]:

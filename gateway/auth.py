@@ -4,12 +4,16 @@ Browsers can't set headers on a WebSocket or an EventSource, so they either offe
 WebSocket subprotocol (`bearer.<token>` next to `agent-gateway.v1`) or trade it for a ticket
 (`POST /v1/tickets`) and pass `?ticket=`. Tickets are HMAC-signed, so any replica sharing the
 secret accepts them; they live `ticket_ttl_s` and name only the principal.
+
+No credential is ever written to a log: `RedactCredentials` blanks tickets in logged URLs and
+bearer tokens wherever a log line would carry one.
 """
 
 import base64
 import hashlib
 import hmac
 import logging
+import re
 import secrets
 import time
 
@@ -22,6 +26,8 @@ log = logging.getLogger("gateway.auth")
 SUBPROTOCOL = "agent-gateway.v1"
 BEARER_SUBPROTOCOL_PREFIX = "bearer."
 ANONYMOUS = "anonymous"
+_CREDENTIAL = re.compile(r"(?i)([?&]ticket=|\bbearer[. ]\s*)[^\s&\"',]+")
+REDACTED = "[redacted]"
 
 
 def _digest(token: str) -> bytes:
@@ -86,3 +92,31 @@ class Authenticator:
 def offered_subprotocols(conn: HTTPConnection) -> list[str]:
     raw = conn.headers.get("sec-websocket-protocol", "")
     return [p.strip() for p in raw.split(",") if p.strip()]
+
+
+def redact(text: str) -> str:
+    return _CREDENTIAL.sub(lambda m: m.group(1) + REDACTED, text)
+
+
+class RedactCredentials(logging.Filter):
+    """Blank tickets (`?ticket=`, reusable until they expire) and bearer tokens in a record's text.
+
+    uvicorn logs every request's path with its query string, EventSource and browser WebSocket
+    tickets included."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.args, dict):
+            record.args = {k: redact(v) if isinstance(v, str) else v for k, v in record.args.items()}
+        return True
+
+
+def redact_logs(*loggers: str) -> None:
+    """Put `RedactCredentials` on these loggers (once each)."""
+    for name in loggers:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactCredentials) for f in logger.filters):
+            logger.addFilter(RedactCredentials())

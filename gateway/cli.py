@@ -1,16 +1,22 @@
 """`agent-gateway serve`: read settings, scrub the environment, start demo mode if asked, run uvicorn."""
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
+from typing import Any
 
 import uvicorn
+from starlette.applications import Starlette
+from uvicorn.main import STARTUP_FAILURE
 
 from gateway import __version__, config
-from gateway.app import create_app
+from gateway.app import GatewayServer, create_app
+from gateway.auth import redact_logs
 from gateway.config import Settings
 from gateway.sessions.agent_options import bwrap_installed, tool_isolation_enabled
+from gateway.transports.ws_protocol import GatewayWebSocketProtocol
 
 log = logging.getLogger("gateway")
 
@@ -36,6 +42,28 @@ def scrub_environment(settings: Settings) -> None:
     for name in list(os.environ):
         if name not in allow:
             del os.environ[name]
+
+
+def uvicorn_config(app: Starlette, settings: Settings, **overrides: Any) -> uvicorn.Config:
+    """How uvicorn serves the gateway (tests run the same, with their own port and log level).
+
+    uvicorn logs request lines with their query strings (tickets): its loggers get the redacting
+    filter once it has configured them."""
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "loop": settings.event_loop,
+        "ws": GatewayWebSocketProtocol,
+        "ws_max_size": settings.max_frame_bytes * 4,
+        "ws_ping_interval": settings.ws_ping_interval_s,
+        "ws_ping_timeout": settings.ws_ping_timeout_s,
+        "timeout_graceful_shutdown": 10,
+        "proxy_headers": True,
+    }
+    uv_config = uvicorn.Config(app, **{**options, **overrides})
+    redact_logs("uvicorn.access", "uvicorn.error")
+    return uv_config
 
 
 def serve(settings: Settings) -> None:
@@ -78,18 +106,11 @@ def serve(settings: Settings) -> None:
             f"  {auth.generated_token}",
             f"  Chat page: http://{settings.host}:{settings.port}/#token={auth.generated_token}",
         ])
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        loop=settings.event_loop,
-        ws_max_size=settings.max_frame_bytes * 4,
-        ws_ping_interval=settings.ws_ping_interval_s,
-        ws_ping_timeout=settings.ws_ping_timeout_s,
-        timeout_graceful_shutdown=10,
-        proxy_headers=True,
-    )
+    server = GatewayServer(uvicorn_config(app, settings), app.state.manager)
+    with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: SIGINT ends the process quietly
+        server.run()
+    if not server.started:
+        raise SystemExit(STARTUP_FAILURE)  # as uvicorn.run: it logged why (e.g. the port is taken)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,8 +30,10 @@ class Settings(msgspec.Struct, kw_only=True):
     max_sessions_per_principal: int = 10
     max_queued_queries: int = 20
     idle_timeout_s: float = 900.0
+    turn_watchdog_s: float = 900.0
     closed_retention_s: float = 300.0
     max_frame_bytes: int = 1_048_576
+    max_cli_message_bytes: int = 16_777_216
     send_queue_bytes: int = 8_388_608
     log_max_events: int = 10_000
     log_max_bytes: int = 33_554_432
@@ -85,16 +87,18 @@ HELP: dict[str, str] = {
     "max_sessions": "Live sessions per process.",
     "max_sessions_per_principal": "Live sessions per principal.",
     "max_queued_queries": "Queries a session queues while a turn runs.",
-    "idle_timeout_s": "A session with no client and no activity for this long is closed and its CLI stopped.",
+    "idle_timeout_s": "A session with no client and no activity for this long is closed and its CLI stopped; a busy one (a turn running, an approval pending) after this plus `turn_watchdog_s`.",
+    "turn_watchdog_s": "A running turn whose CLI sends nothing for this long is ended (`result` `agent_unresponsive`) and the CLI replaced; the conversation resumes on the next query. Waiting on an approval or a question doesn't count (they have `approval_timeout_s`). Keep it above the longest a tool may run without output (Bash allows 10 minutes).",
     "closed_retention_s": "How long a closed session can still be attached to (to read its last events).",
     "max_frame_bytes": "Largest client frame accepted (bytes); larger ones get `frame_too_large`.",
-    "send_queue_bytes": "Per-connection send backlog; a client that falls further behind is disconnected with 4008 and resumes.",
+    "max_cli_message_bytes": "Largest message (one JSON line) the gateway reads from a CLI. A larger one can't be read: its turn ends with `error` and `result` `message_too_large`, and the next query resumes in a new CLI. Messages above `send_queue_bytes` reach WebSocket clients only through a resume (4008).",
+    "send_queue_bytes": "Per-connection send backlog; a client that falls further behind is disconnected with 4008 and resumes. The backlog is also held to a quarter of the log's event and byte bounds, so the client's cursor is still in the log.",
     "log_max_events": "Events kept per session log for resume, at most; at the bound the oldest 1/64 leave together.",
     "log_max_bytes": "Bytes kept per session log for resume, at most; at the bound the oldest 1/64 leave together.",
     "log_max_age_s": "Age after which events leave a session log.",
     "handshake_timeout_s": "Time a new WebSocket has to send `open` or `attach`.",
     "ws_ping_interval_s": "WebSocket ping interval (protocol-level pings, answered by browsers).",
-    "ws_ping_timeout_s": "A socket that doesn't answer a ping in this time is dropped.",
+    "ws_ping_timeout_s": "A socket that doesn't answer a ping in this time is closed with 4010 (resume).",
     "cli_env_allowlist": "Environment variables of the gateway that the CLI (and its tool calls) may see.",
     "scrub_environment": "Remove every variable not on the allow-list from the gateway's own environment at startup (the SDK hands the whole environment to the CLI).",
     "event_loop": "auto: uvloop when installed (it is a dependency on Linux and macOS), else asyncio; or asyncio, or uvloop. uvloop's cheaper loop turns matter because the SDK hands over one message per turn.",

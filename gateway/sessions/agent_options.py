@@ -90,4 +90,5 @@ def build_options(settings: Settings, spec: SessionSpec, workdir: Path, home: Pa
         max_turns=spec.max_turns,
         max_budget_usd=spec.max_budget_usd,
         resume=resume,
+        max_buffer_size=settings.max_cli_message_bytes,  # the SDK's default, 1 MiB, cut off large tool results and replies
     )

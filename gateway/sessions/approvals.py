@@ -121,14 +121,15 @@ class Approvals:
         )
 
     def cancel_all(self) -> None:
-        """Fail every pending request (the CLI died or the session closed): nobody is left to answer it."""
+        """Fail every pending request (the CLI died, the session closed, the conversation was reset):
+        nobody is left to answer it. The caller is ending the turn and sets the state itself, so
+        `on_change` is not called: no `running` between the requests' end and the turn's `result`."""
         for request_id in list(self._pending):
             pending = self._pending[request_id]
             self._finish(request_id)
             if not pending.future.done():
                 pending.future.cancel()
             self._emit(ev.RequestResolved(request_id=request_id, outcome="cancelled"))
-        self._on_change()
 
     def _take(self, request_id: str) -> Pending:
         pending = self._pending.get(request_id)

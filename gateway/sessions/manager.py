@@ -34,6 +34,7 @@ from gateway.wire.server import SessionInfo
 log = logging.getLogger("gateway.sessions")
 
 RunnerFactory = Callable[[Session, str | None], AgentRunner]
+SHUTDOWN_DRAIN_S = 5.0  # how long shutdown waits for attached clients to be sent their sessions' last events
 
 
 class SessionManager:
@@ -45,6 +46,8 @@ class SessionManager:
         self._sessions: dict[str, Session] = {}
         self._opened: collections.OrderedDict[tuple[str, str], str] = collections.OrderedDict()
         self._reaper: asyncio.Task[None] | None = None
+        self.shutting_down = False
+        self._stopping: set[asyncio.Task[None]] = set()  # closes finishing after their callers were answered
         self.cluster = ClusterNode(settings, self) if settings.redis_url else None
 
     # ---- lookup ----------------------------------------------------------------------------
@@ -85,6 +88,8 @@ class SessionManager:
     async def open(self, principal: str, frame: Open) -> Session:
         """Create a session and start its CLI in the background. Re-sending the same `open` frame id
         returns the same session."""
+        if self.shutting_down:
+            raise GatewayError(ErrorCode.AGENT_UNAVAILABLE, "the gateway is shutting down; try again in a moment")
         existing = self._sessions.get(self._opened.get((principal, frame.id), ""))
         if existing is not None and not existing.closed:  # a closed one is gone: the open makes a new one
             return existing
@@ -111,6 +116,7 @@ class SessionManager:
             on_described=None if cluster is None else self._described,
             ack_store=None if cluster is None else cluster.acks(session_id),
             max_queued=self.settings.max_queued_queries,
+            turn_watchdog_s=self.settings.turn_watchdog_s,
         )
         if cluster is not None:
             await cluster.registry.register(principal, cluster.replica_id, session.info())
@@ -171,40 +177,78 @@ class SessionManager:
             await self.reap()
 
     async def reap(self) -> None:
-        """Close sessions idle with no client past the timeout; forget closed ones past retention."""
+        """Close sessions quiet with no client past the timeout; forget closed ones past retention.
+
+        A busy session (a turn running, an approval pending, a CLI starting) gets the turn watchdog's
+        time on top: whatever it waits on, its CLI never runs forever with nobody there.
+        """
         now = time.time() * 1000
         for session in list(self._sessions.values()):
             quiet_ms = now - session.last_activity
             if session.closed:
                 if quiet_ms > self.settings.closed_retention_s * 1000:
                     self._sessions.pop(session.id, None)
-            elif session.connections == 0 and session.state in ("idle", "failed") and quiet_ms > self.settings.idle_timeout_s * 1000:
-                log.info("session %s reaped after %.0f s idle", session.id, quiet_ms / 1000)
+                continue
+            timeout_s = self.settings.idle_timeout_s
+            if session.state not in ("idle", "failed"):
+                timeout_s += self.settings.turn_watchdog_s
+            if session.connections == 0 and quiet_ms > timeout_s * 1000:
+                log.info("session %s (%s) reaped after %.0f s quiet", session.id, session.state, quiet_ms / 1000)
                 await self.close(session, "idle_timeout")
 
     async def shutdown(self) -> None:
-        """Stop every CLI (SIGTERM path); sessions end as closed with reason `shutdown`."""
+        """Close every session (SIGTERM path) with reason `shutdown` and stop every CLI.
+
+        Runs before the transports close their connections: each session's last events (every
+        query's `result`, then `closed`) are emitted at once and its attached clients are sent them
+        (for up to SHUTDOWN_DRAIN_S; they detach when their outbox has drained) while the CLIs stop.
+        """
+        self.shutting_down = True
         if self._reaper is not None:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
         # Closed ones too: a close a client started may still be stopping its CLI; this waits for it.
-        await asyncio.gather(*(self.close(s, "shutdown") for s in self._sessions.values()), return_exceptions=True)
+        closing = asyncio.gather(*(self.close(s, "shutdown") for s in self._sessions.values()), return_exceptions=True)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SHUTDOWN_DRAIN_S):
+                while any(s.connections for s in self._sessions.values()):
+                    await asyncio.sleep(0.02)
+        await closing
+        await asyncio.gather(*self._stopping, return_exceptions=True)
         if self.cluster is not None:
             await self.cluster.stop()
 
     # ---- operator and bulk operations ------------------------------------------------------
 
     async def close_idle(self, principal: str, idle_for_s: float) -> list[str]:
-        """Close the principal's sessions with no activity for `idle_for_s`, unless a turn is running."""
+        """Close the principal's sessions with no activity for `idle_for_s`, unless a turn is running.
+
+        Returns once they are closed (state `closed`, out of the session limits), which takes a loop
+        turn or two; their CLIs stop in the background. A close waits for a CLI still starting, and
+        ten starting at once take seconds: the caller doesn't wait for that.
+        """
         cutoff = time.time() * 1000 - idle_for_s * 1000
         idle = [
             i.session_id for i in await self.list_infos(principal)
             if i.state not in ("closed", "running", "interrupted") and i.last_activity <= cutoff
         ]
         sessions = [await self.get(principal, session_id) for session_id in idle]
-        await asyncio.gather(*(self.close(s, "closed_idle") for s in sessions))
+        closes = [self._close_in_background(s, "closed_idle") for s in sessions]
+        while any(not s.closed and not task.done() for s, task in zip(sessions, closes)):
+            await asyncio.sleep(0)  # a close marks its session closed in its first step
         return idle
+
+    def _close_in_background(self, session: SessionHandle, reason: str) -> "asyncio.Task[None]":
+        task = asyncio.create_task(self.close(session, reason), name=f"close-{session.id}")
+        self._stopping.add(task)
+        task.add_done_callback(self._stopped)
+        return task
+
+    def _stopped(self, task: "asyncio.Task[None]") -> None:
+        self._stopping.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("closing a session failed", exc_info=task.exception())
 
     async def check_profile(self, name: str) -> ProfileCheck:
         """Dry-run a profile: start a CLI exactly as a session of it would, run one tiny turn, report.

@@ -31,6 +31,11 @@ class RunnerHooks(Protocol):
 class AgentRunner(Protocol):
     claude_session_id: str | None
 
+    @property
+    def alive(self) -> bool:
+        """Connected and reading; False from the moment the CLI is found dead (before `on_exit`)."""
+        ...
+
     async def start(self) -> None: ...
 
     async def query(self, message: dict[str, Any]) -> None: ...
@@ -106,6 +111,10 @@ class SdkRunner:
             log.warning("CLI stderr (last lines): %s", " | ".join(self._stderr))
         if not self._stopping:
             self._hooks.on_exit(self, error)
+
+    @property
+    def alive(self) -> bool:
+        return self._client is not None
 
     def _require(self) -> ClaudeSDKClient:
         if self._client is None:

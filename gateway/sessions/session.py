@@ -13,7 +13,8 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from claude_agent_sdk import ConversationResetMessage, ResultMessage, StreamEvent, SystemMessage
+import msgspec
+from claude_agent_sdk import CLIJSONDecodeError, ConversationResetMessage, ResultMessage, StreamEvent, SystemMessage
 from claude_agent_sdk.types import ToolPermissionContext
 
 from gateway import PROTOCOL_VERSION
@@ -31,6 +32,7 @@ from gateway.wire.server import Ack, Attached, Reset, SessionInfo, Snapshot
 log = logging.getLogger("gateway.session")
 
 CONTROL_TIMEOUT_S = 15.0
+GUARD_TICK_S = 1.0  # how often a running turn's guard looks at it
 TRANSCRIPT_KINDS = (
     ev.UserQuery, ev.AssistantMessage, ev.UserMessage, ev.TurnResult, ev.PermissionRequest, ev.Question,
     ev.RequestResolved, ev.ModelChanged, ev.PermissionModeChanged, ev.ConversationReset, ev.AgentError,
@@ -72,6 +74,7 @@ class Session:
         ack_store: AckStore | None = None,
         max_queued: int = 20,
         transcript_limit: int = 2000,
+        turn_watchdog_s: float = 900.0,
     ) -> None:
         self.id = session_id
         self.principal = principal
@@ -111,6 +114,11 @@ class Session:
         self._on_closed = on_closed
         self._on_described = on_described  # sync, O(1): told when `info()` changes beyond the position
         self._ack_store = ack_store
+        self._turn_watchdog_s = turn_watchdog_s
+        self._heard = 0  # messages from the CLI so far: a turn's guard watches it move
+        self._interrupted_at = 0.0  # loop time of the running turn's interrupt
+        self._guard: asyncio.Task[None] | None = None
+        self._retiring: set[asyncio.Task[None]] = set()  # stuck CLIs being stopped; close waits for them
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -131,17 +139,20 @@ class Session:
         return self._closing
 
     async def _close(self, reason: str) -> None:
+        # Requests are settled before the results, and `closed` is the only state after them.
+        self.approvals.cancel_all()
         self._drop_current("the session was closed")
         self._drop_queued("the session was closed")
-        self.approvals.cancel_all()
         self._set_state("closed", reason)
         self._stop_waiting("the session was closed")
-        if self._pump_task is not None:
-            self._pump_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._pump_task
+        for task in (self._pump_task, self._guard):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         async with self._runner_lock:  # a reset's CLI start still in flight finishes, then stops here
             await self._stop_runner()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
         self.feed.end()
         await self.feed.log.close(ended=True)
         if self._on_closed is not None:
@@ -223,6 +234,9 @@ class Session:
         self._current_query, self._current_uuid = query_id, message["uuid"]
         self._set_state("running")
         self.emit(ev.TurnStarted(query_id=query_id))
+        if self._guard is not None:
+            self._guard.cancel()  # the last turn's: it ended, and stops at its next look anyway
+        self._guard = asyncio.create_task(self._guard_turn(query_id), name=f"session-guard-{self.id}")
         try:
             await self._ensure_runner()
             if self._current_query != query_id:  # a reset or close dropped it while the CLI started
@@ -236,6 +250,44 @@ class Session:
             self.emit(ev.AgentError(code=ErrorCode.AGENT_UNAVAILABLE, message="the agent could not take the query; send it again", recoverable=True))
             self._drop_current("the agent could not take the query", "agent_unavailable")
             self._set_state("failed" if self._runner is None else "idle", "agent_unavailable")
+
+    async def _guard_turn(self, query_id: str) -> None:
+        """Watch one query's turn until it ends; end it when its CLI won't.
+
+        A CLI can take a turn it never finishes (frozen, wedged by input the API refused): the turn
+        is abandoned when an interrupt isn't honoured within CONTROL_TIMEOUT_S, or when the CLI
+        says nothing for `turn_watchdog_s`. Waiting on an approval or on the CLI's start is not
+        silence: those have deadlines of their own. A reset in progress handles its turn itself.
+        """
+        loop = asyncio.get_running_loop()
+        heard, news_at = self._heard, loop.time()
+        while self._current_query == query_id:
+            await asyncio.sleep(GUARD_TICK_S)
+            now = loop.time()
+            if self._heard != heard or len(self.approvals) or self._runner is None or self._reset_lock.locked():
+                heard, news_at = self._heard, now
+            if self._current_query != query_id or self._reset_lock.locked():
+                continue
+            if self.state == "interrupted" and now - self._interrupted_at >= CONTROL_TIMEOUT_S:
+                self._abandon_turn(f"the agent did not stop within {CONTROL_TIMEOUT_S:.0f} s of the interrupt; it was replaced")
+            elif now - news_at >= self._turn_watchdog_s:
+                self._abandon_turn(f"the agent produced no output for {self._turn_watchdog_s:g} s; it was replaced")
+
+    def _abandon_turn(self, why: str) -> None:
+        """End the running turn the CLI won't finish: its query gets an `agent_unresponsive` result,
+        and the CLI is stopped in the background (a frozen one takes the SDK's ~10 s to kill). The
+        next query starts a new CLI resuming the conversation, as after a crash."""
+        runner, self._runner = self._runner, None  # from now on no query reaches the stuck CLI
+        log.warning("session %s: %s", self.id, why)
+        self.approvals.cancel_all()
+        self.emit(ev.AgentError(code="agent_unresponsive", message=why, recoverable=True))
+        self._drop_current(why, "agent_unresponsive")
+        self._set_state("idle", "agent_unresponsive")
+        if runner is not None:
+            retire = asyncio.create_task(runner.stop(), name=f"session-retire-{self.id}")
+            self._retiring.add(retire)
+            retire.add_done_callback(self._retiring.discard)
+        self._wake.set()
 
     # ---- events ----------------------------------------------------------------------------
 
@@ -283,15 +335,17 @@ class Session:
             self._sealed = state == "closed"
 
     def _sync_state(self) -> None:
-        """Approvals changed: move between running and awaiting_approval."""
+        """Approvals changed: move between running and awaiting_approval. A request the SDK cancels
+        because its CLI died changes nothing: `on_exit` ends the turn and sets the state."""
         if self.state == "running" and len(self.approvals):
             self._set_state("awaiting_approval")
-        elif self.state == "awaiting_approval" and not len(self.approvals):
+        elif self.state == "awaiting_approval" and not len(self.approvals) and self._runner is not None and self._runner.alive:
             self._set_state("running")
 
     # ---- runner hooks ----------------------------------------------------------------------
 
     def on_message(self, message: Any) -> None:
+        self._heard += 1
         if message.__class__ is StreamEvent:  # nearly every message of a turn: the shortest path
             self.emit(stream_event(message))
             return
@@ -342,14 +396,18 @@ class Session:
         self._runner = None
         log.warning("session %s: agent exited: %r", self.id, error)
         self.approvals.cancel_all()
-        self.emit(ev.AgentError(
-            code="agent_exited",
-            message="The agent process stopped unexpectedly; the conversation continues on the next query.",
-            recoverable=True,
-        ))
-        self._drop_current("the agent process stopped during this turn", "agent_exited")
+        if isinstance(error, CLIJSONDecodeError) and "maximum buffer size" in str(error):
+            # The SDK can't read past a message over `max_buffer_size` and drops its CLI: the turn's
+            # own result is lost with it, so the query ends with one saying why.
+            code, message = "message_too_large", "The agent sent a message larger than the gateway reads (max_cli_message_bytes); the conversation continues on the next query."
+            why = "the agent sent a message over max_cli_message_bytes during this turn"
+        else:
+            code, message = "agent_exited", "The agent process stopped unexpectedly; the conversation continues on the next query."
+            why = "the agent process stopped during this turn"
+        self.emit(ev.AgentError(code=code, message=message, recoverable=True))
+        self._drop_current(why, code)
         self._stop_waiting("the agent exited")
-        self._set_state("idle", "agent_exited")
+        self._set_state("idle", code)
         self._wake.set()
 
     def _stop_waiting(self, why: str) -> None:
@@ -430,15 +488,16 @@ class Session:
         if len(self._queue) >= self._max_queued:
             raise GatewayError(ErrorCode.QUEUE_FULL, f"{self._max_queued} queries are already queued")
         queued = self.state not in READY_STATES or bool(self._queue) or self._reset_lock.locked()
+        prompt = frame.prompt if isinstance(frame.prompt, str) else msgspec.to_builtins(frame.prompt)  # the SDK writes it with json
         message = {
             "type": "user",
-            "message": {"role": "user", "content": frame.prompt},
+            "message": {"role": "user", "content": prompt},
             "parent_tool_use_id": None,
             "uuid": str(uuid.uuid4()),
             "client_composed": True,  # verbatim: no slash commands or @file expansion from clients
         }
         self._queue.append((frame.id, message))
-        self.emit(ev.UserQuery(query_id=frame.id, prompt=frame.prompt, by=actor, queued=queued))
+        self.emit(ev.UserQuery(query_id=frame.id, prompt=prompt, by=actor, queued=queued))
         self._wake.set()
         return {"query_id": frame.id, "queued": queued, "position": len(self._queue) - 1 if queued else 0}
 
@@ -458,8 +517,16 @@ class Session:
             self._drop_current("interrupted before it reached the agent")
             self._set_state("idle")
             return {"interrupted": True}
+        query_id = self._current_query
         self._set_state("interrupted")
-        await self._control(self._runner.interrupt())
+        self._interrupted_at = asyncio.get_running_loop().time()
+        try:
+            await self._control(self._runner.interrupt())
+        except GatewayError:
+            # The CLI refused the interrupt or didn't take it in time: its turn is abandoned now rather
+            # than at the guard's next look (one outcome: the query ends `agent_unresponsive`).
+            if self._current_query == query_id and self.state == "interrupted":
+                self._abandon_turn("the agent did not take the interrupt; it was replaced")
         return {"interrupted": True}
 
     async def _set_model(self, model: str, actor: ev.Actor) -> None:

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from gateway.auth import Authenticator
 from gateway.sessions.manager import SessionManager
 from gateway.sessions.handle import SessionHandle
-from gateway.wire.codec import TOO_DEEP
+from gateway.wire.codec import TOO_DEEP, wire_decoder
 from gateway.wire.errors import ErrorCode, GatewayError
 from gateway.wire.events import Actor
 
@@ -74,7 +74,7 @@ async def decode(request: Request, kind: type[T], empty: bytes | None = None) ->
     """Decode a JSON body as `kind`; `empty` stands in for an empty body when given."""
     raw = await body(request)
     try:
-        return msgspec.json.decode(raw or empty or b"", type=kind)
+        return wire_decoder(kind).decode(raw or empty or b"")
     except msgspec.ValidationError as exc:
         raise GatewayError(ErrorCode.BAD_FRAME, str(exc)) from None
     except msgspec.DecodeError as exc:

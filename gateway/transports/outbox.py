@@ -1,13 +1,23 @@
 """A per-connection send queue that coalesces: a lagging client gets many frames per send.
 
 Pushing is O(1) and never awaits; one sender task per connection drains it. An Outbox belongs to
-the event loop it was made in (its burst watcher runs there). The queue is bounded
-in bytes: past the bound the connection is marked slow and dropped (the client resumes), so a
-stalled reader can't grow the gateway's memory.
+the event loop it was made in (its burst watcher runs there). The queue is bounded in bytes and
+in frames: past either bound the connection is marked slow and dropped, so a stalled reader can't
+grow the gateway's memory. A connection's bounds are a fraction of its session log's, so the
+client it drops still finds its cursor in the log and resumes without loss.
 """
 
 import asyncio
 import collections
+
+from gateway.config import Settings
+
+# A dropped client is at most this share of the log's bounds behind (plus the batch being sent);
+# the rest of the log is the room it has to come back in while the session goes on.
+LOG_SHARE = 4
+# Below this a healthy reader would be dropped for the bursts it normally gets: a log that small
+# (under 1,024 events) can't promise a resume anyway.
+MIN_FRAMES = 256
 
 
 class SlowConsumer(Exception):
@@ -16,7 +26,12 @@ class SlowConsumer(Exception):
 
 class Outbox:
     def __init__(
-        self, max_bytes: int, max_batch_frames: int = 512, max_batch_bytes: int = 1 << 20, linger_frames: int = 64
+        self,
+        max_bytes: int,
+        max_frames: int | None = None,
+        max_batch_frames: int = 512,
+        max_batch_bytes: int = 1 << 20,
+        linger_frames: int = 64,
     ) -> None:
         self._loop = asyncio.get_running_loop()  # looked up once: get_running_loop costs a getpid() per call
         self._frames: collections.deque[bytes] = collections.deque()
@@ -24,6 +39,7 @@ class Outbox:
         # The head of the queue that is the replay (and the attach reply before it): not held to the bound.
         self._replay_frames = self._replay_bytes = 0
         self._max_bytes = max_bytes
+        self._max_frames = max_frames
         self._max_batch_frames = max_batch_frames
         self._max_batch_bytes = max_batch_bytes
         self._linger_frames = linger_frames
@@ -42,8 +58,8 @@ class Outbox:
             return
         self._frames.append(frame)
         self._bytes += len(frame)
-        # The bound is on backlog: one frame larger than the bound on its own still goes out.
-        if self._bytes > self._max_bytes and len(self._frames) > 1:
+        # The bounds are on backlog: one frame larger than the bound on its own still goes out.
+        if (self._bytes > self._max_bytes or self._over_frames()) and len(self._frames) > 1:
             self.overflowed = True
             self.overflow.set()
             self._frames.clear()  # nothing more will be sent on this connection; free it now
@@ -53,6 +69,9 @@ class Outbox:
             self._watching = True
             self._seen = -1  # the first turn is a grace turn: the producer runs after the watcher
             self._loop.call_soon(self._watch)
+
+    def _over_frames(self) -> bool:
+        return self._max_frames is not None and len(self._frames) - self._replay_frames > self._max_frames
 
     def _watch(self) -> None:
         """Once per loop turn while frames keep arriving: wake the sender when a turn brings none,
@@ -113,3 +132,12 @@ class Outbox:
             else:
                 self._bytes -= len(frame)
         return batch
+
+
+def connection_outbox(settings: Settings) -> Outbox:
+    """A client connection's outbox: `send_queue_bytes`, and at most a `LOG_SHARE`th of the session
+    log's event and byte bounds, so that a client dropped for lagging can resume (4008)."""
+    return Outbox(
+        min(settings.send_queue_bytes, settings.log_max_bytes // LOG_SHARE),
+        max_frames=max(MIN_FRAMES, settings.log_max_events // LOG_SHARE),
+    )

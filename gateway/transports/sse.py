@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 from gateway.config import Settings
 from gateway.sessions.handle import SessionHandle
 from gateway.transports import http_common
-from gateway.transports.outbox import Outbox, SlowConsumer
+from gateway.transports.outbox import Outbox, SlowConsumer, connection_outbox
 from gateway.wire.codec import frame_bytes
 from gateway.wire.errors import ErrorCode, GatewayError
 from gateway.wire.server import Reset
@@ -83,7 +83,7 @@ class EventStream:
         self.shutdown = anyio.Event()  # set by sse-starlette when the server shuts down
 
     async def body(self) -> AsyncIterator[bytes]:
-        outbox = Outbox(self.settings.send_queue_bytes)
+        outbox = connection_outbox(self.settings)
         session = self.session
         first, replay = await session.attach(outbox, self.id, self.id, self.after, self.epoch)  # queued with no await between
         ender = asyncio.create_task(self._end_on_shutdown(outbox))
@@ -97,7 +97,7 @@ class EventStream:
                 try:
                     batch = await outbox.take()
                 except SlowConsumer:
-                    log.info("SSE %s dropped: send queue over %d bytes", self.id, self.settings.send_queue_bytes)
+                    log.info("SSE %s dropped: its send queue passed its bound", self.id)
                     return
                 if not batch:  # the session closed (or follow=false): all it said has been sent
                     return

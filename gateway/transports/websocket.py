@@ -16,7 +16,7 @@ from gateway.config import Settings
 from gateway.sessions.manager import SessionManager
 from gateway.sessions.handle import SessionHandle
 from gateway.sessions.session import now_ms
-from gateway.transports.outbox import Outbox, SlowConsumer
+from gateway.transports.outbox import SlowConsumer, connection_outbox
 from gateway.wire import client as cf
 from gateway.wire.codec import FrameError, decode_client_frame, error_frame, frame_bytes, frame_id_of
 from gateway.wire.errors import CloseCode, ErrorCode, GatewayError
@@ -40,7 +40,7 @@ class WebSocketConnection:
         self.principal = principal
         self.manager = manager
         self.settings = settings
-        self.outbox = Outbox(settings.send_queue_bytes)
+        self.outbox = connection_outbox(settings)
         self.session: SessionHandle | None = None
         self._close_code: tuple[int, str] | None = None
 
@@ -66,7 +66,7 @@ class WebSocketConnection:
                     await task
             self._detach()
             if self.outbox.overflowed:
-                log.info("connection %s dropped: send queue over %d bytes", self.id, self.settings.send_queue_bytes)
+                log.info("connection %s dropped: its send queue passed its bound", self.id)
                 self._close_code = (CloseCode.SLOW_CONSUMER, "slow consumer: resume from your last seq")
             await self._close()
 
@@ -92,7 +92,10 @@ class WebSocketConnection:
             except SlowConsumer:
                 return
             if not batch:  # the session closed: everything it said has been sent
-                self._close_code = (CloseCode.SESSION_CLOSED, "session closed")
+                if self.manager.shutting_down:  # closed by the restart, not for good: reconnect elsewhere
+                    self._close_code = (CloseCode.SERVICE_RESTART, "the gateway is restarting: reconnect")
+                else:
+                    self._close_code = (CloseCode.SESSION_CLOSED, "session closed")
                 return
             await self.ws.send_text(b"\n".join(batch).decode())
 

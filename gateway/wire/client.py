@@ -8,8 +8,73 @@ from msgspec import Meta
 FrameId = Annotated[str, Meta(min_length=1, max_length=128)]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 PermissionMode = Literal["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"]
-# A prompt is plain text or Anthropic content blocks (text, image, document).
-Prompt = Annotated[str, Meta(min_length=1)] | Annotated[list[dict[str, Any]], Meta(min_length=1, max_length=100)]
+NonEmpty = Annotated[str, Meta(min_length=1)]
+
+
+# ---- prompt content blocks ---------------------------------------------------------------
+# The shapes of the Anthropic Messages API user content blocks the CLI takes in a prompt, with
+# their required fields. A block the API would refuse (a `text` block without text, an unknown
+# type) can wedge the CLI's turn for good, so it is refused here as `bad_frame`, naming the block.
+
+
+class _Shape(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    pass
+
+
+class CacheControl(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    type: Literal["ephemeral"]
+    ttl: Literal["5m", "1h"] | None = None
+
+
+class Base64Image(_Shape, tag="base64"):
+    media_type: Literal["image/jpeg", "image/png", "image/gif", "image/webp"]
+    data: NonEmpty
+
+
+class Base64Pdf(_Shape, tag="base64"):
+    media_type: Literal["application/pdf"]
+    data: NonEmpty
+
+
+class PlainText(_Shape, tag="text"):
+    media_type: Literal["text/plain"]
+    data: str
+
+
+class UrlSource(_Shape, tag="url"):
+    url: NonEmpty
+
+
+class FileSource(_Shape, tag="file"):
+    file_id: NonEmpty
+
+
+class CitationsConfig(msgspec.Struct, forbid_unknown_fields=True):
+    enabled: bool
+
+
+class TextBlock(_Shape, tag="text"):
+    text: NonEmpty
+    cache_control: CacheControl | None = None
+    citations: list[dict[str, Any]] | None = None
+
+
+class ImageBlock(_Shape, tag="image"):
+    source: Base64Image | UrlSource | FileSource
+    cache_control: CacheControl | None = None
+
+
+class DocumentBlock(_Shape, tag="document"):
+    source: Base64Pdf | PlainText | UrlSource | FileSource
+    title: str | None = None
+    context: str | None = None
+    citations: CitationsConfig | None = None
+    cache_control: CacheControl | None = None
+
+
+ContentBlock = TextBlock | ImageBlock | DocumentBlock
+# A prompt is plain text or 1-100 content blocks.
+Prompt = NonEmpty | Annotated[list[ContentBlock], Meta(min_length=1, max_length=100)]
 
 
 class ClientFrame(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
@@ -45,7 +110,11 @@ class Interrupt(ClientFrame, tag="interrupt"):
 
 
 class PermissionResponse(ClientFrame, tag="permission_response"):
-    """Answer a `permission_request` (or decline a `question` with `deny`)."""
+    """Answer a `permission_request` (or decline a `question` with `deny`).
+
+    `updated_input` and `apply_suggestions` go with `allow`, `message` and `interrupt` with `deny`:
+    an option sent with the other decision is refused (`bad_frame`), never silently ignored.
+    """
 
     request_id: Name
     decision: Literal["allow", "deny"]
@@ -53,6 +122,15 @@ class PermissionResponse(ClientFrame, tag="permission_response"):
     message: Annotated[str, Meta(max_length=10_000)] | None = None
     interrupt: bool = False
     apply_suggestions: list[Annotated[int, Meta(ge=0)]] = []
+
+    def __post_init__(self) -> None:
+        if self.decision == "allow":
+            misplaced = [name for name, value in (("message", self.message is not None), ("interrupt", self.interrupt)) if value]
+        else:
+            misplaced = [name for name, value in (("updated_input", self.updated_input is not None), ("apply_suggestions", bool(self.apply_suggestions))) if value]
+        if misplaced:
+            other = "deny" if self.decision == "allow" else "allow"
+            raise ValueError(f"`{misplaced[0]}` applies only to `decision: {other}`")
 
 
 class QuestionResponse(ClientFrame, tag="question_response"):

@@ -1,6 +1,11 @@
-"""Decoding client frames with errors a client can act on, and encoding server frames."""
+"""Decoding client frames with errors a client can act on, and encoding server frames.
 
-from typing import Any
+Decoding is strict JSON-to-type, with one widening JSON Schema itself makes: a whole number written
+as a float (`3.0`, `3e0`) is an integer. Nothing else is coerced (`"3"` stays refused).
+"""
+
+import functools
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -8,8 +13,46 @@ from gateway.wire.client import AnyClientFrame, ClientFrame
 from gateway.wire.errors import ErrorCode, GatewayError
 from gateway.wire.server import Error, ServerFrame
 
-_decoder = msgspec.json.Decoder(AnyClientFrame)
+T = TypeVar("T")
 _loose = msgspec.json.Decoder()
+
+
+class WireDecoder(Generic[T]):
+    """Decode JSON into `T` strictly, except that integer fields take whole numbers written as floats.
+
+    msgspec's lax mode accepts those, but also strings for numbers and booleans. So a strict failure
+    is checked again with every whole float made an int: if that passes, the lax result is the value
+    (free-form fields such as tool input keep their floats); if not, its error is the one to report.
+    """
+
+    def __init__(self, kind: Any) -> None:
+        self._strict: msgspec.json.Decoder[T] = msgspec.json.Decoder(kind)
+        self._lax: msgspec.json.Decoder[T] = msgspec.json.Decoder(kind, strict=False)
+
+    def decode(self, raw: bytes | str) -> T:
+        try:
+            return self._strict.decode(raw)
+        except msgspec.ValidationError:
+            self._strict.decode(encode(_whole_floats_as_ints(_loose.decode(raw))))
+            return self._lax.decode(raw)
+
+
+def _whole_floats_as_ints(value: Any) -> Any:
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _whole_floats_as_ints(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_whole_floats_as_ints(v) for v in value]
+    return value
+
+
+@functools.cache
+def wire_decoder(kind: Any) -> WireDecoder[Any]:
+    return WireDecoder(kind)
+
+
+_decoder: WireDecoder[ClientFrame] = wire_decoder(AnyClientFrame)
 
 
 class _IdOnly(msgspec.Struct):
@@ -37,7 +80,7 @@ def decode_client_frame(raw: bytes | str) -> ClientFrame:
         loose = _loose_object(raw)
         frame_id = loose.get("id") if isinstance(loose.get("id"), str) else None
         text = str(exc)
-        if "`$.type`" in text or "missing required field `type`" in text:
+        if "`$.type`" in text or text == "Object missing required field `type`":  # the frame's, not a block's
             return_code = ErrorCode.UNKNOWN_TYPE if "type" in loose else ErrorCode.BAD_FRAME
             raise FrameError(return_code, _explain_type(loose, text), frame_id) from None
         raise FrameError(ErrorCode.BAD_FRAME, text, frame_id) from None

@@ -1,13 +1,18 @@
 """Tool approvals and questions through the real CLI: allow, deny, edit, deadline, two tabs, reconnect."""
 
 import asyncio
+import contextlib
+import os
+import signal
 
 import msgspec
+from websockets.exceptions import ConnectionClosed
 
 from gateway.scripted_model.script import expected_texts
 from tests.support.client import WsClient
 from tests.support.flows import attach, open_session, query, result_text, tool_results
 from tests.support.gateway import TOKENS, RunningGateway, run_gateway
+from tests.support.processes import cli_pids
 
 
 async def test_tool_allowed_runs_and_everyone_sees_who_answered(alice: WsClient) -> None:
@@ -51,6 +56,29 @@ async def test_tool_allowed_with_edited_input(alice: WsClient) -> None:
     await alice.event("result")
     [block] = tool_results(alice)
     assert "edited-by-user" in result_text(block)
+
+
+async def test_an_option_that_does_not_fit_the_decision_is_refused_not_ignored(alice: WsClient) -> None:
+    """`interrupt` and `message` go with deny, `updated_input` and `apply_suggestions` with allow: sent
+    with the other decision they are refused, and the request stays pending for a valid answer."""
+    await open_session(alice)
+    await query(alice, "SCRIPT:bash")
+    request = await alice.event("permission_request")
+    misfits = [
+        ("allow", {"interrupt": True}), ("allow", {"message": "why"}),
+        ("deny", {"updated_input": {"command": "true"}}), ("deny", {"apply_suggestions": [0]}),
+    ]
+    for decision, option in misfits:
+        reply = await alice.request({"type": "permission_response", "request_id": request["request_id"], "decision": decision, **option})
+        assert reply["type"] == "error" and reply["code"] == "bad_frame", (decision, option, reply)
+        [name] = option
+        assert f"`{name}`" in reply["message"], reply
+    assert "request_resolved" not in alice.kinds()
+    await alice.request({"type": "permission_response", "request_id": request["request_id"], "decision": "allow", "interrupt": False})
+    assert (await alice.event("request_resolved"))["outcome"] == "allowed"
+    result = await alice.event("result")
+    assert result["terminal_reason"] == "completed"
+    assert "hello-from-agent" in result_text(tool_results(alice)[0])
 
 
 async def test_question_answered_with_labels(alice: WsClient) -> None:
@@ -146,3 +174,39 @@ async def test_applied_suggestion_lasts_for_the_session(alice: WsClient) -> None
     await alice.event("result", lambda e: e["query_id"] == again["id"])
     assert sum(f["event"]["kind"] == "permission_request" for f in alice.events) == 1
     assert len(tool_results(alice)) == 2
+
+
+def after_request(client: WsClient) -> list[tuple[str, str | None]]:
+    """(kind, state or subtype) of every event from the first `permission_request` on."""
+    kinds = [f["event"] for f in client.events]
+    start = next(i for i, e in enumerate(kinds) if e["kind"] == "permission_request")
+    return [(e["kind"], e.get("state") or e.get("subtype") or e.get("outcome")) for e in kinds[start:]]
+
+
+async def test_close_with_a_pending_request_settles_it_before_the_result_and_ends_closed(alice: WsClient) -> None:
+    """§5: requests end before the query's result, and no state follows that result but the real one."""
+    await open_session(alice)
+    await query(alice, "SCRIPT:bash")
+    await alice.event("permission_request")
+    await alice.state("awaiting_approval")
+    await alice.request({"type": "close"})
+    with contextlib.suppress(ConnectionClosed):
+        await alice.until(lambda f: False, timeout=15)
+    assert after_request(alice) == [
+        ("permission_request", None), ("state", "awaiting_approval"), ("request_resolved", "cancelled"),
+        ("result", "cancelled"), ("state", "closed"),
+    ]
+
+
+async def test_cli_death_with_a_pending_request_goes_straight_to_idle(gateway: RunningGateway, alice: WsClient) -> None:
+    attached = await open_session(alice)
+    await query(alice, "SCRIPT:bash")
+    await alice.event("permission_request")
+    await alice.state("awaiting_approval")
+    [pid] = cli_pids(gateway.app.state.settings.sessions_dir / attached["session"]["session_id"] / "work")
+    os.kill(pid, signal.SIGKILL)
+    await alice.event("state", lambda e: e["state"] == "idle")
+    assert after_request(alice) == [
+        ("permission_request", None), ("state", "awaiting_approval"), ("request_resolved", "cancelled"),
+        ("error", None), ("result", "agent_exited"), ("state", "idle"),
+    ]

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import logging
 
 import msgspec
 import pytest
@@ -10,6 +11,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.support.client import WsClient
 from tests.support.flows import open_session, query
 from tests.support.gateway import TOKENS, RunningGateway, run_gateway
+from tests.support.raw_ws import StalledSocket
 
 CASES = [
     (b"{not json", "bad_json", None),
@@ -34,7 +36,7 @@ CASES = [
     ('{"type": "attach", "id": "x12", "session_id": "s_x"}', "already_attached", "x12"),
     ('{"type": "open", "id": "x13"}', "already_attached", "x13"),
     ('{"type": "attach", "id": "x14", "session_id": "s_x", "after": -1}', "bad_frame", "x14"),
-    ('{"type": "query", "id": "x15", "prompt": [{"type": "text", "x": ' + "[" * 1800 + "]" * 1800 + "}]}", "bad_json", None),  # too deep
+    ('{"type": "permission_response", "id": "x15", "request_id": "r", "decision": "allow", "updated_input": {"x": ' + "[" * 1800 + "]" * 1800 + "}}", "bad_json", None),  # too deep
 ]
 
 
@@ -48,6 +50,38 @@ async def test_every_bad_frame_gets_its_error_and_the_session_goes_on(alice: WsC
     ack = await query(alice, "SCRIPT:hello")
     result = await alice.event("result", lambda e: e["query_id"] == ack["id"])
     assert result["is_error"] is False
+
+
+PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+MALFORMED_BLOCKS = [
+    [{"type": "text"}], [{"type": "text", "text": 5}], [{"type": "text", "text": ""}], [None], [["a"]], ["a"],
+    [{"type": "banana", "text": "x"}], [{"text": "x"}], [{"type": "text", "text": "x", "extra": 1}],
+    [{"type": "image", "source": {"type": "base64", "media_type": "image/png"}}],
+    [{"type": "image", "source": {"type": "base64", "media_type": "application/pdf", "data": PNG}}],
+    [{"type": "document", "source": {"type": "text", "data": "x"}}],
+]
+
+
+async def test_malformed_content_blocks_are_refused_and_valid_ones_reach_the_model(alice: WsClient) -> None:
+    """Blocks the API would refuse wedged the CLI's turn for good; they are refused up front, naming
+    the block, and the shapes that are accepted are ones the CLI takes."""
+    await open_session(alice)
+    for blocks in MALFORMED_BLOCKS:
+        reply = await alice.request({"type": "query", "prompt": [{"type": "text", "text": "fine"}, *blocks]})
+        assert reply["type"] == "error" and reply["code"] == "bad_frame", (blocks, reply)
+        assert "$.prompt[1]" in reply["message"], reply
+    assert "user_query" not in alice.kinds()
+    good = [
+        {"type": "text", "text": "SCRIPT:hello", "cache_control": {"type": "ephemeral"}},
+        {"type": "image", "source": {"type": "base64", "media_type": "image/png", "data": PNG}},
+        {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "some notes"}, "title": "notes"},
+    ]
+    ack = await alice.request({"type": "query", "prompt": good})
+    assert ack["type"] == "ack", ack
+    assert (await alice.event("user_query"))["prompt"] == good
+    result = await alice.event("result", lambda e: e["query_id"] == ack["id"], timeout=60)
+    assert result["is_error"] is False, result
+    assert "Hello! I am the scripted model" in alice.text()
 
 
 async def test_session_frames_before_attach(gateway: RunningGateway) -> None:
@@ -72,6 +106,31 @@ async def test_oversized_frames(settings, model_url) -> None:  # type: ignore[no
         with pytest.raises(ConnectionClosed):
             await client.recv(timeout=5)
         assert client.close_code == 1009
+
+
+async def test_an_oversized_message_always_closes_with_1009_and_no_false_alarm(gateway: RunningGateway, caplog: pytest.LogCaptureFixture) -> None:
+    """Past four times max_frame_bytes the WebSocket layer refuses a message while the client is still
+    sending it, not reading the events streaming to it: the close frame (1009: don't resend) must
+    still reach it every time, and the gateway must not log a failure of its own."""
+    owner = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    session_id = (await open_session(owner))["session"]["session_id"]
+    await query(owner, "SCRIPT:" + json.dumps({"steps": [[{"text": "word ", "repeat": 8_000}]], "chunk": 8, "delay_ms": 1}))
+    await owner.event("stream")
+    session = await gateway.manager.get("alice", session_id)
+    huge = json.dumps({"type": "query", "id": "huge", "prompt": "x" * (gateway.app.state.settings.max_frame_bytes * 4)}).encode()
+    codes = []
+    for _ in range(12):
+        client = await asyncio.to_thread(StalledSocket, gateway.port, TOKENS["alice"])
+        after = session.feed.last_seq
+        await asyncio.to_thread(client.send, {"type": "attach", "id": "a", "session_id": session_id, "after": after})
+        await asyncio.to_thread(client.send_text, huge, 5.0)  # the gateway stops taking it part way
+        codes.append(await asyncio.to_thread(client.close_code))
+        client.close()
+    assert codes == [1009] * 12
+    assert session.state == "running" and session.feed.last_seq > after  # events streamed throughout
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    owner.abort()  # it read nothing since: no closing handshake to wait for
+    await gateway.manager.close(session, "test over")
 
 
 async def test_handshake_timeout(settings, model_url) -> None:  # type: ignore[no-untyped-def]

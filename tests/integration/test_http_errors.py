@@ -78,8 +78,11 @@ BAD_CREATES = [
     (b'{"permission_mode": "bypassPermissions"}', "mode_not_allowed"),
     (b'{"allowed_tools": ["Bash"]}', "forbidden_option"),
     (b'{"max_turns": 999}', "forbidden_option"),
+    (b'{"max_turns": 999.0}', "forbidden_option"),  # a whole number is an integer however written: read, then refused
+    (b'{"max_turns": 3.5}', "bad_frame"),
+    (b'{"max_turns": "3"}', "bad_frame"),
     (b'{"profile": "\xff"}', "bad_json"),
-    (b'{"prompt": [{"type": "text", "x": ' + b"[" * 1800 + b"]" * 1800 + b"}]}", "bad_json"),  # nested too deeply
+    (b'{"prompt": [{"type": "text", "text": "a", "citations": [{"x": ' + b"[" * 1800 + b"]" * 1800 + b"}]}]}", "bad_json"),  # nested too deeply
 ]
 
 
@@ -108,12 +111,14 @@ BAD_FRAMES = [
     (b'{"type": "query", "id": "f4", "prompt": 7}', "bad_frame", "f4"),
     (b'{"type": "open", "id": "f5"}', "unknown_type", "f5"),
     (b'{"type": "ping", "id": "f6"}', "unknown_type", "f6"),
+    (b'{"type": "permission_response", "id": "f7", "request_id": "r", "decision": "allow", "apply_suggestions": [0.0]}', "unknown_request", "f7"),
+    (b'{"type": "permission_response", "id": "f8", "request_id": "r", "decision": "allow", "apply_suggestions": [0.5]}', "bad_frame", "f8"),
     (b'{"type": "permission_response", "id": "f7", "request_id": "req_x", "decision": "allow"}', "unknown_request", "f7"),
     (b'{"type": "question_response", "id": "f8", "request_id": "req_x", "answers": {}}', "unknown_request", "f8"),
     (b'{"type": "set_model", "id": "f9", "model": "gpt-4"}', "model_not_allowed", "f9"),
     (b'{"type": "set_permission_mode", "id": "f10", "mode": "bypassPermissions"}', "mode_not_allowed", "f10"),
     (b'{"type": "reset_conversation", "id": "f11", "mode": "medium"}', "bad_frame", "f11"),
-    (b'{"type": "query", "id": "f12", "prompt": [{"type": "text", "x": ' + b"[" * 1800 + b"]" * 1800 + b"}]}", "bad_json", None),
+    (b'{"type": "query", "id": "f12", "prompt": [{"type": "text", "text": "a", "citations": [{"x": ' + b"[" * 1800 + b"]" * 1800 + b"}]}]}", "bad_json", None),
 ]
 
 

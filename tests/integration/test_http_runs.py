@@ -1,6 +1,7 @@
 """Run-and-poll over plain HTTP (what a service does with curl), and session management endpoints."""
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -120,3 +121,20 @@ async def test_status_list_delete_and_close_idle(api: ApiClient, gateway: Runnin
     assert closed == {"closed": [idle["session_id"]]}  # the running one stays
     assert (await api.http.get(f"/v1/sessions/{idle['session_id']}")).json()["session"]["state"] == "closed"
 
+
+
+async def test_bulk_close_does_not_wait_for_starting_clis(api: ApiClient, gateway: RunningGateway) -> None:
+    """`DELETE /v1/sessions?idle_for_s=0` while sessions are starting answers with them closed at once;
+    their CLIs stop in the background (a close waits for a start in flight, and eight starting
+    together take seconds on two cores)."""
+    created = [(await api.create())["session"]["session_id"] for _ in range(8)]
+    started = time.monotonic()
+    answer = await api.http.delete("/v1/sessions", params={"idle_for_s": 0})
+    answered = time.monotonic() - started
+    assert sorted(answer.json()["closed"]) == sorted(created)
+    for session_id in created:
+        assert (await api.http.get(f"/v1/sessions/{session_id}")).json()["session"]["state"] == "closed"
+    sessions = [await gateway.manager.get("alice", session_id) for session_id in created]
+    await asyncio.gather(*(gateway.manager.close(s, "again") for s in sessions))  # waits for the first closes
+    stopped = time.monotonic() - started
+    assert answered < stopped / 3, (answered, stopped)

@@ -209,13 +209,13 @@ async def test_idle_session_is_reaped_and_its_cli_stopped(settings, model_url) -
         [pid] = cli_pids(workdir(gw, session_id))
         # Attached sockets keep a session alive.
         await asyncio.sleep(1.5)
-        assert not (await gw.manager.get("alice", session_id)).closed
+        assert not (await await gw.manager.get("alice", session_id)).closed
         await client.close()
         for _ in range(100):
-            if (await gw.manager.get("alice", session_id)).closed:
+            if (await await gw.manager.get("alice", session_id)).closed:
                 break
             await asyncio.sleep(0.05)
-        assert (await gw.manager.get("alice", session_id)).state == "closed"
+        assert (await await gw.manager.get("alice", session_id)).state == "closed"
         for _ in range(100):
             if not alive(pid):
                 break
@@ -398,3 +398,133 @@ async def test_sessions_root_keeps_the_cli_sandbox_placeholders(gateway: Running
     await alice.request({"type": "permission_response", "request_id": request["request_id"], "decision": "allow"})
     await alice.event("result")
     assert (root / ".mcp.json").is_file()  # the CLI left the gateway's own alone
+
+
+async def wait_dead(pid: int, timeout: float = 30.0) -> None:
+    """A frozen CLI is killed by the SDK's disconnect: stdin closed, 5 s, SIGTERM, 5 s, SIGKILL."""
+    async with asyncio.timeout(timeout):
+        while alive(pid):
+            await asyncio.sleep(0.1)
+
+
+async def freeze_mid_stream(gw: RunningGateway, client: WsClient) -> tuple[dict, int]:  # type: ignore[type-arg]
+    """A turn whose CLI will never finish it: SIGSTOP the CLI once the answer streams."""
+    attached = await open_session(client)
+    ack = await query(client, "SCRIPT:long")
+    await client.event("stream", lambda e: e["event"].get("delta", {}).get("type") == "text_delta")
+    [pid] = cli_pids(workdir(gw, attached["session"]["session_id"]))
+    os.kill(pid, signal.SIGSTOP)
+    return ack, pid
+
+
+async def assert_replaced_and_resumes(gw: RunningGateway, client: WsClient, ack: dict, pid: int) -> None:  # type: ignore[type-arg]
+    result = await client.event("result", lambda e: e["query_id"] == ack["id"], timeout=30)
+    assert result["subtype"] == "agent_unresponsive" and result["is_error"] and result["errors"], result
+    await client.event("state", lambda e: e["state"] == "idle" and e.get("reason") == "agent_unresponsive")
+    assert (await client.event("error"))["code"] == "agent_unresponsive"
+    await wait_dead(pid)
+    again = await query(client, "SCRIPT:hello")
+    done = await client.event("result", lambda e: e["query_id"] == again["id"], timeout=60)
+    assert done["is_error"] is False
+
+
+async def test_an_interrupt_the_cli_does_not_honour_replaces_it_and_ends_the_query(
+    gateway: RunningGateway, alice: WsClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frozen CLI takes no interrupt: the interrupt still acks, the query ends `agent_unresponsive`
+    within the bound, the CLI is replaced and the conversation goes on. Before, the state stayed
+    `interrupted` for good and every later query queued behind it."""
+    monkeypatch.setattr("gateway.sessions.session.CONTROL_TIMEOUT_S", 2.0)
+    ack, pid = await freeze_mid_stream(gateway, alice)
+    reply = await alice.request({"type": "interrupt"}, timeout=20)
+    assert reply["type"] == "ack" and reply["result"] == {"interrupted": True}, reply
+    await assert_replaced_and_resumes(gateway, alice, ack, pid)
+
+
+async def test_the_watchdog_ends_a_turn_whose_cli_falls_silent(settings) -> None:  # type: ignore[no-untyped-def]
+    async with run_gateway(msgspec.structs.replace(settings, turn_watchdog_s=2.0)) as gw:
+        client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        ack, pid = await freeze_mid_stream(gw, client)
+        await assert_replaced_and_resumes(gw, client, ack, pid)
+        await client.close()
+
+
+async def test_a_busy_session_nobody_is_attached_to_is_reaped_after_the_watchdog_time(settings) -> None:  # type: ignore[no-untyped-def]
+    """Waiting on an approval with a far deadline and nobody there: after `idle_timeout_s` +
+    `turn_watchdog_s` of quiet the session is closed and its CLI stopped."""
+    from gateway.profiles import DEMO_PROFILE
+
+    patient = msgspec.structs.replace(DEMO_PROFILE, approval_timeout_s=600.0)
+    quick = msgspec.structs.replace(settings, idle_timeout_s=0.5, turn_watchdog_s=2.0, closed_retention_s=60)
+    async with run_gateway(quick, {"default": patient}) as gw:
+        client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        attached = await open_session(client)
+        session_id = attached["session"]["session_id"]
+        [pid] = cli_pids(workdir(gw, session_id))
+        await query(client, "SCRIPT:bash")
+        await client.event("permission_request")
+        await client.close()
+        await asyncio.sleep(1.5)  # past the idle timeout, not past it plus the watchdog time
+        assert (await gw.manager.get("alice", session_id)).state == "awaiting_approval"
+        await wait_dead(pid, timeout=15)
+        late = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        await attach(late, session_id)
+        closed = await late.event("state", lambda e: e["state"] == "closed")
+        assert closed["reason"] == "idle_timeout"
+        await drain_until_closed(late)
+
+
+def huge_reply(size: int) -> str:
+    """A prompt whose reply is one assistant message of `size` characters."""
+    return 'SCRIPT:{"steps": [[{"text": "abcdefgh", "repeat": %d}]], "chunk": 262144}' % (size // 8)
+
+
+async def test_a_cli_message_over_the_sdks_default_1_mib_arrives_whole(alice: WsClient) -> None:
+    """The SDK's default `max_buffer_size` (1 MiB) ended such a turn as `agent_exited`, the reply lost."""
+    await open_session(alice)
+    ack = await query(alice, huge_reply(3 << 20))
+    message = await alice.event("assistant_message", timeout=60)
+    assert sum(len(b.get("text", "")) for b in message["content"]) == 3 << 20
+    result = await alice.event("result", lambda e: e["query_id"] == ack["id"], timeout=60)
+    assert result["is_error"] is False and "error" not in alice.kinds()
+
+
+async def test_a_cli_message_over_the_limit_ends_the_turn_as_message_too_large(settings) -> None:  # type: ignore[no-untyped-def]
+    async with run_gateway(msgspec.structs.replace(settings, max_cli_message_bytes=256 << 10)) as gw:
+        client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        await open_session(client)
+        ack = await query(client, huge_reply(512 << 10))
+        error = await client.event("error", timeout=60)
+        assert error["code"] == "message_too_large" and error["recoverable"] is True, error
+        result = await client.event("result", lambda e: e["query_id"] == ack["id"])
+        assert result["subtype"] == "message_too_large" and result["is_error"] and result["errors"], result
+        await client.event("state", lambda e: e["state"] == "idle" and e.get("reason") == "message_too_large")
+        again = await query(client, "SCRIPT:hello")
+        done = await client.event("result", lambda e: e["query_id"] == again["id"], timeout=60)
+        assert done["is_error"] is False
+        await client.close()
+
+
+async def test_a_turn_wedged_by_a_block_the_api_refuses_is_ended_by_its_interrupt(
+    gateway: RunningGateway, alice: WsClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wedge the fuzzer found, past the wire's validation (a frame built in-process): the CLI
+    acks the interrupt but never ends the turn. Within the bound the query ends `agent_unresponsive`
+    and the session takes queries again."""
+    from gateway.wire.client import Query
+    from gateway.wire.events import Actor
+
+    monkeypatch.setattr("gateway.sessions.session.CONTROL_TIMEOUT_S", 2.0)
+    attached = await open_session(alice)
+    session = await gateway.manager.get("alice", attached["session"]["session_id"])
+    await session.execute(Query(id="wedge", prompt=[{"type": "text"}]), Actor(principal="alice", connection="test"))  # type: ignore[list-item]
+    await alice.state("running")
+    await asyncio.sleep(2.0)
+    assert "result" not in alice.kinds()  # wedged: without the guard it would stay so for good
+    reply = await alice.request({"type": "interrupt"})
+    assert reply["type"] == "ack" and reply["result"] == {"interrupted": True}, reply
+    result = await alice.event("result", lambda e: e["query_id"] == "wedge", timeout=30)
+    assert result["subtype"] == "agent_unresponsive", result
+    again = await query(alice, "SCRIPT:hello")
+    done = await alice.event("result", lambda e: e["query_id"] == again["id"], timeout=60)
+    assert done["is_error"] is False

@@ -138,7 +138,7 @@ async def test_resent_frame_id_is_not_executed_twice(gateway: RunningGateway, al
     assert again["type"] == "ack" and again["duplicate"] is True and again["result"] == first["result"]
     await back.event("result")
     await back.state("idle")
-    session = await gateway.manager.get("alice", attached["session"]["session_id"])
+    session = await await gateway.manager.get("alice", attached["session"]["session_id"])
     assert session.turns == 1
     await back.close()
 
@@ -168,7 +168,7 @@ async def test_stalled_reader_is_dropped_with_4008_and_resumes_without_loss(sett
         acks = [await query(reader, burst) for _ in range(12)]
         for ack in acks:
             await reader.event("result", lambda e, qid=ack["id"]: e["query_id"] == qid, timeout=60)
-        session = await gw.manager.get("alice", session_id)
+        session = await await gw.manager.get("alice", session_id)
         assert session.feed.sink_count == 1  # the stalled socket was dropped and detached
         assert await asyncio.to_thread(stalled.close_code) == 4008
         stalled.close()
@@ -181,6 +181,58 @@ async def test_stalled_reader_is_dropped_with_4008_and_resumes_without_loss(sett
             await back.recv()
         assert bodies(back) == bodies(reader)[6:]
         await back.close()
+        await reader.close()
+
+
+async def test_a_reader_cut_for_lagging_at_default_settings_resumes_with_a_replay(settings, model_url) -> None:  # type: ignore[no-untyped-def]
+    """At the default bounds a stream of small events must not let a stalled reader fall out of the
+    log before it is cut (8 MiB of ~190-byte events is four times the log's 10,000): cut with 4008,
+    it comes back from the last event it read and gets a replay, not a reset."""
+    burst = "SCRIPT:" + json.dumps({"steps": [[{"text": "y", "repeat": 8 * 70_000}]], "chunk": 8})
+    async with run_gateway(settings) as gw:
+        reader = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        session = await gw.manager.get("alice", (await open_session(reader))["session"]["session_id"])
+        stalled = await asyncio.to_thread(StalledSocket, gw.port, TOKENS["alice"])
+        await asyncio.to_thread(stalled.send, {"type": "attach", "id": "a1", "session_id": session.id, "after": reader.last_seq})
+        async with asyncio.timeout(10):
+            while session.feed.sink_count < 2:
+                await asyncio.sleep(0.01)
+        ack = await query(reader, burst)
+        finished = asyncio.create_task(reader.event("result", lambda e: e["query_id"] == ack["id"], timeout=180))
+        async with asyncio.timeout(180):
+            while session.feed.sink_count > 1 and not finished.done():
+                await asyncio.sleep(0.01)
+        messages, code = await asyncio.to_thread(stalled.read_until_close)
+        stalled.close()
+        assert code == 4008
+        seen = [f["seq"] for m in messages for f in map(json.loads, m.split("\n")) if f["type"] == "event"]
+        back = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        back.last_seq, back.epoch = seen[-1], reader.epoch
+        reply = await attach(back, session.id, after=seen[-1], epoch=reader.epoch)
+        assert reply["type"] == "attached", (reply["type"], reply.get("reason"), seen[-1])
+        await finished
+        while back.last_seq < reader.last_seq:
+            await back.recv()
+        assert bodies(back) == [b for b in bodies(reader) if b[0] > seen[-1]]
+        await back.close()
+        await reader.close()
+
+
+async def test_a_reader_that_answers_no_ping_is_told_to_resume(settings, model_url) -> None:  # type: ignore[no-untyped-def]
+    """A reader stalled past the ping interval and timeout gets 4010 (resume), not 1011 ("internal
+    error"), behind everything it had not read; the gateway drops its outbox as for any departure."""
+    quick = msgspec.structs.replace(settings, ws_ping_interval_s=0.5, ws_ping_timeout_s=1.0)
+    async with run_gateway(quick) as gw:
+        reader = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        attached = await open_session(reader)
+        session = await gw.manager.get("alice", attached["session"]["session_id"])
+        stalled = await asyncio.to_thread(StalledSocket, gw.port, TOKENS["alice"])
+        await asyncio.to_thread(stalled.send, {"type": "attach", "id": "a1", "session_id": session.id, "after": reader.last_seq})
+        await query(reader, "SCRIPT:long")
+        await reader.event("result", timeout=60)  # the reader answers pings; the stalled one has a backlog
+        assert await asyncio.to_thread(stalled.close_code) == 4010
+        stalled.close()
+        assert session.feed.sink_count == 1
         await reader.close()
 
 

@@ -13,6 +13,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from gateway.app import create_app
+from gateway.cli import uvicorn_config
 from gateway.config import Settings
 from gateway.profiles import Profile
 
@@ -61,10 +62,7 @@ def test_settings(tmp: Path, model_url: str, **overrides: Any) -> Settings:
 async def run_gateway(settings: Settings, profiles: dict[str, Profile] | None = None, runner_factory: Any = None) -> AsyncIterator[RunningGateway]:
     app = create_app(settings, profiles, runner_factory)
     port = free_port()
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on",
-        ws_max_size=settings.max_frame_bytes * 4, ws_ping_interval=settings.ws_ping_interval_s, ws_ping_timeout=settings.ws_ping_timeout_s,
-    )
+    config = uvicorn_config(app, settings, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
     server = uvicorn.Server(config)
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
     task = asyncio.create_task(server.serve())

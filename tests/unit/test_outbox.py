@@ -40,6 +40,16 @@ async def test_overflow_marks_slow_consumer_and_frees_nothing_more() -> None:
         await box.take()
 
 
+async def test_the_backlog_is_bounded_in_frames_too_and_the_replay_is_not_counted() -> None:
+    box = Outbox(max_bytes=1 << 20, max_frames=10)
+    box.push_many([b"r"] * 50)
+    for _ in range(10):
+        box.push(b"x")
+    assert not box.overflowed
+    box.push(b"x")
+    assert box.overflowed
+
+
 async def test_replay_is_not_held_to_the_bound_and_end_drains_first() -> None:
     box = Outbox(max_bytes=10)
     box.push_many([b"0123456789"] * 5)

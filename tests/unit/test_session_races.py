@@ -260,3 +260,58 @@ async def test_a_second_close_waits_for_the_first(session: Any, fleet: Fleet) ->
     await s.close("shutdown")
     assert not fleet.current.alive
     assert sink.states()[-1] == "closed" and sink.events[-1]["reason"] == "closed by client"
+
+
+async def test_a_turn_whose_cli_acks_the_interrupt_but_never_ends_is_abandoned(
+    session: Any, fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interrupt is acked, yet the turn never ends (a wedged CLI): within the bound the query ends
+    `agent_unresponsive`, the CLI is replaced, and the next query runs on a new one."""
+    monkeypatch.setattr("gateway.sessions.session.CONTROL_TIMEOUT_S", 0.2)
+    monkeypatch.setattr("gateway.sessions.session.GUARD_TICK_S", 0.05)
+    s, sink = session
+    await s.execute(Query(id="q1", prompt="hi"), ALICE)
+    await settle()
+    stuck = fleet.current
+    fleet.deaf = True
+    ack = await s.execute(Interrupt(id="i1"), ALICE)
+    assert ack.result == {"interrupted": True} and s.state == "interrupted"
+    await settle(0.5)
+    assert [r["subtype"] for r in sink.results("q1")] == ["agent_unresponsive"]
+    assert s.state == "idle" and not stuck.alive
+    assert sink.states()[-2:] == ["interrupted", "idle"]
+    fleet.deaf = False
+    await s.execute(Query(id="q2", prompt="again"), ALICE)
+    await settle()
+    assert fleet.current is not stuck and fleet.current.sent[-1]["message"]["content"] == "again"
+    fleet.current.result()
+    assert [r["subtype"] for r in sink.results("q2")] == ["success"]
+
+
+async def test_the_watchdog_ends_a_silent_turn_but_not_one_waiting_on_an_approval(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("gateway.sessions.session.GUARD_TICK_S", 0.05)
+    spec = narrow(DEMO_PROFILE, Open(id="o"))
+    s = Session(session_id="s2", principal="alice", spec=spec, log_store=MemoryEventLog(10_000, 1 << 26, 3600), runner_factory=fleet, turn_watchdog_s=0.3)
+    sink = Sink()
+    s.feed.subscribe(sink)
+    s.start()
+    await settle()
+    try:
+        await s.execute(Query(id="q1", prompt="hi"), ALICE)
+        for _ in range(8):  # output keeps the turn alive past the watchdog
+            await settle(0.1)
+            fleet.current.stream()
+        ctx = ToolPermissionContext(signal=None, suggestions=[], tool_use_id="t1")
+        asking = asyncio.create_task(s.can_use_tool("Bash", {"command": "ls"}, ctx))
+        await settle(0.8)  # a human's turn is not silence
+        assert s.state == "awaiting_approval" and not sink.results("q1")
+        [pending] = s.approvals.events()
+        await s.execute(PermissionResponse(id="p1", request_id=pending.request_id, decision="allow"), ALICE)
+        await asking
+        await settle(0.6)  # then nothing more: abandoned
+        assert [r["subtype"] for r in sink.results("q1")] == ["agent_unresponsive"]
+        assert s.state == "idle" and not fleet.runners[0].alive
+    finally:
+        await s.close("test over")

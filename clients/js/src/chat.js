@@ -142,7 +142,7 @@ export function contentText(content) {
 }
 
 /** Subtypes of the `result`s the gateway makes for queries the agent gave none (not turns it ran). */
-export const GATEWAY_RESULTS = new Set(['cancelled', 'agent_exited', 'agent_unavailable']);
+export const GATEWAY_RESULTS = new Set(['cancelled', 'agent_exited', 'agent_unavailable', 'agent_unresponsive', 'message_too_large']);
 
 /** @param {unknown} v @returns {v is JsonObject} */
 function isObject(v) {

@@ -171,7 +171,7 @@ export interface ResultEvent {
   duration_ms: number;
   duration_api_ms: number;
   num_turns: number;
-  /** This turn's cost (absent on the gateway's own results: `cancelled`, `agent_exited`, `agent_unavailable`). */
+  /** This turn's cost (absent on the gateway's own results: `cancelled`, `agent_exited`, `agent_unavailable`, `agent_unresponsive`, `message_too_large`). */
   cost_usd?: number | null;
   /** The session's cost so far, across agent restarts. */
   total_cost_usd?: number | null;

@@ -140,6 +140,8 @@ import { WebSocketTransport } from './transport-ws.js';
 
 const DEFAULT_HEARTBEAT = { intervalMs: 15000, timeoutMs: 10000, streamIdleMs: 45000 };
 const DEFAULT_FALLBACK = { enabled: true, afterFailures: 2, retryWebSocketMs: 30000 };
+/** Close codes that mean "resume now": slow consumer, no answer to ping (the gateway's or ours), restart. @type {Set<number>} */
+const RESUME_AT_ONCE = new Set([CloseCodes.SLOW_CONSUMER, CloseCodes.HEARTBEAT_TIMEOUT, CloseCodes.SERVICE_RESTART]);
 /** @type {Set<string>} */
 const FATAL_ATTACH = new Set([
   ErrorCodes.UNAUTHORIZED, ErrorCodes.SESSION_NOT_FOUND, ErrorCodes.SESSION_CLOSED, ErrorCodes.PROFILE_NOT_FOUND,
@@ -962,7 +964,7 @@ export class GatewaySession extends Emitter {
     if (link.kind === 'websocket' && !link.attached) this._wsFailures++;
     if (!this.options.reconnect.enabled) return this._fatal('connection_lost', info.reason || 'the connection was lost');
     if (link.immediate) return this._scheduleReconnect(info.reason || 'reconnecting', 'now');
-    const quick = info.code === CloseCodes.SLOW_CONSUMER || info.code === CloseCodes.SERVICE_RESTART;
+    const quick = RESUME_AT_ONCE.has(info.code);
     this._scheduleReconnect(info.reason || `connection closed (${info.code})`, quick ? 'quick' : 'backoff');
   }
 

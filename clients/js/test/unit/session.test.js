@@ -139,6 +139,21 @@ describe('session over WebSocket', () => {
     assert.ok(delays[4] <= 5, `starts again: ${delays}`);
   });
 
+  test('the gateway\'s resume-now close codes reconnect at once; others back off', async () => {
+    for (const [code, immediate] of [[4008, true], [4010, true], [1012, true], [1011, false], [1006, false]]) {
+      const gw = new FakeGateway();
+      const s = makeSession(gw, { reconnect: { initialDelayMs: 10_000, maxDelayMs: 10_000, stableMs: 0 } });
+      /** @type {number[]} */
+      const delays = [];
+      s.on('connectionstate', (c) => c.state === 'reconnecting' && c.retryInMs !== null && delays.push(c.retryInMs));
+      await s.connect();
+      gw.dropAll(code);
+      await until(() => delays.length === 1);
+      assert.equal(delays[0] === 0, immediate, `close ${code}: first retry after ${delays[0]} ms`);
+      s.disconnect();
+    }
+  });
+
   test('an event the client cannot validate still moves the cursor: no reconnect loop', async () => {
     const gw = new FakeGateway();
     const s = makeSession(gw);
