@@ -209,13 +209,13 @@ async def test_idle_session_is_reaped_and_its_cli_stopped(settings, model_url) -
         [pid] = cli_pids(workdir(gw, session_id))
         # Attached sockets keep a session alive.
         await asyncio.sleep(1.5)
-        assert not (await await gw.manager.get("alice", session_id)).closed
+        assert not (await gw.manager.get("alice", session_id)).closed
         await client.close()
         for _ in range(100):
-            if (await await gw.manager.get("alice", session_id)).closed:
+            if (await gw.manager.get("alice", session_id)).closed:
                 break
             await asyncio.sleep(0.05)
-        assert (await await gw.manager.get("alice", session_id)).state == "closed"
+        assert (await gw.manager.get("alice", session_id)).state == "closed"
         for _ in range(100):
             if not alive(pid):
                 break

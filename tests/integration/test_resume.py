@@ -138,7 +138,7 @@ async def test_resent_frame_id_is_not_executed_twice(gateway: RunningGateway, al
     assert again["type"] == "ack" and again["duplicate"] is True and again["result"] == first["result"]
     await back.event("result")
     await back.state("idle")
-    session = await await gateway.manager.get("alice", attached["session"]["session_id"])
+    session = await gateway.manager.get("alice", attached["session"]["session_id"])
     assert session.turns == 1
     await back.close()
 
@@ -168,7 +168,7 @@ async def test_stalled_reader_is_dropped_with_4008_and_resumes_without_loss(sett
         acks = [await query(reader, burst) for _ in range(12)]
         for ack in acks:
             await reader.event("result", lambda e, qid=ack["id"]: e["query_id"] == qid, timeout=60)
-        session = await await gw.manager.get("alice", session_id)
+        session = await gw.manager.get("alice", session_id)
         assert session.feed.sink_count == 1  # the stalled socket was dropped and detached
         assert await asyncio.to_thread(stalled.close_code) == 4008
         stalled.close()
