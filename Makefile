@@ -1,22 +1,29 @@
 # Quick start:  make serve   (gateway on http://127.0.0.1:8000, demo mode without an API key)
 #               make test    (every test: Python unit + integration, JS client, browser e2e)
+#               make lock          (re-lock after editing pyproject.toml's dependencies; keeps every other pin)
+#               make upgrade-lock  (every dependency, the SDK and its bundled CLI included, to its newest
+#                                   release, then a fresh .venv from the new lock and the whole suite)
+# Installs come only from the lock, requirements/*.txt (pinned, hashed), through scripts/install.sh.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 ARGS ?=
+LOCK_TOOL := uv==0.13.8
+LOCK_VENV := .venv-lock
+COMPILE = $(LOCK_VENV)/bin/uv pip compile -q --universal --python-version 3.11 --generate-hashes \
+	--custom-compile-command "make lock" pyproject.toml requirements/build.in
 
-.PHONY: serve test test-python test-js bench schema install install-test
+.PHONY: serve test test-python test-js bench schema install install-test lock upgrade-lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e .
+$(VENV)/.installed: requirements/runtime.txt pyproject.toml | $(BIN)/python
+	scripts/install.sh runtime $(BIN)/python -e
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install -q -e '.[test]'
+$(VENV)/.installed-test: requirements/test.txt pyproject.toml | $(BIN)/python
+	scripts/install.sh test $(BIN)/python -e
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed
@@ -40,6 +47,20 @@ test-js: install-test
 
 bench: install-test
 	$(BIN)/python -m bench.run
+
+$(LOCK_VENV)/bin/uv:
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/pip install -q $(LOCK_TOOL)
+
+lock: $(LOCK_VENV)/bin/uv
+	$(COMPILE) --extra test -o requirements/test.txt
+	$(COMPILE) -c requirements/test.txt -o requirements/runtime.txt
+
+upgrade-lock: $(LOCK_VENV)/bin/uv
+	$(COMPILE) --upgrade --extra test -o requirements/test.txt
+	$(COMPILE) -c requirements/test.txt -o requirements/runtime.txt
+	rm -rf $(VENV)
+	$(MAKE) test
 
 schema: install
 	$(BIN)/python -m gateway.wire.schema

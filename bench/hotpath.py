@@ -15,6 +15,7 @@ from bench.synthetic_agent import Burst, SyntheticAgent, reply
 from gateway.config import Settings
 from gateway.events.log import MemoryEventLog
 from gateway.profiles import DEMO_PROFILE, narrow
+from gateway.sessions.manager import session_limits
 from gateway.sessions.session import Session
 from gateway.transports.outbox import Outbox
 from gateway.wire.client import Open
@@ -36,6 +37,7 @@ async def _measure(events: int, batch: int, rounds: int) -> HotPath:
         spec=narrow(DEMO_PROFILE, Open(id="o")),
         log_store=MemoryEventLog(settings.log_max_events, settings.log_max_bytes, settings.log_max_age_s),
         runner_factory=SyntheticAgent,
+        limits=session_limits(settings),
     )
     session.start()
     while session.state == "starting":  # the session's pump starts the (synthetic) agent

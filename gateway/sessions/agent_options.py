@@ -5,10 +5,12 @@ import os
 import shutil
 from pathlib import Path
 
+import claude_agent_sdk
 from claude_agent_sdk import ClaudeAgentOptions
 
 from gateway.config import Settings
 from gateway.profiles import SessionSpec
+from gateway.sessions import proctree
 
 
 def keep_sandbox_placeholders(directory: Path) -> None:
@@ -38,8 +40,23 @@ def tool_isolation_enabled(settings: Settings) -> bool:
     return settings.tool_env_isolation == "on" or bwrap_installed()
 
 
-def cli_env(settings: Settings, spec: SessionSpec, home: Path) -> dict[str, str]:
-    """The CLI's environment: allow-listed gateway variables, the profile's, and per-session dirs.
+def cli_path(configured: str) -> str | None:
+    """The CLI to run: the configured one, else the one bundled with claude-agent-sdk, else `claude` on PATH (the SDK's order)."""
+    if configured:
+        return configured
+    bundled = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
+    return str(bundled) if bundled.is_file() else shutil.which("claude")
+
+
+@functools.cache
+def launched_cli(configured: str) -> str:
+    """The CLI `launch-cli` runs, looked up once per process: sessions start on the event loop."""
+    return cli_path(configured) or "claude"
+
+
+def cli_env(settings: Settings, spec: SessionSpec, home: Path, marker: str) -> dict[str, str]:
+    """The CLI's environment: allow-listed gateway variables, the profile's, per-session dirs, and
+    the marker that every process the CLI starts inherits (see `proctree`).
 
     The SDK lays these over the gateway's whole environment, which is why `serve` scrubs that first.
     """
@@ -53,6 +70,8 @@ def cli_env(settings: Settings, spec: SessionSpec, home: Path) -> dict[str, str]
         DISABLE_AUTOUPDATER="1",
         DISABLE_TELEMETRY="1",
     )
+    env[proctree.MARKER] = marker
+    env[proctree.EXEC] = launched_cli(settings.cli_path)
     if tool_isolation_enabled(settings):
         env["CLAUDE_CODE_SUBPROCESS_ENV_SCRUB"] = "1"
     if settings.anthropic_api_key:
@@ -64,7 +83,9 @@ def cli_env(settings: Settings, spec: SessionSpec, home: Path) -> dict[str, str]
     return env
 
 
-def build_options(settings: Settings, spec: SessionSpec, workdir: Path, home: Path, resume: str | None, model: str | None, mode: str) -> ClaudeAgentOptions:
+def build_options(
+    settings: Settings, spec: SessionSpec, workdir: Path, home: Path, marker: str, resume: str | None, model: str | None, mode: str,
+) -> ClaudeAgentOptions:
     profile = spec.profile
     system_prompt: str | dict[str, str]
     if profile.system_prompt is not None:
@@ -75,8 +96,8 @@ def build_options(settings: Settings, spec: SessionSpec, workdir: Path, home: Pa
             system_prompt["append"] = profile.append_system_prompt
     return ClaudeAgentOptions(
         cwd=str(workdir),
-        env=cli_env(settings, spec, home),
-        cli_path=settings.cli_path or None,
+        env=cli_env(settings, spec, home, marker),
+        cli_path=proctree.LAUNCHER,
         setting_sources=[],
         include_partial_messages=True,
         # Off so that the session's own `/clear` works; every client prompt is sent with

@@ -2,19 +2,20 @@
 
 import asyncio
 import contextlib
+import os
 import secrets
 import shutil
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import claude_agent_sdk
 from claude_agent_sdk import AssistantMessage, ResultMessage, SystemMessage
 from claude_agent_sdk.types import PermissionResultDeny, ToolPermissionContext
 
 from gateway.config import Settings
 from gateway.profiles import Profile, narrow
+from gateway.sessions import proctree
+from gateway.sessions.agent_options import cli_path
 from gateway.sessions.runner import AgentRunner, PermissionResult
 from gateway.wire.client import Open
 from gateway.wire.http import McpServer, ProfileCheck, ReadinessCheck
@@ -24,22 +25,16 @@ PROBE_TIMEOUT_S = 60.0
 CLI_VERSION_TIMEOUT_S = 15.0
 
 
-def cli_path(settings: Settings) -> str | None:
-    """The CLI the SDK will run: the configured one, else the one bundled with claude-agent-sdk, else `claude` on PATH."""
-    if settings.cli_path:
-        return settings.cli_path
-    bundled = Path(claude_agent_sdk.__file__).parent / "_bundled" / "claude"
-    return str(bundled) if bundled.is_file() else shutil.which("claude")
-
-
 async def cli_runnable(settings: Settings) -> ReadinessCheck:
-    """Run `claude --version`: the binary exists, is executable and starts on this host."""
-    path = await asyncio.to_thread(cli_path, settings)
+    """Run `claude --version` as sessions start it, through `launch-cli`: the binary exists, is
+    executable and starts on this host, and so do the launcher's `setsid` and `setpriv`."""
+    path = await asyncio.to_thread(cli_path, settings.cli_path)
     if path is None:
         return ReadinessCheck(name="cli", ok=False, detail="no Claude Code CLI found (set --cli-path)")
+    env = {"DISABLE_AUTOUPDATER": "1", proctree.EXEC: path, "PATH": os.environ.get("PATH", os.defpath)}
     try:
         proc = await asyncio.create_subprocess_exec(
-            path, "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={"DISABLE_AUTOUPDATER": "1"}
+            proctree.LAUNCHER, "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env=env
         )
     except OSError as exc:
         return ReadinessCheck(name="cli", ok=False, detail=f"{path}: {exc.strerror}")

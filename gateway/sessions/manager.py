@@ -4,14 +4,19 @@ Transports reach sessions only through `open`, `get` and the `SessionHandle` cal
 (`redis_url`), the sessions are the cluster's: `get` gives the local `Session` while this replica
 holds its lease, a `RemoteSession` forwarding to its owner otherwise; a new session is claimed and
 registered before its CLI starts, and the per-principal limit counts every replica's sessions.
+
+It also owns the process watchdog that ends this gateway's CLIs, and what they started, if the
+gateway dies (see `proctree`).
 """
 
 import asyncio
 import collections
 import contextlib
+import itertools
 import logging
 import secrets
 import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,7 +26,8 @@ from gateway.cluster.remote import RemoteSession
 from gateway.config import Settings
 from gateway.events.log import MemoryEventLog
 from gateway.profiles import Profile, narrow
-from gateway.sessions.agent_options import build_options, keep_sandbox_placeholders
+from gateway.sessions import proctree
+from gateway.sessions.agent_options import build_options, keep_sandbox_placeholders, launched_cli
 from gateway.sessions.checks import ProfileProbe
 from gateway.sessions.handle import SessionHandle
 from gateway.sessions.runner import AgentRunner, SdkRunner
@@ -29,12 +35,27 @@ from gateway.sessions.session import Session
 from gateway.wire.client import Open
 from gateway.wire.errors import ErrorCode, GatewayError
 from gateway.wire.http import ProfileCheck
-from gateway.wire.server import SessionInfo
+from gateway.wire.server import SessionInfo, SessionLimits
 
 log = logging.getLogger("gateway.sessions")
 
 RunnerFactory = Callable[[Session, str | None], AgentRunner]
 SHUTDOWN_DRAIN_S = 5.0  # how long shutdown waits for attached clients to be sent their sessions' last events
+
+
+TRANSCRIPT_MAX_EVENTS = 2000
+
+
+def session_limits(settings: Settings) -> SessionLimits:
+    """What a session's clients are told of its bounds (`SessionInfo.limits`), from the settings that set them."""
+    return SessionLimits(
+        log_max_events=settings.log_max_events,
+        log_max_bytes=settings.log_max_bytes,
+        log_max_age_s=settings.log_max_age_s,
+        transcript_max_events=TRANSCRIPT_MAX_EVENTS,
+        max_queued_queries=settings.max_queued_queries,
+        max_frame_bytes=settings.max_frame_bytes,
+    )
 
 
 class SessionManager:
@@ -48,6 +69,10 @@ class SessionManager:
         self._reaper: asyncio.Task[None] | None = None
         self.shutting_down = False
         self._stopping: set[asyncio.Task[None]] = set()  # closes finishing after their callers were answered
+        self._owner = proctree.new_owner()  # in every CLI's marker
+        self._cli_serial = itertools.count(1)
+        self._process_watchdog: asyncio.subprocess.Process | None = None
+        launched_cli(settings.cli_path)  # looked up now, not on the event loop
         self.cluster = ClusterNode(settings, self) if settings.redis_url else None
 
     # ---- lookup ----------------------------------------------------------------------------
@@ -115,7 +140,7 @@ class SessionManager:
             on_closed=self._closed,
             on_described=None if cluster is None else self._described,
             ack_store=None if cluster is None else cluster.acks(session_id),
-            max_queued=self.settings.max_queued_queries,
+            limits=session_limits(self.settings),
             turn_watchdog_s=self.settings.turn_watchdog_s,
         )
         if cluster is not None:
@@ -141,7 +166,8 @@ class SessionManager:
             for shared in (root.parent, root):  # shared by all sessions / by one session's parallel tool calls
                 keep_sandbox_placeholders(shared)
 
-        options = build_options(self.settings, session.spec, workdir, home, resume, session.model, session.permission_mode)
+        marker = f"{self._owner}/{next(self._cli_serial)}"
+        options = build_options(self.settings, session.spec, workdir, home, marker, resume, session.model, session.permission_mode)
         return SdkRunner(options, session, prepare)
 
     # ---- closing ---------------------------------------------------------------------------
@@ -165,7 +191,16 @@ class SessionManager:
         await asyncio.to_thread(shutil.rmtree, self._session_dir(session), True)
 
     async def start(self) -> None:
-        """Join the cluster (with Redis), then reap idle sessions."""
+        """End what gateways that are gone left running under the sessions directory, start the
+        process watchdog that ends this one's CLIs should it die, join the cluster (with Redis), and
+        start the idle reaper."""
+        left = await asyncio.to_thread(proctree.end, proctree.left_behind(str(self._sessions_root)))
+        if left:
+            log.warning("ended %d process(es) left running by a gateway that is gone", len(left))
+        # Its stdin is a pipe only this process holds (close-on-exec): it ends when this process does.
+        self._process_watchdog = await asyncio.create_subprocess_exec(
+            sys.executable, "-I", "-S", proctree.__file__, self._owner, stdin=asyncio.subprocess.PIPE, start_new_session=True,
+        )
         if self.cluster is not None:
             await self.cluster.start()
         self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
@@ -218,6 +253,10 @@ class SessionManager:
         await asyncio.gather(*self._stopping, return_exceptions=True)
         if self.cluster is not None:
             await self.cluster.stop()
+        if self._process_watchdog is not None:
+            assert self._process_watchdog.stdin is not None
+            self._process_watchdog.stdin.close()  # nothing of ours is left running: it finds nothing to end
+            await self._process_watchdog.wait()
 
     # ---- operator and bulk operations ------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """A session's running agent: one ClaudeSDKClient, its CLI process and the single task that reads it.
 
 Kept apart from `Session` so a session can outlive its CLI: restart after a crash, resume with `resume=`.
+However the CLI ends, nothing it started outlives the runner (see `proctree`).
 """
 
 import asyncio
@@ -12,6 +13,8 @@ from typing import Any, Protocol
 
 from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient, ResultMessage
 from claude_agent_sdk.types import PermissionResultAllow, PermissionResultDeny, ToolPermissionContext
+
+from gateway.sessions import proctree
 
 log = logging.getLogger("gateway.runner")
 
@@ -107,6 +110,7 @@ class SdkRunner:
             self._client = None
             with contextlib.suppress(Exception):
                 await client.disconnect()  # in this task: the SDK's task group lives here
+            await self._end_leftovers()
         if error is not None and self._stderr:
             log.warning("CLI stderr (last lines): %s", " | ".join(self._stderr))
         if not self._stopping:
@@ -115,6 +119,15 @@ class SdkRunner:
     @property
     def alive(self) -> bool:
         return self._client is not None
+
+    async def _end_leftovers(self) -> None:
+        """End what the CLI started and left running (its socat, a start-up `npm root`): they carry
+        its marker. Before `stop` returns, so before the session's files are removed."""
+        marker = (self._options.env or {}).get(proctree.MARKER)
+        if marker is not None:
+            ended = await asyncio.to_thread(proctree.end, proctree.of_cli(marker))
+            if ended:
+                log.info("ended %d process(es) the CLI left behind", len(ended))
 
     def _require(self) -> ClaudeSDKClient:
         if self._client is None:

@@ -27,11 +27,12 @@ from gateway.sessions.translate import stream_event, to_event
 from gateway.wire import client as cf
 from gateway.wire import events as ev
 from gateway.wire.errors import ErrorCode, GatewayError
-from gateway.wire.server import Ack, Attached, Reset, SessionInfo, Snapshot
+from gateway.wire.server import Ack, Attached, Reset, ResetReason, SessionInfo, SessionLimits, Snapshot
 
 log = logging.getLogger("gateway.session")
 
 CONTROL_TIMEOUT_S = 15.0
+NO_CONVERSATION = "No conversation found"  # the CLI's refusal to resume a conversation it never saved
 GUARD_TICK_S = 1.0  # how often a running turn's guard looks at it
 TRANSCRIPT_KINDS = (
     ev.UserQuery, ev.AssistantMessage, ev.UserMessage, ev.TurnResult, ev.PermissionRequest, ev.Question,
@@ -50,6 +51,13 @@ CLEAR_MESSAGE = {"type": "user", "message": {"role": "user", "content": "/clear"
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def reset_reason(epoch: str | None, after: int, info: SessionInfo) -> ResetReason:
+    """Why a client resuming from (`epoch`, `after`) gets a snapshot of the session described by `info`."""
+    if epoch not in (None, info.epoch):
+        return "epoch_mismatch"
+    return "cursor_ahead" if after > info.last_seq else "cursor_too_old"
 
 
 class AckStore(Protocol):
@@ -72,8 +80,7 @@ class Session:
         on_closed: Callable[["Session"], Awaitable[None]] | None = None,
         on_described: Callable[["Session"], None] | None = None,
         ack_store: AckStore | None = None,
-        max_queued: int = 20,
-        transcript_limit: int = 2000,
+        limits: SessionLimits,
         turn_watchdog_s: float = 900.0,
     ) -> None:
         self.id = session_id
@@ -93,10 +100,10 @@ class Session:
         # Starting, replacing and stopping the CLI take turns: a reset or close sent while a CLI
         # starts waits for that start instead of racing it (two CLIs, or one outliving the session).
         self._runner_lock = asyncio.Lock()
-        self._max_queued = max_queued
+        self.limits = limits
         self._queue: collections.deque[tuple[str, dict[str, Any]]] = collections.deque()
         self._current_query: str | None = None
-        self._transcript: collections.deque[ev.EventBody] = collections.deque(maxlen=transcript_limit)
+        self._transcript: collections.deque[ev.EventBody] = collections.deque(maxlen=limits.transcript_max_events)
         self._streaming: list[str] = []
         self._acks: collections.OrderedDict[str, asyncio.Future[Ack]] = collections.OrderedDict()
         self._cost_before_runner = 0.0
@@ -185,12 +192,21 @@ class Session:
         if self.closed:
             raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed")
         model, mode = self.model, self.permission_mode  # what the factory builds the runner with
-        runner = self._runner_factory(self, self.claude_session_id)
         try:
-            await runner.start()
+            runner = await self._started_runner(self.claude_session_id)
         except Exception as exc:
-            log.warning("session %s: agent failed to start: %r", self.id, exc)
-            raise GatewayError(ErrorCode.AGENT_UNAVAILABLE, "the agent could not be started; try again later") from exc
+            if self.claude_session_id is None or NO_CONVERSATION not in str(exc):
+                log.warning("session %s: agent failed to start: %r", self.id, exc)
+                raise GatewayError(ErrorCode.AGENT_UNAVAILABLE, "the agent could not be started; try again later") from exc
+            # The CLI that began the conversation died before saving any of it (frozen or killed in
+            # its first turn): there is nothing to resume, so the conversation starts afresh.
+            log.warning("session %s: conversation %s was never saved; starting a new one", self.id, self.claude_session_id)
+            self.claude_session_id = None
+            try:
+                runner = await self._started_runner(None)
+            except Exception as again:
+                log.warning("session %s: agent failed to start: %r", self.id, again)
+                raise GatewayError(ErrorCode.AGENT_UNAVAILABLE, "the agent could not be started; try again later") from again
         self._cost_before_runner += self._cost_of_runner
         self._cost_of_runner = 0.0
         self._runner = runner
@@ -202,6 +218,11 @@ class Session:
         if self.permission_mode != mode:
             with contextlib.suppress(GatewayError):
                 await self._control(runner.set_permission_mode(self.permission_mode))
+
+    async def _started_runner(self, resume: str | None) -> AgentRunner:
+        runner = self._runner_factory(self, resume)
+        await runner.start()
+        return runner
 
     async def _stop_runner(self) -> None:
         """Called with `_runner_lock` held."""
@@ -306,12 +327,22 @@ class Session:
                     self._streaming.append(delta["text"])
         else:
             if isinstance(event, TRANSCRIPT_KINDS):
+                if isinstance(event, ev.ConversationReset):
+                    self._restart_transcript()
                 self._transcript.append(event)
                 if isinstance(event, ev.AssistantMessage):
                     self._streaming.clear()
             if self._on_described is not None and isinstance(event, DESCRIBED_KINDS):
                 self._on_described(self)
         return self.feed.emit(event)
+
+    def _restart_transcript(self) -> None:
+        """A reset starts the transcript again: it keeps only the queries sent while the reset ran,
+        which wait to run in the new conversation (queries queued before it were dropped)."""
+        waiting = {query_id for query_id, _ in self._queue}
+        kept = [e for e in self._transcript if isinstance(e, ev.UserQuery) and e.query_id in waiting]
+        self._transcript.clear()
+        self._transcript.extend(kept)
 
     def _end_query(self, query_id: str, subtype: str, why: str) -> None:
         """The `result` of a query that ends without the CLI's: every query ends with exactly one
@@ -485,8 +516,8 @@ class Session:
         raise AssertionError(f"unhandled session frame {type(frame).__name__}")
 
     def _enqueue(self, frame: cf.Query, actor: ev.Actor) -> dict[str, Any]:
-        if len(self._queue) >= self._max_queued:
-            raise GatewayError(ErrorCode.QUEUE_FULL, f"{self._max_queued} queries are already queued")
+        if len(self._queue) >= self.limits.max_queued_queries:
+            raise GatewayError(ErrorCode.QUEUE_FULL, f"{self.limits.max_queued_queries} queries are already queued")
         queued = self.state not in READY_STATES or bool(self._queue) or self._reset_lock.locked()
         prompt = frame.prompt if isinstance(frame.prompt, str) else msgspec.to_builtins(frame.prompt)  # the SDK writes it with json
         message = {
@@ -499,7 +530,8 @@ class Session:
         self._queue.append((frame.id, message))
         self.emit(ev.UserQuery(query_id=frame.id, prompt=prompt, by=actor, queued=queued))
         self._wake.set()
-        return {"query_id": frame.id, "queued": queued, "position": len(self._queue) - 1 if queued else 0}
+        # position: 0 when the query starts at once, else its place in the line (1 runs next).
+        return {"query_id": frame.id, "queued": queued, "position": len(self._queue) if queued else 0}
 
     async def _control(self, call: Any) -> None:
         try:
@@ -573,7 +605,6 @@ class Session:
         self.approvals.cancel_all()
         self._drop_current("the conversation was reset")  # the interrupted turn didn't end in time
         self._streaming.clear()
-        self._transcript.clear()
         self._set_state("running", "conversation_reset")  # holds new queries back until the reset is done
         failed: GatewayError | None = None
         try:
@@ -632,8 +663,7 @@ class Session:
         self.connections += 1
         snapshot = self.snapshot_now()  # no await before subscribing: the snapshot and the live tail meet
         self.feed.subscribe(sink)
-        reason = "cursor_too_old" if epoch in (None, self.feed.epoch) else "epoch_mismatch"
-        return Reset(id=reply_id, reason=reason, connection=connection, snapshot=snapshot), []
+        return Reset(id=reply_id, reason=reset_reason(epoch, after, snapshot.session), connection=connection, snapshot=snapshot), []
 
     def detach(self, sink: Sink) -> None:
         self.feed.detach(sink)
@@ -657,6 +687,7 @@ class Session:
             pending=self.approvals.events(),
             allowed_models=profile.models,
             allowed_modes=list(profile.permission_modes),
+            limits=self.limits,
         )
 
     async def snapshot(self) -> Snapshot:

@@ -5,7 +5,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-FrameId = Annotated[str, Meta(min_length=1, max_length=128)]
+FRAME_ID_MAX = 128
+FrameId = Annotated[str, Meta(min_length=1, max_length=FRAME_ID_MAX)]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 PermissionMode = Literal["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"]
 NonEmpty = Annotated[str, Meta(min_length=1)]

@@ -1,5 +1,9 @@
 """Decoding client frames with errors a client can act on, and encoding server frames.
 
+One rule per error: a message that doesn't parse as JSON (nested too deeply, anywhere, included)
+is `bad_json`; valid JSON that isn't a valid frame is `bad_frame` or `unknown_type`. An error
+carries the frame's `id` only when the id itself is valid (a string of 1-128 characters).
+
 Decoding is strict JSON-to-type, with one widening JSON Schema itself makes: a whole number written
 as a float (`3.0`, `3e0`) is an integer. Nothing else is coerced (`"3"` stays refused).
 """
@@ -9,7 +13,7 @@ from typing import Any, Generic, TypeVar
 
 import msgspec
 
-from gateway.wire.client import AnyClientFrame, ClientFrame
+from gateway.wire.client import FRAME_ID_MAX, AnyClientFrame, ClientFrame
 from gateway.wire.errors import ErrorCode, GatewayError
 from gateway.wire.server import Error, ServerFrame
 
@@ -56,7 +60,7 @@ _decoder: WireDecoder[ClientFrame] = wire_decoder(AnyClientFrame)
 
 
 class _IdOnly(msgspec.Struct):
-    id: str | None = None
+    id: Any = None
 
 
 _id_only = msgspec.json.Decoder(_IdOnly)
@@ -77,8 +81,15 @@ def decode_client_frame(raw: bytes | str) -> ClientFrame:
     try:
         return _decoder.decode(raw)
     except msgspec.ValidationError as exc:
-        loose = _loose_object(raw)
-        frame_id = loose.get("id") if isinstance(loose.get("id"), str) else None
+        # The typed decoder stops at the first wrong type; whether the rest parses decides bad_json.
+        try:
+            value = _loose.decode(raw)
+        except RecursionError:
+            raise FrameError(ErrorCode.BAD_JSON, TOO_DEEP, None) from None
+        except (msgspec.DecodeError, UnicodeDecodeError) as decode_error:
+            raise FrameError(ErrorCode.BAD_JSON, f"not valid JSON: {decode_error}", None) from None
+        loose = value if isinstance(value, dict) else {}
+        frame_id = valid_id(loose.get("id"))
         text = str(exc)
         if "`$.type`" in text or text == "Object missing required field `type`":  # the frame's, not a block's
             return_code = ErrorCode.UNKNOWN_TYPE if "type" in loose else ErrorCode.BAD_FRAME
@@ -90,20 +101,17 @@ def decode_client_frame(raw: bytes | str) -> ClientFrame:
         raise FrameError(ErrorCode.BAD_JSON, TOO_DEEP, None) from None
 
 
+def valid_id(value: object) -> str | None:
+    """`value` when it is a valid frame id, else None: an error never echoes an invalid id."""
+    return value if isinstance(value, str) and 0 < len(value) <= FRAME_ID_MAX else None
+
+
 def frame_id_of(raw: bytes | str) -> str | None:
-    """The `id` of a frame we won't execute (e.g. too large), skipping everything else cheaply."""
+    """The valid `id` of a frame we won't execute (e.g. too large), skipping everything else cheaply."""
     try:
-        return _id_only.decode(raw).id
+        return valid_id(_id_only.decode(raw).id)
     except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError, RecursionError):
         return None
-
-
-def _loose_object(raw: bytes | str) -> dict[str, Any]:
-    try:
-        value = _loose.decode(raw)
-    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def _explain_type(loose: dict[str, Any], text: str) -> str:

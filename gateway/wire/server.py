@@ -1,6 +1,6 @@
 """Frames the gateway sends. A WebSocket message holds one or more frames separated by "\\n"."""
 
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -39,6 +39,20 @@ class Pong(ServerFrame, tag="pong"):
     ts: int
 
 
+class SessionLimits(msgspec.Struct, kw_only=True):
+    """The bounds a client plans around. The log keeps at most `log_max_events`, `log_max_bytes` and
+    `log_max_age_s` of events (whichever is smallest; a cursor older than that gets a `reset`); a
+    snapshot's transcript holds the last `transcript_max_events`; at most `max_queued_queries` wait;
+    a client frame (an HTTP body) is at most `max_frame_bytes`."""
+
+    log_max_events: int
+    log_max_bytes: int
+    log_max_age_s: float
+    transcript_max_events: int
+    max_queued_queries: int
+    max_frame_bytes: int
+
+
 class SessionInfo(msgspec.Struct, kw_only=True):
     session_id: str
     profile: str
@@ -55,6 +69,7 @@ class SessionInfo(msgspec.Struct, kw_only=True):
     pending: list[PermissionRequest | Question]
     allowed_models: list[str] | None
     allowed_modes: list[str]
+    limits: SessionLimits
 
 
 class Attached(ServerFrame, tag="attached"):
@@ -75,10 +90,14 @@ class Snapshot(msgspec.Struct, kw_only=True):
     streaming_text: str | None = None
 
 
-class Reset(ServerFrame, tag="reset"):
-    """The client's cursor can't be served (too old, or another epoch): rebuild from this snapshot."""
+ResetReason = Literal["cursor_too_old", "cursor_ahead", "epoch_mismatch"]
 
-    reason: str
+
+class Reset(ServerFrame, tag="reset"):
+    """The client's cursor can't be served: events after it were evicted (`cursor_too_old`), it is
+    beyond the last event (`cursor_ahead`), or it names another epoch: rebuild from this snapshot."""
+
+    reason: ResetReason
     snapshot: Snapshot
     id: str | None = None
     connection: str | None = None

@@ -37,6 +37,12 @@ CASES = [
     ('{"type": "open", "id": "x13"}', "already_attached", "x13"),
     ('{"type": "attach", "id": "x14", "session_id": "s_x", "after": -1}', "bad_frame", "x14"),
     ('{"type": "permission_response", "id": "x15", "request_id": "r", "decision": "allow", "updated_input": {"x": ' + "[" * 1800 + "]" * 1800 + "}}", "bad_json", None),  # too deep
+    ('{"type": "query", "id": "x18", "prompt": [{"type": "text", "x": ' + "[" * 1800 + "]" * 1800 + "}]}", "bad_json", None),  # too deep
+    ("[" * 1800 + "]" * 1800, "bad_json", None),  # too deep, outside any object
+    ('{"type": "query", "id": "x16", "prompt": ' + "[" * 1800 + "]" * 1800 + "}", "bad_json", None),  # too deep, wrong type
+    ('{"type": "query", "id": "x17", "prompt": 42, oops}', "bad_json", None),  # broken after a wrong type
+    ('{"type": "query", "id": "' + "x" * 129 + '", "prompt": "hi"}', "bad_frame", None),  # an invalid id is not echoed
+    ('{"type": "query", "id": "' + "x" * 128 + '", "prompt": 42}', "bad_frame", "x" * 128),
 ]
 
 
@@ -91,6 +97,17 @@ async def test_session_frames_before_attach(gateway: RunningGateway) -> None:
         assert reply["code"] == "not_attached"
     assert (await client.request({"type": "ping"}))["type"] == "pong"
     await client.close()
+
+
+async def test_an_oversized_frame_echoes_only_a_valid_id(settings, model_url) -> None:  # type: ignore[no-untyped-def]
+    small = msgspec.structs.replace(settings, max_frame_bytes=4096)
+    async with run_gateway(small) as gw:
+        client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        await open_session(client)
+        for frame_id, echoed in (("big-1", "big-1"), ("x" * 129, None), ("", None)):
+            await client.send(json.dumps({"type": "query", "id": frame_id, "prompt": "x" * 5000}))
+            reply = await client.until(lambda f: f["type"] == "error")
+            assert (reply["code"], reply.get("id")) == ("frame_too_large", echoed)
 
 
 async def test_oversized_frames(settings, model_url) -> None:  # type: ignore[no-untyped-def]

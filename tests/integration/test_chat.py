@@ -43,8 +43,8 @@ async def test_queries_during_a_turn_are_queued_and_run_in_order(alice: WsClient
     second = await alice.request({"type": "query", "prompt": "SCRIPT:hello"})
     third = await alice.request({"type": "query", "prompt": [{"type": "text", "text": "SCRIPT:hello"}]})
     assert first["result"] == {"query_id": first["id"], "queued": False, "position": 0}
-    assert second["result"]["queued"] is True and third["result"]["queued"] is True
-    assert third["result"]["position"] == second["result"]["position"] + 1
+    assert second["result"] == {"query_id": second["id"], "queued": True, "position": 1}  # runs next
+    assert third["result"] == {"query_id": third["id"], "queued": True, "position": 2}
     for ack in (first, second, third):
         result = await alice.event("result", timeout=30)
         assert result["query_id"] == ack["id"] and result["is_error"] is False
@@ -53,6 +53,20 @@ async def test_queries_during_a_turn_are_queued_and_run_in_order(alice: WsClient
     queries = [f["event"] for f in alice.events if f["event"]["kind"] == "user_query"]
     assert [q.get("queued", False) for q in queries] == [False, True, True]
     assert queries[2]["prompt"] == [{"type": "text", "text": "SCRIPT:hello"}]
+
+
+async def test_a_query_is_acked_after_the_events_it_caused(alice: WsClient) -> None:
+    """PROTOCOL.md §3.1: a frame's answer follows the events it caused before it was answered."""
+    await open_session(alice)
+    ack = await alice.request({"type": "query", "prompt": "SCRIPT:hello"})
+    answered_at = next(i for i, f in enumerate(alice.frames) if f["type"] == "ack" and f["id"] == ack["id"])
+    before = [f["event"] for f in alice.frames[:answered_at] if f["type"] == "event"]
+    assert [e["kind"] for e in before[-3:]] == ["user_query", "state", "turn_started"]
+    assert before[-1]["query_id"] == before[-3]["query_id"] == ack["id"] and before[-2]["state"] == "running"
+    await alice.event("result")
+    closed = await alice.request({"type": "close"})
+    assert alice.frames[-2]["event"] == {"kind": "state", "state": "closed", "reason": "closed by client"}
+    assert alice.frames[-1] == closed
 
 
 async def test_turn_cost_and_session_total(alice: WsClient) -> None:

@@ -173,6 +173,8 @@ async def test_too_old_cursor_gets_the_same_reset_as_the_websocket(tmp_path: Pat
             await stream.event("result")  # live events continue right after the snapshot
         async with api.stream(f"other:{api.last_seq}", follow="false") as stream:
             assert (await stream.recv())["reason"] == "epoch_mismatch"
+        async with api.stream(f"{epoch}:{api.last_seq + 1}", follow="false") as stream:
+            assert (await stream.recv())["reason"] == "cursor_ahead"
 
         ws = await WsClient.connect(gw.ws_url, TOKENS["alice"])
         ws_reset = await ws.request({"type": "attach", "session_id": api.session_id, "after": 1, "epoch": epoch})

@@ -4,6 +4,7 @@ import asyncio
 import json
 import contextlib
 import os
+import shutil
 import signal
 
 import msgspec
@@ -15,7 +16,9 @@ from gateway.scripted_model.server import ScriptedModelServer
 from tests.support.client import WsClient
 from tests.support.flows import attach, open_session, query
 from tests.support.gateway import TOKENS, RunningGateway, run_gateway
-from tests.support.processes import alive, cli_children, cli_pids
+from tests.support.processes import (
+    alive, cli_children, cli_pids, cmdline, listening_sockets, session_processes, session_processes_once, survivors,
+)
 
 
 async def drain_until_closed(client: WsClient) -> None:
@@ -51,6 +54,23 @@ async def test_cli_killed_mid_turn_then_conversation_resumes(gateway: RunningGat
     assert new_pid != pid
     prompts = [str(m) for r in model_server.requests for m in r.body.get("messages", [])]
     assert any("SCRIPT:long" in p for p in prompts) or any("SCRIPT:hello" in p for p in prompts[:-1])
+
+
+@pytest.mark.skipif(shutil.which("socat") is None, reason="the CLI starts no socat without it")
+async def test_nothing_a_killed_cli_started_outlives_it(gateway: RunningGateway, alice: WsClient) -> None:
+    """The CLI's sandbox runs a `socat` listening on a Unix socket in /tmp; killed, the CLI can't
+    stop it, and it would live on under init with its socket file."""
+    attached = await open_session(alice)
+    await query(alice, "SCRIPT:long")
+    await alice.event("stream", lambda e: e["event"].get("delta", {}).get("type") == "text_delta")
+    started = await session_processes_once(gateway.app.state.settings.sessions_dir, lambda found: len(listening_sockets(found)) == 1)
+    sockets = listening_sockets(started)
+    [pid] = cli_pids(workdir(gateway, attached["session"]["session_id"]))
+    assert pid in started and len(started) >= 2 and sockets and all(s.exists() for s in sockets)
+    os.kill(pid, signal.SIGKILL)
+    await alice.event("error", lambda e: e["code"] == "agent_exited")
+    assert [cmdline(pid) for pid in await survivors(started, 5)] == []
+    assert [s for s in sockets if s.exists()] == []
 
 
 @pytest.mark.parametrize(("mode", "turn"), [("soft", True), ("hard", True), ("soft", False)])
@@ -133,6 +153,13 @@ async def test_a_query_sent_during_a_reset_runs_after_it_in_the_new_conversation
     assert seen and "before-reset-marker" not in seen[-1]
     order = [(f["event"]["kind"], f["event"].get("query_id")) for f in tab2.events]
     assert order.index(("conversation_reset", None)) < order.index(("turn_started", late["id"]))
+    # The transcript starts again at the reset, keeping the query that waited for it (it ran after).
+    rebuilt = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    snapshot = (await attach(rebuilt, session_id, after=1, epoch="another"))["snapshot"]
+    kinds = [(e["kind"], e.get("query_id")) for e in snapshot["transcript"]]
+    assert kinds[:2] == [("user_query", late["id"]), ("conversation_reset", None)], kinds
+    assert kinds[-1] == ("result", late["id"]) and "before-reset-marker" not in json.dumps(snapshot["transcript"])
+    await rebuilt.close()
     await tab2.close()
 
 
@@ -232,8 +259,10 @@ async def test_idle_session_is_reaped_and_its_cli_stopped(settings, model_url) -
 
 
 async def test_a_session_closed_while_its_cli_starts_leaves_no_cli(gateway: RunningGateway) -> None:
-    """`open` answers before the CLI is up; closing then (at several points of the start) stops that CLI too."""
+    """`open` answers before the CLI is up; closing then (at several points of the start) stops that
+    CLI too, and whatever it started meanwhile."""
     before = set(cli_children())
+    root = gateway.app.state.settings.sessions_dir
     for delay in (0.0, 0.01, 0.1, 0.3, 0.6):
         client = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
         reply = await client.request({"type": "open"})
@@ -241,6 +270,7 @@ async def test_a_session_closed_while_its_cli_starts_leaves_no_cli(gateway: Runn
         await asyncio.sleep(delay)
         await client.request({"type": "close"})
         await drain_until_closed(client)
+        assert session_processes(root) == [], delay
     # A hard reset starts a new CLI; a close sent while it starts stops that one too.
     client = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
     await open_session(client)
@@ -254,6 +284,31 @@ async def test_a_session_closed_while_its_cli_starts_leaves_no_cli(gateway: Runn
     # Nor any session's files: the directories made in a thread are gone with the session.
     root = gateway.app.state.settings.sessions_dir
     assert sorted(p.name for p in root.iterdir()) == [".claude", ".mcp.json"]
+
+
+async def test_a_session_closed_while_its_cli_starts_ends_what_the_cli_started(
+    gateway: RunningGateway, tmp_path, monkeypatch: pytest.MonkeyPatch,  # type: ignore[no-untyped-def]
+) -> None:
+    """The CLI runs `npm root -g` as it starts; here that `npm` hangs, and the session is closed
+    meanwhile. The CLI, waiting for it, ignores the end of its input, so the SDK terminates it after
+    5 s, leaving `npm` running (a real one wrote into the session's directory after that was
+    removed); the runner ends it before the files go."""
+    fake = tmp_path / "bin" / "npm"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\nexec sleep 30\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")  # the CLI's PATH is the gateway's
+    root = gateway.app.state.settings.sessions_dir
+    client = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    await client.request({"type": "open"})
+    started = await session_processes_once(root, lambda found: any(cmdline(pid) == "sleep 30 " for pid in found), 30)
+    npm = [pid for pid in started if cmdline(pid) == "sleep 30 "]
+    assert npm, [cmdline(pid) for pid in started]
+    await client.request({"type": "close"})
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            await client.recv(timeout=30)
+    assert [cmdline(pid) for pid in session_processes(root)] == []
 
 
 async def test_a_session_closed_during_a_reset_stays_closed(gateway: RunningGateway, alice: WsClient) -> None:

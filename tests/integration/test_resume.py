@@ -9,6 +9,7 @@ import msgspec
 from tests.support.client import WsClient
 from tests.support.flows import attach, open_session, query
 from tests.support.gateway import TOKENS, RunningGateway, run_gateway
+from tests.support.http import ApiClient
 from tests.support.raw_ws import StalledSocket
 
 
@@ -110,6 +111,33 @@ async def test_too_old_cursor_gets_reset_with_snapshot(settings, model_url) -> N
         await alice.close()
 
 
+async def test_clients_are_told_the_limits_they_resume_within(settings, model_url) -> None:  # type: ignore[no-untyped-def]
+    """`session.limits` states the log's retention (and the queue and frame bounds) as configured,
+    on `attached`, in a reset's snapshot and over HTTP; and the log really keeps that many."""
+    tight = msgspec.structs.replace(settings, log_max_events=20, log_max_bytes=1 << 20, log_max_age_s=600.0,
+                                    max_queued_queries=3, max_frame_bytes=65536)
+    expected = {"log_max_events": 20, "log_max_bytes": 1 << 20, "log_max_age_s": 600.0, "transcript_max_events": 2000,
+                "max_queued_queries": 3, "max_frame_bytes": 65536}
+    async with run_gateway(tight) as gw:
+        alice = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        attached = await open_session(alice)
+        assert attached["session"]["limits"] == expected
+        await query(alice, "SCRIPT:hello")
+        await alice.event("result")
+        await alice.state("idle")
+        assert alice.last_seq > expected["log_max_events"]
+        late = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        oldest_kept = alice.last_seq - expected["log_max_events"] + 1  # at most log_max_events are kept
+        reset = await attach(late, attached["session"]["session_id"], after=oldest_kept - 2, epoch=alice.epoch)
+        assert reset["type"] == "reset" and reset["snapshot"]["session"]["limits"] == expected
+        api = ApiClient(gw.http_url)
+        status = await api.http.get(f"/v1/sessions/{attached['session']['session_id']}")
+        assert status.json()["session"]["limits"] == expected
+        await api.http.aclose()
+        await late.close()
+        await alice.close()
+
+
 async def test_other_epoch_gets_reset(gateway: RunningGateway, alice: WsClient) -> None:
     attached = await open_session(alice)
     other = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
@@ -123,7 +151,12 @@ async def test_cursor_ahead_of_log_gets_reset(gateway: RunningGateway, alice: Ws
     attached = await open_session(alice)
     other = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
     reply = await attach(other, attached["session"]["session_id"], after=10_000, epoch=alice.epoch)
-    assert reply["type"] == "reset"
+    assert reply["type"] == "reset" and reply["reason"] == "cursor_ahead"
+    assert reply["snapshot"]["session"]["last_seq"] == alice.last_seq
+    # Without an epoch too: a cursor from nowhere is ahead, not too old.
+    again = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    assert (await attach(again, attached["session"]["session_id"], after=alice.last_seq + 1))["reason"] == "cursor_ahead"
+    await again.close()
     await other.close()
 
 

@@ -3,11 +3,12 @@
 import json
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.wire.client import AnyClientFrame
-from gateway.wire.codec import FrameError, decode_client_frame
+from gateway.wire.codec import FrameError, decode_client_frame, frame_id_of
 from gateway.wire.errors import ErrorCode
 
 FRAME_ERRORS = {ErrorCode.BAD_JSON, ErrorCode.BAD_FRAME, ErrorCode.UNKNOWN_TYPE}
@@ -70,3 +71,39 @@ def test_id_is_reported_back_on_bad_frames(frame_id: str) -> None:
         decode_client_frame(json.dumps({"type": "query", "id": frame_id}))
     except FrameError as exc:
         assert exc.frame_id == frame_id and exc.code == ErrorCode.BAD_FRAME
+
+
+ids = st.one_of(st.none(), st.text(max_size=140), st.integers(), st.lists(st.integers(), max_size=2))
+
+
+@settings(max_examples=300, deadline=None)
+@given(ids, st.sampled_from([{"type": "query"}, {"type": "bogus"}, {"prompt": "hi"}, {"type": "query", "prompt": 1}]))
+def test_an_error_echoes_the_id_only_when_it_is_valid(frame_id: object, rest: dict) -> None:  # type: ignore[type-arg]
+    """One rule for every error path: a string id of 1-128 characters comes back, nothing else does."""
+    raw = json.dumps({**rest, "id": frame_id})
+    valid = frame_id if isinstance(frame_id, str) and 1 <= len(frame_id) <= 128 else None
+    try:
+        decode_client_frame(raw)
+    except FrameError as exc:
+        assert exc.frame_id == valid
+    assert frame_id_of(raw) == valid  # the oversized-frame path
+
+
+DEEP = 1800
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "[" * DEEP + "]" * DEEP,  # a top-level array
+        '{"type": "query", "id": "q1", "prompt": ' + "[" * DEEP + "]" * DEEP + "}",  # a prompt of the wrong type
+        '{"type": "query", "id": "q1", "prompt": [{"type": "text", "x": ' + "[" * DEEP + "]" * DEEP + "}]}",  # inside an object
+        '{"type": "bogus", "id": "q1", "x": ' + "[" * DEEP + "]" * DEEP + "}",
+        '{"type": "query", "id": "q1", "prompt": 42, oops}',  # invalid JSON after a type error
+    ],
+    ids=["top-level-array", "prompt", "in-object", "unknown-type", "broken-tail"],
+)
+def test_json_that_does_not_parse_is_bad_json_wherever_it_breaks(raw: str) -> None:
+    with pytest.raises(FrameError) as caught:
+        decode_client_frame(raw)
+    assert (caught.value.code, caught.value.frame_id) == (ErrorCode.BAD_JSON, None)

@@ -12,8 +12,10 @@ import pytest
 from claude_agent_sdk import ResultMessage, StreamEvent
 from claude_agent_sdk.types import ToolPermissionContext
 
+from gateway.config import Settings
 from gateway.events.log import MemoryEventLog
 from gateway.profiles import DEMO_PROFILE, narrow
+from gateway.sessions.manager import session_limits
 from gateway.sessions.session import Session
 from gateway.wire.client import Close, Interrupt, Open, PermissionResponse, Query, ResetConversation
 from gateway.wire.errors import ErrorCode, GatewayError
@@ -42,9 +44,9 @@ class Sink:
 class FakeRunner:
     """Starts after `start_delay`, fails to start when `fail_start`, ignores interrupts when `deaf`."""
 
-    def __init__(self, hooks: Session, fleet: "Fleet") -> None:
+    def __init__(self, hooks: Session, fleet: "Fleet", resume: str | None = None) -> None:
         self.hooks, self.fleet = hooks, fleet
-        self.claude_session_id: str | None = None
+        self.claude_session_id: str | None = resume
         self.sent: list[dict[str, Any]] = []
         self.alive = False
 
@@ -52,6 +54,8 @@ class FakeRunner:
         await asyncio.sleep(self.fleet.start_delay)
         if self.fleet.fail_start:
             raise RuntimeError("the CLI would not start")
+        if self.claude_session_id is not None and self.claude_session_id not in self.fleet.saved:
+            raise RuntimeError(f"No conversation found with session ID: {self.claude_session_id}")
         self.alive = True
 
     async def query(self, message: dict[str, Any]) -> None:
@@ -96,10 +100,11 @@ class Fleet:
         self.deaf = False
         self.words_after_stop = 0
         self.stop_delay = 0.0
+        self.saved = {"cs"}  # conversations the CLI has written to disk (resumable)
         self.runners: list[FakeRunner] = []
 
     def __call__(self, session: Session, resume: str | None) -> FakeRunner:
-        self.runners.append(FakeRunner(session, self))
+        self.runners.append(FakeRunner(session, self, resume))
         return self.runners[-1]
 
     @property
@@ -115,7 +120,8 @@ async def fleet() -> Fleet:
 @pytest.fixture
 async def session(fleet: Fleet) -> Any:
     spec = narrow(DEMO_PROFILE, Open(id="o"))
-    s = Session(session_id="s1", principal="alice", spec=spec, log_store=MemoryEventLog(10_000, 1 << 26, 3600), runner_factory=fleet)
+    s = Session(session_id="s1", principal="alice", spec=spec, log_store=MemoryEventLog(10_000, 1 << 26, 3600), runner_factory=fleet,
+                limits=session_limits(Settings()))
     sink = Sink()
     s.feed.subscribe(sink)
     s.start()
@@ -293,7 +299,7 @@ async def test_the_watchdog_ends_a_silent_turn_but_not_one_waiting_on_an_approva
 ) -> None:
     monkeypatch.setattr("gateway.sessions.session.GUARD_TICK_S", 0.05)
     spec = narrow(DEMO_PROFILE, Open(id="o"))
-    s = Session(session_id="s2", principal="alice", spec=spec, log_store=MemoryEventLog(10_000, 1 << 26, 3600), runner_factory=fleet, turn_watchdog_s=0.3)
+    s = Session(session_id="s2", principal="alice", spec=spec, log_store=MemoryEventLog(10_000, 1 << 26, 3600), runner_factory=fleet, limits=session_limits(Settings()), turn_watchdog_s=0.3)
     sink = Sink()
     s.feed.subscribe(sink)
     s.start()
@@ -315,3 +321,22 @@ async def test_the_watchdog_ends_a_silent_turn_but_not_one_waiting_on_an_approva
         assert s.state == "idle" and not fleet.runners[0].alive
     finally:
         await s.close("test over")
+
+
+async def test_a_conversation_its_cli_never_saved_starts_afresh_instead_of_failing(session: Any, fleet: Fleet) -> None:
+    """A CLI that dies in the conversation's first turn may not have saved it: resuming it would
+    fail on every query ("No conversation found"), so the next CLI starts a new conversation."""
+    s, sink = session
+    first = await s.execute(Query(id="q1", prompt="hi"), ALICE)
+    await settle()
+    s.claude_session_id = "never-saved"  # as the CLI's `init` message names it at the turn's start
+    fleet.current.die()
+    await settle()
+    assert [r["subtype"] for r in sink.results("q1")] == ["agent_exited"] and first.result
+    await s.execute(Query(id="q2", prompt="again"), ALICE)
+    await settle()
+    assert fleet.current.alive and fleet.current.claude_session_id is None
+    assert len(fleet.runners) == 3  # the refused resume, then a fresh start
+    fleet.current.result(user_message_uuid=fleet.current.sent[-1]["uuid"])
+    await settle()
+    assert [r["is_error"] for r in sink.results("q2")] == [False]

@@ -357,15 +357,19 @@ export class ChatState {
         this.permissionMode = event.mode;
         this._notice('info', 'permission_mode_changed', `Permission mode changed to ${event.mode}`);
         break;
-      case 'conversation_reset':
-        // The gateway starts the transcript again here (a snapshot holds only what follows), and
-        // so does the chat, so a live chat and a rebuilt one look the same.
+      case 'conversation_reset': {
+        // The gateway starts the transcript again here, keeping only the queries sent while the
+        // reset ran (still queued: they run next, in the new conversation); so does the chat, so
+        // a live chat and one rebuilt from a snapshot look the same.
+        const waiting = this._items.filter((i) => i.type === 'user' && i.queued);
         this._items = [];
         this._index.clear();
         this._final.clear();
         this._streams.clear();
+        for (const item of waiting) this._add(item);
         this._notice('info', 'conversation_reset', event.mode === 'hard' ? 'New conversation (agent restarted)' : 'New conversation');
         break;
+      }
       case 'error':
         this._notice(event.recoverable === false ? 'error' : 'warning', event.code, event.message);
         break;

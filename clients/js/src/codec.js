@@ -179,6 +179,12 @@ const sessionInfo = shape({
     session_id: str, profile: str, model: nullable(str), permission_mode: str, state: literal(...SESSION_STATES),
     epoch: str, last_seq: all(int, atLeast(0)), created_at: num, last_activity: num, turns: int, total_cost_usd: num,
     queued: int, pending: arr(eventBody), allowed_models: nullable(arr(str)), allowed_modes: arr(str),
+    limits: shape({
+      required: {
+        log_max_events: int, log_max_bytes: int, log_max_age_s: num, transcript_max_events: int,
+        max_queued_queries: int, max_frame_bytes: int,
+      },
+    }),
   },
 });
 

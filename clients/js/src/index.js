@@ -32,11 +32,13 @@ export { renderMarkdown, renderInline, escapeHtml, safeUrl } from './markdown.js
  * @typedef {import('./protocol.js').EventFrame} EventFrame
  * @typedef {import('./protocol.js').AttachedFrame} AttachedFrame
  * @typedef {import('./protocol.js').ResetFrame} ResetFrame
+ * @typedef {import('./protocol.js').ResetReason} ResetReason
  * @typedef {import('./protocol.js').AckFrame} AckFrame
  * @typedef {import('./protocol.js').ErrorFrame} ErrorFrame
  * @typedef {import('./protocol.js').SessionEvent} SessionEvent
  * @typedef {import('./protocol.js').EventKind} EventKind
  * @typedef {import('./protocol.js').SessionInfo} SessionInfo
+ * @typedef {import('./protocol.js').SessionLimits} SessionLimits
  * @typedef {import('./protocol.js').Snapshot} Snapshot
  * @typedef {import('./protocol.js').SessionState} SessionState
  * @typedef {import('./protocol.js').PermissionMode} PermissionMode

@@ -314,12 +314,27 @@ export interface ErrorFrame {
   type: "error";
   code: string;
   message: string;
+  /** The refused frame's id; absent when it had no valid id (or, for `bad_json`, none could be read). */
   id?: string | null;
 }
 export interface PongFrame {
   type: "pong";
   id: string;
   ts: number;
+}
+/**
+ * The bounds a client plans around. The log keeps at most `log_max_events`, `log_max_bytes` and
+ * `log_max_age_s` of events (whichever is smallest; a cursor older than that gets a `reset`); a
+ * snapshot's transcript holds the last `transcript_max_events`; at most `max_queued_queries` wait;
+ * a client frame (an HTTP body) is at most `max_frame_bytes`.
+ */
+export interface SessionLimits {
+  log_max_events: number;
+  log_max_bytes: number;
+  log_max_age_s: number;
+  transcript_max_events: number;
+  max_queued_queries: number;
+  max_frame_bytes: number;
 }
 export interface SessionInfo {
   session_id: string;
@@ -337,6 +352,7 @@ export interface SessionInfo {
   pending: PendingRequest[];
   allowed_models: string[] | null;
   allowed_modes: string[];
+  limits: SessionLimits;
 }
 /** Reply to `open`/`attach`: events after `after` follow (replay), then the live tail. */
 export interface AttachedFrame {
@@ -352,10 +368,15 @@ export interface Snapshot {
   transcript: SessionEvent[];
   streaming_text?: string | null;
 }
-/** The client's cursor can't be served (too old, or another epoch): rebuild from this snapshot. */
+/** Why a cursor can't be served; new reasons may be added within version 1 (treat them alike). */
+export type ResetReason = "cursor_too_old" | "cursor_ahead" | "epoch_mismatch";
+/**
+ * The client's cursor can't be served: events after it were evicted (`cursor_too_old`), it is
+ * beyond the last event (`cursor_ahead`), or it names another epoch: rebuild from this snapshot.
+ */
 export interface ResetFrame {
   type: "reset";
-  reason: string;
+  reason: ResetReason | (string & {});
   snapshot: Snapshot;
   id?: string | null;
   connection?: string | null;

@@ -365,7 +365,8 @@ export class GatewaySession extends Emitter {
   }
 
   /**
-   * Send a prompt. Resolves with `{ query_id, queued, position }`.
+   * Send a prompt. Resolves with `{ query_id, queued, position }`: `position` is 0 when the query
+   * starts at once, else its place in the queue (1 runs next).
    * @param {string | import('./protocol.js').ContentBlock[]} prompt
    * @param {{ id?: string }} [options]
    */

@@ -46,6 +46,7 @@ export class FakeGateway {
       session_id: this.sessionId, profile: 'default', model: 'm1', permission_mode: 'default', state: this.state,
       epoch: this.epoch, last_seq: this.log.length, created_at: 1, last_activity: 1, turns: 0, total_cost_usd: 0,
       queued: 0, pending: this.pending(), allowed_models: ['m1', 'm2'], allowed_modes: ['default', 'plan'],
+      limits: { log_max_events: 10000, log_max_bytes: 33554432, log_max_age_s: 3600, transcript_max_events: 2000, max_queued_queries: 20, max_frame_bytes: 1048576 },
     };
   }
 
@@ -71,7 +72,7 @@ export class FakeGateway {
     const after = frame.after ?? 0;
     if ((frame.epoch && frame.epoch !== this.epoch) || after > this.log.length) {
       const snapshot = { session: this.info(), transcript: this.log.map((f) => f.event).filter((e) => e.kind !== 'state' && e.kind !== 'stream') };
-      return [JSON.stringify({ type: 'reset', id: frame.id, reason: frame.epoch !== this.epoch ? 'epoch_mismatch' : 'cursor_too_old', connection, snapshot })];
+      return [JSON.stringify({ type: 'reset', id: frame.id, reason: frame.epoch && frame.epoch !== this.epoch ? 'epoch_mismatch' : 'cursor_ahead', connection, snapshot })];
     }
     return [
       JSON.stringify({ type: 'attached', id: frame.id, connection, after, session: this.info(), protocol: 1 }),

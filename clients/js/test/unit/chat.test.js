@@ -154,6 +154,25 @@ describe('chat state from recorded sessions', () => {
     assert.equal(/** @type {any} */ (chat.get('q:q2')).queued, false);
   });
 
+  test('a reset keeps the prompts sent while it ran (they run next), as the gateway\'s transcript does', () => {
+    const by = { principal: 'alice', connection: 'c1' };
+    const result = (/** @type {string} */ q, /** @type {string} */ subtype) => ({ kind: 'result', query_id: q, subtype, is_error: subtype !== 'success', duration_ms: 0, duration_api_ms: 0, num_turns: 0 });
+    const chat = foldChat(/** @type {any[]} */ ([
+      { kind: 'user_query', query_id: 'q1', prompt: 'running', by, queued: false },
+      { kind: 'turn_started', query_id: 'q1' },
+      { kind: 'user_query', query_id: 'q2', prompt: 'queued before the reset', by, queued: true },
+      result('q2', 'cancelled'), // dropped by the reset
+      { kind: 'user_query', query_id: 'q3', prompt: 'sent during the reset', by, queued: true },
+      result('q1', 'success'),
+      { kind: 'conversation_reset', mode: 'soft', by },
+      { kind: 'turn_started', query_id: 'q3' },
+    ]));
+    assert.deepEqual(chat.items.map((i) => [i.type, i.type === 'notice' ? i.code : /** @type {any} */ (i).text]), [
+      ['user', 'sent during the reset'],
+      ['notice', 'conversation_reset'],
+    ]);
+  });
+
   test("a turn lost with its agent process ends with the gateway's result; costs don't count twice", () => {
     /** @param {string} id @param {object} extra */
     const result = (id, extra) => ({ kind: 'result', query_id: id, is_error: false, subtype: 'success', duration_ms: 5, duration_api_ms: 1, num_turns: 1, ...extra });

@@ -7,6 +7,7 @@ import {
 const info = {
   session_id: 's', profile: 'default', model: null, permission_mode: 'default', state: 'idle', epoch: 'e', last_seq: 0,
   created_at: 1, last_activity: 1, turns: 0, total_cost_usd: 0, queued: 0, pending: [], allowed_models: null, allowed_modes: ['default'],
+  limits: { log_max_events: 10000, log_max_bytes: 33554432, log_max_age_s: 3600, transcript_max_events: 2000, max_queued_queries: 20, max_frame_bytes: 1048576 },
 };
 
 describe('server frames', () => {
@@ -39,6 +40,8 @@ describe('server frames', () => {
   test('attached and reset carry a valid session', () => {
     assert.equal(validateServerFrame({ type: 'attached', id: 'o', connection: 'c', after: 0, session: info, protocol: 1 }), null);
     assert.match(String(validateServerFrame({ type: 'attached', id: 'o', connection: 'c', after: 0, session: { ...info, epoch: 3 }, protocol: 1 })), /epoch must be a string/);
+    const noRetention = { ...info, limits: { ...info.limits, log_max_events: '10000' } };
+    assert.match(String(validateServerFrame({ type: 'attached', id: 'o', connection: 'c', after: 0, session: noRetention, protocol: 1 })), /log_max_events must be an integer/);
     const snapshot = { session: info, transcript: [{ kind: 'user_query', query_id: 'q', prompt: 'hi', by: { principal: 'a' } }], streaming_text: null };
     assert.equal(validateServerFrame({ type: 'reset', reason: 'cursor_too_old', snapshot }), null);
   });
