@@ -1,16 +1,20 @@
 """Ack records in Redis (`P:{sid}:acks`, frame id -> encoded Ack, expiring `ack_ttl_s` after the
 last write), so a frame re-sent under the same id to any replica runs at most once.
 
-Only the owner reads and writes them, around `Session.execute`. Redis failing costs the guarantee
-across replicas, never the frame: the owner's in-memory record still holds within the process.
+Only the owner reads and writes them, around `Session.execute`; a record is written through the
+replica's `PipelineWriter`, so the ack goes out without waiting for Redis (until the owner changes,
+the owner's in-memory record covers the moment before the write lands). Redis failing costs the
+guarantee across owners, never the frame.
 """
 
 import logging
 
 import msgspec
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
+from gateway.cluster.writer import PipelineWriter
 from gateway.wire.server import Ack
 
 log = logging.getLogger("gateway.cluster.acks")
@@ -22,8 +26,9 @@ _decode = msgspec.json.Decoder(Ack).decode
 class AckRecords:
     """One session's records."""
 
-    def __init__(self, redis: Redis, key: str, ttl_s: float) -> None:
+    def __init__(self, redis: Redis, writer: PipelineWriter, key: str, ttl_s: float) -> None:
         self._redis = redis
+        self._writer = writer
         self._key = key
         self._ttl_s = max(1, int(ttl_s))
 
@@ -35,11 +40,12 @@ class AckRecords:
             return None
         return None if raw is None else _decode(raw)
 
-    async def put(self, ack: Ack) -> None:
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.hset(self._key, ack.id, _encode(ack))
-                pipe.expire(self._key, self._ttl_s)
-                await pipe.execute()
-        except (RedisError, OSError) as exc:
-            log.warning("ack of %s not recorded (%s): %r", ack.id, self._key, exc)
+    def put(self, ack: Ack) -> None:
+        """Queue the record (sync: the ack is sent without waiting for Redis)."""
+        record = _encode(ack)
+
+        def write(pipe: Pipeline) -> None:
+            pipe.hset(self._key, ack.id, record)
+            pipe.expire(self._key, self._ttl_s)
+
+        self._writer.put((self._key, ack.id), write)

@@ -18,6 +18,7 @@ from gateway.cluster.ownership import Ownership
 from gateway.cluster.pubsub_standin import PubSubHub
 from gateway.cluster.registry import Registry
 from gateway.cluster.rpc import Request, RpcNode
+from gateway.cluster.writer import PipelineWriter
 from gateway.config import Settings
 from gateway.sessions.session import Session
 from gateway.store.redis import connect
@@ -43,7 +44,8 @@ class ClusterNode:
         self.replica_id = settings.replica_id or "r_" + secrets.token_hex(4)
         self.redis = connect(settings)
         self.hub = PubSubHub(self.redis)
-        self.registry = Registry(self.redis, settings)
+        self.writer = PipelineWriter(self.redis)
+        self.registry = Registry(self.redis, self.writer, settings)
         self.ownership = Ownership(self.redis, settings, self.replica_id, self._lost)
         self.rpc = RpcNode(self.redis, self.hub, settings, self.replica_id, self._serve)
         self._local = local
@@ -52,21 +54,25 @@ class ClusterNode:
         return keys.SessionKeys.of(self.settings.redis_key_prefix, session_id)
 
     def acks(self, session_id: str) -> AckRecords:
-        return AckRecords(self.redis, self.keys(session_id).acks, self.settings.ack_ttl_s)
+        return AckRecords(self.redis, self.writer, self.keys(session_id).acks, self.settings.ack_ttl_s)
 
     async def start(self) -> None:
         await self.rpc.start()
         await self.ownership.renew()  # listed as live before the first request can name us
         self.ownership.start()
-        self.registry.start()
+        self.writer.start()
         log.info("replica %s joined the cluster", self.replica_id)
 
     async def stop(self) -> None:
-        await self.registry.stop()
+        await self.writer.stop()
         await self.ownership.stop()
         await self.rpc.stop()
         await self.hub.stop()
         await self.redis.aclose()
+
+    async def watched(self, session_id: str) -> bool:
+        """Whether another replica has clients attached to the session (the owner then doesn't reap it)."""
+        return bool(await self.redis.exists(keys.watched(self.settings.redis_key_prefix, session_id)))
 
     def _lost(self, session_id: str) -> None:
         """Issue 9 decides what a replica does with a session it lost; the fence already stops its writes."""
@@ -80,8 +86,6 @@ class ClusterNode:
             return _encode(await session.execute(decode_client_frame(bytes(request.frame)), request.actor))
         if request.op == "snapshot":
             return _encode(session.snapshot_now())
-        if request.op == "info":
-            return _encode(session.info())
         if request.op == "cancel_query":
             return _encode(await session.cancel_query(request.arg or ""))
         await self._local.close(session, request.arg or "closed by client")

@@ -6,7 +6,9 @@ HINCRBY fence); this replica counts a session as its own only while its renewals
 in the lease; every key of an owned session is kept from expiring by the same renewal. The fencing
 token goes to the session's log, whose append script refuses writes under an older token, so even a
 replica that missed losing its lease (paused past the TTL) can't write after the next owner claims.
-All leases and this replica's heartbeat are renewed in ONE pipeline every `lease_ttl_s / 3`.
+All leases and this replica's heartbeat are renewed in ONE pipeline every `lease_ttl_s / 3`, with a
+`watched` mark (TTL `lease_ttl_s`) on every session this replica follows for its clients, which keeps
+the owner from reaping a session that only other replicas' clients are attached to.
 """
 
 import asyncio
@@ -14,7 +16,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -51,13 +53,17 @@ class ClaimRefused(Exception):
 
 
 class Ownership:
-    def __init__(self, redis: Redis, settings: Settings, replica_id: str, on_lost: Callable[[str], None]) -> None:
+    def __init__(
+        self, redis: Redis, settings: Settings, replica_id: str, on_lost: Callable[[str], None],
+        watched: Callable[[], Collection[str]] = tuple,
+    ) -> None:
         self.replica_id = replica_id
         self._redis = redis
         self._prefix = settings.redis_key_prefix
         self._lease_ms = int(settings.lease_ttl_s * 1000)
         self._retention_s = int(settings.log_max_age_s + settings.idle_timeout_s) + 1
         self._on_lost = on_lost
+        self._watched = watched
         self._held: dict[str, str] = {}  # session id -> our lease value
         self._claim = redis.register_script(_CLAIM)
         self._renew = redis.register_script(_RENEW)
@@ -110,11 +116,14 @@ class Ownership:
         held = list(self._held.items())
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.zadd(keys.replicas(self._prefix), {self.replica_id: int(time.time() * 1000)})
+            for session_id in self._watched():
+                pipe.set(keys.watched(self._prefix, session_id), self.replica_id, px=self._lease_ms)
             for session_id, value in held:
                 k = keys.SessionKeys.of(self._prefix, session_id)
                 await self._renew(keys=[k.owner, k.meta, k.log, k.acks], args=[value, self._lease_ms, self._retention_s], client=pipe)
             results = await pipe.execute()
-        lost = [sid for (sid, value), ok in zip(held, results[1:]) if not ok and self._held.get(sid) == value]
+        renewed = results[len(results) - len(held):]
+        lost = [sid for (sid, value), ok in zip(held, renewed) if not ok and self._held.get(sid) == value]
         for session_id in lost:
             log.error("session %s: lease lost; this replica stops writing it", session_id)
             del self._held[session_id]

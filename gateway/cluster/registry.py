@@ -2,27 +2,24 @@
 
 Per session, fields of `P:{sid}:meta`: `principal`, `profile`, `owner`, `state`, `created_at`,
 `last_activity` and `info` (the SessionInfo JSON); per principal, the ZSET `P:principal:<p>` of its
-session ids. The owner writes `info` when something in it other than the event count changes
-(state, model, mode, approvals, a turn's cost): writes are coalesced by ONE task per replica into one
-pipeline, never one per event; `last_seq`, kept in the same hash by the log's append script, is the
-fresher position and wins over the one inside `info`. Index entries whose meta hash has expired are
-dropped when a listing meets them.
+session ids; per `open` frame id, `P:opened:<p>:<id>` names the session it made. The owner writes
+`info` when something in it other than the event count changes (state, model, mode, approvals, a
+turn's cost), through the replica's `PipelineWriter`, never once per event; `last_seq`, kept in the
+same hash by the log's append script, is the fresher position and wins over the one inside `info`.
+A closed session's description is final. Index entries whose meta hash has expired are dropped when
+a listing meets them.
 """
 
-import asyncio
-import contextlib
-import logging
 from collections.abc import Callable
 
 import msgspec
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.asyncio.client import Pipeline
 
 from gateway.cluster import keys
+from gateway.cluster.writer import PipelineWriter
 from gateway.config import Settings
 from gateway.wire.server import SessionInfo
-
-log = logging.getLogger("gateway.cluster.registry")
 
 _encode = msgspec.json.Encoder().encode
 _decode_info = msgspec.json.Decoder(SessionInfo).decode
@@ -54,15 +51,13 @@ _FIELDS = ("principal", "owner", "info", "last_seq")
 
 
 class Registry:
-    def __init__(self, redis: Redis, settings: Settings) -> None:
+    def __init__(self, redis: Redis, writer: PipelineWriter, settings: Settings) -> None:
         self._redis = redis
+        self._writer = writer
         self._prefix = settings.redis_key_prefix
         self._retention_s = int(settings.log_max_age_s + settings.idle_timeout_s) + 1
         self._closed_retention_s = max(1, int(settings.closed_retention_s))
-        self._dirty: dict[str, Callable[[], SessionInfo]] = {}
-        self._wake = asyncio.Event()
-        self._writing = asyncio.Lock()  # a close is never overwritten by an older description in flight
-        self._task: asyncio.Task[None] | None = None
+        self._ack_ttl_s = max(1, int(settings.ack_ttl_s))
 
     def _keys(self, session_id: str) -> keys.SessionKeys:
         return keys.SessionKeys.of(self._prefix, session_id)
@@ -78,6 +73,20 @@ class Registry:
             pipe.expire(k.meta, self._retention_s)
             pipe.zadd(keys.principal_index(self._prefix, principal), {info.session_id: info.created_at})
             await pipe.execute()
+
+    async def reserve_open(self, principal: str, frame_id: str, session_id: str, *, replace: bool = False) -> str | None:
+        """Name `session_id` as what `open` frame `frame_id` makes, unless an earlier copy of the frame
+        already named one (returned); `replace` takes the name over (the earlier session is closed)."""
+        key = keys.opened(self._prefix, principal, frame_id)
+        if replace:
+            await self._redis.set(key, session_id, ex=self._ack_ttl_s)
+            return None
+        earlier = await self._redis.set(key, session_id, ex=self._ack_ttl_s, nx=True, get=True)
+        return None if earlier is None else earlier.decode()
+
+    async def unreserve_open(self, principal: str, frame_id: str) -> None:
+        """The open failed: a copy of the frame sent later tries again."""
+        await self._redis.delete(keys.opened(self._prefix, principal, frame_id))
 
     async def lookup(self, session_id: str) -> Entry | None:
         return _entry(await self._redis.hmget(self._keys(session_id).meta, _FIELDS))
@@ -101,59 +110,19 @@ class Registry:
         return sum(1 for entry in await self.list_for(principal) if not entry.closed)
 
     async def closed(self, info: SessionInfo) -> None:
-        """The session's final description; its meta hash now expires after `closed_retention_s`."""
-        self._dirty.pop(info.session_id, None)
+        """The session's final description; its meta hash now expires after `closed_retention_s`.
+        Written at once, never overwritten by an older description queued or in flight."""
+        self._writer.discard(("info", info.session_id))
         k = self._keys(info.session_id)
-        async with self._writing, self._redis.pipeline(transaction=False) as pipe:
+        async with self._writer.sending, self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(k.meta, mapping={"state": "closed", "last_activity": info.last_activity, "info": _encode(info)})
             pipe.expire(k.meta, self._closed_retention_s)
             await pipe.execute()
 
-    # ---- coalesced description updates -------------------------------------------------------
-
     def changed(self, session_id: str, describe: Callable[[], SessionInfo]) -> None:
         """The session's description changed: the writer stores `describe()` soon (sync, O(1))."""
-        self._dirty[session_id] = describe
-        self._wake.set()
+        def write(pipe: Pipeline) -> None:
+            info = describe()
+            pipe.hset(self._keys(session_id).meta, mapping={"state": info.state, "last_activity": info.last_activity, "info": _encode(info)})
 
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._write_forever(), name="registry-writer")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        with contextlib.suppress(RedisError, OSError):
-            await self.flush()
-
-    async def _write_forever(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            try:
-                await self.flush()
-            except (RedisError, OSError) as exc:
-                log.warning("registry update failed (retrying): %r", exc)
-                await asyncio.sleep(1.0)
-                self._wake.set()
-
-    async def flush(self) -> None:
-        """Write every pending description in one pipeline; on failure they stay pending."""
-        if not self._dirty:
-            return
-        async with self._writing:
-            await self._flush()
-
-    async def _flush(self) -> None:
-        pending, self._dirty = self._dirty, {}
-        infos = [describe() for describe in pending.values()]
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for info in infos:
-                    k = self._keys(info.session_id)
-                    pipe.hset(k.meta, mapping={"state": info.state, "last_activity": info.last_activity, "info": _encode(info)})
-                await pipe.execute()
-        except BaseException:
-            self._dirty = {**pending, **self._dirty}
-            raise
+        self._writer.put(("info", session_id), write)

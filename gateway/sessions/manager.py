@@ -24,7 +24,7 @@ from pathlib import Path
 from gateway.cluster.node import ClusterNode
 from gateway.cluster.remote import RemoteSession
 from gateway.config import Settings
-from gateway.events.log import MemoryEventLog
+from gateway.events.log import EventLog, MemoryEventLog
 from gateway.profiles import Profile, narrow
 from gateway.sessions import proctree
 from gateway.sessions.agent_options import build_options, keep_sandbox_placeholders, launched_cli
@@ -39,6 +39,7 @@ from gateway.wire.server import SessionInfo, SessionLimits
 
 log = logging.getLogger("gateway.sessions")
 
+OPENED_WAIT_STEPS, OPENED_WAIT_STEP_S = 40, 0.05  # how long a re-sent `open` waits for the first one's session
 RunnerFactory = Callable[[Session, str | None], AgentRunner]
 SHUTDOWN_DRAIN_S = 5.0  # how long shutdown waits for attached clients to be sent their sessions' last events
 
@@ -110,7 +111,7 @@ class SessionManager:
 
     # ---- creation --------------------------------------------------------------------------
 
-    async def open(self, principal: str, frame: Open) -> Session:
+    async def open(self, principal: str, frame: Open) -> SessionHandle:
         """Create a session and start its CLI in the background. Re-sending the same `open` frame id
         returns the same session."""
         if self.shutting_down:
@@ -118,6 +119,32 @@ class SessionManager:
         existing = self._sessions.get(self._opened.get((principal, frame.id), ""))
         if existing is not None and not existing.closed:  # a closed one is gone: the open makes a new one
             return existing
+        session_id = "s_" + secrets.token_urlsafe(16)
+        if self.cluster is None:
+            return await self._open(principal, frame, session_id)
+        registry = self.cluster.registry
+        earlier = await registry.reserve_open(principal, frame.id, session_id)
+        if earlier is not None:
+            found = await self._opened_elsewhere(principal, earlier)
+            if found is not None and not found.closed:
+                return found
+            await registry.reserve_open(principal, frame.id, session_id, replace=True)
+        try:
+            return await self._open(principal, frame, session_id)
+        except BaseException:
+            await registry.unreserve_open(principal, frame.id)
+            raise
+
+    async def _opened_elsewhere(self, principal: str, session_id: str) -> SessionHandle | None:
+        """The session an earlier copy of an `open` made, on any replica: it is registered within
+        moments of being named, so wait that long; None when it is gone."""
+        for _ in range(OPENED_WAIT_STEPS):
+            with contextlib.suppress(GatewayError):
+                return await self.get(principal, session_id)
+            await asyncio.sleep(OPENED_WAIT_STEP_S)
+        return None
+
+    async def _open(self, principal: str, frame: Open, session_id: str) -> Session:
         profile = self.profiles.get(frame.profile)
         if profile is None:
             raise GatewayError(ErrorCode.PROFILE_NOT_FOUND, f"no profile {frame.profile!r}")
@@ -127,15 +154,18 @@ class SessionManager:
         live = self.live_count(principal) if self.cluster is None else await self.cluster.registry.live_count(principal)
         if live >= self.settings.max_sessions_per_principal:
             raise GatewayError(ErrorCode.TOO_MANY_SESSIONS, f"at most {self.settings.max_sessions_per_principal} sessions per principal")
-        session_id = "s_" + secrets.token_urlsafe(16)
         cluster = self.cluster
-        if cluster is not None:
+        log_store: EventLog
+        if cluster is None:
+            log_store = MemoryEventLog(self.settings.log_max_events, self.settings.log_max_bytes, self.settings.log_max_age_s)
+        else:
             await cluster.ownership.claim(session_id)
+            log_store = MemoryEventLog(self.settings.log_max_events, self.settings.log_max_bytes, self.settings.log_max_age_s)
         session = Session(
             session_id=session_id,
             principal=principal,
             spec=spec,
-            log_store=MemoryEventLog(self.settings.log_max_events, self.settings.log_max_bytes, self.settings.log_max_age_s),
+            log_store=log_store,
             runner_factory=self._runner_factory,
             on_closed=self._closed,
             on_described=None if cluster is None else self._described,
@@ -228,6 +258,8 @@ class SessionManager:
             if session.state not in ("idle", "failed"):
                 timeout_s += self.settings.turn_watchdog_s
             if session.connections == 0 and quiet_ms > timeout_s * 1000:
+                if self.cluster is not None and await self.cluster.watched(session.id):
+                    continue  # its clients are attached through other replicas
                 log.info("session %s (%s) reaped after %.0f s quiet", session.id, session.state, quiet_ms / 1000)
                 await self.close(session, "idle_timeout")
 

@@ -65,7 +65,9 @@ class AckStore(Protocol):
 
     async def get(self, frame_id: str) -> Ack | None: ...
 
-    async def put(self, ack: Ack) -> None: ...
+    def put(self, ack: Ack) -> None:
+        """Sync: nothing may come between a frame's execution and its ack (a close ends the feed)."""
+        ...
 
 
 class Session:
@@ -485,7 +487,7 @@ class Session:
             self._acks.pop(frame.id, None)  # not executed: the same id may be tried again
             raise
         if self._ack_store is not None:
-            await self._ack_store.put(ack)
+            self._ack_store.put(ack)
         return ack
 
     async def _execute(self, frame: cf.ClientFrame, actor: ev.Actor) -> dict[str, Any] | None:

@@ -142,3 +142,15 @@ async def test_an_owner_that_stopped_answering_gives_owner_unreachable_within_th
         ack = await two.frame({"type": "query", "id": "q_stopped", "prompt": "SCRIPT:hello"})
         assert ack["result"]["query_id"] == "q_stopped"
         await poll_run(two, session_id, "q_stopped", "completed")
+
+
+async def test_a_create_resent_to_another_replica_gets_the_same_session(cluster) -> None:  # type: ignore[no-untyped-def]
+    async with clients(cluster) as (one, two):
+        first = await one.create(id="create-once", prompt="SCRIPT:hello")
+        second = await two.create(id="create-once", prompt="SCRIPT:hello")
+        assert second["session"]["session_id"] == first["session"]["session_id"]
+        assert second["run"]["run_id"] == first["run"]["run_id"]
+        listed = (await two.http.get("/v1/sessions")).json()["sessions"]
+        assert [s["session_id"] for s in listed] == [first["session"]["session_id"]]
+        snapshot = (await two.http.get(f"/v1/sessions/{second['session']['session_id']}/snapshot")).json()
+        assert [e["query_id"] for e in snapshot["transcript"] if e["kind"] == "user_query"] == [first["run"]["run_id"]]

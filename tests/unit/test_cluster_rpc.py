@@ -18,7 +18,7 @@ from tests.support import gateway as gw
 async def handler(request: Request) -> bytes:
     if request.op == "close":
         raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed")
-    if request.op == "info":
+    if request.op == "snapshot":
         await asyncio.sleep(60)  # an owner that never answers in time
     assert request.actor is not None
     return b'{"echo":%s,"by":"%s"}' % (bytes(request.frame), request.actor.connection.encode())  # type: ignore[union-attr]
@@ -57,7 +57,7 @@ async def test_a_silent_owner_is_unreachable_within_the_bound(pair) -> None:  # 
     r1, _ = pair
     started = time.monotonic()
     with pytest.raises(GatewayError) as caught:
-        await r1.call("r2", "s1", "info")
+        await r1.call("r2", "s1", "snapshot")
     assert caught.value.code == ErrorCode.OWNER_UNREACHABLE
     assert 0.5 <= time.monotonic() - started < 1.5
 
@@ -66,6 +66,6 @@ async def test_a_missing_owner_is_unreachable_at_once(pair) -> None:  # type: ig
     r1, _ = pair
     started = time.monotonic()
     with pytest.raises(GatewayError) as caught:
-        await r1.call("gone", "s1", "info")
+        await r1.call("gone", "s1", "snapshot")
     assert caught.value.code == ErrorCode.OWNER_UNREACHABLE
     assert time.monotonic() - started < 0.4
