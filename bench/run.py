@@ -1,18 +1,23 @@
-"""The streaming benchmark: `python -m bench.run [--quick]` (or `python bench/run.py`) from the repo root.
+"""The streaming benchmark: `python -m bench.run [--quick] [--real]` (or `python bench/run.py`) from the repo root.
 
-Starts the gateway (real app, synthetic agent) and a bare Starlette WebSocket (bench/baseline_app.py)
+Starts the gateway (real app, synthetic agent; with `--real` the real path: `SdkRunner` and the SDK
+reading a stand-in CLI, bench/standin_cli.py) and a bare Starlette WebSocket (bench/baseline_app.py)
 as two server processes, then drives each in turn from a third process with the same client code:
 for 1, 10 and 50 sessions, a burst as fast as the agent produces it (throughput, nothing lost) and a
-stream paced at 4,000 text deltas/s in total (added latency). Every figure stands beside the
-baseline's from the same run. See bench/README.md for what each column means.
+stream paced at 4,000 text deltas/s in total (added latency); with `--real` also 100 deltas/s in
+each of the most sessions. Every figure stands beside the baseline's from the same run; `--real`
+adds where the gateway's CPU goes, by stage (bench/stages.py). See bench/README.md for the columns.
 """
 
 import argparse
 import contextlib
+import dataclasses
 import multiprocessing
+import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -22,7 +27,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import hotpath, load
+from bench import hotpath, load, stages
 from bench.serve import TOKEN
 from bench.synthetic_agent import Burst
 
@@ -35,6 +40,7 @@ class Scenario:
     name: str
     sessions: int
     burst: Burst  # what each session is asked for
+    sse: bool = False  # the gateway's sessions each have an SSE reader beside the WebSocket
 
 
 @dataclass(frozen=True)
@@ -67,14 +73,22 @@ class Row:
         return sum(r.disorder for r in self.gateway_runs + self.baseline_runs)
 
 
-def scenarios(sessions: list[int], burst_events: int, rate: float, paced_s: float, chunk: int) -> list[Scenario]:
-    """Bursts of `burst_events` deltas in total, then `rate` deltas/s in total for `paced_s`, split over the sessions."""
+def scenarios(sessions: list[int], burst_events: int, rate: float, paced_s: float, chunk: int, each_rate: float = 0.0) -> list[Scenario]:
+    """Bursts of `burst_events` deltas in total, then `rate` deltas/s in total for `paced_s`, split over the
+    sessions; then, with `each_rate`, that many deltas/s in each of the most sessions."""
     bursts = [Scenario(f"burst x{n}", n, Burst(events=max(1, burst_events // n), chunk=chunk)) for n in sessions]
     paced = [
         Scenario(f"{rate:,.0f}/s x{n}", n, Burst(events=max(1, int(rate * paced_s / n)), rate=rate / n, chunk=chunk))
         for n in sessions
     ]
-    return bursts + paced
+    n = max(sessions)
+    each = [Scenario(f"{each_rate:,.0f}/s each x{n}", n, Burst(events=max(1, int(each_rate * paced_s)), rate=each_rate, chunk=chunk))] if each_rate else []
+    return bursts + paced + each
+
+
+def with_sse(plan: list[Scenario]) -> list[Scenario]:
+    """The first burst and the last scenario again, each session with an SSE reader beside its WebSocket."""
+    return plan + [dataclasses.replace(s, name=s.name + " +sse", sse=True) for s in (plan[0], plan[-1])]
 
 
 def _free_port() -> int:
@@ -84,10 +98,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(kind: str, loop: str = "auto") -> Iterator[tuple[int, int]]:
+def server(kind: str, loop: str = "auto", stages_file: str | None = None) -> Iterator[tuple[int, int]]:
     """Run `python -m bench.serve kind PORT LOOP`; yields (port, pid) once it accepts connections."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.serve", kind, str(port), loop], cwd=ROOT)
+    env = {**os.environ, stages.ENV: stages_file} if stages_file else None
+    proc = subprocess.Popen([sys.executable, "-m", "bench.serve", kind, str(port), loop], cwd=ROOT, env=env)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -104,23 +119,33 @@ def server(kind: str, loop: str = "auto") -> Iterator[tuple[int, int]]:
         proc.wait(30)
 
 
-def run_all(plan: list[Scenario], repeat: int = 1, loop: str = "auto") -> list[Row]:
-    """Each scenario `repeat` times, the gateway and the baseline taking turns, both on the same event loop."""
+def run_all(plan: list[Scenario], repeat: int = 1, loop: str = "auto", real: bool = False) -> list[Row]:
+    """Each scenario `repeat` times, the gateway and the baseline taking turns, both on the same event loop.
+
+    `real`: the gateway on the real path, its CPU sampled by stage; its sessions are measured from
+    when their CLIs are up, and the sampler's own CPU is left out of its figures.
+    """
     rows = []
     with contextlib.ExitStack() as stack:
-        servers = {kind: stack.enter_context(server(kind, loop)) for kind in ("gateway", "baseline")}
+        stages_file = str(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "stages.json") if real else None
+        servers = {
+            "gateway": stack.enter_context(server("real" if real else "gateway", loop, stages_file)),
+            "baseline": stack.enter_context(server("baseline", loop)),
+        }
         pool = stack.enter_context(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")))
 
-        def measure(kind: str, sessions: int, burst: Burst) -> load.Result:
+        def measure(kind: str, sessions: int, burst: Burst, sse: bool = False) -> load.Result:
             port, pid = servers[kind]
-            return pool.submit(load.run, HOST, port, TOKEN, pid, sessions, burst).result()
+            sampled = stages_file if kind == "gateway" else None
+            result = pool.submit(load.run, HOST, port, TOKEN, pid, sessions, burst, 120.0, sampled is not None, sampled, sse).result()
+            return dataclasses.replace(result, server_cpu_s=result.server_cpu_s - result.stages.get("sampler", 0.0))
 
         for kind in servers:  # warm up: imports, first connections, caches
             measure(kind, 2, Burst(events=2000))
         for scenario in plan:
             row = Row(scenario, [], [])
             for _ in range(repeat):
-                row.gateway_runs.append(measure("gateway", scenario.sessions, scenario.burst))
+                row.gateway_runs.append(measure("gateway", scenario.sessions, scenario.burst, scenario.sse))
                 row.baseline_runs.append(measure("baseline", scenario.sessions, scenario.burst))
             rows.append(row)
             print(f"  {scenario.name}: done", file=sys.stderr, flush=True)
@@ -143,8 +168,9 @@ def _si(x: float) -> str:
 
 
 def table(rows: list[Row]) -> str:
+    w = max(13, *(len(row.scenario.name) + 1 for row in rows))
     head = (
-        f"{'scenario':<13}{'gw ev/s':>9}{'base ev/s':>10}{'ratio':>7}  {'gw ev/cpu-s':>11}{'base ev/cpu-s':>14}{'ratio':>7}"
+        f"{'scenario':<{w}}{'gw ev/s':>9}{'base ev/s':>10}{'ratio':>7}  {'gw ev/cpu-s':>11}{'base ev/cpu-s':>14}{'ratio':>7}"
         f"  {'gw µs/ev':>8}{'base':>6}  {'gw p50/p99 ms':>14}{'base p50/p99 ms':>16}  {'ev/msg':>6}{'lost':>9}  {'cpu gw/client':>13}"
     )
     lines = [head, "-" * len(head)]
@@ -152,7 +178,7 @@ def table(rows: list[Row]) -> str:
         g, b = row.gateway, row.baseline
         lost = "{}/{}".format(*row.lost) + ("!" if row.disorder else "")
         lines.append(
-            f"{row.scenario.name:<13}{_si(g.rate):>9}{_si(b.rate):>10}{g.rate / b.rate:>7.2f}"
+            f"{row.scenario.name:<{w}}{_si(g.rate):>9}{_si(b.rate):>10}{g.rate / b.rate:>7.2f}"
             f"  {_si(g.per_core):>11}{_si(b.per_core):>14}{g.per_core / b.per_core:>7.2f}"
             f"  {1e6 / g.per_core:>8.1f}{1e6 / b.per_core:>6.1f}"
             f"  {g.percentile(0.5) / 1000:>6.2f}/{g.percentile(0.99) / 1000:<7.2f}{b.percentile(0.5) / 1000:>8.2f}/{b.percentile(0.99) / 1000:<7.2f}"
@@ -165,6 +191,37 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+STAGE_COLUMNS = (
+    ("sdk", "SDK read+parse"), ("session", "session+translate"), ("encode+log", "encode+log"), ("send", "outbox+send"),
+    ("loop", "event loop"), ("other", "other"),
+)
+
+
+def stage_table(rows: list[Row]) -> str:
+    """The gateway's CPU per delta by stage, from its median run of each scenario: the run's CPU split by
+    the stage sampler's shares (bench/stages.py)."""
+    w = max(17, *(len(row.scenario.name) + 1 for row in rows))
+    head = f"{'scenario':<{w}}{'µs/ev':>7}  " + "".join(f"{title:>19}" for _, title in STAGE_COLUMNS) + f"{'samples':>9}"
+    lines = [head, "-" * len(head)]
+    for row in rows:
+        g = row.gateway
+        samples = sum(g.stages.get(k, 0.0) for k, _ in STAGE_COLUMNS)
+        if not samples or not g.delivered:
+            continue
+        total = g.server_cpu_s * 1e6 / g.delivered
+        cells = "".join(f"{total * g.stages.get(k, 0.0) / samples:>12.1f} ({g.stages.get(k, 0.0) / samples:>3.0%})" for k, _ in STAGE_COLUMNS)
+        lines.append(f"{row.scenario.name:<{w}}{total:>7.1f}  {cells}{samples:>9.0f}")
+    files: dict[str, float] = {}
+    for row in rows:
+        for key, count in row.gateway.stages.items():
+            if key.startswith("sdk:"):
+                files[key[4:]] = files.get(key[4:], 0.0) + count
+    if files:
+        top = sorted(files.items(), key=lambda kv: -kv[1])[:6]
+        lines.append("SDK read+parse by file, all rows: " + ", ".join(f"{name} {count / sum(files.values()):.0%}" for name, count in top))
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> list[Row]:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller bursts and shorter paced runs (~20 s in all)")
@@ -174,6 +231,8 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--paced-seconds", type=float, help="length of each paced run [2; quick 0.5]")
     parser.add_argument("--repeat", type=int, help="runs of each scenario per server; the median is shown [3; quick 1]")
     parser.add_argument("--chunk", type=int, default=1, help="messages the agent delivers per event-loop turn [1, like the SDK]")
+    parser.add_argument("--real", action="store_true", help="the gateway on the real path: SdkRunner and the SDK reading bench/standin_cli.py")
+    parser.add_argument("--each-rate", type=float, help="a paced scenario at this many deltas/s in each of the most sessions [--real: 100]")
     parser.add_argument("--loop", default="auto", choices=("auto", "asyncio", "uvloop"), help="both servers' event loop, as `serve --event-loop` [auto]")
     args = parser.parse_args(argv)
     plan = scenarios(
@@ -182,18 +241,23 @@ def main(argv: list[str] | None = None) -> list[Row]:
         args.rate,
         args.paced_seconds or (0.5 if args.quick else 2.0),
         args.chunk,
+        args.each_rate if args.each_rate is not None else (100.0 if args.real else 0.0),
     )
     started = time.monotonic()
     hot = hotpath.measure(events=5_000 if args.quick else 20_000)
-    rows = run_all(plan, args.repeat or (1 if args.quick else 3), args.loop)
+    rows = run_all(with_sse(plan) if args.real else plan, args.repeat or (1 if args.quick else 3), args.loop, args.real)
     print(table(rows))
+    if args.real:
+        print("\nreal path, the gateway's CPU per delta by stage (µs, share of the main thread; sampled, bench/stages.py):")
+        print(stage_table(rows))
     print(
         f"hot path in process (no sockets, best of 5): agent {hot.agent_us:.2f} µs/message; gateway on_message -> outbox"
         f" {hot.emit_us:.2f} µs/event; sender take + join {hot.take_us:.2f} µs/event in batches of {hot.batch}"
     )
     print(
-        f"({time.monotonic() - started:.0f} s; event loop {loop_name(args.loop)}; gateway and baseline each in its own process,"
-        " clients in a third)"
+        f"({time.monotonic() - started:.0f} s; event loop {loop_name(args.loop)};"
+        f" gateway {'on the real path (SdkRunner, ClaudeSDKClient, bench/standin_cli.py)' if args.real else 'with the synthetic agent'}"
+        " and baseline each in its own process, clients in a third)"
     )
     return rows
 

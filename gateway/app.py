@@ -11,14 +11,14 @@ import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Mount, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 
 from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.profiles import Profile, load_profiles
 from gateway.sessions.manager import RunnerFactory, SessionManager
-from gateway.transports import http_api, openapi
+from gateway.transports import http_api, metrics_endpoint, openapi
 from gateway.transports.problems import EXCEPTION_HANDLERS
 from gateway.transports.websocket import websocket_endpoint
 
@@ -36,15 +36,21 @@ def create_app(settings: Settings, profiles: dict[str, Profile] | None = None, r
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         log.info("gateway started on %s", type(asyncio.get_running_loop()).__module__.partition(".")[0])
         await manager.start()
+        scrape_port = None
+        if settings.metrics_port:
+            scrape_port = await metrics_endpoint.serve_port(manager.metrics, settings.metrics_host, settings.metrics_port)
         try:
             yield
         finally:
+            if scrape_port is not None:
+                scrape_port.close()
             await manager.shutdown()
 
     app = Starlette(
         routes=[
             WebSocketRoute("/v1/ws", websocket_endpoint),
             *http_api.routes(openapi.ALL_OPERATIONS),
+            Route("/metrics", metrics_endpoint.metrics, methods=["GET"]),
             Mount("/", StaticFiles(directory=STATIC_DIR, html=True, follow_symlink=True), name="static"),
         ],
         middleware=cors_middleware(settings),

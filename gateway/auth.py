@@ -26,7 +26,7 @@ log = logging.getLogger("gateway.auth")
 SUBPROTOCOL = "agent-gateway.v1"
 BEARER_SUBPROTOCOL_PREFIX = "bearer."
 ANONYMOUS = "anonymous"
-_CREDENTIAL = re.compile(r"(?i)([?&]ticket=|\bbearer[. ]\s*)[^\s&\"',]+")
+_CREDENTIAL = re.compile(r"(?i)([?&](?:ticket|token|access_token)=|\bbearer[. ]\s*)[^\s&\"',]+")
 REDACTED = "[redacted]"
 
 
@@ -95,6 +95,7 @@ def offered_subprotocols(conn: HTTPConnection) -> list[str]:
 
 
 def redact(text: str) -> str:
+    """`text` with every ticket and bearer token in it blanked (the one redaction every log path uses)."""
     return _CREDENTIAL.sub(lambda m: m.group(1) + REDACTED, text)
 
 

@@ -3,6 +3,7 @@
 import argparse
 import contextlib
 import logging
+import logging.config
 import os
 import sys
 from typing import Any
@@ -11,7 +12,7 @@ import uvicorn
 from starlette.applications import Starlette
 from uvicorn.main import STARTUP_FAILURE
 
-from gateway import __version__, config
+from gateway import __version__, config, logs
 from gateway.app import GatewayServer, create_app
 from gateway.auth import redact_logs
 from gateway.config import Settings
@@ -67,10 +68,16 @@ def uvicorn_config(app: Starlette, settings: Settings, **overrides: Any) -> uvic
 
 
 def serve(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        log_config = logs.logging_config(settings.log_format, settings.log_level)
+    except ValueError as exc:
+        raise SystemExit(f"agent-gateway: --log-format: {exc}") from None
+    logging.config.dictConfig(log_config)
+    logging.captureWarnings(True)  # the SDK's warnings too, in the chosen format
     if settings.demo not in ("auto", "on", "off"):
         raise SystemExit("agent-gateway: --demo must be auto, on or off")
-    if demo_active(settings):
+    settings.demo = "on" if demo_active(settings) else "off"  # decided once: `/healthz` reports it
+    if settings.demo == "on":
         from gateway.scripted_model.server import ScriptedModelServer
 
         model = ScriptedModelServer()
@@ -106,7 +113,7 @@ def serve(settings: Settings) -> None:
             f"  {auth.generated_token}",
             f"  Chat page: http://{settings.host}:{settings.port}/#token={auth.generated_token}",
         ])
-    server = GatewayServer(uvicorn_config(app, settings), app.state.manager)
+    server = GatewayServer(uvicorn_config(app, settings, log_config=log_config), app.state.manager)
     with contextlib.suppress(KeyboardInterrupt):  # as uvicorn.run: SIGINT ends the process quietly
         server.run()
     if not server.started:

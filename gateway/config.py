@@ -49,6 +49,9 @@ class Settings(msgspec.Struct, kw_only=True):
     sse_retry_ms: int = 2000
     sse_send_timeout_s: float = 30.0
     log_level: str = "info"
+    log_format: str = "text"
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
     event_loop: str = "auto"
     redis_url: str = ""
     redis_key_prefix: str = "ag"
@@ -108,6 +111,9 @@ HELP: dict[str, str] = {
     "sse_retry_ms": "Reconnection delay the SSE stream asks EventSource to use (the `retry:` field).",
     "sse_send_timeout_s": "An SSE write that can't complete in this time ends the stream (a stalled reader; it resumes with Last-Event-ID).",
     "log_level": "Log level: debug, info, warning, error.",
+    "log_format": "text: lines for people; json: one JSON object per line (uvicorn's access and error lines too) with `session_id`, `principal`, `connection_id`, `frame_id` and `seq` where they apply. Tokens and tickets never appear in either.",
+    "metrics_port": "0: Prometheus metrics only at `GET /metrics` on the main port, behind a bearer token. A port: also served there without authentication (on `metrics_host`), for a scraper without the token.",
+    "metrics_host": "Interface of the `metrics_port` listener; keep it private (0.0.0.0 only where the network is).",
     "redis_url": "Shared Redis for event logs, the session registry and conversations, so any replica serves any session: redis://[:password@]host:port/db, rediss://… (TLS), or redis+sentinel://[:password@]host:port[,host:port…]/service[/db] (Sentinel). Empty: one process, everything in memory.",
     "redis_key_prefix": "Prefix of every Redis key this gateway writes (several deployments can share one Redis).",
     "redis_pool_size": "Connections in the Redis connection pool of one replica.",

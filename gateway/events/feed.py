@@ -5,6 +5,7 @@ to direct delivery after the merge, so replay and live tail meet exactly whateve
 """
 
 import time
+from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 import msgspec
@@ -58,12 +59,41 @@ class Pending:
     def end(self) -> None:
         self.ended = True
 
-    def merge(self, replay: list[bytes], after: int) -> list[bytes]:
-        """The replay of the frames after `after`, then the buffered ones it doesn't hold."""
+    def merge(self, replay: list[bytes], after: int) -> list[bytes] | None:
+        """The replay of the frames after `after`, then the buffered ones it doesn't hold; None when
+        the replay ends short of them (a store that lost its newest writes: can't be served)."""
         skip = after + len(replay) + 1 - self.first_seq
         if skip < 0:
-            raise AssertionError(f"replay ends at {after + len(replay)}, live frames start at {self.first_seq}")
+            return None
         return replay + self.frames[skip:] if skip < len(self.frames) else replay
+
+
+async def buffered_attach(
+    sinks: set[Sink], sink: Sink, after: int, top: Callable[[], int], read: Callable[[int], Awaitable[list[bytes] | None]]
+) -> list[bytes] | None:
+    """Subscribe `sink` to `sinks` (delivered up to `top()`) and return the frames after `after`.
+
+    Frames delivered while `read` awaits are buffered and appended to the replay (those it already
+    holds are dropped by seq), and the replay stops at what the sinks were given (a store may hold
+    more: the sink gets it live, in order); the sink gets direct delivery only once this returns,
+    so the caller queues the replay first: nothing lost, nothing twice. When the sinks were ended
+    meanwhile (the session closed) the replay is returned without subscribing the sink.
+    """
+    if after > top():
+        return None
+    pending = Pending(top() + 1)
+    sinks.add(pending)
+    try:
+        frames = await read(after)
+    finally:
+        sinks.discard(pending)
+    merged = None if frames is None else pending.merge(frames, after)
+    if merged is None:
+        return None
+    del merged[top() - after:]
+    if not pending.ended:
+        sinks.add(sink)
+    return merged
 
 
 class EventFeed:
@@ -90,26 +120,9 @@ class EventFeed:
         return seq
 
     async def attach(self, sink: Sink, after: int) -> list[bytes] | None:
-        """Subscribe `sink` and return the frames after `after` (None: can't be served in full).
-
-        Events emitted while the log is read are buffered and appended to the replay (those it
-        already holds are dropped by seq); the sink gets direct delivery only once this returns,
-        so the caller queues the replay first: nothing lost, nothing twice. A feed that ended
-        meanwhile returns its last frames without subscribing the sink (the session is closed).
-        """
-        if after > self.log.last_seq:
-            return None
-        pending = Pending(self.log.last_seq + 1)
-        self._sinks.add(pending)
-        try:
-            frames = await self.log.read_after(after)
-        finally:
-            self._sinks.discard(pending)
-        if frames is None:
-            return None
-        if not pending.ended:
-            self._sinks.add(sink)
-        return pending.merge(frames, after)
+        """Subscribe `sink` and return the frames after `after` (None: can't be served in full);
+        see `buffered_attach`."""
+        return await buffered_attach(self._sinks, sink, after, lambda: self.log.last_seq, self.log.read_after)
 
     def subscribe(self, sink: Sink) -> None:
         self._sinks.add(sink)

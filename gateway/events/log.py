@@ -91,6 +91,10 @@ class MemoryEventLog:
         start = self._head + (seq + 1 - self._first_seq)
         return self._frames[start:]
 
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
     async def close(self, ended: bool) -> None:
         """Nothing is pending in memory."""
 

@@ -25,6 +25,7 @@ from gateway.cluster.node import ClusterNode
 from gateway.cluster.remote import RemoteSession
 from gateway.config import Settings
 from gateway.events.log import EventLog, MemoryEventLog
+from gateway.metrics import GatewayMetrics
 from gateway.profiles import Profile, narrow
 from gateway.sessions import proctree
 from gateway.sessions.agent_options import build_options, keep_sandbox_placeholders, launched_cli
@@ -74,6 +75,7 @@ class SessionManager:
         self._cli_serial = itertools.count(1)
         self._process_watchdog: asyncio.subprocess.Process | None = None
         launched_cli(settings.cli_path)  # looked up now, not on the event loop
+        self.metrics = GatewayMetrics(self._sessions.values)
         self.cluster = ClusterNode(settings, self) if settings.redis_url else None
 
     # ---- lookup ----------------------------------------------------------------------------
@@ -172,6 +174,7 @@ class SessionManager:
             ack_store=None if cluster is None else cluster.acks(session_id),
             limits=session_limits(self.settings),
             turn_watchdog_s=self.settings.turn_watchdog_s,
+            metrics=self.metrics.session(),
         )
         if cluster is not None:
             await cluster.registry.register(principal, cluster.replica_id, session.info())
@@ -180,7 +183,7 @@ class SessionManager:
         self._opened[(principal, frame.id)] = session.id
         if len(self._opened) > 10_000:
             self._opened.popitem(last=False)
-        log.info("session %s opened by %s (profile %s)", session.id, principal, profile.name)
+        log.info("session %s opened by %s (profile %s)", session.id, principal, profile.name, extra={"session_id": session.id})
         return session
 
     def _session_dir(self, session: Session) -> Path:
@@ -252,7 +255,8 @@ class SessionManager:
             quiet_ms = now - session.last_activity
             if session.closed:
                 if quiet_ms > self.settings.closed_retention_s * 1000:
-                    self._sessions.pop(session.id, None)
+                    if self._sessions.pop(session.id, None) is not None:
+                        self.metrics.forget(session)
                 continue
             timeout_s = self.settings.idle_timeout_s
             if session.state not in ("idle", "failed"):
@@ -260,7 +264,7 @@ class SessionManager:
             if session.connections == 0 and quiet_ms > timeout_s * 1000:
                 if self.cluster is not None and await self.cluster.watched(session.id):
                     continue  # its clients are attached through other replicas
-                log.info("session %s (%s) reaped after %.0f s quiet", session.id, session.state, quiet_ms / 1000)
+                log.info("session %s (%s) reaped after %.0f s quiet", session.id, session.state, quiet_ms / 1000, extra={"session_id": session.id})
                 await self.close(session, "idle_timeout")
 
     async def shutdown(self) -> None:

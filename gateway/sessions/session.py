@@ -17,9 +17,10 @@ import msgspec
 from claude_agent_sdk import CLIJSONDecodeError, ConversationResetMessage, ResultMessage, StreamEvent, SystemMessage
 from claude_agent_sdk.types import ToolPermissionContext
 
-from gateway import PROTOCOL_VERSION
+from gateway import PROTOCOL_VERSION, logs
 from gateway.events.feed import EventFeed, Sink
 from gateway.events.log import EventLog
+from gateway.metrics import GatewayMetrics, SessionMetrics
 from gateway.profiles import SessionSpec
 from gateway.sessions.approvals import Approvals, PermissionResult
 from gateway.sessions.runner import AgentRunner
@@ -84,6 +85,7 @@ class Session:
         ack_store: AckStore | None = None,
         limits: SessionLimits,
         turn_watchdog_s: float = 900.0,
+        metrics: SessionMetrics | None = None,
     ) -> None:
         self.id = session_id
         self.principal = principal
@@ -128,6 +130,7 @@ class Session:
         self._interrupted_at = 0.0  # loop time of the running turn's interrupt
         self._guard: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()  # stuck CLIs being stopped; close waits for them
+        self.metrics = metrics or GatewayMetrics().session()
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -135,7 +138,8 @@ class Session:
         """Start the session's pump, which starts the first CLI: `open` answers at once, and
         queries sent while the CLI starts (about 0.5 s) queue behind it."""
         self.emit(ev.StateChanged(state="starting"))
-        self._pump_task = asyncio.create_task(self._pump(), name=f"session-pump-{self.id}")
+        # Its tasks (and the CLI's reader) log as the session's, not as the connection's that opened it.
+        self._pump_task = asyncio.create_task(self._pump(), name=f"session-pump-{self.id}", context=logs.session_context(self.id, self.principal))
 
     async def close(self, reason: str) -> None:
         """Close the session. A later caller (shutdown, while a tab's close still stops the CLI)
@@ -223,7 +227,7 @@ class Session:
 
     async def _started_runner(self, resume: str | None) -> AgentRunner:
         runner = self._runner_factory(self, resume)
-        await runner.start()
+        await self.metrics.cli_start(runner.start())
         return runner
 
     async def _stop_runner(self) -> None:
@@ -265,6 +269,7 @@ class Session:
             if self._current_query != query_id:  # a reset or close dropped it while the CLI started
                 return
             assert self._runner is not None
+            self.metrics.turn_started()
             await self._runner.query(message)
         except Exception as exc:
             log.warning("session %s: query failed: %r", self.id, exc)
@@ -327,6 +332,8 @@ class Session:
                 delta = event.event.get("delta")
                 if delta is not None and delta.get("type") == "text_delta":
                     self._streaming.append(delta["text"])
+                    if self.metrics.awaiting_token:
+                        self.metrics.first_token()
         else:
             if isinstance(event, TRANSCRIPT_KINDS):
                 if isinstance(event, ev.ConversationReset):
@@ -364,6 +371,7 @@ class Session:
     def _set_state(self, state: ev.SessionState, reason: str | None = None) -> None:
         if state != self.state and self.state != "closed":  # closed is final, whatever finishes after it
             self.state = state
+            self.metrics.state_changed(state)
             self.emit(ev.StateChanged(state=state, reason=reason))
             self._sealed = state == "closed"
 
@@ -408,6 +416,7 @@ class Session:
                 return
             self.claude_session_id = message.session_id
             self._current_query = None
+            self.metrics.turn_ended()
             if self.state in BUSY_STATES:
                 self._set_state("idle")
             self._turn_done.set()
@@ -451,7 +460,7 @@ class Session:
             self._clearing.set_exception(ConnectionError(why))
 
     async def can_use_tool(self, tool_name: str, tool_input: dict[str, Any], ctx: ToolPermissionContext) -> PermissionResult:
-        return await self.approvals.ask(tool_name, tool_input, ctx, self.spec.profile.approval_timeout_s)
+        return await self.metrics.approval(tool_name, self.approvals.ask(tool_name, tool_input, ctx, self.spec.profile.approval_timeout_s))
 
     # ---- client frames ---------------------------------------------------------------------
 

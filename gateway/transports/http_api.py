@@ -147,7 +147,7 @@ async def issue_ticket(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    return reply(ht.Health("ok"))
+    return reply(ht.Health("ok", demo=request.app.state.settings.demo == "on"))
 
 
 async def readyz(request: Request) -> Response:

@@ -6,6 +6,7 @@ from typing import TypeVar
 import msgspec
 from starlette.requests import Request
 
+from gateway import logs
 from gateway.auth import Authenticator
 from gateway.sessions.manager import SessionManager
 from gateway.sessions.handle import SessionHandle
@@ -29,6 +30,7 @@ def principal(request: Request, tickets: bool = True) -> str:
         if not tickets:
             raise GatewayError(ErrorCode.UNAUTHORIZED, "tickets are issued for `Authorization: Bearer <token>` only, not for a ticket")
         raise GatewayError(ErrorCode.UNAUTHORIZED, "send `Authorization: Bearer <token>`, or `?ticket=` from POST /v1/tickets")
+    logs.bind(found)
     return found
 
 

@@ -22,7 +22,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from gateway import logs
 from gateway.config import Settings
+from gateway.metrics import TransportMetrics
 from gateway.sessions.handle import SessionHandle
 from gateway.transports import http_common
 from gateway.transports.outbox import Outbox, SlowConsumer, connection_outbox
@@ -73,13 +75,14 @@ def messages(frames: list[bytes]) -> bytes:
 class EventStream:
     """One SSE connection: attaches an Outbox to the session and turns its batches into writes."""
 
-    def __init__(self, session: SessionHandle, settings: Settings, after: int, epoch: str | None, follow: bool) -> None:
+    def __init__(self, session: SessionHandle, settings: Settings, after: int, epoch: str | None, follow: bool, metrics: TransportMetrics) -> None:
         self.id = "c_" + secrets.token_hex(4)
         self.session = session
         self.settings = settings
         self.after = after
         self.epoch = epoch
         self.follow = follow
+        self.metrics = metrics
         self.shutdown = anyio.Event()  # set by sse-starlette when the server shuts down
 
     async def body(self) -> AsyncIterator[bytes]:
@@ -87,6 +90,8 @@ class EventStream:
         session = self.session
         first, replay = await session.attach(outbox, self.id, self.id, self.after, self.epoch)  # queued with no await between
         ender = asyncio.create_task(self._end_on_shutdown(outbox))
+        self.metrics.open += 1
+        self.metrics.attached(None if isinstance(first, Reset) else len(replay))
         try:
             position = first.snapshot.session.last_seq if isinstance(first, Reset) else self.after
             outbox.push_many(replay)
@@ -97,12 +102,16 @@ class EventStream:
                 try:
                     batch = await outbox.take()
                 except SlowConsumer:
+                    self.metrics.slow_consumers += 1
                     log.info("SSE %s dropped: its send queue passed its bound", self.id)
                     return
                 if not batch:  # the session closed (or follow=false): all it said has been sent
                     return
-                yield messages(batch)
+                data = messages(batch)
+                yield data
+                self.metrics.sent(len(batch), len(data))
         finally:
+            self.metrics.open -= 1
             ender.cancel()
             session.detach(outbox)
 
@@ -125,7 +134,7 @@ def _keepalive() -> ServerSentEvent:
 
 
 async def stream_events(request: Request) -> Response:
-    _, session = await http_common.session(request)
+    caller, session = await http_common.session(request)
     # Both are checked when present (a malformed one is an error even if the other wins).
     header, param = (parse_cursor(c) if c else None for c in (request.headers.get("last-event-id"), request.query_params.get(CURSOR_PARAM)))
     epoch, after = header or param or (None, 0)
@@ -135,7 +144,8 @@ async def stream_events(request: Request) -> Response:
     if session.closed and epoch in (None, session.epoch) and after >= session.last_seq:
         raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed and its last event was already delivered")
     settings: Settings = request.app.state.settings
-    stream = EventStream(session, settings, after, epoch, follow == "true")
+    stream = EventStream(session, settings, after, epoch, follow == "true", http_common.manager(request).metrics.sse)
+    logs.bind(caller, stream.id, session.id)
     return _Response(
         stream.body(),
         headers={**HEADERS, "X-Connection-Id": stream.id},

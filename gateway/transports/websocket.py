@@ -11,6 +11,7 @@ import secrets
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
+from gateway import logs
 from gateway.auth import SUBPROTOCOL, Authenticator, offered_subprotocols
 from gateway.config import Settings
 from gateway.sessions.manager import SessionManager
@@ -21,7 +22,7 @@ from gateway.wire import client as cf
 from gateway.wire.codec import FrameError, decode_client_frame, error_frame, frame_bytes, frame_id_of
 from gateway.wire.errors import CloseCode, ErrorCode, GatewayError
 from gateway.wire.events import Actor
-from gateway.wire.server import Pong
+from gateway.wire.server import Pong, Reset
 
 log = logging.getLogger("gateway.ws")
 
@@ -45,6 +46,8 @@ class WebSocketConnection:
         self._close_code: tuple[int, str] | None = None
 
     async def run(self) -> None:
+        logs.bind(self.principal, self.id)
+        self.manager.metrics.ws.open += 1
         tasks = {
             asyncio.create_task(self._send_forever(), name=f"ws-sender-{self.id}"),
             asyncio.create_task(self._receive_forever(), name=f"ws-receiver-{self.id}"),
@@ -65,7 +68,9 @@ class WebSocketConnection:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
             self._detach()
+            self.manager.metrics.ws.open -= 1
             if self.outbox.overflowed:
+                self.manager.metrics.ws.slow_consumers += 1
                 log.info("connection %s dropped: its send queue passed its bound", self.id)
                 self._close_code = (CloseCode.SLOW_CONSUMER, "slow consumer: resume from your last seq")
             await self._close()
@@ -97,7 +102,9 @@ class WebSocketConnection:
                 else:
                     self._close_code = (CloseCode.SESSION_CLOSED, "session closed")
                 return
-            await self.ws.send_text(b"\n".join(batch).decode())
+            data = b"\n".join(batch)
+            await self.ws.send_text(data.decode())
+            self.manager.metrics.ws.sent(len(batch), len(data))
 
     # ---- receiving -------------------------------------------------------------------------
 
@@ -127,14 +134,15 @@ class WebSocketConnection:
         frame: cf.ClientFrame | None = None
         try:
             frame = decode_client_frame(raw)
-            await self._handle(frame)
+            with logs.frame(frame.id):
+                await self._handle(frame)
         except FrameError as exc:
             self._reply_error(exc)
         except GatewayError as exc:
             self._reply_error(exc, frame.id if frame else None)
         except Exception:
             frame_id = frame.id if frame else None
-            log.exception("connection %s: frame %s failed", self.id, frame_id)
+            log.exception("connection %s: frame %s failed", self.id, frame_id, extra={"frame_id": frame_id})
             self._reply_error(GatewayError(ErrorCode.INTERNAL, "internal error; the session carries on"), frame_id)
 
     def _reply_error(self, exc: GatewayError, frame_id: str | None = None) -> None:
@@ -161,6 +169,9 @@ class WebSocketConnection:
         """Subscribe, then queue the reply plus replay with no await in between (no live event can cut in)."""
         first, replay = await session.attach(self.outbox, frame_id, self.id, after, epoch)
         self.session = session
+        logs.bind_session(session.id)
+        self.manager.metrics.ws.attached(None if isinstance(first, Reset) else len(replay))
+        log.info("connection %s attached to session %s after seq %d", self.id, session.id, after, extra={"seq": after})
         self.outbox.push(frame_bytes(first))
         self.outbox.push_many(replay)
         if session.closed:

@@ -111,7 +111,10 @@ class Ticket(msgspec.Struct):
 
 
 class Health(msgspec.Struct):
+    """`demo`: an offline scripted model answers (no real model, nothing is billed); the chat page says so."""
+
     status: Literal["ok"]
+    demo: bool = False
 
 
 class ReadinessCheck(msgspec.Struct, kw_only=True):

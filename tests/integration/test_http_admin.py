@@ -59,7 +59,7 @@ async def test_profile_check_reports_a_cli_that_does_not_start(tmp_path: Path, m
 
 async def test_health_and_readiness(api: ApiClient) -> None:
     anonymous = httpx.AsyncClient(base_url=str(api.http.base_url))
-    assert (await anonymous.get("/healthz")).json() == {"status": "ok"}
+    assert (await anonymous.get("/healthz")).json() == {"status": "ok", "demo": False}
     ready = await anonymous.get("/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
     assert "Claude Code" in {c["name"]: c["detail"] for c in ready.json()["checks"]}["cli"]

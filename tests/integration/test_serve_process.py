@@ -193,3 +193,10 @@ async def test_readiness_fails_where_the_cli_launcher_cannot_run(tmp_path, model
     assert ready.status_code == 503
     [cli] = [c for c in ready.json()["checks"] if c["name"] == "cli"]
     assert cli["ok"] is False and "setsid" in cli["detail"], cli
+
+
+@pytest.mark.parametrize(("demo", "reported"), [("on", True), ("off", False), ("auto", False)])
+async def test_healthz_says_whether_the_demo_model_answers(tmp_path, model_url, demo: str, reported: bool) -> None:  # type: ignore[no-untyped-def]
+    """The chat page labels demo mode from `/healthz`: `auto` with a key set is a real model."""
+    async with gateway_process(tmp_path, model_url, AGENT_GATEWAY_DEMO=demo) as (_proc, port), httpx.AsyncClient() as http:
+        assert (await http.get(f"http://127.0.0.1:{port}/healthz")).json() == {"status": "ok", "demo": reported}

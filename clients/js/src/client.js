@@ -150,6 +150,23 @@ export class GatewayClient {
     return sessionInfoOf(await this.request('GET', `/v1/sessions/${encodeURIComponent(sessionId)}`));
   }
 
+  /** The caller's sessions (closed ones while the gateway retains them). @returns {Promise<SessionInfo[]>} */
+  async listSessions() {
+    const body = await this.request('GET', '/v1/sessions');
+    return Array.isArray(body?.sessions) ? body.sessions : [];
+  }
+
+  /** Close a session without attaching to it (idempotent). @param {string} sessionId @returns {Promise<SessionInfo>} */
+  async closeSession(sessionId) {
+    return sessionInfoOf(await this.request('DELETE', `/v1/sessions/${encodeURIComponent(sessionId)}`));
+  }
+
+  /** Liveness, and whether an offline demo model answers. @returns {Promise<{ status: 'ok', demo: boolean }>} */
+  async health() {
+    const body = await this.request('GET', '/healthz');
+    return { status: 'ok', demo: body?.demo === true };
+  }
+
   /** Everything needed to draw a session now, without subscribing. @param {string} sessionId @returns {Promise<Snapshot>} */
   async snapshot(sessionId) {
     const body = await this.request('GET', `/v1/sessions/${encodeURIComponent(sessionId)}/snapshot`);

@@ -69,7 +69,7 @@ function results(page, n, timeout = 60000) {
 
 /** The texts of the assistant's messages as the page shows them. @param {Page} page */
 function assistantTexts(page) {
-  return page.$$eval('#items .msg-assistant', (els) => els.map((el) => /** @type {HTMLElement} */ (el).innerText.trim()));
+  return page.$$eval('#items .msg-assistant .md', (els) => els.map((el) => /** @type {HTMLElement} */ (el).innerText.trim()));
 }
 
 /** The page's chat, as data. @param {Page} page */
@@ -92,7 +92,7 @@ describe('chat page', () => {
     const [text] = await assistantTexts(page);
     assert.ok(text.startsWith('Here is a longer answer') && text.endsWith('deliberately long reply.'));
     assert.equal(await page.locator('#items pre code.language-python').count(), 1, 'the code fence is a code block');
-    assert.match(await page.locator('#items .result').first().innerText(), /Done.*\$\d.*in · \d+ out/s);
+    assert.match(await page.locator('#items .result').first().innerText(), /Done.*demo — no charge/s);
     await send(page, 'SCRIPT:hello');
     await results(page, 2);
     assert.equal((await assistantTexts(page))[1], HELLO);
@@ -108,9 +108,9 @@ describe('chat page', () => {
     await screenshot(page, '04-approval');
     await page.click('.card.approval.pending .allow');
     await results(page, 1);
-    await page.waitForSelector('details.tool[data-status="done"]');
-    await page.click('details.tool summary');
-    assert.equal(await page.locator('details.tool .tool-result').innerText(), 'hello-from-agent');
+    await page.waitForSelector('#items .tool[data-status="done"]');
+    await page.click('#items .tool summary');
+    assert.equal(await page.locator('#items .tool .tool-result').innerText(), 'hello-from-agent');
     assert.match((await assistantTexts(page)).at(-1) ?? '', /^The command returned: hello-from-agent/);
     assert.match(await page.locator('.card.approval .resolution').innerText(), /Allowed by alice/);
     await screenshot(page, '05-tool-result');
@@ -124,14 +124,14 @@ describe('chat page', () => {
     await screenshot(page, '06-edit-input');
     await page.click('.card.approval.pending .allow');
     await results(page, 2);
-    await page.waitForFunction(() => document.querySelectorAll('details.tool[data-status="done"]').length === 2);
-    assert.equal(await page.locator('details.tool .tool-result').nth(1).textContent(), 'edited-in-browser');
+    await page.waitForFunction(() => document.querySelectorAll('#items .tool[data-status="done"]').length === 2);
+    assert.equal(await page.locator('#items .tool .tool-result').nth(1).textContent(), 'edited-in-browser');
 
     await send(page, 'SCRIPT:bash');
     await page.waitForSelector('.card.approval.pending', { timeout: 60000 });
     await page.click('.card.approval.pending .deny');
     await results(page, 3);
-    await page.waitForSelector('details.tool[data-status="denied"]');
+    await page.waitForSelector('#items .tool[data-status="denied"]');
     assert.match(await page.locator('.card.approval .resolution').nth(2).innerText(), /Denied by alice/);
 
     // "Always allow" applies the suggested rule for the session: the next identical call isn't asked.
@@ -142,7 +142,7 @@ describe('chat page', () => {
     await send(page, 'SCRIPT:bash');
     await results(page, 5);
     assert.equal(await page.locator('.card.approval').count(), 4, 'no fifth approval');
-    assert.equal(await page.locator('details.tool[data-status="done"]').count(), 4);
+    assert.equal(await page.locator('#items .tool[data-status="done"]').count(), 4);
     await page.close();
   });
 
@@ -167,7 +167,7 @@ describe('chat page', () => {
     await page.waitForSelector('#stop:not([hidden])');
     await page.click('#stop');
     await results(page, 1);
-    assert.match(await page.locator('#items .result').innerText(), /Interrupted/);
+    assert.match(await page.locator('#items .result').innerText(), /Stopped/);
     await page.waitForSelector('#stop', { state: 'hidden' });
     const text = (await assistantTexts(page))[0];
     assert.ok(text.startsWith('Here is a longer answer') && !text.endsWith('deliberately long reply.'), 'the partial answer stays');
@@ -216,7 +216,7 @@ describe('chat page', () => {
     const before = await page.$$eval('#items > *', (els) => els.map((el) => `${el.className}|${/** @type {HTMLElement} */ (el).innerText}`));
     const sessionId = await page.evaluate(() => /** @type {any} */ (window).agw.session.id);
     const totals = await page.locator('#totals').innerText();
-    assert.match(totals, /^2 turns · \$0\.\d+ total$/);
+    assert.match(totals, /^2 turns · demo — no charge$/);
     await page.reload();
     await waitConn(page, 'open');
     await page.waitForFunction((n) => document.querySelectorAll('#items > *').length >= n, before.length, { timeout: 30000 });
@@ -304,11 +304,11 @@ describe('chat page', () => {
       await waitConn(page, 'open', 60000);
       await page.waitForSelector('#profile-label:not([hidden])');
       assert.deepEqual(await page.$$eval('#profile-picker option', (os) => os.map((o) => /** @type {HTMLOptionElement} */ (o).value)), ['default', 'readonly']);
-      assert.match(await page.locator('#session-meta').innerText(), / · default$/);
+      assert.equal(await page.locator('#session-meta').innerText(), 'default');
       assert.equal(await page.locator('#model-picker option').count(), 2);
       await page.selectOption('#profile-picker', 'readonly');
       await page.click('#new-chat');
-      await page.waitForFunction(() => /\u00b7 readonly$/.test(document.getElementById('session-meta')?.textContent ?? ''), null, { timeout: 60000 });
+      await page.waitForFunction(() => document.getElementById('session-meta')?.textContent === 'readonly', null, { timeout: 60000 });
       await waitConn(page, 'open', 60000);
       await page.waitForFunction(() => document.querySelectorAll('#model-picker option').length === 1);
       assert.equal(await page.locator('#model-picker').inputValue(), 'claude-haiku-4-5');

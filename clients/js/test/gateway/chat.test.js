@@ -21,6 +21,20 @@ after(async () => {
 const track = (s) => (sessions.push(s), s);
 
 describe('chat against a real gateway', () => {
+  test('listSessions, closeSession and health: what the chat page\'s list and demo badge use', async () => {
+    const client = testClient(gw.url, { token: TOKENS.bob });
+    const session = track(await client.open({ profile: 'default' }));
+    const id = /** @type {string} */ (session.id);
+    const listed = await client.listSessions();
+    assert.ok(listed.some((s) => s.session_id === id && s.state !== 'closed'), 'the open session is listed');
+    assert.ok(!(await testClient(gw.url).listSessions()).some((s) => s.session_id === id), "not in another principal's list");
+    const closed = await client.closeSession(id);
+    assert.equal(closed.session_id, id);
+    await until(async () => (await client.getSession(id)).state === 'closed', 10000, 'closed');
+    assert.equal((await client.listSessions()).find((s) => s.session_id === id)?.state, 'closed', 'listed as closed while retained');
+    assert.deepEqual(await client.health(), { status: 'ok', demo: true }, 'the test gateway runs in demo mode');
+  });
+
   test('a full chat: streamed text, an approval, edited input, a denial, a question, an interrupt', async () => {
     const client = testClient(gw.url);
     const session = track(await client.open({ profile: 'default' }));

@@ -40,6 +40,7 @@ function gatewayCommand() {
  * @property {string} sessionsDir
  * @property {() => string} log everything the process printed
  * @property {() => Promise<void>} stop
+ * @property {() => Promise<void>} crash SIGKILL the gateway and its CLIs (nothing is closed cleanly)
  */
 
 /**
@@ -108,7 +109,11 @@ export async function startGateway(options = {}) {
     process.off('exit', reap);
     fs.rmSync(tmp, { recursive: true, force: true });
   };
-  return { port, url, sessionsDir, log: () => output, stop };
+  const crash = async () => {
+    killGroup(child.pid, 'SIGKILL');
+    await exit;
+  };
+  return { port, url, sessionsDir, log: () => output, stop, crash };
 }
 
 /** @param {number | undefined} pid @param {NodeJS.Signals} signal */
