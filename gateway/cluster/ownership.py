@@ -90,6 +90,10 @@ class Ownership:
             k = keys.SessionKeys.of(self._prefix, session_id)
             await self._release(keys=[k.owner], args=[value])
 
+    def forget(self, session_id: str) -> None:
+        """The session was taken over (its log was fenced): it is not ours, whatever the lease says."""
+        self._held.pop(session_id, None)
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._renew_forever(), name="lease-renewal")
 

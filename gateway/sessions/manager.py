@@ -25,6 +25,7 @@ from gateway.cluster.node import ClusterNode
 from gateway.cluster.remote import RemoteSession
 from gateway.config import Settings
 from gateway.events.log import EventLog, MemoryEventLog
+from gateway.events.redis_log import RedisEventLog
 from gateway.metrics import GatewayMetrics
 from gateway.profiles import Profile, narrow
 from gateway.sessions import proctree
@@ -161,8 +162,10 @@ class SessionManager:
         if cluster is None:
             log_store = MemoryEventLog(self.settings.log_max_events, self.settings.log_max_bytes, self.settings.log_max_age_s)
         else:
-            await cluster.ownership.claim(session_id)
-            log_store = MemoryEventLog(self.settings.log_max_events, self.settings.log_max_bytes, self.settings.log_max_age_s)
+            fence = await cluster.ownership.claim(session_id)
+            log_store = await RedisEventLog.create(
+                cluster.redis, cluster.keys(session_id), self.settings, fence=fence, on_fenced=lambda: self._fenced(session_id),
+            )
         session = Session(
             session_id=session_id,
             principal=principal,
@@ -207,6 +210,13 @@ class SessionManager:
 
     async def close(self, session: SessionHandle, reason: str) -> None:
         await session.close(reason)
+
+    def _fenced(self, session_id: str) -> None:
+        """Another replica claimed the session: its log writes nothing more, and this replica no
+        longer counts it as its own (what becomes of its CLI is issue 9's)."""
+        log.error("session %s: claimed by another replica; this replica stops writing it", session_id)
+        assert self.cluster is not None
+        self.cluster.ownership.forget(session_id)
 
     def _described(self, session: Session) -> None:
         assert self.cluster is not None
