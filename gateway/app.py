@@ -19,8 +19,6 @@ from gateway.auth import Authenticator
 from gateway.config import Settings
 from gateway.profiles import Profile, load_profiles
 from gateway.sessions.manager import RunnerFactory, SessionManager
-from gateway.store.conversations import RedisSessionStore
-from gateway.store.redis import connect
 from gateway.transports import http_api, metrics_endpoint, openapi
 from gateway.transports.problems import EXCEPTION_HANDLERS
 from gateway.transports.websocket import websocket_endpoint
@@ -32,9 +30,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 
 def create_app(settings: Settings, profiles: dict[str, Profile] | None = None, runner_factory: RunnerFactory | None = None) -> Starlette:
     profiles = profiles if profiles is not None else load_profiles(settings.config)
-    redis = connect(settings) if settings.redis_url else None
-    conversations = RedisSessionStore(redis, settings.redis_key_prefix, settings.conversation_ttl_s) if redis is not None else None
-    manager = SessionManager(settings, profiles, runner_factory, conversations)
+    manager = SessionManager(settings, profiles, runner_factory)
     auth = Authenticator(settings)
 
     @contextlib.asynccontextmanager
@@ -50,8 +46,6 @@ def create_app(settings: Settings, profiles: dict[str, Profile] | None = None, r
             if scrape_port is not None:
                 scrape_port.close()
             await manager.shutdown()
-            if redis is not None:
-                await redis.aclose()
 
     app = Starlette(
         routes=[
@@ -60,13 +54,12 @@ def create_app(settings: Settings, profiles: dict[str, Profile] | None = None, r
             Route("/metrics", metrics_endpoint.metrics, methods=["GET"]),
             Mount("/", StaticFiles(directory=STATIC_DIR, html=True, follow_symlink=True), name="static"),
         ],
-        middleware=[*replica_middleware(settings), *cors_middleware(settings)],
+        middleware=[*replica_middleware(manager.cluster.replica_id if manager.cluster else settings.replica_id), *cors_middleware(settings)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
     )
     app.state.settings = settings
     app.state.manager = manager
-    app.state.redis = redis
     app.state.auth = auth
     app.state.check_lock = asyncio.Lock()
     return app
@@ -110,8 +103,8 @@ class ReplicaHeader:
         await self.app(scope, receive, send_named)
 
 
-def replica_middleware(settings: Settings) -> list[Middleware]:
-    return [Middleware(ReplicaHeader, replica_id=settings.replica_id)] if settings.replica_id else []
+def replica_middleware(replica_id: str) -> list[Middleware]:
+    return [Middleware(ReplicaHeader, replica_id=replica_id)] if replica_id else []
 
 
 def cors_middleware(settings: Settings) -> list[Middleware]:

@@ -236,13 +236,13 @@ async def test_idle_session_is_reaped_and_its_cli_stopped(settings, model_url) -
         [pid] = cli_pids(workdir(gw, session_id))
         # Attached sockets keep a session alive.
         await asyncio.sleep(1.5)
-        assert not gw.manager.get("alice", session_id).closed
+        assert not (await gw.manager.get("alice", session_id)).closed
         await client.close()
         for _ in range(100):
-            if gw.manager.get("alice", session_id).closed:
+            if (await gw.manager.get("alice", session_id)).closed:
                 break
             await asyncio.sleep(0.05)
-        assert gw.manager.get("alice", session_id).state == "closed"
+        assert (await gw.manager.get("alice", session_id)).state == "closed"
         for _ in range(100):
             if not alive(pid):
                 break
@@ -520,7 +520,7 @@ async def test_a_busy_session_nobody_is_attached_to_is_reaped_after_the_watchdog
         await client.event("permission_request")
         await client.close()
         await asyncio.sleep(1.5)  # past the idle timeout, not past it plus the watchdog time
-        assert gw.manager.get("alice", session_id).state == "awaiting_approval"
+        assert (await gw.manager.get("alice", session_id)).state == "awaiting_approval"
         await wait_dead(pid, timeout=15)
         late = await WsClient.connect(gw.ws_url, TOKENS["alice"])
         await attach(late, session_id)
@@ -571,7 +571,7 @@ async def test_a_turn_wedged_by_a_block_the_api_refuses_is_ended_by_its_interrup
 
     monkeypatch.setattr("gateway.sessions.session.CONTROL_TIMEOUT_S", 2.0)
     attached = await open_session(alice)
-    session = gateway.manager.get("alice", attached["session"]["session_id"])
+    session = await gateway.manager.get("alice", attached["session"]["session_id"])
     await session.execute(Query(id="wedge", prompt=[{"type": "text"}]), Actor(principal="alice", connection="test"))  # type: ignore[list-item]
     await alice.state("running")
     await asyncio.sleep(2.0)
