@@ -6,7 +6,8 @@ as two server processes, then drives each in turn from a third process with the 
 for 1, 10 and 50 sessions, a burst as fast as the agent produces it (throughput, nothing lost) and a
 stream paced at 4,000 text deltas/s in total (added latency); with `--real` also 100 deltas/s in
 each of the most sessions. Every figure stands beside the baseline's from the same run; `--real`
-adds where the gateway's CPU goes, by stage (bench/stages.py). See bench/README.md for the columns.
+adds where the gateway's CPU goes, by stage (bench/stages.py). `--previous DIR` runs a third server, the
+same gateway from another checkout (the code before a change), in the same turns. See bench/README.md.
 """
 
 import argparse
@@ -19,9 +20,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as `python bench/run.py`
@@ -50,6 +51,7 @@ class Row:
     scenario: Scenario
     gateway_runs: list[load.Result]
     baseline_runs: list[load.Result]
+    previous_runs: list[load.Result] = field(default_factory=list)  # `--previous`: the gateway from another checkout
 
     @staticmethod
     def _median(runs: list[load.Result], paced: bool) -> load.Result:
@@ -63,6 +65,10 @@ class Row:
     @property
     def baseline(self) -> load.Result:
         return self._median(self.baseline_runs, bool(self.scenario.burst.rate))
+
+    @property
+    def previous(self) -> load.Result:
+        return self._median(self.previous_runs, bool(self.scenario.burst.rate))
 
     @property
     def lost(self) -> tuple[int, int]:
@@ -98,11 +104,12 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(kind: str, loop: str = "auto", stages_file: str | None = None) -> Iterator[tuple[int, int]]:
-    """Run `python -m bench.serve kind PORT LOOP`; yields (port, pid) once it accepts connections."""
+def server(kind: str, loop: str = "auto", stages_file: str | None = None, root: Path = ROOT) -> Iterator[tuple[int, int]]:
+    """Run `python -m bench.serve kind PORT LOOP` in the checkout `root` (whose `gateway` it imports); yields (port, pid)
+    once it accepts connections."""
     port = _free_port()
     env = {**os.environ, stages.ENV: stages_file} if stages_file else None
-    proc = subprocess.Popen([sys.executable, "-m", "bench.serve", kind, str(port), loop], cwd=ROOT, env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "bench.serve", kind, str(port), loop], cwd=root, env=env)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -119,24 +126,29 @@ def server(kind: str, loop: str = "auto", stages_file: str | None = None) -> Ite
         proc.wait(30)
 
 
-def run_all(plan: list[Scenario], repeat: int = 1, loop: str = "auto", real: bool = False) -> list[Row]:
+def run_all(plan: list[Scenario], repeat: int = 1, loop: str = "auto", real: bool = False, previous: Path | None = None) -> list[Row]:
     """Each scenario `repeat` times, the gateway and the baseline taking turns, both on the same event loop.
 
     `real`: the gateway on the real path, its CPU sampled by stage; its sessions are measured from
-    when their CLIs are up, and the sampler's own CPU is left out of its figures.
+    when their CLIs are up, and the sampler's own CPU is left out of its figures. `previous`: another
+    checkout's gateway takes its turn after the baseline's, measured as the gateway is.
     """
     rows = []
     with contextlib.ExitStack() as stack:
-        stages_file = str(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "stages.json") if real else None
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        stages_files = {"gateway": str(tmp / "gateway.json"), "previous": str(tmp / "previous.json")} if real else {}
+        gateway = "real" if real else "gateway"
         servers = {
-            "gateway": stack.enter_context(server("real" if real else "gateway", loop, stages_file)),
+            "gateway": stack.enter_context(server(gateway, loop, stages_files.get("gateway"))),
             "baseline": stack.enter_context(server("baseline", loop)),
         }
+        if previous is not None:
+            servers["previous"] = stack.enter_context(server(gateway, loop, stages_files.get("previous"), previous))
         pool = stack.enter_context(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")))
 
-        def measure(kind: str, sessions: int, burst: Burst, sse: bool = False) -> load.Result:
-            port, pid = servers[kind]
-            sampled = stages_file if kind == "gateway" else None
+        def measure(name: str, sessions: int, burst: Burst, sse: bool = False) -> load.Result:
+            port, pid = servers[name]
+            sampled = stages_files.get(name)
             result = pool.submit(load.run, HOST, port, TOKEN, pid, sessions, burst, 120.0, sampled is not None, sampled, sse).result()
             return dataclasses.replace(result, server_cpu_s=result.server_cpu_s - result.stages.get("sampler", 0.0))
 
@@ -147,6 +159,8 @@ def run_all(plan: list[Scenario], repeat: int = 1, loop: str = "auto", real: boo
             for _ in range(repeat):
                 row.gateway_runs.append(measure("gateway", scenario.sessions, scenario.burst, scenario.sse))
                 row.baseline_runs.append(measure("baseline", scenario.sessions, scenario.burst))
+                if previous is not None:
+                    row.previous_runs.append(measure("previous", scenario.sessions, scenario.burst, scenario.sse))
             rows.append(row)
             print(f"  {scenario.name}: done", file=sys.stderr, flush=True)
     return rows
@@ -191,20 +205,39 @@ def table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+def previous_table(rows: list[Row]) -> str:
+    """The gateway beside the same gateway from the `--previous` checkout, from the same turns."""
+    w = max(13, *(len(row.scenario.name) + 1 for row in rows))
+    head = (
+        f"{'scenario':<{w}}{'µs/ev now':>10}{'before':>8}{'ratio':>7}  {'ev/s now':>9}{'before':>8}"
+        f"  {'p50/p99 ms now':>15}{'before':>15}  {'ev/msg now':>10}{'before':>7}{'lost':>6}"
+    )
+    lines = [head, "-" * len(head)]
+    for row in rows:
+        g, p = row.gateway, row.previous
+        lines.append(
+            f"{row.scenario.name:<{w}}{1e6 / g.per_core:>10.1f}{1e6 / p.per_core:>8.1f}{p.per_core / g.per_core:>7.2f}"
+            f"  {_si(g.rate):>9}{_si(p.rate):>8}"
+            f"  {g.percentile(0.5) / 1000:>7.2f}/{g.percentile(0.99) / 1000:<7.2f}{p.percentile(0.5) / 1000:>7.2f}/{p.percentile(0.99) / 1000:<7.2f}"
+            f"  {g.events / max(1, g.messages):>10.1f}{p.events / max(1, p.messages):>7.1f}{sum(r.lost for r in row.previous_runs):>6}"
+        )
+    return "\n".join(lines)
+
+
 STAGE_COLUMNS = (
     ("sdk", "SDK read+parse"), ("session", "session+translate"), ("encode+log", "encode+log"), ("send", "outbox+send"),
     ("loop", "event loop"), ("other", "other"),
 )
 
 
-def stage_table(rows: list[Row]) -> str:
-    """The gateway's CPU per delta by stage, from its median run of each scenario: the run's CPU split by
-    the stage sampler's shares (bench/stages.py)."""
+def stage_table(rows: list[Row], pick: Callable[[Row], load.Result] = lambda row: row.gateway) -> str:
+    """The gateway's CPU per delta by stage, from its median run of each scenario (or `pick`'s): the run's
+    CPU split by the stage sampler's shares (bench/stages.py)."""
     w = max(17, *(len(row.scenario.name) + 1 for row in rows))
     head = f"{'scenario':<{w}}{'µs/ev':>7}  " + "".join(f"{title:>19}" for _, title in STAGE_COLUMNS) + f"{'samples':>9}"
     lines = [head, "-" * len(head)]
     for row in rows:
-        g = row.gateway
+        g = pick(row)
         samples = sum(g.stages.get(k, 0.0) for k, _ in STAGE_COLUMNS)
         if not samples or not g.delivered:
             continue
@@ -213,7 +246,7 @@ def stage_table(rows: list[Row]) -> str:
         lines.append(f"{row.scenario.name:<{w}}{total:>7.1f}  {cells}{samples:>9.0f}")
     files: dict[str, float] = {}
     for row in rows:
-        for key, count in row.gateway.stages.items():
+        for key, count in pick(row).stages.items():
             if key.startswith("sdk:"):
                 files[key[4:]] = files.get(key[4:], 0.0) + count
     if files:
@@ -233,6 +266,7 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--chunk", type=int, default=1, help="messages the agent delivers per event-loop turn [1, like the SDK]")
     parser.add_argument("--real", action="store_true", help="the gateway on the real path: SdkRunner and the SDK reading bench/standin_cli.py")
     parser.add_argument("--each-rate", type=float, help="a paced scenario at this many deltas/s in each of the most sessions [--real: 100]")
+    parser.add_argument("--previous", type=Path, help="also run the gateway from this checkout (the code before a change), turn about")
     parser.add_argument("--loop", default="auto", choices=("auto", "asyncio", "uvloop"), help="both servers' event loop, as `serve --event-loop` [auto]")
     args = parser.parse_args(argv)
     plan = scenarios(
@@ -245,11 +279,17 @@ def main(argv: list[str] | None = None) -> list[Row]:
     )
     started = time.monotonic()
     hot = hotpath.measure(events=5_000 if args.quick else 20_000)
-    rows = run_all(with_sse(plan) if args.real else plan, args.repeat or (1 if args.quick else 3), args.loop, args.real)
+    rows = run_all(with_sse(plan) if args.real else plan, args.repeat or (1 if args.quick else 3), args.loop, args.real, args.previous)
     print(table(rows))
+    if args.previous:
+        print(f"\nthe gateway now and before ({args.previous}), same turns (ratio: CPU per delta before / now):")
+        print(previous_table(rows))
     if args.real:
         print("\nreal path, the gateway's CPU per delta by stage (µs, share of the main thread; sampled, bench/stages.py):")
         print(stage_table(rows))
+        if args.previous:
+            print(f"before ({args.previous}):")
+            print(stage_table(rows, lambda row: row.previous))
     print(
         f"hot path in process (no sockets, best of 5): agent {hot.agent_us:.2f} µs/message; gateway on_message -> outbox"
         f" {hot.emit_us:.2f} µs/event; sender take + join {hot.take_us:.2f} µs/event in batches of {hot.batch}"
