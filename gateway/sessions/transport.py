@@ -18,8 +18,7 @@ from typing import Any
 
 import anyio
 import msgspec
-from claude_agent_sdk import ClaudeAgentOptions
-from claude_agent_sdk._errors import CLIConnectionError, CLIJSONDecodeError, ProcessError
+from claude_agent_sdk import ClaudeAgentOptions, CLIConnectionError, CLIJSONDecodeError, ProcessError
 from claude_agent_sdk._internal.transport.subprocess_cli import SubprocessCLITransport, _parse_stdout_line, logger
 from claude_agent_sdk.types import _configure_can_use_tool
 

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from claude_agent_sdk import ClaudeAgentOptions
-from claude_agent_sdk._errors import CLIJSONDecodeError, ProcessError
+from claude_agent_sdk import ClaudeAgentOptions, CLIJSONDecodeError, ProcessError
 from claude_agent_sdk._internal.transport.subprocess_cli import SubprocessCLITransport
 from claude_agent_sdk.types import _configure_can_use_tool
 
