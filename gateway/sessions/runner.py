@@ -15,6 +15,7 @@ from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient, ResultMessage
 from claude_agent_sdk.types import PermissionResultAllow, PermissionResultDeny, ToolPermissionContext
 
 from gateway.sessions import proctree
+from gateway.sessions.transport import chunked_transport
 
 log = logging.getLogger("gateway.runner")
 
@@ -90,7 +91,7 @@ class SdkRunner:
             raise
 
     async def _run(self, ready: asyncio.Future[None]) -> None:
-        client = ClaudeSDKClient(self._options)
+        client = ClaudeSDKClient(self._options, transport=chunked_transport(self._options))
         error: BaseException | None = None
         try:
             await client.connect()
