@@ -229,9 +229,13 @@ _MUTATIONS: list[Mutation] = [  # one in a hundred gets a huge string: they are 
 
 def expected_id(message: bytes | str) -> str | None:
     """The id the answer to `message` carries: its `id` when the message parses and the id is valid."""
-    try:  # strict UTF-8, as the gateway reads it (json.loads would let encoded surrogates pass)
-        value = json.loads(message.decode() if isinstance(message, bytes) else message)
+    try:  # strict UTF-8 and strict JSON, as the gateway reads them (json.loads lets encoded surrogates and NaN pass)
+        value = json.loads(message.decode() if isinstance(message, bytes) else message, parse_constant=_not_json_constant)
     except (ValueError, RecursionError):  # not UTF-8 (UnicodeDecodeError), not JSON, too deep
         return None
     frame_id = value.get("id") if isinstance(value, dict) else None
     return frame_id if isinstance(frame_id, str) and 0 < len(frame_id) <= 128 else None
+
+
+def _not_json_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
