@@ -14,7 +14,7 @@ the frames are the same on every run, else new ones each run.
 import asyncio
 import collections
 import contextlib
-import json
+import itertools
 import os
 import re
 import signal
@@ -31,7 +31,7 @@ from gateway.profiles import DEMO_PROFILE
 from gateway.wire.errors import ErrorCode
 from tests.support.client import WsClient
 from tests.support.flows import attach, open_session, query
-from tests.support.frames import LIVE_REQUEST, Hints, client_frames, expected_id, messages
+from tests.support.frames import FRESH, LIVE_REQUEST, Hints, client_frames, expected_id, messages
 from tests.support.gateway import TOKENS
 from tests.support.process_gateway import gateway_process
 from tests.support.processes import alive
@@ -101,12 +101,18 @@ class Fuzzer:
         self.accepted: set[str] = set()
         self.kinds: collections.Counter[str] = collections.Counter()
         self.closes: list[int | None] = []
+        self._fresh = itertools.count()
 
-    def live(self, message: bytes | str, turn: int) -> bytes | str:
-        """`message` with its request id placeholder made the id of a request open now (if any)."""
+    def at_send(self, message: bytes | str, turn: int) -> bytes | str:
+        """`message` with its placeholders filled: a request open now (if any), a fresh id."""
         live = list(self.pending) or ["req_none"]
-        request_id = live[turn % len(live)]
-        return message.replace(LIVE_REQUEST.encode(), request_id.encode()) if isinstance(message, bytes) else message.replace(LIVE_REQUEST, request_id)
+        fills = {LIVE_REQUEST: live[turn % len(live)], FRESH: f"#{next(self._fresh)}"}
+        for placeholder, value in fills.items():
+            if isinstance(message, bytes):
+                message = message.replace(placeholder.encode(), value.encode())
+            else:
+                message = message.replace(placeholder, value)
+        return message
 
     def note_ack(self, answer: dict[str, Any]) -> None:
         result = answer.get("result")
@@ -139,7 +145,7 @@ class Fuzzer:
 
 async def send_ws(fuzzer: Fuzzer, client: WsClient, tally: Tally, share: list[bytes | str]) -> None:
     for turn, message in enumerate(share):
-        message = fuzzer.live(message, turn)
+        message = fuzzer.at_send(message, turn)
         tally.send(message)
         await client.send(message)
         await asyncio.sleep(PACE_S)
@@ -149,7 +155,7 @@ async def send_ws(fuzzer: Fuzzer, client: WsClient, tally: Tally, share: list[by
 
 async def send_http(fuzzer: Fuzzer, http: httpx.AsyncClient, session_id: str, tally: Tally, share: list[bytes | str]) -> None:
     for turn, message in enumerate(share):
-        message = fuzzer.live(message, turn)
+        message = fuzzer.at_send(message, turn)
         frame_id = expected_id(message)
         tally.send(message)
         response = await http.post(f"/v1/sessions/{session_id}/frames", content=message.encode() if isinstance(message, str) else message)
@@ -204,12 +210,11 @@ async def test_no_input_wedges_a_session(tmp_path: Path, model_url: str) -> None
         seen: dict[int, str] = {}
         watcher = asyncio.create_task(watch_processes(proc.pid, seen))
         url = f"ws://127.0.0.1:{port}/v1/ws"
-        clients = [await WsClient.connect(url, TOKENS["alice"]) for _ in range(SOCKETS + 1)]
-        checker, clients = clients[0], clients[1:]  # the checker sends only the frames after the storm
-        session_id = (await open_session(checker))["session"]["session_id"]
-        for client in clients:
-            client.resume_from(checker)
-            assert (await attach(client, session_id, after=checker.last_seq))["type"] == "attached"
+        clients = [await WsClient.connect(url, TOKENS["alice"]) for _ in range(SOCKETS)]
+        session_id = (await open_session(clients[0]))["session"]["session_id"]
+        for client in clients[1:]:
+            client.resume_from(clients[0])
+            assert (await attach(client, session_id, after=clients[0].last_seq))["type"] == "attached"
         fuzzer = Fuzzer()
         tallies = [Tally() for _ in range(SOCKETS + 1)]
         # The readers read until their socket closes (cancelling one mid-recv can lose the cancellation).
@@ -234,6 +239,9 @@ async def test_no_input_wedges_a_session(tmp_path: Path, model_url: str) -> None
         assert fuzzer.closes == []  # no socket closed during the storm: no 1011, no 1009, no 4008
 
         # The storm is over: a reset ends what still runs or waits; the session then answers a real query.
+        checker = await WsClient.connect(url, TOKENS["alice"])  # the readers own the storm's sockets
+        checker.resume_from(clients[0])
+        assert (await attach(checker, session_id, after=checker.last_seq))["type"] == "attached"
         reset = await checker.request({"type": "reset_conversation"}, timeout=60)
         assert reset["type"] == "ack", reset
         hello = await query(checker, "SCRIPT:hello")

@@ -10,7 +10,6 @@ reads it: a message that is not UTF-8 JSON, or is nested too deeply to parse, or
 or has no valid id (a string of 1-128 characters) is answered by an `error` without an id.
 """
 
-import itertools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -96,9 +95,9 @@ def client_frames(weights: dict[str, int]) -> st.SearchStrategy[dict[str, Json]]
 
 
 LIVE_REQUEST = "@live-request@"  # the sender puts the id of a request pending at send time here
+FRESH = "@fresh@"  # and a number it never used before here (in ids)
 DEEP = "@deep@"  # where a deeply nested value goes, written out as text (json.dumps would recurse)
 SHARED_IDS = ["dup-1", "dup-2", "dup-3"]  # ids every sender re-uses: duplicates, on one socket and across
-_serial = itertools.count()
 
 
 @st.composite
@@ -106,7 +105,7 @@ def messages(draw: st.DrawFn, frames: st.SearchStrategy[dict[str, Json]], hints:
     """One WebSocket message: a valid frame most of the time, else one mutated in one way."""
     frame = draw(frames)
     if draw(st.integers(0, 3)):  # mostly fresh ids, so most frames run (a re-used id only gets the first ack back)
-        frame["id"] = f"{frame['id'][:100]}#{next(_serial)}"
+        frame["id"] = f"{frame['id'][:100]}{FRESH}"
     if draw(st.booleans()):
         hints.steer(draw, frame)
     mutation = draw(st.sampled_from(_MUTATIONS))
