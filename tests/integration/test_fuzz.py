@@ -203,6 +203,7 @@ def still_running(seen: dict[int, str]) -> list[str]:
     return out
 
 
+@pytest.mark.timeout(180 + FRAMES // 10)
 async def test_no_input_wedges_a_session(tmp_path: Path, model_url: str) -> None:
     frames = corpus(FRAMES)
     assert len(frames) > FRAMES // 2, len(frames)
