@@ -34,7 +34,7 @@ from tests.support.flows import attach, open_session, query
 from tests.support.frames import FRESH, LIVE_REQUEST, Hints, client_frames, expected_id, messages
 from tests.support.gateway import TOKENS
 from tests.support.process_gateway import gateway_process
-from tests.support.processes import alive
+from tests.support.processes import alive, command_line, descendants
 
 FRAMES = int(os.environ.get("FUZZ_FRAMES", "1500"))
 SOCKETS = 4
@@ -169,24 +169,6 @@ async def send_http(fuzzer: Fuzzer, http: httpx.AsyncClient, session_id: str, ta
         await asyncio.sleep(PACE_S)
 
 
-def descendants(root: int) -> dict[int, str]:
-    """Every process below `root`, at any depth, with its command line."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                with open(f"/proc/{entry}/stat") as f:
-                    children.setdefault(int(f.read().rsplit(") ", 1)[1].split()[1]), []).append(int(entry))
-    found: dict[int, str] = {}
-    below = list(children.get(root, []))
-    while below:
-        pid = below.pop()
-        with contextlib.suppress(OSError):
-            found[pid] = Path(f"/proc/{pid}/cmdline").read_text(errors="replace").replace("\0", " ")
-        below.extend(children.get(pid, []))
-    return found
-
-
 async def watch_processes(root: int, seen: dict[int, str]) -> None:
     """Collect every process that runs below `root` while the test runs."""
     while True:
@@ -195,12 +177,8 @@ async def watch_processes(root: int, seen: dict[int, str]) -> None:
 
 
 def still_running(seen: dict[int, str]) -> list[str]:
-    out = []
-    for pid, cmdline in seen.items():
-        with contextlib.suppress(OSError):
-            if alive(pid) and Path(f"/proc/{pid}/cmdline").read_text(errors="replace").replace("\0", " ") == cmdline:
-                out.append(f"{pid}: {cmdline[:120]}")
-    return out
+    """The processes of `seen` still alive (the same command line: not a re-used pid)."""
+    return [f"{pid}: {cmdline[:120]}" for pid, cmdline in seen.items() if alive(pid) and command_line(pid) == cmdline]
 
 
 @pytest.mark.timeout(180 + FRAMES // 10)
@@ -274,6 +252,7 @@ async def test_no_input_wedges_a_session(tmp_path: Path, model_url: str) -> None
             assert tally.mismatches() == {}
             for answer in tally.answers:
                 assert answer["type"] in ("ack", "error", "pong"), answer
+                assert answer.get("id") is not None or answer["type"] == "error", answer
                 if answer["type"] == "error":
                     assert answer["code"] in DOCUMENTED, answer
         codes = collections.Counter(a.get("code", a["type"]) for t in tallies for a in t.answers)

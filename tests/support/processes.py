@@ -17,20 +17,30 @@ def cli_children(parent: int | None = None) -> list[int]:
     return [pid for pid in _live_children(parent) if "claude" in _read(lambda: Path(f"/proc/{pid}/cmdline").read_text(errors="replace"))]
 
 
-def descendant_running(fragment: str, root: int | None = None) -> bool:
-    """Whether a process below `root` (default: this process), at any depth, has `fragment` in its command line."""
+def descendants(root: int | None = None) -> dict[int, str]:
+    """Every process below `root` (default: this process), at any depth, with its command line."""
     root = os.getpid() if root is None else root
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             with contextlib.suppress(OSError, IndexError, ValueError):
                 children.setdefault(_ppid(int(entry)), []).append(int(entry))
-    below, found = list(children.get(root, [])), []
+    below, found = list(children.get(root, [])), {}
     while below:
         pid = below.pop()
-        found.append(pid)
+        found[pid] = command_line(pid)
         below.extend(children.get(pid, []))
-    return any(fragment in _read(lambda: Path(f"/proc/{pid}/cmdline").read_text(errors="replace").replace("\0", " ")) for pid in found)
+    return found
+
+
+def descendant_running(fragment: str, root: int | None = None) -> bool:
+    """Whether a process below `root` (default: this process), at any depth, has `fragment` in its command line."""
+    return any(fragment in cmdline for cmdline in descendants(root).values())
+
+
+def command_line(pid: int) -> str:
+    """A process's command line, arguments separated by spaces ("" once it has exited)."""
+    return _read(lambda: Path(f"/proc/{pid}/cmdline").read_text(errors="replace").replace("\0", " "))
 
 
 def _read(read: Callable[[], str]) -> str:
