@@ -28,19 +28,19 @@ def descendants(root: int | None = None) -> dict[int, str]:
     below, found = list(children.get(root, [])), {}
     while below:
         pid = below.pop()
-        found[pid] = command_line(pid)
+        found[pid] = cmdline(pid)
         below.extend(children.get(pid, []))
     return found
 
 
 def descendant_running(fragment: str, root: int | None = None) -> bool:
     """Whether a process below `root` (default: this process), at any depth, has `fragment` in its command line."""
-    return any(fragment in cmdline for cmdline in descendants(root).values())
+    return any(fragment in command for command in descendants(root).values())
 
 
-def command_line(pid: int) -> str:
-    """A process's command line, arguments separated by spaces ("" once it has exited)."""
-    return _read(lambda: Path(f"/proc/{pid}/cmdline").read_text(errors="replace").replace("\0", " "))
+def cmdline(pid: int) -> str:
+    """A process's command line, arguments separated by spaces ("" once it is gone)."""
+    return _read(lambda: Path(f"/proc/{pid}/cmdline").read_text(errors="replace")).replace("\0", " ")
 
 
 def _read(read: Callable[[], str]) -> str:
