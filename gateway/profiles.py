@@ -5,8 +5,9 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+from claude_agent_sdk.types import PermissionUpdate
 
-from gateway.wire.client import Open, PermissionMode
+from gateway.wire.client import Open, PermissionMode, PermissionUpdateType
 from gateway.wire.errors import ErrorCode, GatewayError
 
 SAFE_MODES: list[PermissionMode] = ["default", "acceptEdits", "plan"]
@@ -28,6 +29,8 @@ class Profile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_turns: int | None = None
     max_budget_usd: float | None = None
     approval_timeout_s: float = 300.0
+    # Which of the CLI's permission suggestions a client may apply with `apply_suggestions`.
+    permission_updates: list[PermissionUpdateType] = msgspec.field(default_factory=lambda: ["addRules"])
     env: dict[str, str] = {}
 
     def __post_init__(self) -> None:
@@ -44,6 +47,19 @@ class Profile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def check_mode(self, mode: str) -> None:
         if mode not in self.permission_modes:
             raise GatewayError(ErrorCode.MODE_NOT_ALLOWED, f"permission mode {mode!r} is not allowed by profile {self.name!r}")
+
+    def check_update(self, update: PermissionUpdate, tool_name: str) -> None:
+        """Refuse a suggested permission update the profile doesn't permit. Rules may name only the
+        tool being answered (a Bash prompt can't allow Write); a mode must pass `check_mode`."""
+        if update.type not in self.permission_updates:
+            raise GatewayError(
+                ErrorCode.SUGGESTION_NOT_ALLOWED, f"{update.type} suggestions are not allowed by profile {self.name!r}"
+            )
+        others = sorted({rule.tool_name for rule in update.rules or () if rule.tool_name != tool_name})
+        if others:
+            raise GatewayError(ErrorCode.SUGGESTION_NOT_ALLOWED, f"the suggestion names other tools than {tool_name}: {others}")
+        if update.type == "setMode":
+            self.check_mode(update.mode or "")
 
 
 class SessionSpec(msgspec.Struct, kw_only=True):

@@ -67,7 +67,7 @@ class Session:
         self.permission_mode: str = spec.permission_mode
         self.state: ev.SessionState = "starting"
         self.feed = EventFeed(log_store)
-        self.approvals = Approvals(self.emit, self._sync_state)
+        self.approvals = Approvals(self.emit, self._sync_state, spec.profile, self._mode_applied)
         self.created_at = self._touched = now_ms()
         self.turns = 0
         self.claude_session_id: str | None = None
@@ -514,6 +514,10 @@ class Session:
         self.spec.profile.check_mode(mode)
         if self._runner is not None:
             await self._control(self._runner.set_permission_mode(mode))
+        self._mode_applied(mode, actor)
+
+    def _mode_applied(self, mode: str, actor: ev.Actor) -> None:
+        """The CLI runs in `mode` now (a mode change, or a `setMode` suggestion applied)."""
         self.permission_mode = mode
         self.emit(ev.PermissionModeChanged(mode=mode, by=actor))
 

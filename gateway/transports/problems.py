@@ -29,6 +29,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.FORBIDDEN_OPTION: 403,
     ErrorCode.MODEL_NOT_ALLOWED: 403,
     ErrorCode.MODE_NOT_ALLOWED: 403,
+    ErrorCode.SUGGESTION_NOT_ALLOWED: 403,
     ErrorCode.UNKNOWN_REQUEST: 409,
     ErrorCode.REQUEST_ALREADY_RESOLVED: 409,
     ErrorCode.INVALID_ANSWER: 422,

@@ -10,6 +10,7 @@ FrameId = Annotated[str, Meta(min_length=1, max_length=FRAME_ID_MAX)]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 PermissionMode = Literal["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"]
 NonEmpty = Annotated[str, Meta(min_length=1)]
+PermissionUpdateType = Literal["addRules", "replaceRules", "removeRules", "setMode", "addDirectories", "removeDirectories"]
 
 
 # ---- prompt content blocks ---------------------------------------------------------------
