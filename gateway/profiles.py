@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 from claude_agent_sdk.types import PermissionUpdate
 
-from gateway.wire.client import Open, PermissionMode, PermissionUpdateType
+from gateway.wire.client import Open, OutputFormat, PermissionMode, PermissionUpdateType
 from gateway.wire.errors import ErrorCode, GatewayError
 
 SAFE_MODES: list[PermissionMode] = ["default", "acceptEdits", "plan"]
@@ -31,6 +31,10 @@ class Profile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     approval_timeout_s: float = 300.0
     # Which of the CLI's permission suggestions a client may apply with `apply_suggestions`.
     permission_updates: list[PermissionUpdateType] = msgspec.field(default_factory=lambda: ["addRules"])
+    # Structured output for every session of the profile; or, with `client_output_format`, a
+    # client's `open` may choose one when the profile sets none.
+    output_format: OutputFormat | None = None
+    client_output_format: bool = False
     env: dict[str, str] = {}
 
     def __post_init__(self) -> None:
@@ -72,6 +76,7 @@ class SessionSpec(msgspec.Struct, kw_only=True):
     disallowed_tools: list[str]
     max_turns: int | None
     max_budget_usd: float | None
+    output_format: OutputFormat | None = None
 
 
 def narrow(profile: Profile, frame: Open) -> SessionSpec:
@@ -95,7 +100,16 @@ def narrow(profile: Profile, frame: Open) -> SessionSpec:
         disallowed_tools=disallowed,
         max_turns=_cap(frame.max_turns, profile.max_turns, "max_turns"),
         max_budget_usd=_cap(frame.max_budget_usd, profile.max_budget_usd, "max_budget_usd"),
+        output_format=_output_format(profile, frame.output_format),
     )
+
+
+def _output_format(profile: Profile, asked: OutputFormat | None) -> OutputFormat | None:
+    if asked is None or asked == profile.output_format:
+        return profile.output_format
+    if profile.output_format is not None or not profile.client_output_format:
+        raise GatewayError(ErrorCode.FORBIDDEN_OPTION, f"profile {profile.name!r} does not let clients choose output_format")
+    return asked
 
 
 def _cap(asked: Any, limit: Any, name: str) -> Any:

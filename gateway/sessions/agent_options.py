@@ -5,6 +5,7 @@ import os
 import shutil
 from pathlib import Path
 
+import msgspec
 from claude_agent_sdk import ClaudeAgentOptions
 
 from gateway.config import Settings
@@ -90,5 +91,6 @@ def build_options(settings: Settings, spec: SessionSpec, workdir: Path, home: Pa
         max_turns=spec.max_turns,
         max_budget_usd=spec.max_budget_usd,
         resume=resume,
+        output_format=msgspec.to_builtins(spec.output_format) if spec.output_format else None,
         max_buffer_size=settings.max_cli_message_bytes,  # the SDK's default, 1 MiB, cut off large tool results and replies
     )

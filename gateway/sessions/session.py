@@ -71,6 +71,7 @@ class Session:
         self.created_at = self._touched = now_ms()
         self.turns = 0
         self.claude_session_id: str | None = None
+        self.rate_limit: ev.RateLimitInfo | None = None
         self.connections = 0
         self._runner_factory = runner_factory
         self._runner: AgentRunner | None = None
@@ -348,6 +349,8 @@ class Session:
             event.cost_usd = max(0.0, runner_total - self._cost_of_runner)
             self._cost_of_runner = runner_total
             event.total_cost_usd = self.total_cost_usd
+        if isinstance(event, ev.RateLimit):
+            self.rate_limit = event.info
         if event is not None:
             self.emit(event)
         if isinstance(message, ResultMessage):
@@ -641,6 +644,7 @@ class Session:
             allowed_models=profile.models,
             allowed_modes=list(profile.permission_modes),
             limits=self.limits,
+            rate_limit=self.rate_limit,
         )
 
     def snapshot(self) -> Snapshot:

@@ -4,6 +4,8 @@ import dataclasses
 import re
 from typing import Any
 
+import msgspec
+
 from claude_agent_sdk import (
     AssistantMessage,
     RateLimitEvent,
@@ -86,7 +88,11 @@ def to_event(msg: Any, query_id: str | None) -> ev.EventBody | None:
         if is_local_command_echo(msg):
             return None
         return ev.UserMessage(
-            content=content(msg.content), parent_tool_use_id=msg.parent_tool_use_id, tool_use_result=msg.tool_use_result
+            content=content(msg.content),
+            parent_tool_use_id=msg.parent_tool_use_id,
+            tool_use_result=msg.tool_use_result,
+            uuid=msg.uuid,
+            origin=dict(msg.origin) if msg.origin else None,
         )
     if isinstance(msg, ResultMessage):
         return ev.TurnResult(
@@ -103,11 +109,21 @@ def to_event(msg: Any, query_id: str | None) -> ev.EventBody | None:
             terminal_reason=msg.terminal_reason,
             permission_denials=msg.permission_denials,
             errors=[e for e in msg.errors if not INTERNAL_ERROR.match(e)] if msg.errors else msg.errors,
+            structured_output=msg.structured_output,
+            model_usage=msgspec.convert(msg.model_usage, dict[str, ev.ModelUsage]) if msg.model_usage else None,
+            api_error_status=msg.api_error_status,
+            deferred_tool_use=msgspec.convert(dataclasses.asdict(msg.deferred_tool_use), ev.DeferredToolUse) if msg.deferred_tool_use else None,
+            origin=dict(msg.origin) if msg.origin else None,
         )
     if isinstance(msg, _TASK_TYPES):
         return ev.Task(subtype=msg.subtype, data=scrub(msg.data))
     if isinstance(msg, SystemMessage):
         return ev.System(subtype=msg.subtype, data=scrub(msg.data))
     if isinstance(msg, RateLimitEvent):
-        return ev.RateLimit(info=msg.rate_limit_info.raw or dataclasses.asdict(msg.rate_limit_info))
+        info = msg.rate_limit_info
+        return ev.RateLimit(info=ev.RateLimitInfo(
+            status=info.status, resets_at=info.resets_at, rate_limit_type=info.rate_limit_type, utilization=info.utilization,
+            overage_status=info.overage_status, overage_resets_at=info.overage_resets_at,
+            overage_disabled_reason=info.overage_disabled_reason,
+        ))
     return None

@@ -79,6 +79,14 @@ ContentBlock = TextBlock | ImageBlock | DocumentBlock
 Prompt = NonEmpty | Annotated[list[ContentBlock], Meta(min_length=1, max_length=100)]
 
 
+class OutputFormat(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Structured output: every turn ends with JSON matching `schema` (a JSON Schema object) in
+    its result's `structured_output`."""
+
+    type: Literal["json_schema"] = "json_schema"
+    schema: dict[str, Any]
+
+
 class ClientFrame(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
     id: FrameId
 
@@ -93,6 +101,7 @@ class Open(ClientFrame, tag="open"):
     disallowed_tools: list[Name] | None = None
     max_turns: Annotated[int, Meta(ge=1)] | None = None
     max_budget_usd: Annotated[float, Meta(gt=0)] | None = None
+    output_format: OutputFormat | None = None
 
 
 class Attach(ClientFrame, tag="attach"):

@@ -38,6 +38,7 @@ class Run(msgspec.Struct, kw_only=True):
     pending: list[ev.PermissionRequest | ev.Question]
     streaming_text: str | None = None
     result: ev.TurnResult | None = None
+    structured_output: Any = None  # the result's, when the session has an output_format
     epoch: str
     last_seq: int
 

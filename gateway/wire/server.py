@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from gateway.wire.events import AnyEvent, PermissionRequest, Question, SessionState
+from gateway.wire.events import AnyEvent, PermissionRequest, Question, RateLimitInfo, SessionState
 
 
 class ServerFrame(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True):
@@ -70,6 +70,7 @@ class SessionInfo(msgspec.Struct, kw_only=True):
     allowed_models: list[str] | None
     allowed_modes: list[str]
     limits: SessionLimits
+    rate_limit: RateLimitInfo | None = None  # the latest `rate_limit` event's
 
 
 class Attached(ServerFrame, tag="attached"):

@@ -168,7 +168,7 @@ export class ChatState {
     /** The session's cost so far (USD). */ this.totalCostUsd = 0;
     /** @type {string | null} the query whose turn is running */ this.currentQueryId = null;
     /** @type {ResultItem | null} */ this.lastResult = null;
-    /** @type {JsonObject | null} the latest rate-limit report */ this.rateLimit = null;
+    /** @type {import('./protocol.js').RateLimitInfo | null} the latest rate-limit report */ this.rateLimit = null;
     /** Increases on every change. */ this.version = 0;
     /** @private @type {ChatItem[]} */ this._items = [];
     /** @private @type {Map<string, number>} */ this._index = new Map();
@@ -236,6 +236,7 @@ export class ChatState {
     this.allowedModels = info.allowed_models;
     this.allowedModes = info.allowed_modes;
     this.sessionState = info.state;
+    if (info.rate_limit) this.rateLimit = info.rate_limit; // the replay's own `rate_limit` events may be gone
     // `turns` is not taken from here: the replay that follows an attach counts its results.
     this.version++;
   }

@@ -111,6 +111,11 @@ const PERMISSION_MODES = ['default', 'acceptEdits', 'plan', 'bypassPermissions',
 const actor = shape({ required: { principal: str }, optional: { connection: nullable(str) } });
 const content = oneOf(str, arr(obj));
 const answers = mapOf(oneOf(str, arr(str)));
+const RATE_LIMIT_STATUSES = ['allowed', 'allowed_warning', 'rejected'];
+const rateLimitInfo = shape({
+  required: { status: literal(...RATE_LIMIT_STATUSES) },
+  optional: { resetsAt: nullable(num), rateLimitType: nullable(str), utilization: nullable(num), overageStatus: nullable(literal(...RATE_LIMIT_STATUSES)) },
+});
 
 /** @type {Record<EventKind, Check>} */
 const EVENT_SHAPES = {
@@ -124,7 +129,10 @@ const EVENT_SHAPES = {
       message_id: nullable(str), parent_tool_use_id: nullable(str), usage: nullable(obj), error: nullable(str), stop_reason: nullable(str),
     },
   }),
-  user_message: shape({ required: { content }, optional: { parent_tool_use_id: nullable(str), tool_use_result: any } }),
+  user_message: shape({
+    required: { content },
+    optional: { parent_tool_use_id: nullable(str), tool_use_result: any, uuid: nullable(str), origin: nullable(obj) },
+  }),
   system: shape({ required: { subtype: str, data: obj } }),
   task: shape({ required: { subtype: str, data: obj } }),
   result: shape({
@@ -132,6 +140,9 @@ const EVENT_SHAPES = {
     optional: {
       cost_usd: nullable(num), total_cost_usd: nullable(num), usage: nullable(obj), result: nullable(str), stop_reason: nullable(str),
       terminal_reason: nullable(str), permission_denials: nullable(arr(any)), errors: nullable(arr(str)),
+      structured_output: any, model_usage: nullable(mapOf(shape({ required: { inputTokens: num, outputTokens: num, costUSD: num } }))),
+      api_error_status: nullable(int), deferred_tool_use: nullable(shape({ required: { id: str, name: str, input: obj } })),
+      origin: nullable(obj),
     },
   }),
   permission_request: shape({
@@ -153,7 +164,7 @@ const EVENT_SHAPES = {
   permission_mode_changed: shape({ required: { mode: str, by: actor } }),
   conversation_reset: shape({ required: { mode: literal('soft', 'hard'), by: actor } }),
   error: shape({ required: { code: str, message: str }, optional: { recoverable: bool } }),
-  rate_limit: shape({ required: { info: obj } }),
+  rate_limit: shape({ required: { info: rateLimitInfo } }),
 };
 
 /** Event kinds this client knows (a newer gateway may send others; they are passed through). */
@@ -186,6 +197,7 @@ const sessionInfo = shape({
       },
     }),
   },
+  optional: { rate_limit: nullable(rateLimitInfo) },
 });
 
 /** @type {Record<ServerFrame['type'], Check>} */
@@ -304,6 +316,7 @@ const CLIENT_SHAPES = {
     optional: {
       profile: name, model: nullable(name), permission_mode: nullable(mode), allowed_tools: nullable(arr(name)),
       disallowed_tools: nullable(arr(name)), max_turns: nullable(all(int, atLeast(1))), max_budget_usd: nullable(all(num, atLeast(0, true))),
+      output_format: nullable(shape({ strict: true, required: { schema: obj }, optional: { type: literal('json_schema') } })),
     },
   }),
   attach: shape({

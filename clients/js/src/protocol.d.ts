@@ -36,6 +36,13 @@ export interface OpenFrame {
   disallowed_tools?: string[] | null;
   max_turns?: number | null;
   max_budget_usd?: number | null;
+  /** Structured output (only when the profile lets clients choose one). */
+  output_format?: OutputFormat | null;
+}
+/** Every turn ends with JSON matching `schema` in its result's `structured_output`. */
+export interface OutputFormat {
+  type?: "json_schema";
+  schema: JsonObject;
 }
 export interface AttachFrame {
   type: "attach";
@@ -152,6 +159,10 @@ export interface UserMessageEvent {
   content: string | ContentBlock[];
   parent_tool_use_id?: string | null;
   tool_use_result?: unknown;
+  /** The CLI's id for this message. */
+  uuid?: string | null;
+  /** What produced a message no person typed, e.g. `{kind: "task-notification"}`. */
+  origin?: JsonObject | null;
 }
 export interface SystemEvent {
   kind: "system";
@@ -181,6 +192,24 @@ export interface ResultEvent {
   terminal_reason?: string | null;
   permission_denials?: unknown[] | null;
   errors?: string[] | null;
+  /** The agent's JSON, when the session has an `output_format`. */
+  structured_output?: unknown;
+  /** Per model, spelled as the CLI spells it; `contextWindow` with the input tokens tells how full the context is. */
+  model_usage?: { [model: string]: ModelUsage } | null;
+  api_error_status?: number | null;
+  deferred_tool_use?: { id: string; name: string; input: JsonObject } | null;
+  origin?: JsonObject | null;
+}
+export interface ModelUsage {
+  inputTokens: number;
+  outputTokens: number;
+  cacheReadInputTokens: number;
+  cacheCreationInputTokens: number;
+  thinkingTokens: number;
+  webSearchRequests: number;
+  costUSD: number;
+  contextWindow?: number | null;
+  maxOutputTokens?: number | null;
 }
 export interface PermissionRequestEvent {
   kind: "permission_request";
@@ -247,9 +276,20 @@ export interface AgentErrorEvent {
   message: string;
   recoverable?: boolean;
 }
+export type RateLimitStatus = "allowed" | "allowed_warning" | "rejected";
+/** The subscription rate-limit state, spelled as the CLI spells it; `resetsAt` is unix seconds. */
+export interface RateLimitInfo {
+  status: RateLimitStatus;
+  resetsAt?: number | null;
+  rateLimitType?: string | null;
+  utilization?: number | null;
+  overageStatus?: RateLimitStatus | null;
+  overageResetsAt?: number | null;
+  overageDisabledReason?: string | null;
+}
 export interface RateLimitEvent {
   kind: "rate_limit";
-  info: JsonObject;
+  info: RateLimitInfo;
 }
 
 export type SessionEvent =
@@ -353,6 +393,8 @@ export interface SessionInfo {
   allowed_models: string[] | null;
   allowed_modes: string[];
   limits: SessionLimits;
+  /** The latest `rate_limit` event's info. */
+  rate_limit?: RateLimitInfo | null;
 }
 /** Reply to `open`/`attach`: events after `after` follow (replay), then the live tail. */
 export interface AttachedFrame {

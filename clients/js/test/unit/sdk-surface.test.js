@@ -1,0 +1,59 @@
+// Issue 11's frames and fields: what the gateway exposes of the SDK beyond chat, checked by the codec.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { encodeClientFrame, validateClientFrame, validateServerFrame } from '../../src/index.js';
+
+const event = (/** @type {any} */ body) => ({ type: 'event', seq: 1, epoch: 'e', ts: 1, event: body });
+const result = { kind: 'result', query_id: 'q', subtype: 'success', is_error: false, duration_ms: 1, duration_api_ms: 1, num_turns: 1 };
+
+describe('result and rate-limit fidelity', () => {
+  test('a result carries structured output, per-model usage, the API error status and a deferred tool', () => {
+    const full = {
+      ...result, structured_output: { answer: '42' }, api_error_status: 529, origin: { kind: 'task-notification' },
+      model_usage: { 'claude-sonnet-4-5': { inputTokens: 10, outputTokens: 2, costUSD: 0.1, contextWindow: 200000 } },
+      deferred_tool_use: { id: 't', name: 'Bash', input: { command: 'ls' } },
+    };
+    assert.equal(validateServerFrame(event(full)), null);
+    assert.match(String(validateServerFrame(event({ ...result, model_usage: { m: { inputTokens: '10', outputTokens: 2, costUSD: 0 } } }))), /inputTokens must be a number/);
+    assert.match(String(validateServerFrame(event({ ...result, deferred_tool_use: { id: 't', input: {} } }))), /name is required/);
+  });
+
+  test('a rate limit has a typed status, in the event and in the session', () => {
+    const info = { status: 'allowed_warning', resetsAt: 1795320000, rateLimitType: 'five_hour', utilization: 0.82 };
+    assert.equal(validateServerFrame(event({ kind: 'rate_limit', info })), null);
+    assert.match(String(validateServerFrame(event({ kind: 'rate_limit', info: { ...info, status: 'maybe' } }))), /status must be one of/);
+    assert.match(String(validateServerFrame(event({ kind: 'rate_limit', info: { utilization: 1 } }))), /status is required/);
+  });
+
+  test('a user message keeps its uuid and origin', () => {
+    assert.equal(validateServerFrame(event({ kind: 'user_message', content: 'done', uuid: 'u1', origin: { kind: 'task-notification' } })), null);
+    assert.match(String(validateServerFrame(event({ kind: 'user_message', content: 'done', uuid: 7 }))), /uuid must be a string/);
+  });
+});
+
+describe('structured output', () => {
+  test('open may ask for a JSON schema; anything else in output_format is refused before it is sent', () => {
+    const schema = { type: 'object', properties: { answer: { type: 'string' } } };
+    assert.ok(encodeClientFrame({ type: 'open', id: 'o', output_format: { type: 'json_schema', schema } }));
+    assert.ok(encodeClientFrame({ type: 'open', id: 'o', output_format: { schema } }));
+    assert.match(String(validateClientFrame({ type: 'open', id: 'o', output_format: { type: 'xml', schema } })), /type must be one of/);
+    assert.match(String(validateClientFrame({ type: 'open', id: 'o', output_format: {} })), /schema is required/);
+  });
+});
+
+describe('chat state', () => {
+  test('the latest rate limit comes from the session when attaching, then from events', async () => {
+    const { ChatState } = await import('../../src/index.js');
+    const chat = new ChatState();
+    const info = {
+      session_id: 's', profile: 'default', model: null, permission_mode: 'default', state: 'idle', epoch: 'e', last_seq: 0,
+      created_at: 1, last_activity: 1, turns: 0, total_cost_usd: 0, queued: 0, pending: [], allowed_models: null, allowed_modes: ['default'],
+      limits: { log_max_events: 1, log_max_bytes: 1, log_max_age_s: 1, transcript_max_events: 1, max_queued_queries: 1, max_frame_bytes: 1 },
+      rate_limit: { status: 'allowed_warning', utilization: 0.82 },
+    };
+    chat.setInfo(/** @type {any} */ (info));
+    assert.deepEqual(chat.rateLimit, { status: 'allowed_warning', utilization: 0.82 });
+    chat.apply({ kind: 'rate_limit', info: { status: 'rejected' } });
+    assert.deepEqual(chat.rateLimit, { status: 'rejected' });
+  });
+});

@@ -1,0 +1,58 @@
+"""Issue 11 through the real CLI and the scripted model: what the SDK offers beyond chat, in a client's hands."""
+
+import asyncio
+import json
+from typing import Any
+
+import msgspec
+
+from gateway.profiles import DEMO_PROFILE
+from gateway.wire.client import OutputFormat
+from tests.support.client import WsClient
+from tests.support.flows import open_session, query
+from tests.support.gateway import TOKENS, run_gateway
+from tests.support.http import ApiClient
+
+ANSWER_SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+
+
+def script(*steps: list[dict[str, Any]]) -> str:
+    return "SCRIPT:" + json.dumps({"steps": list(steps)})
+
+
+def structured(answer: str) -> str:
+    """The model answers by calling the CLI's StructuredOutput tool, as a real model does."""
+    return script([{"tool": "StructuredOutput", "input": {"answer": answer}}], [{"text": "done"}])
+
+
+async def test_a_profile_output_format_ends_each_turn_with_structured_output_and_full_usage(settings) -> None:  # type: ignore[no-untyped-def]
+    """The result keeps `structured_output`, `model_usage` (with the context window) and the user
+    messages their `uuid`."""
+    jsonly = msgspec.structs.replace(DEMO_PROFILE, output_format=OutputFormat(schema=ANSWER_SCHEMA))
+    async with run_gateway(settings, {"default": jsonly}) as gw:
+        client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        await open_session(client)
+        await query(client, structured("forty-two"))
+        result = await client.event("result")
+        assert result["subtype"] == "success" and result["structured_output"] == {"answer": "forty-two"}
+        [(model, usage)] = result["model_usage"].items()
+        assert model == "claude-sonnet-4-5" and usage["contextWindow"] > 0 and usage["inputTokens"] > 0
+        assert usage["costUSD"] == result["cost_usd"]
+        tool_result = next(f["event"] for f in client.events if f["event"]["kind"] == "user_message")
+        assert tool_result["uuid"]
+        await client.close()
+
+
+async def test_run_and_poll_returns_the_structured_output_a_client_asked_for(settings) -> None:  # type: ignore[no-untyped-def]
+    choosing = msgspec.structs.replace(DEMO_PROFILE, client_output_format=True)
+    async with run_gateway(settings, {"default": choosing, "fixed": DEMO_PROFILE}) as gw:
+        api = ApiClient(gw.http_url)
+        refused = await api.http.post("/v1/sessions", json={"profile": "fixed", "output_format": {"schema": ANSWER_SCHEMA}})
+        assert refused.status_code == 403 and refused.json()["code"] == "forbidden_option"
+        created = await api.create(prompt=structured("from-a-service"), output_format={"type": "json_schema", "schema": ANSWER_SCHEMA})
+        run_id = created["run"]["run_id"]
+        async with asyncio.timeout(30):
+            while (run := (await api.http.get(f"/v1/sessions/{api.session_id}/runs/{run_id}")).json())["status"] != "completed":
+                await asyncio.sleep(0.05)
+        assert run["structured_output"] == {"answer": "from-a-service"} == run["result"]["structured_output"]
+        await api.close()
