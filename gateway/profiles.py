@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 from claude_agent_sdk.types import PermissionUpdate
 
-from gateway.wire.client import Open, OutputFormat, PermissionMode, PermissionUpdateType
+from gateway.wire.client import EFFORTS, Effort, Open, OutputFormat, PermissionMode, PermissionUpdateType, Thinking
 from gateway.wire.errors import ErrorCode, GatewayError
 
 SAFE_MODES: list[PermissionMode] = ["default", "acceptEdits", "plan"]
@@ -35,6 +35,10 @@ class Profile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # client's `open` may choose one when the profile sets none.
     output_format: OutputFormat | None = None
     client_output_format: bool = False
+    # Extended thinking and effort as the SDK names them; None leaves the CLI's default. Clients
+    # may only narrow them (`narrow_thinking`, `narrow_effort`).
+    thinking: Thinking | None = None
+    effort: Effort | None = None
     env: dict[str, str] = {}
 
     def __post_init__(self) -> None:
@@ -77,6 +81,8 @@ class SessionSpec(msgspec.Struct, kw_only=True):
     max_turns: int | None
     max_budget_usd: float | None
     output_format: OutputFormat | None = None
+    thinking: Thinking | None = None
+    effort: Effort | None = None
 
 
 def narrow(profile: Profile, frame: Open) -> SessionSpec:
@@ -101,7 +107,40 @@ def narrow(profile: Profile, frame: Open) -> SessionSpec:
         max_turns=_cap(frame.max_turns, profile.max_turns, "max_turns"),
         max_budget_usd=_cap(frame.max_budget_usd, profile.max_budget_usd, "max_budget_usd"),
         output_format=_output_format(profile, frame.output_format),
+        thinking=narrow_thinking(profile, frame.thinking),
+        effort=narrow_effort(profile, frame.effort),
     )
+
+
+def narrow_thinking(profile: Profile, asked: Thinking | None) -> Thinking | None:
+    """A client may turn thinking off, lower an `enabled` budget, and hide the display (`omitted`);
+    nothing more. A profile that leaves thinking to the CLI lets clients only turn it off."""
+    if asked is None:
+        return profile.thinking
+    base = profile.thinking
+    if asked.type == "disabled":
+        return asked
+    fits = base is not None and base.type == asked.type
+    if fits and asked.type == "enabled":
+        fits = (asked.budget_tokens or 0) <= (base.budget_tokens or 0)  # type: ignore[union-attr]
+    if fits and asked.display not in (None, "omitted", base.display):  # type: ignore[union-attr]
+        fits = False
+    if not fits:
+        raise GatewayError(ErrorCode.FORBIDDEN_OPTION, f"thinking may only narrow the profile's ({_describe(base)})")
+    return asked if asked.display is not None else msgspec.structs.replace(asked, display=base.display)  # type: ignore[union-attr]
+
+
+def narrow_effort(profile: Profile, asked: Effort | None) -> Effort | None:
+    """A client may lower the effort; the CLI's default is `high`."""
+    if asked is None:
+        return profile.effort
+    if EFFORTS.index(asked) > EFFORTS.index(profile.effort or "high"):
+        raise GatewayError(ErrorCode.FORBIDDEN_OPTION, f"effort {asked!r} is above the profile's ({profile.effort or 'high'!r})")
+    return asked
+
+
+def _describe(thinking: Thinking | None) -> str:
+    return "the CLI's default" if thinking is None else msgspec.json.encode(thinking).decode()
 
 
 def _output_format(profile: Profile, asked: OutputFormat | None) -> OutputFormat | None:

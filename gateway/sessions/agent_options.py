@@ -92,5 +92,7 @@ def build_options(settings: Settings, spec: SessionSpec, workdir: Path, home: Pa
         max_budget_usd=spec.max_budget_usd,
         resume=resume,
         output_format=msgspec.to_builtins(spec.output_format) if spec.output_format else None,
+        thinking=msgspec.to_builtins(spec.thinking) if spec.thinking else None,
+        effort=spec.effort,
         max_buffer_size=settings.max_cli_message_bytes,  # the SDK's default, 1 MiB, cut off large tool results and replies
     )

@@ -83,6 +83,7 @@ class Session:
         self._current_query: str | None = None
         self._transcript: collections.deque[ev.EventBody] = collections.deque(maxlen=limits.transcript_max_events)
         self._streaming: list[str] = []
+        self._thinking: list[str] = []  # the thinking streamed so far of a block not yet final
         self._acks: collections.OrderedDict[str, asyncio.Future[Ack]] = collections.OrderedDict()
         self._cost_before_runner = 0.0
         self._cost_of_runner = 0.0
@@ -277,14 +278,18 @@ class Session:
         if type(event) is ev.Stream:  # nearly every event: test it first
             if event.parent_tool_use_id is None:
                 delta = event.event.get("delta")
-                if delta is not None and delta.get("type") == "text_delta":
-                    self._streaming.append(delta["text"])
+                if delta is not None:
+                    if delta.get("type") == "text_delta":
+                        self._streaming.append(delta["text"])
+                    elif delta.get("type") == "thinking_delta":
+                        self._thinking.append(delta["thinking"])
         elif isinstance(event, TRANSCRIPT_KINDS):
             if isinstance(event, ev.ConversationReset):
                 self._restart_transcript()
             self._transcript.append(event)
             if isinstance(event, ev.AssistantMessage):
                 self._streaming.clear()
+                self._thinking.clear()
         return self.feed.emit(event)
 
     def _restart_transcript(self) -> None:
@@ -554,6 +559,7 @@ class Session:
         self.approvals.cancel_all()
         self._drop_current("the conversation was reset")  # the interrupted turn didn't end in time
         self._streaming.clear()
+        self._thinking.clear()
         self._set_state("running", "conversation_reset")  # holds new queries back until the reset is done
         failed: GatewayError | None = None
         try:
@@ -652,6 +658,7 @@ class Session:
             session=self.info(),
             transcript=list(self._transcript),  # type: ignore[arg-type]
             streaming_text="".join(self._streaming) or None,
+            streaming_thinking="".join(self._thinking) or None,
         )
 
     # ---- run-and-poll ----------------------------------------------------------------------

@@ -87,6 +87,26 @@ class OutputFormat(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     schema: dict[str, Any]
 
 
+Effort = Literal["low", "medium", "high", "xhigh", "max"]
+EFFORTS: tuple[Effort, ...] = ("low", "medium", "high", "xhigh", "max")  # least to most
+
+
+class Thinking(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """Extended thinking, as the SDK's `thinking` option: `adaptive` (the model decides), `enabled`
+    with a token budget, or `disabled`. `display` `summarized` streams a summary of the thinking,
+    `omitted` none."""
+
+    type: Literal["adaptive", "enabled", "disabled"]
+    budget_tokens: Annotated[int, Meta(ge=1024)] | None = None
+    display: Literal["summarized", "omitted"] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.type == "enabled") != (self.budget_tokens is not None):
+            raise ValueError("`budget_tokens` goes with `type: enabled`, and only with it")
+        if self.type == "disabled" and self.display is not None:
+            raise ValueError("`display` does not apply to `type: disabled`")
+
+
 class ClientFrame(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
     id: FrameId
 
@@ -102,6 +122,8 @@ class Open(ClientFrame, tag="open"):
     max_turns: Annotated[int, Meta(ge=1)] | None = None
     max_budget_usd: Annotated[float, Meta(gt=0)] | None = None
     output_format: OutputFormat | None = None
+    thinking: Thinking | None = None
+    effort: Effort | None = None
 
 
 class Attach(ClientFrame, tag="attach"):

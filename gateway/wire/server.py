@@ -88,7 +88,8 @@ class Snapshot(msgspec.Struct, kw_only=True):
 
     session: SessionInfo
     transcript: list[AnyEvent]
-    streaming_text: str | None = None
+    streaming_text: str | None = None  # an assistant message's text still being streamed
+    streaming_thinking: str | None = None  # its thinking, streamed before the text
 
 
 ResetReason = Literal["cursor_too_old", "cursor_ahead", "epoch_mismatch"]

@@ -56,3 +56,45 @@ async def test_run_and_poll_returns_the_structured_output_a_client_asked_for(set
                 await asyncio.sleep(0.05)
         assert run["structured_output"] == {"answer": "from-a-service"} == run["result"]["structured_output"]
         await api.close()
+
+
+def thinking_profile() -> Any:
+    from gateway.wire.client import Thinking
+
+    return msgspec.structs.replace(DEMO_PROFILE, thinking=Thinking(type="enabled", budget_tokens=4000, display="summarized"), effort="medium")
+
+
+async def test_thinking_settings_reach_the_model_and_clients_may_only_narrow_them(settings, model_server) -> None:  # type: ignore[no-untyped-def]
+    async with run_gateway(settings, {"default": thinking_profile()}) as gw:
+        client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        for wider in ({"thinking": {"type": "enabled", "budget_tokens": 8000}}, {"thinking": {"type": "adaptive"}}, {"effort": "max"}):
+            refused = await client.request({"type": "open", **wider})
+            assert refused["type"] == "error" and refused["code"] == "forbidden_option", (wider, refused)
+        await open_session(client, thinking={"type": "enabled", "budget_tokens": 2000}, effort="low")
+        await query(client, "SCRIPT:hello")
+        await client.event("result")
+        [sent] = [r.body for r in list(model_server.requests) if r.path == "/v1/messages" and isinstance(r.body, dict)
+                  and "SCRIPT:hello" in json.dumps(r.body.get("messages", []))]
+        assert sent["thinking"] == {"type": "enabled", "budget_tokens": 2000, "display": "summarized"}  # the profile's display kept
+        await client.close()
+
+
+THOUGHT = "Let me weigh the options one by one before answering."
+
+
+async def test_a_snapshot_tells_the_thinking_being_streamed_from_the_text(settings) -> None:  # type: ignore[no-untyped-def]
+    async with run_gateway(settings, {"default": thinking_profile()}) as gw:
+        client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        attached = await open_session(client)
+        await query(client, "SCRIPT:" + json.dumps({"steps": [[{"thinking": THOUGHT}, {"text": "Done thinking."}]], "chunk": 2, "delay_ms": 30}))
+        await client.event("stream", lambda e: e["event"].get("delta", {}).get("type") == "thinking_delta")
+        api = ApiClient(gw.http_url)
+        snapshot = (await api.http.get(f"/v1/sessions/{attached['session']['session_id']}/snapshot")).json()
+        assert snapshot["streaming_text"] is None and THOUGHT.startswith(snapshot["streaming_thinking"]) and snapshot["streaming_thinking"]
+        await client.event("result")
+        [thinking] = [b for f in client.events if f["event"]["kind"] == "assistant_message" for b in f["event"]["content"] if b["type"] == "thinking"]
+        assert thinking["thinking"] == THOUGHT
+        snapshot = (await api.http.get(f"/v1/sessions/{attached['session']['session_id']}/snapshot")).json()
+        assert "streaming_thinking" not in snapshot or snapshot["streaming_thinking"] is None
+        await api.close()
+        await client.close()

@@ -119,3 +119,37 @@ def test_a_set_mode_suggestion_must_name_a_mode_of_the_profile() -> None:
     with pytest.raises(GatewayError) as refused:
         modes.check_update(_update("setMode", mode="acceptEdits"), "Write")
     assert refused.value.code == ErrorCode.MODE_NOT_ALLOWED
+
+
+def test_thinking_and_effort_may_only_narrow() -> None:
+    from gateway.wire.client import Thinking
+
+    enabled = Profile(name="t", thinking=Thinking(type="enabled", budget_tokens=4000, display="summarized"), effort="medium")
+    spec = narrow(enabled, Open(id="o", thinking=Thinking(type="enabled", budget_tokens=2000, display="omitted"), effort="low"))
+    assert spec.thinking == Thinking(type="enabled", budget_tokens=2000, display="omitted") and spec.effort == "low"
+    assert narrow(enabled, Open(id="o")).thinking == enabled.thinking
+    assert narrow(enabled, Open(id="o", thinking=Thinking(type="disabled"))).thinking == Thinking(type="disabled")
+    default = Profile(name="d")  # the CLI's own defaults: thinking may only be turned off, effort lowered from high
+    assert narrow(default, Open(id="o", thinking=Thinking(type="disabled"), effort="high")).effort == "high"
+    wider = [
+        (enabled, Open(id="o", thinking=Thinking(type="enabled", budget_tokens=4001))),
+        (enabled, Open(id="o", thinking=Thinking(type="adaptive"))),
+        (enabled, Open(id="o", effort="high")),
+        (default, Open(id="o", thinking=Thinking(type="adaptive"))),
+        (default, Open(id="o", effort="xhigh")),
+        (Profile(name="a", thinking=Thinking(type="adaptive", display="omitted")), Open(id="o", thinking=Thinking(type="adaptive", display="summarized"))),
+    ]
+    for profile, frame in wider:
+        with pytest.raises(GatewayError) as refused:
+            narrow(profile, frame)
+        assert refused.value.code == ErrorCode.FORBIDDEN_OPTION, frame
+
+
+def test_thinking_budget_goes_with_enabled_only() -> None:
+    import msgspec
+
+    from gateway.wire.client import Thinking
+
+    for bad in ({"type": "enabled"}, {"type": "adaptive", "budget_tokens": 2000}, {"type": "disabled", "display": "omitted"}):
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.convert(bad, Thinking)

@@ -253,7 +253,7 @@ export class ChatState {
   }
 
   /**
-   * Rebuild from a `reset` frame's snapshot: the transcript, then the text still streaming.
+   * Rebuild from a `reset` frame's snapshot: the transcript, then the thinking and text still streaming.
    * @param {Snapshot} snapshot
    */
   applySnapshot(snapshot) {
@@ -263,9 +263,11 @@ export class ChatState {
     this.setInfo(snapshot.session);
     for (const event of snapshot.transcript) this.apply(event);
     this.notePending(snapshot.session.pending);
-    if (snapshot.streaming_text) {
-      const key = `t:snapshot:${snapshot.session.last_seq}`;
-      this._add({ type: 'text', key, messageId: null, text: snapshot.streaming_text, streaming: true, parentToolUseId: null });
+    // The block still being written continues with the deltas that follow (see `_stream`).
+    for (const [type, text] of /** @type {const} */ ([['thinking', snapshot.streaming_thinking], ['text', snapshot.streaming_text]])) {
+      if (!text) continue;
+      const key = `${type === 'text' ? 't' : 'th'}:snapshot:${snapshot.session.last_seq}`;
+      this._add({ type, key, messageId: null, text, streaming: true, parentToolUseId: null });
       this._streams.set('', { messageId: '', blocks: new Map([[-1, key]]) });
     }
     this.sessionState = snapshot.session.state;
@@ -462,11 +464,12 @@ export class ChatState {
           // A block that started before this client attached (after a snapshot, say): reuse the
           // snapshot's streaming text when there is one, else start an item here.
           const stream = this._lane(lane);
-          key = stream.blocks.get(-1) ?? `t:${stream.messageId || 'late'}:${e.index}:${++this._seqKey}`;
+          const type = d.type === 'text_delta' ? 'text' : 'thinking';
+          const resumed = stream.blocks.get(-1);
+          key = resumed && this.get(resumed)?.type === type ? resumed : `t:${stream.messageId || 'late'}:${e.index}:${++this._seqKey}`;
           stream.blocks.delete(-1);
           stream.blocks.set(e.index, key);
           if (!this._index.has(key)) {
-            const type = d.type === 'text_delta' ? 'text' : 'thinking';
             this._add({ type, key, messageId: stream.messageId || null, text: '', streaming: true, parentToolUseId: parent });
           }
         }

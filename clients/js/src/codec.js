@@ -210,7 +210,9 @@ const SERVER_SHAPES = {
   reset: shape({
     required: {
       reason: str,
-      snapshot: shape({ required: { session: sessionInfo, transcript: arr(eventBody) }, optional: { streaming_text: nullable(str) } }),
+      snapshot: shape({
+        required: { session: sessionInfo, transcript: arr(eventBody) }, optional: { streaming_text: nullable(str), streaming_thinking: nullable(str) },
+      }),
     },
     optional: { id: nullable(str), connection: nullable(str) },
   }),
@@ -307,6 +309,12 @@ const frameId = all(str, len(1, 128));
 const name = all(str, len(1, 200));
 const mode = literal(...PERMISSION_MODES);
 const prompt = oneOf(all(str, len(1, Infinity)), all(arr(obj), len(1, 100)));
+const thinkingDisplay = literal('summarized', 'omitted');
+const thinking = oneOf(
+  shape({ strict: true, required: { type: literal('adaptive') }, optional: { display: thinkingDisplay } }),
+  shape({ strict: true, required: { type: literal('enabled'), budget_tokens: all(int, atLeast(1024)) }, optional: { display: thinkingDisplay } }),
+  shape({ strict: true, required: { type: literal('disabled') } }),
+);
 
 /** @type {Record<ClientFrame['type'], Check>} */
 const CLIENT_SHAPES = {
@@ -317,6 +325,7 @@ const CLIENT_SHAPES = {
       profile: name, model: nullable(name), permission_mode: nullable(mode), allowed_tools: nullable(arr(name)),
       disallowed_tools: nullable(arr(name)), max_turns: nullable(all(int, atLeast(1))), max_budget_usd: nullable(all(num, atLeast(0, true))),
       output_format: nullable(shape({ strict: true, required: { schema: obj }, optional: { type: literal('json_schema') } })),
+      thinking: nullable(thinking), effort: nullable(literal('low', 'medium', 'high', 'xhigh', 'max')),
     },
   }),
   attach: shape({

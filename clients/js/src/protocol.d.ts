@@ -38,7 +38,16 @@ export interface OpenFrame {
   max_budget_usd?: number | null;
   /** Structured output (only when the profile lets clients choose one). */
   output_format?: OutputFormat | null;
+  /** Extended thinking; may only narrow the profile's. */
+  thinking?: ThinkingConfig | null;
+  /** At most the profile's (`high` when it sets none). */
+  effort?: Effort | null;
 }
+export type Effort = "low" | "medium" | "high" | "xhigh" | "max";
+export type ThinkingConfig =
+  | { type: "adaptive"; display?: "summarized" | "omitted" }
+  | { type: "enabled"; budget_tokens: number; display?: "summarized" | "omitted" }
+  | { type: "disabled" };
 /** Every turn ends with JSON matching `schema` in its result's `structured_output`. */
 export interface OutputFormat {
   type?: "json_schema";
@@ -408,7 +417,10 @@ export interface AttachedFrame {
 export interface Snapshot {
   session: SessionInfo;
   transcript: SessionEvent[];
+  /** The text streamed so far of an assistant message still being written. */
   streaming_text?: string | null;
+  /** Its thinking streamed so far, while the thinking block is still being written. */
+  streaming_thinking?: string | null;
 }
 /** Why a cursor can't be served; new reasons may be added within version 1 (treat them alike). */
 export type ResetReason = "cursor_too_old" | "cursor_ahead" | "epoch_mismatch";

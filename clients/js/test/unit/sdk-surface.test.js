@@ -57,3 +57,31 @@ describe('chat state', () => {
     assert.deepEqual(chat.rateLimit, { status: 'rejected' });
   });
 });
+
+describe('thinking', () => {
+  test('open may narrow thinking and effort; malformed settings are refused before they are sent', () => {
+    assert.ok(encodeClientFrame({ type: 'open', id: 'o', thinking: { type: 'enabled', budget_tokens: 2000, display: 'omitted' }, effort: 'low' }));
+    assert.ok(encodeClientFrame({ type: 'open', id: 'o', thinking: { type: 'disabled' } }));
+    assert.match(String(validateClientFrame({ type: 'open', id: 'o', thinking: { type: 'enabled' } })), /budget_tokens is required/);
+    assert.match(String(validateClientFrame({ type: 'open', id: 'o', thinking: { type: 'disabled', display: 'omitted' } })), /not a field/);
+    assert.match(String(validateClientFrame({ type: 'open', id: 'o', effort: 'extreme' })), /effort must be one of/);
+  });
+
+  test('a snapshot taken mid-thinking shows the thinking apart from the text, and the deltas that follow continue it', async () => {
+    const { ChatState } = await import('../../src/index.js');
+    const chat = new ChatState();
+    const session = {
+      session_id: 's', profile: 'default', model: null, permission_mode: 'default', state: 'running', epoch: 'e', last_seq: 9,
+      created_at: 1, last_activity: 1, turns: 0, total_cost_usd: 0, queued: 0, pending: [], allowed_models: null, allowed_modes: ['default'],
+      limits: { log_max_events: 1, log_max_bytes: 1, log_max_age_s: 1, transcript_max_events: 1, max_queued_queries: 1, max_frame_bytes: 1 },
+    };
+    chat.applySnapshot(/** @type {any} */ ({ session, transcript: [], streaming_thinking: 'Let me we' }));
+    const stream = (/** @type {any} */ event) => chat.apply(/** @type {any} */ ({ kind: 'stream', event }));
+    stream({ type: 'content_block_delta', index: 0, delta: { type: 'thinking_delta', thinking: 'igh it.' } });
+    stream({ type: 'content_block_stop', index: 0 });
+    stream({ type: 'content_block_start', index: 1, content_block: { type: 'text', text: '' } });
+    stream({ type: 'content_block_delta', index: 1, delta: { type: 'text_delta', text: 'Answer' } });
+    const shown = chat.items.map((i) => [i.type, /** @type {any} */ (i).text]);
+    assert.deepEqual(shown, [['thinking', 'Let me weigh it.'], ['text', 'Answer']]);
+  });
+});
