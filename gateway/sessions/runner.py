@@ -46,6 +46,8 @@ class AgentRunner(Protocol):
 
     async def set_permission_mode(self, mode: str) -> None: ...
 
+    async def get_context_usage(self) -> dict[str, Any]: ...
+
     async def stop(self) -> None: ...
 
 
@@ -132,6 +134,9 @@ class SdkRunner:
 
     async def set_permission_mode(self, mode: str) -> None:
         await self._require().set_permission_mode(mode)  # type: ignore[arg-type]
+
+    async def get_context_usage(self) -> dict[str, Any]:
+        return dict(await self._require().get_context_usage())
 
     async def stop(self) -> None:
         self._stopping = True

@@ -27,7 +27,7 @@ from gateway.sessions.translate import stream_event, to_event
 from gateway.wire import client as cf
 from gateway.wire import events as ev
 from gateway.wire.errors import ErrorCode, GatewayError
-from gateway.wire.server import Ack, Attached, Reset, ResetReason, SessionInfo, SessionLimits, Snapshot
+from gateway.wire.server import Ack, Attached, ContextUsage, Reset, ResetReason, SessionInfo, SessionLimits, Snapshot
 
 log = logging.getLogger("gateway.session")
 
@@ -441,7 +441,14 @@ class Session:
     async def _execute(self, frame: cf.ClientFrame, actor: ev.Actor) -> dict[str, Any] | None:
         self._touched = now_ms()
         if isinstance(frame, cf.Query):
-            return self._enqueue(frame, actor)
+            prompt = frame.prompt if isinstance(frame.prompt, str) else msgspec.to_builtins(frame.prompt)  # the SDK writes it with json
+            return self._enqueue(frame.id, prompt, actor)
+        if isinstance(frame, cf.Compact):
+            # The one command a client may run: sent without `client_composed`, as `/clear` is.
+            command = "/compact" + (f" {frame.instructions}" if frame.instructions else "")
+            return self._enqueue(frame.id, command, actor, composed=False)
+        if isinstance(frame, cf.GetContextUsage):
+            return await self._context_usage()
         if isinstance(frame, cf.PermissionResponse):
             self.approvals.answer_permission(frame, actor)
             return None
@@ -465,27 +472,38 @@ class Session:
             return None
         raise AssertionError(f"unhandled session frame {type(frame).__name__}")
 
-    def _enqueue(self, frame: cf.Query, actor: ev.Actor) -> dict[str, Any]:
+    def _enqueue(self, query_id: str, prompt: str | list[Any], actor: ev.Actor, composed: bool = True) -> dict[str, Any]:
         if len(self._queue) >= self.limits.max_queued_queries:
             raise GatewayError(ErrorCode.QUEUE_FULL, f"{self.limits.max_queued_queries} queries are already queued")
         queued = self.state not in READY_STATES or bool(self._queue) or self._reset_lock.locked()
-        prompt = frame.prompt if isinstance(frame.prompt, str) else msgspec.to_builtins(frame.prompt)  # the SDK writes it with json
-        message = {
+        message: dict[str, Any] = {
             "type": "user",
             "message": {"role": "user", "content": prompt},
             "parent_tool_use_id": None,
             "uuid": str(uuid.uuid4()),
-            "client_composed": True,  # verbatim: no slash commands or @file expansion from clients
         }
-        self._queue.append((frame.id, message))
-        self.emit(ev.UserQuery(query_id=frame.id, prompt=prompt, by=actor, queued=queued))
+        if composed:
+            message["client_composed"] = True  # verbatim: no slash commands or @file expansion from clients
+        self._queue.append((query_id, message))
+        self.emit(ev.UserQuery(query_id=query_id, prompt=prompt, by=actor, queued=queued))
         self._wake.set()
         # position: 0 when the query starts at once, else its place in the line (1 runs next).
-        return {"query_id": frame.id, "queued": queued, "position": len(self._queue) if queued else 0}
+        return {"query_id": query_id, "queued": queued, "position": len(self._queue) if queued else 0}
 
-    async def _control(self, call: Any) -> None:
+    async def _running_agent(self) -> AgentRunner:
+        """The CLI, started if need be (a control call on a session whose CLI is down)."""
+        await self._ensure_runner()
+        if self._runner is None:  # it died again meanwhile
+            raise GatewayError(ErrorCode.AGENT_UNAVAILABLE, "the agent is not running; try again")
+        return self._runner
+
+    async def _context_usage(self) -> dict[str, Any]:
+        raw = await self._control((await self._running_agent()).get_context_usage())
+        return msgspec.to_builtins(msgspec.convert(raw, ContextUsage))  # type: ignore[no-any-return]
+
+    async def _control(self, call: Any) -> Any:
         try:
-            await asyncio.wait_for(call, CONTROL_TIMEOUT_S)
+            return await asyncio.wait_for(call, CONTROL_TIMEOUT_S)
         except Exception as exc:  # a timeout, or the CLI refusing or gone
             log.warning("session %s: control call failed: %r", self.id, exc)
             raise GatewayError(ErrorCode.AGENT_ERROR, "the agent did not accept the request") from exc

@@ -187,6 +187,17 @@ class ResetConversation(ClientFrame, tag="reset_conversation"):
     mode: Literal["soft", "hard"] = "soft"
 
 
+class GetContextUsage(ClientFrame, tag="get_context_usage"):
+    """How full the context window is, by category; the ack's result is a `ContextUsage`."""
+
+
+class Compact(ClientFrame, tag="compact"):
+    """Summarise the conversation so far to free context (the CLI's `/compact`). It runs as a
+    query (`query_id` is this frame's id) with its own `result`; `instructions` steer the summary."""
+
+    instructions: Annotated[str, Meta(max_length=2000)] | None = None
+
+
 class Close(ClientFrame, tag="close"):
     pass
 
@@ -203,6 +214,8 @@ SessionFrame = (
     | SetModel
     | SetPermissionMode
     | ResetConversation
+    | GetContextUsage
+    | Compact
     | Close
 )
 AnyClientFrame = Open | Attach | Ping | SessionFrame

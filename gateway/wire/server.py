@@ -39,6 +39,27 @@ class Pong(ServerFrame, tag="pong"):
     ts: int
 
 
+class ContextCategory(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    name: str
+    tokens: int
+    is_deferred: bool = False  # loaded on demand: not in the context yet
+
+
+class ContextUsage(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    """`get_context_usage`'s result, spelled as the CLI spells it (its `/context`), without host
+    details (memory file paths) or drawing data. `percentage` (0-100) is `totalTokens` of `maxTokens`,
+    the window less the auto-compact buffer; `rawMaxTokens` is the model's whole window."""
+
+    categories: list[ContextCategory]
+    total_tokens: int
+    max_tokens: int
+    raw_max_tokens: int
+    percentage: float
+    model: str | None = None
+    is_auto_compact_enabled: bool | None = None
+    auto_compact_threshold: int | None = None
+
+
 class SessionLimits(msgspec.Struct, kw_only=True):
     """The bounds a client plans around. The log keeps at most `log_max_events`, `log_max_bytes` and
     `log_max_age_s` of events (whichever is smallest; a cursor older than that gets a `reset`); a

@@ -98,3 +98,26 @@ async def test_a_snapshot_tells_the_thinking_being_streamed_from_the_text(settin
         assert "streaming_thinking" not in snapshot or snapshot["streaming_thinking"] is None
         await api.close()
         await client.close()
+
+
+async def test_context_usage_and_compact(alice: WsClient) -> None:
+    """`get_context_usage` answers how full the context is; `compact` runs the CLI's /compact as a
+    query with its own result, and the context is smaller afterwards."""
+    await open_session(alice)
+    for _ in range(2):
+        await query(alice, script([{"text": "A long answer to fill the context. " * 200}]))
+        await alice.event("result")
+    before = (await alice.request({"type": "get_context_usage"}))["result"]
+    assert before["totalTokens"] > 0 and before["maxTokens"] > 0 and 0 <= before["percentage"] <= 100
+    assert {"name", "tokens"} <= set(before["categories"][0]) and "gridRows" not in before and "memoryFiles" not in before
+    messages = next(c["tokens"] for c in before["categories"] if c["name"] == "Messages")
+    ack = await alice.request({"type": "compact", "instructions": "keep it short"})
+    assert ack["type"] == "ack" and ack["result"]["query_id"] == ack["id"]
+    result = await alice.event("result", lambda e: e["query_id"] == ack["id"])
+    assert result["subtype"] == "success" and not result["is_error"], result
+    assert any(f["event"]["kind"] == "system" and f["event"]["subtype"] == "compact_boundary" for f in alice.events)
+    after = (await alice.request({"type": "get_context_usage"}))["result"]
+    assert next(c["tokens"] for c in after["categories"] if c["name"] == "Messages") < messages
+    # The conversation goes on from the summary.
+    hello = await query(alice, "SCRIPT:hello")
+    assert (await alice.event("result", lambda e: e["query_id"] == hello["id"]))["subtype"] == "success"

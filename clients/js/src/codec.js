@@ -347,6 +347,8 @@ const CLIENT_SHAPES = {
   set_model: shape({ strict: true, required: { type: str, id: frameId, model: name } }),
   set_permission_mode: shape({ strict: true, required: { type: str, id: frameId, mode } }),
   reset_conversation: shape({ strict: true, required: { type: str, id: frameId }, optional: { mode: literal('soft', 'hard') } }),
+  get_context_usage: shape({ strict: true, required: { type: str, id: frameId } }),
+  compact: shape({ strict: true, required: { type: str, id: frameId }, optional: { instructions: nullable(all(str, len(0, 2000))) } }),
   close: shape({ strict: true, required: { type: str, id: frameId } }),
   ping: shape({ strict: true, required: { type: str, id: frameId } }),
 };

@@ -102,6 +102,17 @@ export interface ResetConversationFrame {
   id: string;
   mode?: "soft" | "hard";
 }
+/** How full the context window is; the ack's `result` is a `ContextUsage`. */
+export interface GetContextUsageFrame {
+  type: "get_context_usage";
+  id: string;
+}
+/** Summarise the conversation (the CLI's `/compact`); runs as a query with this frame's id. */
+export interface CompactFrame {
+  type: "compact";
+  id: string;
+  instructions?: string | null;
+}
 export interface CloseFrame {
   type: "close";
   id: string;
@@ -119,6 +130,8 @@ export type SessionFrame =
   | SetModelFrame
   | SetPermissionModeFrame
   | ResetConversationFrame
+  | GetContextUsageFrame
+  | CompactFrame
   | CloseFrame;
 export type ClientFrame = OpenFrame | AttachFrame | PingFrame | SessionFrame;
 export type ClientFrameType = ClientFrame["type"];
@@ -404,6 +417,17 @@ export interface SessionInfo {
   limits: SessionLimits;
   /** The latest `rate_limit` event's info. */
   rate_limit?: RateLimitInfo | null;
+}
+/** `get_context_usage`'s result, spelled as the CLI spells it. `percentage` (0-100) is `totalTokens` of `maxTokens`. */
+export interface ContextUsage {
+  categories: { name: string; tokens: number; isDeferred?: boolean }[];
+  totalTokens: number;
+  maxTokens: number;
+  rawMaxTokens: number;
+  percentage: number;
+  model?: string | null;
+  isAutoCompactEnabled?: boolean | null;
+  autoCompactThreshold?: number | null;
 }
 /** Reply to `open`/`attach`: events after `after` follow (replay), then the live tail. */
 export interface AttachedFrame {

@@ -462,6 +462,25 @@ export class GatewaySession extends Emitter {
     await this.send({ type: 'reset_conversation', mode });
   }
 
+  /**
+   * How full the context window is, by category (works mid-turn too).
+   * @returns {Promise<import('./protocol.js').ContextUsage>}
+   */
+  async getContextUsage() {
+    return /** @type {import('./protocol.js').ContextUsage} */ (/** @type {unknown} */ (await this.send({ type: 'get_context_usage' })));
+  }
+
+  /**
+   * Summarise the conversation to free context. It runs as a query: resolves like `query()` with
+   * its `query_id`; its `result` event ends it.
+   * @param {string} [instructions] what the summary should keep
+   * @returns {Promise<{ query_id: string, queued: boolean, position: number }>}
+   */
+  async compact(instructions) {
+    const result = await this.send(instructions ? { type: 'compact', instructions } : { type: 'compact' });
+    return /** @type {{ query_id: string, queued: boolean, position: number }} */ (/** @type {unknown} */ (result));
+  }
+
   // ---- receiving -------------------------------------------------------------------------
 
   /**

@@ -85,3 +85,29 @@ describe('thinking', () => {
     assert.deepEqual(shown, [['thinking', 'Let me weigh it.'], ['text', 'Answer']]);
   });
 });
+
+describe('context usage and compact', () => {
+  test('the session asks for context usage and compacts; the frames are checked before they are sent', async () => {
+    const { GatewayClient } = await import('../../src/index.js');
+    const { FakeGateway } = await import('../helpers/fake-gateway.js');
+    const gw = new FakeGateway();
+    const client = new GatewayClient({
+      url: 'http://gateway.test', token: 'tok-0123456789abcdef', WebSocket: /** @type {any} */ (gw.WebSocket), fetch: gw.fetch, watchNetwork: false,
+    });
+    const s = client.session({});
+    try {
+      await s.connect();
+      const usage = await s.getContextUsage();
+      assert.equal(usage.percentage, 7);
+      assert.deepEqual(usage.categories, [{ name: 'Messages', tokens: 2806 }]);
+      const compacted = await s.compact('keep the decisions');
+      assert.deepEqual(gw.received.filter((f) => f.type === 'compact').map((f) => [f.id, f.instructions]), [[compacted.query_id, 'keep the decisions']]);
+      await s.compact();
+      assert.equal(gw.received.filter((f) => f.type === 'compact')[1].instructions, undefined);
+      assert.match(String(validateClientFrame({ type: 'compact', id: 'c', instructions: 'x'.repeat(2001) })), /length/);
+      assert.match(String(validateClientFrame({ type: 'get_context_usage', id: 'u', verbose: true })), /not a field/);
+    } finally {
+      s.disconnect();
+    }
+  });
+});
