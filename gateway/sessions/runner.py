@@ -48,6 +48,8 @@ class AgentRunner(Protocol):
 
     async def get_context_usage(self) -> dict[str, Any]: ...
 
+    async def stop_task(self, task_id: str) -> None: ...
+
     async def stop(self) -> None: ...
 
 
@@ -137,6 +139,9 @@ class SdkRunner:
 
     async def get_context_usage(self) -> dict[str, Any]:
         return dict(await self._require().get_context_usage())
+
+    async def stop_task(self, task_id: str) -> None:
+        await self._require().stop_task(task_id)
 
     async def stop(self) -> None:
         self._stopping = True

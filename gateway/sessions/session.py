@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 from claude_agent_sdk import CLIJSONDecodeError, ConversationResetMessage, ResultMessage, StreamEvent, SystemMessage
-from claude_agent_sdk.types import ToolPermissionContext
+from claude_agent_sdk.types import TERMINAL_TASK_STATUSES, ToolPermissionContext
 
 from gateway import PROTOCOL_VERSION
 from gateway.events.feed import EventFeed, Sink
@@ -27,7 +27,7 @@ from gateway.sessions.translate import stream_event, to_event
 from gateway.wire import client as cf
 from gateway.wire import events as ev
 from gateway.wire.errors import ErrorCode, GatewayError
-from gateway.wire.server import Ack, Attached, ContextUsage, Reset, ResetReason, SessionInfo, SessionLimits, Snapshot
+from gateway.wire.server import Ack, Attached, ContextUsage, Reset, ResetReason, SessionInfo, SessionLimits, Snapshot, TaskInfo
 
 log = logging.getLogger("gateway.session")
 
@@ -72,6 +72,7 @@ class Session:
         self.turns = 0
         self.claude_session_id: str | None = None
         self.rate_limit: ev.RateLimitInfo | None = None
+        self._tasks: dict[str, TaskInfo] = {}  # background tasks of the running CLI, by id
         self.connections = 0
         self._runner_factory = runner_factory
         self._runner: AgentRunner | None = None
@@ -182,6 +183,7 @@ class Session:
     async def _stop_runner(self) -> None:
         """Called with `_runner_lock` held."""
         runner, self._runner = self._runner, None
+        self._tasks.clear()
         if runner is not None:
             await runner.stop()
 
@@ -254,6 +256,7 @@ class Session:
         and the CLI is stopped in the background (a frozen one takes the SDK's ~10 s to kill). The
         next query starts a new CLI resuming the conversation, as after a crash."""
         runner, self._runner = self._runner, None  # from now on no query reaches the stuck CLI
+        self._tasks.clear()
         log.warning("session %s: %s", self.id, why)
         self.approvals.cancel_all()
         self.emit(ev.AgentError(code="agent_unresponsive", message=why, recoverable=True))
@@ -356,6 +359,8 @@ class Session:
             event.total_cost_usd = self.total_cost_usd
         if isinstance(event, ev.RateLimit):
             self.rate_limit = event.info
+        elif isinstance(event, ev.Task):
+            self._track_task(event)
         if event is not None:
             self.emit(event)
         if isinstance(message, ResultMessage):
@@ -368,6 +373,18 @@ class Session:
                 self._set_state("idle")
             self._turn_done.set()
             self._wake.set()
+
+    def _track_task(self, task: ev.Task) -> None:
+        """Keep `SessionInfo.tasks`: a task is in from its start until a terminal status, which
+        either a notification or an update may bring (the CLI sometimes sends only one)."""
+        if task.status in TERMINAL_TASK_STATUSES:
+            self._tasks.pop(task.task_id, None)
+        elif task.subtype == "task_started":
+            self._tasks[task.task_id] = TaskInfo(
+                task_id=task.task_id, description=task.description, task_type=task.task_type, tool_use_id=task.tool_use_id
+            )
+        elif task.subtype == "task_progress" and task.task_id in self._tasks:
+            self._tasks[task.task_id].last_tool_name = task.last_tool_name
 
     def _cli_started(self, result: ResultMessage) -> bool:
         """Whether `result` ends a turn the CLI started itself (when a background command ends, say)
@@ -383,6 +400,7 @@ class Session:
         if runner is not self._runner or self.closed:
             return
         self._runner = None
+        self._tasks.clear()  # they ran in the CLI
         log.warning("session %s: agent exited: %r", self.id, error)
         self.approvals.cancel_all()
         if isinstance(error, CLIJSONDecodeError) and "maximum buffer size" in str(error):
@@ -449,6 +467,9 @@ class Session:
             return self._enqueue(frame.id, command, actor, composed=False)
         if isinstance(frame, cf.GetContextUsage):
             return await self._context_usage()
+        if isinstance(frame, cf.StopTask):
+            await self._stop_task(frame.task_id)
+            return None
         if isinstance(frame, cf.PermissionResponse):
             self.approvals.answer_permission(frame, actor)
             return None
@@ -496,6 +517,11 @@ class Session:
         if self._runner is None:  # it died again meanwhile
             raise GatewayError(ErrorCode.AGENT_UNAVAILABLE, "the agent is not running; try again")
         return self._runner
+
+    async def _stop_task(self, task_id: str) -> None:
+        if task_id not in self._tasks or self._runner is None:
+            raise GatewayError(ErrorCode.UNKNOWN_TASK, f"no running task {task_id}")
+        await self._control(self._runner.stop_task(task_id))
 
     async def _context_usage(self) -> dict[str, Any]:
         raw = await self._control((await self._running_agent()).get_context_usage())
@@ -669,6 +695,7 @@ class Session:
             allowed_modes=list(profile.permission_modes),
             limits=self.limits,
             rate_limit=self.rate_limit,
+            tasks=list(self._tasks.values()),
         )
 
     def snapshot(self) -> Snapshot:

@@ -65,6 +65,26 @@ def is_local_command_echo(msg: UserMessage) -> bool:
     return isinstance(msg.content, str) and msg.content.startswith("<local-command-")
 
 
+def task_event(msg: TaskStartedMessage | TaskProgressMessage | TaskNotificationMessage | TaskUpdatedMessage) -> ev.Task:
+    """One shape for the four task messages; the CLI's own fields stay in `data`."""
+    task = ev.Task(subtype=msg.subtype, task_id=msg.task_id, data=scrub(msg.data))  # type: ignore[arg-type]
+    if isinstance(msg, TaskUpdatedMessage):
+        task.status = msg.status or msg.patch.get("status")
+        task.description = msg.patch.get("description")
+        return task
+    task.tool_use_id = msg.tool_use_id
+    if isinstance(msg, TaskNotificationMessage):
+        task.status, task.summary = msg.status, msg.summary
+        task.usage = dict(msg.usage) if msg.usage else None
+        return task
+    task.status, task.description = "running", msg.description
+    if isinstance(msg, TaskStartedMessage):
+        task.task_type = msg.task_type
+    else:
+        task.last_tool_name, task.usage = msg.last_tool_name, dict(msg.usage)
+    return task
+
+
 def stream_event(msg: StreamEvent) -> ev.Stream:
     """Token deltas and block boundaries: most of a turn's messages, forwarded as they are."""
     return ev.Stream(event=msg.event, parent_tool_use_id=msg.parent_tool_use_id)
@@ -116,7 +136,7 @@ def to_event(msg: Any, query_id: str | None) -> ev.EventBody | None:
             origin=dict(msg.origin) if msg.origin else None,
         )
     if isinstance(msg, _TASK_TYPES):
-        return ev.Task(subtype=msg.subtype, data=scrub(msg.data))
+        return task_event(msg)
     if isinstance(msg, SystemMessage):
         return ev.System(subtype=msg.subtype, data=scrub(msg.data))
     if isinstance(msg, RateLimitEvent):

@@ -33,6 +33,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNKNOWN_REQUEST: 409,
     ErrorCode.REQUEST_ALREADY_RESOLVED: 409,
     ErrorCode.INVALID_ANSWER: 422,
+    ErrorCode.UNKNOWN_TASK: 409,
     ErrorCode.TOO_MANY_SESSIONS: 429,
     ErrorCode.QUEUE_FULL: 429,
     ErrorCode.AGENT_UNAVAILABLE: 503,

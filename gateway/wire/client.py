@@ -198,6 +198,12 @@ class Compact(ClientFrame, tag="compact"):
     instructions: Annotated[str, Meta(max_length=2000)] | None = None
 
 
+class StopTask(ClientFrame, tag="stop_task"):
+    """Stop a running background task (one of `session.tasks`); its `task` events follow."""
+
+    task_id: Name
+
+
 class Close(ClientFrame, tag="close"):
     pass
 
@@ -216,6 +222,7 @@ SessionFrame = (
     | ResetConversation
     | GetContextUsage
     | Compact
+    | StopTask
     | Close
 )
 AnyClientFrame = Open | Attach | Ping | SessionFrame

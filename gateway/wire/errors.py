@@ -23,6 +23,7 @@ class ErrorCode(StrEnum):
     UNKNOWN_REQUEST = "unknown_request"
     REQUEST_ALREADY_RESOLVED = "request_already_resolved"
     INVALID_ANSWER = "invalid_answer"
+    UNKNOWN_TASK = "unknown_task"
     TOO_MANY_SESSIONS = "too_many_sessions"
     QUEUE_FULL = "queue_full"
     AGENT_UNAVAILABLE = "agent_unavailable"

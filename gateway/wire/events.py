@@ -71,11 +71,25 @@ class System(EventBody, tag="system"):
     data: dict[str, Any]
 
 
-class Task(EventBody, tag="task"):
-    """Background task progress: task_started, task_progress, task_notification, task_updated."""
+TaskSubtype = Literal["task_started", "task_progress", "task_notification", "task_updated"]
 
-    subtype: str
+
+class Task(EventBody, tag="task"):
+    """A background task (a long or backgrounded shell command, a subagent) started, progressed,
+    reported back (`task_notification`: completed, failed or stopped) or changed (`task_updated`).
+    `status` is `running` until a terminal one: `completed`, `failed`, `stopped`, `killed`.
+    `data` is the CLI's whole message, host paths removed."""
+
+    subtype: TaskSubtype
+    task_id: str
     data: dict[str, Any]
+    status: str | None = None
+    description: str | None = None
+    task_type: str | None = None  # local_bash, local_agent, ...
+    tool_use_id: str | None = None
+    last_tool_name: str | None = None
+    summary: str | None = None
+    usage: dict[str, Any] | None = None
 
 
 class ModelUsage(msgspec.Struct, kw_only=True, rename="camel"):

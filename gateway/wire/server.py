@@ -74,6 +74,16 @@ class SessionLimits(msgspec.Struct, kw_only=True):
     max_frame_bytes: int
 
 
+class TaskInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A background task still running (from its `task` events), so a client attaching later sees it."""
+
+    task_id: str
+    description: str | None = None
+    task_type: str | None = None
+    tool_use_id: str | None = None
+    last_tool_name: str | None = None
+
+
 class SessionInfo(msgspec.Struct, kw_only=True):
     session_id: str
     profile: str
@@ -92,6 +102,7 @@ class SessionInfo(msgspec.Struct, kw_only=True):
     allowed_modes: list[str]
     limits: SessionLimits
     rate_limit: RateLimitInfo | None = None  # the latest `rate_limit` event's
+    tasks: list[TaskInfo] = []  # background tasks still running
 
 
 class Attached(ServerFrame, tag="attached"):

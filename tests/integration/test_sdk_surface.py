@@ -121,3 +121,49 @@ async def test_context_usage_and_compact(alice: WsClient) -> None:
     # The conversation goes on from the summary.
     hello = await query(alice, "SCRIPT:hello")
     assert (await alice.event("result", lambda e: e["query_id"] == hello["id"]))["subtype"] == "success"
+
+
+BACKGROUND = script(
+    [{"tool": "Bash", "input": {"command": "sh -c 'sleep 60; echo late'", "description": "Wait a minute", "run_in_background": True}}],
+    [{"text": "Started it: {result}"}],
+)
+
+
+async def test_a_background_task_is_in_the_session_until_a_client_stops_it(gateway, alice: WsClient) -> None:  # type: ignore[no-untyped-def]
+    attached = await open_session(alice)
+    first = await query(alice, BACKGROUND)
+    request = await alice.event("permission_request")
+    await alice.request({"type": "permission_response", "request_id": request["request_id"], "decision": "allow"})
+    started = await alice.event("task", lambda e: e["subtype"] == "task_started")
+    assert started["status"] == "running" and started["description"] and started["task_id"]
+    await alice.event("result", lambda e: e["query_id"] == first["id"])
+    # A tab attaching now sees the task running, and can stop it.
+    tab = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    seen = await tab.request({"type": "attach", "session_id": attached["session"]["session_id"]})
+    [task] = seen["session"]["tasks"]
+    assert task["task_id"] == started["task_id"] and task["task_type"] == started["task_type"]
+    unknown = await tab.request({"type": "stop_task", "task_id": "nope"})
+    assert unknown["type"] == "error" and unknown["code"] == "unknown_task"
+    assert (await tab.request({"type": "stop_task", "task_id": task["task_id"]}))["type"] == "ack"
+    await alice.event("task", lambda e: e["task_id"] == task["task_id"] and e["status"] in ("stopped", "killed"))
+    later = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    assert (await later.request({"type": "attach", "session_id": attached["session"]["session_id"]}))["session"]["tasks"] == []
+    gone = await tab.request({"type": "stop_task", "task_id": task["task_id"]})
+    assert gone["type"] == "error" and gone["code"] == "unknown_task"
+    await later.close()
+    await tab.close()
+
+
+async def test_a_subagent_is_a_task_with_the_same_shape(alice: WsClient) -> None:
+    """The scripted model drives the subagent too: the Task tool's prompt is the subagent's script."""
+    await open_session(alice)
+    await query(alice, script(
+        [{"tool": "Task", "input": {"description": "Greet", "prompt": "SCRIPT:hello", "subagent_type": "general-purpose"}}],
+        [{"text": "The subagent said: {result}"}],
+    ))
+    started = await alice.event("task", lambda e: e["subtype"] == "task_started")
+    assert (started["task_type"], started["description"], started["status"]) == ("local_agent", "Greet", "running")
+    done = await alice.event("task", lambda e: e["subtype"] == "task_notification", timeout=30)
+    assert done["task_id"] == started["task_id"] and done["status"] == "completed"
+    inside = [f["event"] for f in alice.events if f["event"]["kind"] == "assistant_message" and f["event"].get("parent_tool_use_id")]
+    assert inside and inside[0]["parent_tool_use_id"] == started["tool_use_id"]

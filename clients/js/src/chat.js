@@ -125,6 +125,8 @@
  */
 /** @typedef {ApprovalItem | QuestionCardItem} PendingItem */
 
+/** A task with one of these statuses has ended. */
+const TERMINAL_TASK_STATUSES = new Set(['completed', 'failed', 'stopped', 'killed']);
 const BUSY = new Set(['running', 'awaiting_approval', 'interrupted']);
 const INTERRUPT_MARK = '[Request interrupted by user';
 
@@ -169,6 +171,7 @@ export class ChatState {
     /** @type {string | null} the query whose turn is running */ this.currentQueryId = null;
     /** @type {ResultItem | null} */ this.lastResult = null;
     /** @type {import('./protocol.js').RateLimitInfo | null} the latest rate-limit report */ this.rateLimit = null;
+    /** @type {Map<string, import('./protocol.js').TaskInfo>} background tasks still running, by id */ this.tasks = new Map();
     /** Increases on every change. */ this.version = 0;
     /** @private @type {ChatItem[]} */ this._items = [];
     /** @private @type {Map<string, number>} */ this._index = new Map();
@@ -237,6 +240,7 @@ export class ChatState {
     this.allowedModes = info.allowed_modes;
     this.sessionState = info.state;
     if (info.rate_limit) this.rateLimit = info.rate_limit; // the replay's own `rate_limit` events may be gone
+    this.tasks = new Map((info.tasks ?? []).map((t) => [t.task_id, t]));
     // `turns` is not taken from here: the replay that follows an attach counts its results.
     this.version++;
   }
@@ -250,6 +254,28 @@ export class ChatState {
     for (const request of requests) {
       if (!this._index.has(`a:${request.request_id}`)) this.apply(request);
     }
+  }
+
+  /**
+   * Keep `tasks` as the gateway keeps `session.tasks`: in from the start, out at a terminal status.
+   * @param {import('./protocol.js').TaskEvent} event
+   * @private
+   */
+  _task(event) {
+    const tasks = new Map(this.tasks);
+    if (event.status && TERMINAL_TASK_STATUSES.has(event.status)) {
+      tasks.delete(event.task_id);
+    } else if (event.subtype === 'task_started') {
+      tasks.set(event.task_id, {
+        task_id: event.task_id, description: event.description, task_type: event.task_type, tool_use_id: event.tool_use_id,
+      });
+    } else if (event.subtype === 'task_progress' && tasks.has(event.task_id)) {
+      tasks.set(event.task_id, { ...tasks.get(event.task_id), task_id: event.task_id, last_tool_name: event.last_tool_name });
+    } else {
+      return;
+    }
+    this.tasks = tasks;
+    this.version++;
   }
 
   /**
@@ -378,6 +404,9 @@ export class ChatState {
         break;
       case 'rate_limit':
         this.rateLimit = event.info;
+        break;
+      case 'task':
+        this._task(event);
         break;
       case 'system':
         if (event.subtype === 'compact_boundary') this._notice('info', 'compacted', 'Earlier messages were summarised to save context');

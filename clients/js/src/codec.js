@@ -134,7 +134,13 @@ const EVENT_SHAPES = {
     optional: { parent_tool_use_id: nullable(str), tool_use_result: any, uuid: nullable(str), origin: nullable(obj) },
   }),
   system: shape({ required: { subtype: str, data: obj } }),
-  task: shape({ required: { subtype: str, data: obj } }),
+  task: shape({
+    required: { subtype: str, task_id: str, data: obj },
+    optional: {
+      status: nullable(str), description: nullable(str), task_type: nullable(str), tool_use_id: nullable(str),
+      last_tool_name: nullable(str), summary: nullable(str), usage: nullable(obj),
+    },
+  }),
   result: shape({
     required: { query_id: nullable(str), subtype: str, is_error: bool, duration_ms: num, duration_api_ms: num, num_turns: int },
     optional: {
@@ -197,7 +203,7 @@ const sessionInfo = shape({
       },
     }),
   },
-  optional: { rate_limit: nullable(rateLimitInfo) },
+  optional: { rate_limit: nullable(rateLimitInfo), tasks: arr(shape({ required: { task_id: str } })) },
 });
 
 /** @type {Record<ServerFrame['type'], Check>} */
@@ -349,6 +355,7 @@ const CLIENT_SHAPES = {
   reset_conversation: shape({ strict: true, required: { type: str, id: frameId }, optional: { mode: literal('soft', 'hard') } }),
   get_context_usage: shape({ strict: true, required: { type: str, id: frameId } }),
   compact: shape({ strict: true, required: { type: str, id: frameId }, optional: { instructions: nullable(all(str, len(0, 2000))) } }),
+  stop_task: shape({ strict: true, required: { type: str, id: frameId, task_id: name } }),
   close: shape({ strict: true, required: { type: str, id: frameId } }),
   ping: shape({ strict: true, required: { type: str, id: frameId } }),
 };

@@ -113,6 +113,12 @@ export interface CompactFrame {
   id: string;
   instructions?: string | null;
 }
+/** Stop a running background task. */
+export interface StopTaskFrame {
+  type: "stop_task";
+  id: string;
+  task_id: string;
+}
 export interface CloseFrame {
   type: "close";
   id: string;
@@ -132,6 +138,7 @@ export type SessionFrame =
   | ResetConversationFrame
   | GetContextUsageFrame
   | CompactFrame
+  | StopTaskFrame
   | CloseFrame;
 export type ClientFrame = OpenFrame | AttachFrame | PingFrame | SessionFrame;
 export type ClientFrameType = ClientFrame["type"];
@@ -193,8 +200,27 @@ export interface SystemEvent {
 }
 export interface TaskEvent {
   kind: "task";
-  subtype: string;
+  subtype: "task_started" | "task_progress" | "task_notification" | "task_updated" | (string & {});
+  task_id: string;
+  /** `running`, then a terminal one: `completed`, `failed`, `stopped`, `killed`. */
+  status?: string | null;
+  description?: string | null;
+  /** `local_bash` (a shell command), `local_agent` (a subagent), ... */
+  task_type?: string | null;
+  tool_use_id?: string | null;
+  last_tool_name?: string | null;
+  summary?: string | null;
+  usage?: JsonObject | null;
+  /** The CLI's whole message, host paths removed. */
   data: JsonObject;
+}
+/** A background task still running (`session.tasks`). */
+export interface TaskInfo {
+  task_id: string;
+  description?: string | null;
+  task_type?: string | null;
+  tool_use_id?: string | null;
+  last_tool_name?: string | null;
 }
 export interface ResultEvent {
   kind: "result";
@@ -417,6 +443,8 @@ export interface SessionInfo {
   limits: SessionLimits;
   /** The latest `rate_limit` event's info. */
   rate_limit?: RateLimitInfo | null;
+  /** Background tasks still running. */
+  tasks?: TaskInfo[];
 }
 /** `get_context_usage`'s result, spelled as the CLI spells it. `percentage` (0-100) is `totalTokens` of `maxTokens`. */
 export interface ContextUsage {

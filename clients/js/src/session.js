@@ -462,6 +462,11 @@ export class GatewaySession extends Emitter {
     await this.send({ type: 'reset_conversation', mode });
   }
 
+  /** Stop a running background task (one of `chat.tasks`); its `task` events follow. @param {string} taskId */
+  async stopTask(taskId) {
+    await this.send({ type: 'stop_task', task_id: taskId });
+  }
+
   /**
    * How full the context window is, by category (works mid-turn too).
    * @returns {Promise<import('./protocol.js').ContextUsage>}

@@ -111,3 +111,51 @@ describe('context usage and compact', () => {
     }
   });
 });
+
+describe('background tasks', () => {
+  const task = (/** @type {any} */ fields) => ({ kind: 'task', data: {}, ...fields });
+
+  test('task events have a checked shape; stop_task names a task', () => {
+    assert.equal(validateServerFrame(event(task({ subtype: 'task_started', task_id: 't1', status: 'running', task_type: 'local_bash' }))), null);
+    assert.match(String(validateServerFrame(event(task({ subtype: 'task_started' })))), /task_id is required/);
+    assert.ok(encodeClientFrame({ type: 'stop_task', id: 's', task_id: 't1' }));
+    assert.match(String(validateClientFrame({ type: 'stop_task', id: 's' })), /task_id is required/);
+  });
+
+  test('the chat keeps the running tasks: from the session when attaching, then from task events', async () => {
+    const { ChatState } = await import('../../src/index.js');
+    const chat = new ChatState();
+    const info = {
+      session_id: 's', profile: 'default', model: null, permission_mode: 'default', state: 'idle', epoch: 'e', last_seq: 0,
+      created_at: 1, last_activity: 1, turns: 0, total_cost_usd: 0, queued: 0, pending: [], allowed_models: null, allowed_modes: ['default'],
+      limits: { log_max_events: 1, log_max_bytes: 1, log_max_age_s: 1, transcript_max_events: 1, max_queued_queries: 1, max_frame_bytes: 1 },
+      tasks: [{ task_id: 'old', description: 'npm test', task_type: 'local_bash' }],
+    };
+    chat.setInfo(/** @type {any} */ (info));
+    assert.deepEqual([...chat.tasks.keys()], ['old']);
+    chat.apply(task({ subtype: 'task_started', task_id: 'a1', status: 'running', description: 'Greet', task_type: 'local_agent' }));
+    chat.apply(task({ subtype: 'task_progress', task_id: 'a1', status: 'running', last_tool_name: 'Read' }));
+    assert.equal(chat.tasks.get('a1')?.last_tool_name, 'Read');
+    assert.equal(chat.tasks.get('a1')?.description, 'Greet');
+    chat.apply(task({ subtype: 'task_updated', task_id: 'old', status: 'killed' }));  // the notification may never come
+    chat.apply(task({ subtype: 'task_notification', task_id: 'a1', status: 'completed', summary: 'done' }));
+    assert.deepEqual([...chat.tasks.keys()], []);
+  });
+
+  test('stopTask sends stop_task', async () => {
+    const { GatewayClient } = await import('../../src/index.js');
+    const { FakeGateway } = await import('../helpers/fake-gateway.js');
+    const gw = new FakeGateway();
+    const client = new GatewayClient({
+      url: 'http://gateway.test', token: 'tok-0123456789abcdef', WebSocket: /** @type {any} */ (gw.WebSocket), fetch: gw.fetch, watchNetwork: false,
+    });
+    const s = client.session({});
+    try {
+      await s.connect();
+      await s.stopTask('t1');
+      assert.deepEqual(gw.received.filter((f) => f.type === 'stop_task').map((f) => f.task_id), ['t1']);
+    } finally {
+      s.disconnect();
+    }
+  });
+});
