@@ -39,6 +39,8 @@ class Profile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # may only narrow them (`narrow_thinking`, `narrow_effort`).
     thinking: Thinking | None = None
     effort: Effort | None = None
+    # The CLI keeps a checkpoint of the files it edits at each query, so `rewind_files` can undo them.
+    enable_file_checkpointing: bool = False
     env: dict[str, str] = {}
 
     def __post_init__(self) -> None:

@@ -94,5 +94,6 @@ def build_options(settings: Settings, spec: SessionSpec, workdir: Path, home: Pa
         output_format=msgspec.to_builtins(spec.output_format) if spec.output_format else None,
         thinking=msgspec.to_builtins(spec.thinking) if spec.thinking else None,
         effort=spec.effort,
+        enable_file_checkpointing=profile.enable_file_checkpointing,
         max_buffer_size=settings.max_cli_message_bytes,  # the SDK's default, 1 MiB, cut off large tool results and replies
     )

@@ -50,6 +50,8 @@ class AgentRunner(Protocol):
 
     async def stop_task(self, task_id: str) -> None: ...
 
+    async def rewind_files(self, user_message_id: str) -> None: ...
+
     async def stop(self) -> None: ...
 
 
@@ -142,6 +144,9 @@ class SdkRunner:
 
     async def stop_task(self, task_id: str) -> None:
         await self._require().stop_task(task_id)
+
+    async def rewind_files(self, user_message_id: str) -> None:
+        await self._require().rewind_files(user_message_id)
 
     async def stop(self) -> None:
         self._stopping = True

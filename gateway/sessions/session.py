@@ -35,7 +35,7 @@ CONTROL_TIMEOUT_S = 15.0
 GUARD_TICK_S = 1.0  # how often a running turn's guard looks at it
 TRANSCRIPT_KINDS = (
     ev.UserQuery, ev.AssistantMessage, ev.UserMessage, ev.TurnResult, ev.PermissionRequest, ev.Question,
-    ev.RequestResolved, ev.ModelChanged, ev.PermissionModeChanged, ev.ConversationReset, ev.AgentError,
+    ev.RequestResolved, ev.ModelChanged, ev.PermissionModeChanged, ev.ConversationReset, ev.AgentError, ev.FilesRewound,
 )
 BUSY_STATES = ("running", "awaiting_approval", "interrupted")
 READY_STATES = ("idle", "failed")
@@ -73,6 +73,8 @@ class Session:
         self.claude_session_id: str | None = None
         self.rate_limit: ev.RateLimitInfo | None = None
         self._tasks: dict[str, TaskInfo] = {}  # background tasks of the running CLI, by id
+        # query id -> the uuid its message was sent with: the CLI's name for it (rewind_files)
+        self._query_uuids: collections.OrderedDict[str, str] = collections.OrderedDict()
         self.connections = 0
         self._runner_factory = runner_factory
         self._runner: AgentRunner | None = None
@@ -470,6 +472,9 @@ class Session:
         if isinstance(frame, cf.StopTask):
             await self._stop_task(frame.task_id)
             return None
+        if isinstance(frame, cf.RewindFiles):
+            await self._rewind_files(frame.query_id, actor)
+            return None
         if isinstance(frame, cf.PermissionResponse):
             self.approvals.answer_permission(frame, actor)
             return None
@@ -505,6 +510,9 @@ class Session:
         }
         if composed:
             message["client_composed"] = True  # verbatim: no slash commands or @file expansion from clients
+        self._query_uuids[query_id] = message["uuid"]
+        if len(self._query_uuids) > self.limits.transcript_max_events:
+            self._query_uuids.popitem(last=False)
         self._queue.append((query_id, message))
         self.emit(ev.UserQuery(query_id=query_id, prompt=prompt, by=actor, queued=queued))
         self._wake.set()
@@ -522,6 +530,15 @@ class Session:
         if task_id not in self._tasks or self._runner is None:
             raise GatewayError(ErrorCode.UNKNOWN_TASK, f"no running task {task_id}")
         await self._control(self._runner.stop_task(task_id))
+
+    async def _rewind_files(self, query_id: str, actor: ev.Actor) -> None:
+        if not self.spec.profile.enable_file_checkpointing:
+            raise GatewayError(ErrorCode.FORBIDDEN_OPTION, f"profile {self.spec.profile.name!r} does not keep file checkpoints")
+        message_uuid = self._query_uuids.get(query_id)
+        if message_uuid is None:
+            raise GatewayError(ErrorCode.UNKNOWN_QUERY, f"no query {query_id} in this session")
+        await self._control((await self._running_agent()).rewind_files(message_uuid))
+        self.emit(ev.FilesRewound(query_id=query_id, by=actor))
 
     async def _context_usage(self) -> dict[str, Any]:
         raw = await self._control((await self._running_agent()).get_context_usage())

@@ -34,6 +34,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.REQUEST_ALREADY_RESOLVED: 409,
     ErrorCode.INVALID_ANSWER: 422,
     ErrorCode.UNKNOWN_TASK: 409,
+    ErrorCode.UNKNOWN_QUERY: 404,
     ErrorCode.TOO_MANY_SESSIONS: 429,
     ErrorCode.QUEUE_FULL: 429,
     ErrorCode.AGENT_UNAVAILABLE: 503,

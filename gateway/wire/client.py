@@ -198,6 +198,13 @@ class Compact(ClientFrame, tag="compact"):
     instructions: Annotated[str, Meta(max_length=2000)] | None = None
 
 
+class RewindFiles(ClientFrame, tag="rewind_files"):
+    """Put the files the agent edited back as they were when query `query_id` was sent (profiles
+    with `enable_file_checkpointing`). The conversation itself is not rewound."""
+
+    query_id: Name
+
+
 class StopTask(ClientFrame, tag="stop_task"):
     """Stop a running background task (one of `session.tasks`); its `task` events follow."""
 
@@ -223,6 +230,7 @@ SessionFrame = (
     | GetContextUsage
     | Compact
     | StopTask
+    | RewindFiles
     | Close
 )
 AnyClientFrame = Open | Attach | Ping | SessionFrame

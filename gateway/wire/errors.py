@@ -24,6 +24,7 @@ class ErrorCode(StrEnum):
     REQUEST_ALREADY_RESOLVED = "request_already_resolved"
     INVALID_ANSWER = "invalid_answer"
     UNKNOWN_TASK = "unknown_task"
+    UNKNOWN_QUERY = "unknown_query"
     TOO_MANY_SESSIONS = "too_many_sessions"
     QUEUE_FULL = "queue_full"
     AGENT_UNAVAILABLE = "agent_unavailable"

@@ -186,6 +186,13 @@ class PermissionModeChanged(EventBody, tag="permission_mode_changed"):
     by: Actor
 
 
+class FilesRewound(EventBody, tag="files_rewound"):
+    """`rewind_files` put the files back as they were when `query_id` was sent."""
+
+    query_id: str
+    by: Actor
+
+
 class ConversationReset(EventBody, tag="conversation_reset"):
     mode: Literal["soft", "hard"]
     by: Actor
@@ -237,6 +244,7 @@ AnyEvent = (
     | ModelChanged
     | PermissionModeChanged
     | ConversationReset
+    | FilesRewound
     | AgentError
     | RateLimit
 )

@@ -167,3 +167,32 @@ async def test_a_subagent_is_a_task_with_the_same_shape(alice: WsClient) -> None
     assert done["task_id"] == started["task_id"] and done["status"] == "completed"
     inside = [f["event"] for f in alice.events if f["event"]["kind"] == "assistant_message" and f["event"].get("parent_tool_use_id")]
     assert inside and inside[0]["parent_tool_use_id"] == started["tool_use_id"]
+
+
+async def test_rewind_files_undoes_what_the_agent_wrote_since_a_query(settings) -> None:  # type: ignore[no-untyped-def]
+    checkpoints = msgspec.structs.replace(DEMO_PROFILE, enable_file_checkpointing=True)
+    async with run_gateway(settings, {"default": checkpoints, "plain": DEMO_PROFILE}) as gw:
+        client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        attached = await open_session(client)
+        notes = gw.app.state.settings.sessions_dir / attached["session"]["session_id"] / "work" / "notes.txt"
+        wrote = await query(client, "SCRIPT:write")
+        request = await client.event("permission_request")
+        await client.request({"type": "permission_response", "request_id": request["request_id"], "decision": "allow"})
+        await client.event("result", lambda e: e["query_id"] == wrote["id"])
+        assert notes.exists()
+        unknown = await client.request({"type": "rewind_files", "query_id": "never-sent"})
+        assert unknown["type"] == "error" and unknown["code"] == "unknown_query"
+        ack = await client.request({"type": "rewind_files", "query_id": wrote["id"]})
+        assert ack["type"] == "ack", ack
+        rewound = await client.event("files_rewound")
+        assert rewound["query_id"] == wrote["id"] and rewound["by"]["principal"] == "alice"
+        assert not notes.exists()
+        await client.close()
+        # A profile without checkpoints refuses it.
+        plain = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        await open_session(plain, profile="plain")
+        hello = await query(plain, "SCRIPT:hello")
+        await plain.event("result")
+        refused = await plain.request({"type": "rewind_files", "query_id": hello["id"]})
+        assert refused["type"] == "error" and refused["code"] == "forbidden_option"
+        await plain.close()

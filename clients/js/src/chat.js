@@ -386,6 +386,9 @@ export class ChatState {
         this.permissionMode = event.mode;
         this._notice('info', 'permission_mode_changed', `Permission mode changed to ${event.mode}`);
         break;
+      case 'files_rewound':
+        this._notice('info', 'files_rewound', 'Files put back as they were before that message');
+        break;
       case 'conversation_reset': {
         // The gateway starts the transcript again here, keeping only the queries sent while the
         // reset ran (still queued: they run next, in the new conversation); so does the chat, so

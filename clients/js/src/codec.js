@@ -169,6 +169,7 @@ const EVENT_SHAPES = {
   model_changed: shape({ required: { model: str, by: actor } }),
   permission_mode_changed: shape({ required: { mode: str, by: actor } }),
   conversation_reset: shape({ required: { mode: literal('soft', 'hard'), by: actor } }),
+  files_rewound: shape({ required: { query_id: str, by: actor } }),
   error: shape({ required: { code: str, message: str }, optional: { recoverable: bool } }),
   rate_limit: shape({ required: { info: rateLimitInfo } }),
 };
@@ -356,6 +357,7 @@ const CLIENT_SHAPES = {
   get_context_usage: shape({ strict: true, required: { type: str, id: frameId } }),
   compact: shape({ strict: true, required: { type: str, id: frameId }, optional: { instructions: nullable(all(str, len(0, 2000))) } }),
   stop_task: shape({ strict: true, required: { type: str, id: frameId, task_id: name } }),
+  rewind_files: shape({ strict: true, required: { type: str, id: frameId, query_id: name } }),
   close: shape({ strict: true, required: { type: str, id: frameId } }),
   ping: shape({ strict: true, required: { type: str, id: frameId } }),
 };

@@ -113,6 +113,12 @@ export interface CompactFrame {
   id: string;
   instructions?: string | null;
 }
+/** Put the agent's file changes back as they were when `query_id` was sent. */
+export interface RewindFilesFrame {
+  type: "rewind_files";
+  id: string;
+  query_id: string;
+}
 /** Stop a running background task. */
 export interface StopTaskFrame {
   type: "stop_task";
@@ -139,6 +145,7 @@ export type SessionFrame =
   | GetContextUsageFrame
   | CompactFrame
   | StopTaskFrame
+  | RewindFilesFrame
   | CloseFrame;
 export type ClientFrame = OpenFrame | AttachFrame | PingFrame | SessionFrame;
 export type ClientFrameType = ClientFrame["type"];
@@ -313,6 +320,11 @@ export interface PermissionModeChangedEvent {
   mode: string;
   by: Actor;
 }
+export interface FilesRewoundEvent {
+  kind: "files_rewound";
+  query_id: string;
+  by: Actor;
+}
 export interface ConversationResetEvent {
   kind: "conversation_reset";
   mode: "soft" | "hard";
@@ -356,6 +368,7 @@ export type SessionEvent =
   | ModelChangedEvent
   | PermissionModeChangedEvent
   | ConversationResetEvent
+  | FilesRewoundEvent
   | AgentErrorEvent
   | RateLimitEvent;
 export type EventKind = SessionEvent["kind"];

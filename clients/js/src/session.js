@@ -462,6 +462,15 @@ export class GatewaySession extends Emitter {
     await this.send({ type: 'reset_conversation', mode });
   }
 
+  /**
+   * Put the files the agent changed back as they were when query `queryId` was sent (profiles
+   * with `enable_file_checkpointing`); everyone gets `files_rewound`.
+   * @param {string} queryId
+   */
+  async rewindFiles(queryId) {
+    await this.send({ type: 'rewind_files', query_id: queryId });
+  }
+
   /** Stop a running background task (one of `chat.tasks`); its `task` events follow. @param {string} taskId */
   async stopTask(taskId) {
     await this.send({ type: 'stop_task', task_id: taskId });

@@ -159,3 +159,15 @@ describe('background tasks', () => {
     }
   });
 });
+
+describe('rewind', () => {
+  test('rewind_files names a query; files_rewound is an event with a notice in the chat', async () => {
+    const { ChatState } = await import('../../src/index.js');
+    assert.ok(encodeClientFrame({ type: 'rewind_files', id: 'r', query_id: 'q1' }));
+    assert.match(String(validateClientFrame({ type: 'rewind_files', id: 'r' })), /query_id is required/);
+    assert.equal(validateServerFrame(event({ kind: 'files_rewound', query_id: 'q1', by: { principal: 'alice' } })), null);
+    const chat = new ChatState();
+    chat.apply({ kind: 'files_rewound', query_id: 'q1', by: { principal: 'alice' } });
+    assert.deepEqual(chat.items.map((i) => [i.type, /** @type {any} */ (i).code]), [['notice', 'files_rewound']]);
+  });
+});
