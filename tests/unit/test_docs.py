@@ -16,7 +16,7 @@ def test_config_doc_is_current() -> None:
 
 def test_example_profiles_load() -> None:
     profiles = load_profiles(ROOT / "docs" / "profiles.example.toml")
-    assert set(profiles) == {"default", "readonly"}
+    assert set(profiles) == {"default", "readonly", "workspace"}
 
 
 def test_operations_doc_names_real_tests() -> None:
