@@ -14,9 +14,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from claude_agent_sdk import project_key_for_directory
+
 from gateway.config import Settings
 from gateway.events.log import MemoryEventLog
-from gateway.profiles import Profile, narrow
+from gateway.profiles import Profile, SessionSpec, narrow
 from gateway.sessions.agent_options import build_options, keep_sandbox_placeholders
 from gateway.sessions.checks import ProfileProbe
 from gateway.sessions.runner import AgentRunner, SdkRunner
@@ -88,6 +90,15 @@ class SessionManager:
         if profile is None:
             raise GatewayError(ErrorCode.PROFILE_NOT_FOUND, f"no profile {frame.profile!r}")
         spec = narrow(profile, frame)
+        session = self._new_session(principal, spec)
+        session.start()
+        self._opened[(principal, frame.id)] = session.id
+        if len(self._opened) > 10_000:
+            self._opened.popitem(last=False)
+        log.info("session %s opened by %s (profile %s)", session.id, principal, profile.name)
+        return session
+
+    def _new_session(self, principal: str, spec: SessionSpec) -> Session:
         if self.live_count() >= self.settings.max_sessions:
             raise GatewayError(ErrorCode.TOO_MANY_SESSIONS, "this gateway is at its session limit; try again later")
         if self.live_count(principal) >= self.settings.max_sessions_per_principal:
@@ -101,14 +112,45 @@ class SessionManager:
             on_closed=self._remove_files,
             limits=session_limits(self.settings),
             turn_watchdog_s=self.settings.turn_watchdog_s,
+            forker=self.fork,
         )
         self._sessions[session.id] = session
-        session.start()
-        self._opened[(principal, frame.id)] = session.id
-        if len(self._opened) > 10_000:
-            self._opened.popitem(last=False)
-        log.info("session %s opened by %s (profile %s)", session.id, principal, profile.name)
         return session
+
+    async def fork(self, source: Session, query_id: str | None) -> Session:
+        """A new session of `source`'s principal and settings continuing its conversation (from
+        before `query_id`, or all of it): its CLI transcript is copied into the new session's
+        config directory, and its first CLI resumes it with `fork_session`."""
+        if self.shutting_down:
+            raise GatewayError(ErrorCode.AGENT_UNAVAILABLE, "the gateway is shutting down; try again in a moment")
+        if source.closed:
+            raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed")
+        fork_of, transcript = source.fork_point(query_id)
+        session = self._new_session(source.principal, source.spec)
+        session.model, session.permission_mode = source.model, source.permission_mode
+        if fork_of is not None:
+            try:
+                await asyncio.to_thread(self._copy_transcript, source, session, fork_of.claude_session_id)
+            except OSError as exc:
+                self._sessions.pop(session.id, None)
+                log.warning("session %s: fork failed to copy the transcript: %r", source.id, exc)
+                raise GatewayError(ErrorCode.AGENT_ERROR, "the conversation could not be copied") from exc
+        session.seed(fork_of, transcript)
+        session.start()
+        log.info("session %s forked from %s (before %s)", session.id, source.id, query_id or "now")
+        return session
+
+    def _copy_transcript(self, source: Session, target: Session, claude_session_id: str) -> None:
+        """The CLI finds a transcript under its config directory, by working directory: copy it there."""
+        def project(session: Session) -> Path:
+            root = self._session_dir(session)
+            return root / "home" / ".claude" / "projects" / project_key_for_directory(root / "work")
+
+        src, dst = project(source), project(target)
+        dst.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / f"{claude_session_id}.jsonl", dst / f"{claude_session_id}.jsonl")
+        if (src / claude_session_id).is_dir():  # subagent transcripts
+            shutil.copytree(src / claude_session_id, dst / claude_session_id, dirs_exist_ok=True)
 
     def _session_dir(self, session: Session) -> Path:
         return self._sessions_root / session.id
@@ -124,6 +166,8 @@ class SessionManager:
                 keep_sandbox_placeholders(shared)
 
         options = build_options(self.settings, session.spec, workdir, home, resume, session.model, session.permission_mode)
+        if session.fork_of is not None and resume == session.fork_of.claude_session_id:
+            options.fork_session, options.resume_session_at = True, session.fork_of.resume_at
         return SdkRunner(options, session, prepare)
 
     # ---- closing ---------------------------------------------------------------------------

@@ -14,7 +14,15 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
-from claude_agent_sdk import CLIJSONDecodeError, ConversationResetMessage, ResultMessage, StreamEvent, SystemMessage
+from claude_agent_sdk import (
+    AssistantMessage,
+    CLIJSONDecodeError,
+    ConversationResetMessage,
+    ResultMessage,
+    StreamEvent,
+    SystemMessage,
+    UserMessage,
+)
 from claude_agent_sdk.types import TERMINAL_TASK_STATUSES, ToolPermissionContext
 
 from gateway import PROTOCOL_VERSION
@@ -43,6 +51,13 @@ READY_STATES = ("idle", "failed")
 CLEAR_MESSAGE = {"type": "user", "message": {"role": "user", "content": "/clear"}, "parent_tool_use_id": None}  # failed: the CLI couldn't start; the next query tries again
 
 
+class ForkPoint(msgspec.Struct, frozen=True):
+    """Where a forked session's first CLI resumes: the source's CLI session, up to a message."""
+
+    claude_session_id: str
+    resume_at: str | None  # None: the whole conversation
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -59,6 +74,7 @@ class Session:
         on_closed: Callable[["Session"], Awaitable[None]] | None = None,
         limits: SessionLimits,
         turn_watchdog_s: float = 900.0,
+        forker: Callable[["Session", str | None], Awaitable["Session"]] | None = None,
     ) -> None:
         self.id = session_id
         self.principal = principal
@@ -75,6 +91,12 @@ class Session:
         self._tasks: dict[str, TaskInfo] = {}  # background tasks of the running CLI, by id
         # query id -> the uuid its message was sent with: the CLI's name for it (rewind_files)
         self._query_uuids: collections.OrderedDict[str, str] = collections.OrderedDict()
+        # query id -> the CLI's uuid of the last message before it ran (None: it began the
+        # conversation): where a fork that leaves the query out resumes (`resume_session_at`)
+        self._fork_points: collections.OrderedDict[str, str | None] = collections.OrderedDict()
+        self._last_uuid: str | None = None  # the conversation's latest main-chain message
+        self._forker = forker
+        self.fork_of: ForkPoint | None = None  # set on a fork until its CLI started from it
         self.connections = 0
         self._runner_factory = runner_factory
         self._runner: AgentRunner | None = None
@@ -212,6 +234,9 @@ class Session:
 
     async def _dispatch(self, query_id: str, message: dict[str, Any]) -> None:
         self._current_query, self._current_uuid = query_id, message["uuid"]
+        self._fork_points[query_id] = self._last_uuid
+        if len(self._fork_points) > self.limits.transcript_max_events:
+            self._fork_points.popitem(last=False)
         self._set_state("running")
         self.emit(ev.TurnStarted(query_id=query_id))
         if self._guard is not None:
@@ -300,6 +325,8 @@ class Session:
     def _restart_transcript(self) -> None:
         """A reset starts the transcript again: it keeps only the queries sent while the reset ran,
         which wait to run in the new conversation (queries queued before it were dropped)."""
+        self._fork_points.clear()  # they name messages of the conversation that ended
+        self._last_uuid = None
         waiting = {query_id for query_id, _ in self._queue}
         kept = [e for e in self._transcript if isinstance(e, ev.UserQuery) and e.query_id in waiting]
         self._transcript.clear()
@@ -348,8 +375,12 @@ class Session:
                 self.claude_session_id = message.session_id
                 self._clearing.set_result(None)
             return
+        if isinstance(message, (AssistantMessage, UserMessage)) and message.parent_tool_use_id is None and message.uuid:
+            self._last_uuid = message.uuid
         if isinstance(message, SystemMessage) and message.subtype == "init":
             self.claude_session_id = message.data.get("session_id", self.claude_session_id)
+            if self.fork_of is not None and self.claude_session_id != self.fork_of.claude_session_id:
+                self.fork_of = None  # the fork has its own CLI session now: later restarts resume that
             self.model = message.data.get("model", self.model)
         event = to_event(message, None if own_turn else self._current_query)
         if isinstance(message, ResultMessage):
@@ -475,6 +506,11 @@ class Session:
         if isinstance(frame, cf.RewindFiles):
             await self._rewind_files(frame.query_id, actor)
             return None
+        if isinstance(frame, cf.Fork):
+            if self._forker is None:
+                raise GatewayError(ErrorCode.FORBIDDEN_OPTION, "this gateway does not fork sessions")
+            forked = await self._forker(self, frame.query_id)
+            return {"session_id": forked.id}
         if isinstance(frame, cf.PermissionResponse):
             self.approvals.answer_permission(frame, actor)
             return None
@@ -530,6 +566,31 @@ class Session:
         if task_id not in self._tasks or self._runner is None:
             raise GatewayError(ErrorCode.UNKNOWN_TASK, f"no running task {task_id}")
         await self._control(self._runner.stop_task(task_id))
+
+    def fork_point(self, query_id: str | None) -> tuple[ForkPoint | None, list[ev.EventBody]]:
+        """Where a fork resumes, and the transcript it starts with: the conversation so far, or the
+        part before `query_id`. No fork point when there is no conversation to continue."""
+        transcript = [e for e in self._transcript if not isinstance(e, ev.ConversationReset)]
+        if query_id is None:
+            resume_at = None
+        elif query_id in self._fork_points:
+            resume_at = self._fork_points[query_id]
+            start = next((i for i, e in enumerate(transcript) if isinstance(e, ev.UserQuery) and e.query_id == query_id), 0)
+            transcript = transcript[:start]
+            if resume_at is None:  # the query began the conversation: the fork starts a fresh one
+                return None, []
+        else:
+            raise GatewayError(ErrorCode.UNKNOWN_QUERY, f"no query {query_id} has run in this conversation")
+        if self.claude_session_id is None:
+            return None, []
+        return ForkPoint(self.claude_session_id, resume_at), transcript
+
+    def seed(self, fork_of: ForkPoint | None, transcript: list[ev.EventBody]) -> None:
+        """Start a fork from its source's conversation (before `start`): its CLI resumes it, its
+        clients see the transcript it had."""
+        self.fork_of, self.claude_session_id = fork_of, fork_of.claude_session_id if fork_of else None
+        for event in transcript:
+            self.emit(event)
 
     async def _rewind_files(self, query_id: str, actor: ev.Actor) -> None:
         if not self.spec.profile.enable_file_checkpointing:

@@ -205,6 +205,14 @@ class RewindFiles(ClientFrame, tag="rewind_files"):
     query_id: Name
 
 
+class Fork(ClientFrame, tag="fork"):
+    """A new session of the same principal and settings, continuing this conversation: from its
+    current point, or from just before query `query_id` ("edit and resend", "try again"). The ack's
+    result names the new session (`session_id`); this one goes on unchanged."""
+
+    query_id: Name | None = None
+
+
 class StopTask(ClientFrame, tag="stop_task"):
     """Stop a running background task (one of `session.tasks`); its `task` events follow."""
 
@@ -231,6 +239,7 @@ SessionFrame = (
     | Compact
     | StopTask
     | RewindFiles
+    | Fork
     | Close
 )
 AnyClientFrame = Open | Attach | Ping | SessionFrame

@@ -6,7 +6,7 @@ import msgspec
 
 from gateway.profiles import Profile
 from gateway.wire import events as ev
-from gateway.wire.client import FrameId, Open, Prompt
+from gateway.wire.client import FrameId, Name, Open, Prompt
 from gateway.wire.server import SessionInfo
 
 
@@ -18,6 +18,13 @@ class CreateSession(Open, tag=False):
 
     id: FrameId | None = None  # type: ignore[assignment]  # optional here, unlike on a frame
     prompt: Prompt | None = None
+
+
+class ForkSession(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`POST /v1/sessions/{id}/fork`: continue the conversation in a new session, from now or from
+    just before query `query_id` (the `fork` frame's fields)."""
+
+    query_id: Name | None = None
 
 
 RunStatus = Literal["pending", "running", "awaiting_approval", "completed", "error", "cancelled"]

@@ -196,3 +196,76 @@ async def test_rewind_files_undoes_what_the_agent_wrote_since_a_query(settings) 
         refused = await plain.request({"type": "rewind_files", "query_id": hello["id"]})
         assert refused["type"] == "error" and refused["code"] == "forbidden_option"
         await plain.close()
+
+
+def sent_prompts(model_server: Any, marker: str) -> list[str]:
+    """The user prompts in the model request that carried `marker`: the history the CLI resumed."""
+    bodies = [r.body for r in list(model_server.requests) if r.path == "/v1/messages" and isinstance(r.body, dict)]
+    [body] = [b for b in bodies if marker in json.dumps(b.get("messages", [])[-1:])]
+    texts = []
+    for m in body["messages"]:
+        if m["role"] == "user":
+            blocks = [m["content"]] if isinstance(m["content"], str) else [b.get("text", "") for b in m["content"]]
+            texts += [t for t in blocks if t.startswith("SCRIPT:")]
+    return texts
+
+
+async def test_fork_continues_the_conversation_in_a_new_session_now_or_before_a_query(gateway, alice: WsClient, model_server) -> None:  # type: ignore[no-untyped-def]
+    attached = await open_session(alice)
+    first = await query(alice, script([{"text": "one"}]))
+    await alice.event("result", lambda e: e["query_id"] == first["id"])
+    second = await query(alice, script([{"text": "two"}]))
+    await alice.event("result", lambda e: e["query_id"] == second["id"])
+
+    now = await alice.request({"type": "fork"})
+    before_second = await alice.request({"type": "fork", "query_id": second["id"]})
+    unknown = await alice.request({"type": "fork", "query_id": "never"})
+    assert unknown["type"] == "error" and unknown["code"] == "unknown_query"
+    forks = {"now": now["result"]["session_id"], "before_second": before_second["result"]["session_id"]}
+    assert attached["session"]["session_id"] not in forks.values()
+    bob = await WsClient.connect(gateway.ws_url, TOKENS["bob"])  # a fork belongs to the same principal only
+    assert (await bob.request({"type": "attach", "session_id": forks["now"]}))["code"] == "session_not_found"
+    await bob.close()
+
+    seen = {}
+    for name, session_id in forks.items():
+        tab = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+        reply = await tab.request({"type": "attach", "session_id": session_id})
+        assert reply["type"] == "attached" and reply["session"]["profile"] == attached["session"]["profile"]
+        await tab.state("idle", timeout=60)
+        seen[name] = [e["query_id"] for e in (f["event"] for f in tab.events) if e["kind"] == "user_query"]
+        marker = f"fork-{name}"
+        sent = await query(tab, script([{"text": marker}]))
+        result = await tab.event("result", lambda e: e["query_id"] == sent["id"])
+        assert result["subtype"] == "success", result
+        prompts = sent_prompts(model_server, marker)
+        seen[name + "_model"] = [p for p in prompts if marker not in p]
+        await tab.close()
+    assert seen["now"] == [first["id"], second["id"]] and seen["before_second"] == [first["id"]]
+    one, two = script([{"text": "one"}]), script([{"text": "two"}])
+    assert seen["now_model"] == [one, two] and seen["before_second_model"] == [one]
+    # The source goes on unchanged.
+    third = await query(alice, "SCRIPT:hello")
+    assert (await alice.event("result", lambda e: e["query_id"] == third["id"]))["subtype"] == "success"
+
+
+async def test_fork_over_http_is_a_new_session_of_the_caller(gateway) -> None:  # type: ignore[no-untyped-def]
+    api = ApiClient(gateway.http_url)
+    created = await api.create(prompt="SCRIPT:hello")
+    source = api.session_id
+    run_id = created["run"]["run_id"]
+    async with asyncio.timeout(30):
+        while (await api.http.get(f"/v1/sessions/{source}/runs/{run_id}")).json()["status"] != "completed":
+            await asyncio.sleep(0.05)
+    bad = await api.http.post(f"/v1/sessions/{source}/fork", json={"query_id": "never"})
+    assert bad.status_code == 404 and bad.json()["code"] == "unknown_query"
+    forked = await api.http.post(f"/v1/sessions/{source}/fork", json={})
+    assert forked.status_code == 201, forked.text
+    status = forked.json()
+    new_id = status["session"]["session_id"]
+    assert new_id != source and forked.headers["Location"] == f"/v1/sessions/{new_id}"
+    assert status["run"]["run_id"] == run_id and status["run"]["status"] == "completed"  # the conversation it continues
+    bob = ApiClient(gateway.http_url, principal="bob")
+    assert (await bob.http.post(f"/v1/sessions/{source}/fork", json={})).status_code == 404
+    await bob.close()
+    await api.close()

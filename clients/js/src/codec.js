@@ -358,6 +358,7 @@ const CLIENT_SHAPES = {
   compact: shape({ strict: true, required: { type: str, id: frameId }, optional: { instructions: nullable(all(str, len(0, 2000))) } }),
   stop_task: shape({ strict: true, required: { type: str, id: frameId, task_id: name } }),
   rewind_files: shape({ strict: true, required: { type: str, id: frameId, query_id: name } }),
+  fork: shape({ strict: true, required: { type: str, id: frameId }, optional: { query_id: nullable(name) } }),
   close: shape({ strict: true, required: { type: str, id: frameId } }),
   ping: shape({ strict: true, required: { type: str, id: frameId } }),
 };

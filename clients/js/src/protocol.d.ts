@@ -119,6 +119,12 @@ export interface RewindFilesFrame {
   id: string;
   query_id: string;
 }
+/** Continue the conversation in a new session, from now or from just before `query_id`; the ack's result is `{session_id}`. */
+export interface ForkFrame {
+  type: "fork";
+  id: string;
+  query_id?: string | null;
+}
 /** Stop a running background task. */
 export interface StopTaskFrame {
   type: "stop_task";
@@ -146,6 +152,7 @@ export type SessionFrame =
   | CompactFrame
   | StopTaskFrame
   | RewindFilesFrame
+  | ForkFrame
   | CloseFrame;
 export type ClientFrame = OpenFrame | AttachFrame | PingFrame | SessionFrame;
 export type ClientFrameType = ClientFrame["type"];

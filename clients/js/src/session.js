@@ -471,6 +471,18 @@ export class GatewaySession extends Emitter {
     await this.send({ type: 'rewind_files', query_id: queryId });
   }
 
+  /**
+   * Continue this conversation in a new session (same principal and settings): from now, or from
+   * just before query `queryId` ("edit and resend", "try again"). Resolves with the new session's
+   * id; open it with `client.attach(sessionId)`.
+   * @param {string} [queryId]
+   * @returns {Promise<string>}
+   */
+  async fork(queryId) {
+    const result = await this.send(queryId ? { type: 'fork', query_id: queryId } : { type: 'fork' });
+    return String(/** @type {{ session_id: string }} */ (/** @type {unknown} */ (result)).session_id);
+  }
+
   /** Stop a running background task (one of `chat.tasks`); its `task` events follow. @param {string} taskId */
   async stopTask(taskId) {
     await this.send({ type: 'stop_task', task_id: taskId });

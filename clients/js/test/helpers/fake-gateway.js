@@ -90,6 +90,8 @@ export class FakeGateway {
       const prompt = frame.type === 'query' ? frame.prompt : `/compact${frame.instructions ? ` ${frame.instructions}` : ''}`;
       this.emit({ kind: 'user_query', query_id: frame.id, prompt, by: { principal: 'alice' } });
       result = { query_id: frame.id, queued: false, position: 0 };
+    } else if (frame.type === 'fork') {
+      result = { session_id: `s_fork_${frame.query_id ?? 'now'}` };
     } else if (frame.type === 'get_context_usage') {
       result = { categories: [{ name: 'Messages', tokens: 2806 }], totalTokens: 11781, maxTokens: 167000, rawMaxTokens: 200000, percentage: 7 };
     } else if (frame.type === 'set_model') {

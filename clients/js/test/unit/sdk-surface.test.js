@@ -171,3 +171,24 @@ describe('rewind', () => {
     assert.deepEqual(chat.items.map((i) => [i.type, /** @type {any} */ (i).code]), [['notice', 'files_rewound']]);
   });
 });
+
+describe('fork', () => {
+  test('fork sends the frame and resolves with the new session id', async () => {
+    const { GatewayClient } = await import('../../src/index.js');
+    const { FakeGateway } = await import('../helpers/fake-gateway.js');
+    const gw = new FakeGateway();
+    const client = new GatewayClient({
+      url: 'http://gateway.test', token: 'tok-0123456789abcdef', WebSocket: /** @type {any} */ (gw.WebSocket), fetch: gw.fetch, watchNetwork: false,
+    });
+    const s = client.session({});
+    try {
+      await s.connect();
+      assert.equal(await s.fork(), 's_fork_now');
+      assert.equal(await s.fork('q2'), 's_fork_q2');
+      assert.deepEqual(gw.received.filter((f) => f.type === 'fork').map((f) => f.query_id), [undefined, 'q2']);
+      assert.match(String(validateClientFrame({ type: 'fork', id: 'f', query_id: '' })), /length/);
+    } finally {
+      s.disconnect();
+    }
+  });
+});
