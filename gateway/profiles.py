@@ -13,6 +13,47 @@ from gateway.wire.errors import ErrorCode, GatewayError
 SAFE_MODES: list[PermissionMode] = ["default", "acceptEdits", "plan"]
 
 
+class _Server(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class StdioServer(_Server, tag="stdio"):
+    """A command the CLI runs and speaks MCP with over stdin/stdout."""
+
+    command: str
+    args: list[str] = []
+    env: dict[str, str] = {}
+
+
+class HttpServer(_Server, tag="http"):
+    url: str
+    headers: dict[str, str] = {}
+
+
+class SseServer(_Server, tag="sse"):
+    url: str
+    headers: dict[str, str] = {}
+
+
+class SdkServer(_Server, tag="sdk"):
+    """An in-process server: `factory` ("package.module:function") returns `create_sdk_mcp_server(...)`,
+    called once per CLI start."""
+
+    factory: str
+
+
+McpServer = StdioServer | HttpServer | SseServer | SdkServer
+
+
+class Agent(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A subagent the model may delegate to (the Task tool), as the SDK's AgentDefinition."""
+
+    description: str
+    prompt: str
+    tools: list[str] | None = None  # None: the session's tools
+    model: str | None = None  # an alias (sonnet, opus, haiku, inherit) or a model id
+
+
 class Profile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """What an operator allows a session to be. Clients pick one by name and can only narrow it."""
 
@@ -41,6 +82,12 @@ class Profile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     effort: Effort | None = None
     # The CLI keeps a checkpoint of the files it edits at each query, so `rewind_files` can undo them.
     enable_file_checkpointing: bool = False
+    # What the agent may use beyond the CLI's own tools; only the operator declares these (a stdio
+    # server runs a command on the host). Sessions load no other MCP server.
+    mcp_servers: dict[str, McpServer] = {}
+    agents: dict[str, Agent] = {}
+    # The CLI's slash commands clients may run (`run_command`), without the slash; `compact` always.
+    slash_commands: list[str] = []
     env: dict[str, str] = {}
 
     def __post_init__(self) -> None:
@@ -57,6 +104,14 @@ class Profile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def check_mode(self, mode: str) -> None:
         if mode not in self.permission_modes:
             raise GatewayError(ErrorCode.MODE_NOT_ALLOWED, f"permission mode {mode!r} is not allowed by profile {self.name!r}")
+
+    def check_command(self, command: str) -> None:
+        if command not in self.slash_commands:
+            raise GatewayError(ErrorCode.FORBIDDEN_OPTION, f"/{command} is not a command profile {self.name!r} lets clients run")
+
+    def check_mcp_server(self, name: str) -> None:
+        if name not in self.mcp_servers:
+            raise GatewayError(ErrorCode.UNKNOWN_MCP_SERVER, f"profile {self.name!r} declares no MCP server {name!r}")
 
     def check_update(self, update: PermissionUpdate, tool_name: str) -> None:
         """Refuse a suggested permission update the profile doesn't permit. Rules may name only the

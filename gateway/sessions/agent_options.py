@@ -1,15 +1,17 @@
 """ClaudeAgentOptions for one session: only the operator's settings reach the CLI, never a client's."""
 
 import functools
+import importlib
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import msgspec
-from claude_agent_sdk import ClaudeAgentOptions
+from claude_agent_sdk import AgentDefinition, ClaudeAgentOptions
 
 from gateway.config import Settings
-from gateway.profiles import SessionSpec
+from gateway.profiles import McpServer, Profile, SdkServer, SessionSpec
 
 
 def keep_sandbox_placeholders(directory: Path) -> None:
@@ -65,6 +67,20 @@ def cli_env(settings: Settings, spec: SessionSpec, home: Path) -> dict[str, str]
     return env
 
 
+def mcp_config(server: McpServer) -> Any:
+    """The SDK's config for one of the profile's servers; an in-process one is built by its factory."""
+    if isinstance(server, SdkServer):
+        module, _, function = server.factory.partition(":")
+        return getattr(importlib.import_module(module), function)()
+    return msgspec.to_builtins(server)
+
+
+def agent_definitions(profile: Profile) -> dict[str, AgentDefinition] | None:
+    if not profile.agents:
+        return None
+    return {name: AgentDefinition(description=a.description, prompt=a.prompt, tools=a.tools, model=a.model) for name, a in profile.agents.items()}
+
+
 def build_options(settings: Settings, spec: SessionSpec, workdir: Path, home: Path, resume: str | None, model: str | None, mode: str) -> ClaudeAgentOptions:
     profile = spec.profile
     system_prompt: str | dict[str, str]
@@ -95,5 +111,8 @@ def build_options(settings: Settings, spec: SessionSpec, workdir: Path, home: Pa
         thinking=msgspec.to_builtins(spec.thinking) if spec.thinking else None,
         effort=spec.effort,
         enable_file_checkpointing=profile.enable_file_checkpointing,
+        mcp_servers={name: mcp_config(server) for name, server in profile.mcp_servers.items()},
+        strict_mcp_config=True,  # the profile's servers only: none from files in the working directory's ancestors
+        agents=agent_definitions(profile),
         max_buffer_size=settings.max_cli_message_bytes,  # the SDK's default, 1 MiB, cut off large tool results and replies
     )

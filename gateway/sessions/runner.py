@@ -52,6 +52,12 @@ class AgentRunner(Protocol):
 
     async def rewind_files(self, user_message_id: str) -> None: ...
 
+    async def get_mcp_status(self) -> dict[str, Any]: ...
+
+    async def reconnect_mcp_server(self, name: str) -> None: ...
+
+    async def toggle_mcp_server(self, name: str, enabled: bool) -> None: ...
+
     async def stop(self) -> None: ...
 
 
@@ -147,6 +153,15 @@ class SdkRunner:
 
     async def rewind_files(self, user_message_id: str) -> None:
         await self._require().rewind_files(user_message_id)
+
+    async def get_mcp_status(self) -> dict[str, Any]:
+        return dict(await self._require().get_mcp_status())
+
+    async def reconnect_mcp_server(self, name: str) -> None:
+        await self._require().reconnect_mcp_server(name)
+
+    async def toggle_mcp_server(self, name: str, enabled: bool) -> None:
+        await self._require().toggle_mcp_server(name, enabled)
 
     async def stop(self) -> None:
         self._stopping = True

@@ -35,7 +35,18 @@ from gateway.sessions.translate import stream_event, to_event
 from gateway.wire import client as cf
 from gateway.wire import events as ev
 from gateway.wire.errors import ErrorCode, GatewayError
-from gateway.wire.server import Ack, Attached, ContextUsage, Reset, ResetReason, SessionInfo, SessionLimits, Snapshot, TaskInfo
+from gateway.wire.server import (
+    Ack,
+    Attached,
+    ContextUsage,
+    McpServerStatus,
+    Reset,
+    ResetReason,
+    SessionInfo,
+    SessionLimits,
+    Snapshot,
+    TaskInfo,
+)
 
 log = logging.getLogger("gateway.session")
 
@@ -390,6 +401,10 @@ class Session:
             event.cost_usd = max(0.0, runner_total - self._cost_of_runner)
             self._cost_of_runner = runner_total
             event.total_cost_usd = self.total_cost_usd
+        if isinstance(event, ev.System) and event.subtype == "init" and "slash_commands" in event.data:
+            # Clients run only the profile's commands (prompts never run as commands): advertise those.
+            runnable = {"compact", *self.spec.profile.slash_commands}
+            event.data["slash_commands"] = [c for c in event.data["slash_commands"] if c in runnable]
         if isinstance(event, ev.RateLimit):
             self.rate_limit = event.info
         elif isinstance(event, ev.Task):
@@ -498,6 +513,19 @@ class Session:
             # The one command a client may run: sent without `client_composed`, as `/clear` is.
             command = "/compact" + (f" {frame.instructions}" if frame.instructions else "")
             return self._enqueue(frame.id, command, actor, composed=False)
+        if isinstance(frame, cf.RunCommand):
+            self.spec.profile.check_command(frame.command)
+            return self._enqueue(frame.id, f"/{frame.command}" + (f" {frame.args}" if frame.args else ""), actor, composed=False)
+        if isinstance(frame, cf.GetMcpStatus):
+            return await self._mcp_status()
+        if isinstance(frame, (cf.ReconnectMcpServer, cf.ToggleMcpServer)):
+            self.spec.profile.check_mcp_server(frame.name)
+            runner = await self._running_agent()
+            if isinstance(frame, cf.ReconnectMcpServer):
+                await self._control(runner.reconnect_mcp_server(frame.name))
+            else:
+                await self._control(runner.toggle_mcp_server(frame.name, frame.enabled))
+            return None
         if isinstance(frame, cf.GetContextUsage):
             return await self._context_usage()
         if isinstance(frame, cf.StopTask):
@@ -600,6 +628,12 @@ class Session:
             raise GatewayError(ErrorCode.UNKNOWN_QUERY, f"no query {query_id} in this session")
         await self._control((await self._running_agent()).rewind_files(message_uuid))
         self.emit(ev.FilesRewound(query_id=query_id, by=actor))
+
+    async def _mcp_status(self) -> dict[str, Any]:
+        raw = await self._control((await self._running_agent()).get_mcp_status())
+        declared = self.spec.profile.mcp_servers
+        servers = [s for s in raw.get("mcpServers", []) if s.get("name") in declared]
+        return {"mcpServers": msgspec.to_builtins(msgspec.convert(servers, list[McpServerStatus]))}
 
     async def _context_usage(self) -> dict[str, Any]:
         raw = await self._control((await self._running_agent()).get_context_usage())

@@ -35,6 +35,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.INVALID_ANSWER: 422,
     ErrorCode.UNKNOWN_TASK: 409,
     ErrorCode.UNKNOWN_QUERY: 404,
+    ErrorCode.UNKNOWN_MCP_SERVER: 404,
     ErrorCode.TOO_MANY_SESSIONS: 429,
     ErrorCode.QUEUE_FULL: 429,
     ErrorCode.AGENT_UNAVAILABLE: 503,

@@ -205,6 +205,32 @@ class RewindFiles(ClientFrame, tag="rewind_files"):
     query_id: Name
 
 
+CommandName = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9:_-]{0,63}$")]
+
+
+class RunCommand(ClientFrame, tag="run_command"):
+    """Run one of the CLI's slash commands the profile lists (`command` without the slash), as a
+    query whose `query_id` is this frame's id. Prompts are never run as commands."""
+
+    command: CommandName
+    args: Annotated[str, Meta(max_length=2000)] | None = None
+
+
+class GetMcpStatus(ClientFrame, tag="get_mcp_status"):
+    """The profile's MCP servers: connection status, server info and tools."""
+
+
+class ReconnectMcpServer(ClientFrame, tag="reconnect_mcp_server"):
+    name: Name
+
+
+class ToggleMcpServer(ClientFrame, tag="toggle_mcp_server"):
+    """Disable a server (its tools go away) or enable it again."""
+
+    name: Name
+    enabled: bool
+
+
 class Fork(ClientFrame, tag="fork"):
     """A new session of the same principal and settings, continuing this conversation: from its
     current point, or from just before query `query_id` ("edit and resend", "try again"). The ack's
@@ -240,6 +266,10 @@ SessionFrame = (
     | StopTask
     | RewindFiles
     | Fork
+    | RunCommand
+    | GetMcpStatus
+    | ReconnectMcpServer
+    | ToggleMcpServer
     | Close
 )
 AnyClientFrame = Open | Attach | Ping | SessionFrame

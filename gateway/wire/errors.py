@@ -25,6 +25,7 @@ class ErrorCode(StrEnum):
     INVALID_ANSWER = "invalid_answer"
     UNKNOWN_TASK = "unknown_task"
     UNKNOWN_QUERY = "unknown_query"
+    UNKNOWN_MCP_SERVER = "unknown_mcp_server"
     TOO_MANY_SESSIONS = "too_many_sessions"
     QUEUE_FULL = "queue_full"
     AGENT_UNAVAILABLE = "agent_unavailable"

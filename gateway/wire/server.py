@@ -60,6 +60,22 @@ class ContextUsage(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=T
     auto_compact_threshold: int | None = None
 
 
+class McpTool(msgspec.Struct, kw_only=True, omit_defaults=True):
+    name: str
+    description: str | None = None
+
+
+class McpServerStatus(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    """One of the profile's MCP servers, as the CLI reports it (its config, a host detail, left out).
+    `status`: connected, failed, needs-auth, pending or disabled."""
+
+    name: str
+    status: str
+    server_info: dict[str, Any] | None = None
+    error: str | None = None
+    tools: list[McpTool] | None = None
+
+
 class SessionLimits(msgspec.Struct, kw_only=True):
     """The bounds a client plans around. The log keeps at most `log_max_events`, `log_max_bytes` and
     `log_max_age_s` of events (whichever is smallest; a cursor older than that gets a `reset`); a

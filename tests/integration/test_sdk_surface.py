@@ -269,3 +269,59 @@ async def test_fork_over_http_is_a_new_session_of_the_caller(gateway) -> None:  
     assert (await bob.http.post(f"/v1/sessions/{source}/fork", json={})).status_code == 404
     await bob.close()
     await api.close()
+
+
+def operator_profile() -> Any:
+    import sys
+
+    import tests.support.mcp_stdio_server as stdio
+    from gateway.profiles import Agent, SdkServer, StdioServer
+
+    return msgspec.structs.replace(
+        DEMO_PROFILE,
+        allowed_tools=[*DEMO_PROFILE.allowed_tools, "mcp__calc__add", "mcp__shouter__shout"],
+        mcp_servers={
+            "calc": SdkServer(factory="tests.support.mcp_tools:calculator"),
+            "shouter": StdioServer(command=sys.executable, args=[stdio.__file__]),
+        },
+        agents={"greeter": Agent(description="Greets people", prompt="You greet.", tools=["Read"])},
+        slash_commands=["context"],
+    )
+
+
+async def test_operator_declared_mcp_servers_agents_and_commands(settings) -> None:  # type: ignore[no-untyped-def]
+    async with run_gateway(settings, {"default": operator_profile()}) as gw:
+        client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        await open_session(client)
+        added = await query(client, script([{"tool": "mcp__calc__add", "input": {"a": 2, "b": 40}}], [{"text": "Got {result}"}]))
+        await client.event("result", lambda e: e["query_id"] == added["id"])
+        assert "Got sum=42" in client.text()
+        init = next(f["event"]["data"] for f in client.events if f["event"]["kind"] == "system" and f["event"]["subtype"] == "init")
+        assert sorted(init["slash_commands"]) == ["compact", "context"]  # only what clients can run
+        assert "greeter" in init["agents"]
+
+        shouted = await query(client, script([{"tool": "mcp__shouter__shout", "input": {"text": "hi"}}], [{"text": "Got {result}"}]))
+        await client.event("result", lambda e: e["query_id"] == shouted["id"])
+        assert "Got HI" in client.text()
+
+        async def servers() -> dict[str, Any]:
+            return {s["name"]: s for s in (await client.request({"type": "get_mcp_status"}))["result"]["mcpServers"]}
+
+        status = await servers()
+        assert set(status) == {"calc", "shouter"} and all(s["status"] == "connected" for s in status.values())
+        assert [t["name"] for t in status["calc"]["tools"]] == ["add"] and "config" not in status["shouter"]
+        unknown = await client.request({"type": "toggle_mcp_server", "name": "filesystem", "enabled": False})
+        assert unknown["type"] == "error" and unknown["code"] == "unknown_mcp_server"
+        assert (await client.request({"type": "toggle_mcp_server", "name": "shouter", "enabled": False}))["type"] == "ack"
+        assert (await servers())["shouter"]["status"] == "disabled"
+        assert (await client.request({"type": "toggle_mcp_server", "name": "shouter", "enabled": True}))["type"] == "ack"
+        assert (await client.request({"type": "reconnect_mcp_server", "name": "shouter"}))["type"] == "ack"
+        assert (await servers())["shouter"]["status"] == "connected"
+
+        refused = await client.request({"type": "run_command", "command": "clear"})
+        assert refused["type"] == "error" and refused["code"] == "forbidden_option"
+        ran = await client.request({"type": "run_command", "command": "context"})
+        assert ran["type"] == "ack"
+        result = await client.event("result", lambda e: e["query_id"] == ran["id"])
+        assert result["subtype"] == "success" and "Context Usage" in result["result"] and "mcp__shouter__shout" in result["result"]
+        await client.close()

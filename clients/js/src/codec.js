@@ -359,6 +359,10 @@ const CLIENT_SHAPES = {
   stop_task: shape({ strict: true, required: { type: str, id: frameId, task_id: name } }),
   rewind_files: shape({ strict: true, required: { type: str, id: frameId, query_id: name } }),
   fork: shape({ strict: true, required: { type: str, id: frameId }, optional: { query_id: nullable(name) } }),
+  run_command: shape({ strict: true, required: { type: str, id: frameId, command: all(str, len(1, 64)) }, optional: { args: nullable(all(str, len(0, 2000))) } }),
+  get_mcp_status: shape({ strict: true, required: { type: str, id: frameId } }),
+  reconnect_mcp_server: shape({ strict: true, required: { type: str, id: frameId, name } }),
+  toggle_mcp_server: shape({ strict: true, required: { type: str, id: frameId, name, enabled: bool } }),
   close: shape({ strict: true, required: { type: str, id: frameId } }),
   ping: shape({ strict: true, required: { type: str, id: frameId } }),
 };

@@ -125,6 +125,36 @@ export interface ForkFrame {
   id: string;
   query_id?: string | null;
 }
+/** Run one of the profile's slash commands (without the slash) as a query. */
+export interface RunCommandFrame {
+  type: "run_command";
+  id: string;
+  command: string;
+  args?: string | null;
+}
+export interface GetMcpStatusFrame {
+  type: "get_mcp_status";
+  id: string;
+}
+export interface ReconnectMcpServerFrame {
+  type: "reconnect_mcp_server";
+  id: string;
+  name: string;
+}
+export interface ToggleMcpServerFrame {
+  type: "toggle_mcp_server";
+  id: string;
+  name: string;
+  enabled: boolean;
+}
+/** One of the profile's MCP servers (`get_mcp_status`), spelled as the CLI spells it. */
+export interface McpServerStatus {
+  name: string;
+  status: "connected" | "failed" | "needs-auth" | "pending" | "disabled" | (string & {});
+  serverInfo?: JsonObject | null;
+  error?: string | null;
+  tools?: { name: string; description?: string | null }[] | null;
+}
 /** Stop a running background task. */
 export interface StopTaskFrame {
   type: "stop_task";
@@ -153,6 +183,10 @@ export type SessionFrame =
   | StopTaskFrame
   | RewindFilesFrame
   | ForkFrame
+  | RunCommandFrame
+  | GetMcpStatusFrame
+  | ReconnectMcpServerFrame
+  | ToggleMcpServerFrame
   | CloseFrame;
 export type ClientFrame = OpenFrame | AttachFrame | PingFrame | SessionFrame;
 export type ClientFrameType = ClientFrame["type"];

@@ -483,6 +483,33 @@ export class GatewaySession extends Emitter {
     return String(/** @type {{ session_id: string }} */ (/** @type {unknown} */ (result)).session_id);
   }
 
+  /**
+   * Run one of the slash commands the profile lists (`command` without the slash), as a query.
+   * @param {string} command
+   * @param {string} [args]
+   * @returns {Promise<{ query_id: string, queued: boolean, position: number }>}
+   */
+  async runCommand(command, args) {
+    const result = await this.send(args ? { type: 'run_command', command, args } : { type: 'run_command', command });
+    return /** @type {{ query_id: string, queued: boolean, position: number }} */ (/** @type {unknown} */ (result));
+  }
+
+  /** The profile's MCP servers: status, server info and tools. @returns {Promise<import('./protocol.js').McpServerStatus[]>} */
+  async getMcpStatus() {
+    const result = /** @type {{ mcpServers?: import('./protocol.js').McpServerStatus[] } | null} */ (await this.send({ type: 'get_mcp_status' }));
+    return result?.mcpServers ?? [];
+  }
+
+  /** @param {string} name one of the profile's MCP servers */
+  async reconnectMcpServer(name) {
+    await this.send({ type: 'reconnect_mcp_server', name });
+  }
+
+  /** Disable one of the profile's MCP servers (its tools go away) or enable it again. @param {string} name @param {boolean} enabled */
+  async toggleMcpServer(name, enabled) {
+    await this.send({ type: 'toggle_mcp_server', name, enabled });
+  }
+
   /** Stop a running background task (one of `chat.tasks`); its `task` events follow. @param {string} taskId */
   async stopTask(taskId) {
     await this.send({ type: 'stop_task', task_id: taskId });

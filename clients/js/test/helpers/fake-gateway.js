@@ -90,6 +90,11 @@ export class FakeGateway {
       const prompt = frame.type === 'query' ? frame.prompt : `/compact${frame.instructions ? ` ${frame.instructions}` : ''}`;
       this.emit({ kind: 'user_query', query_id: frame.id, prompt, by: { principal: 'alice' } });
       result = { query_id: frame.id, queued: false, position: 0 };
+    } else if (frame.type === 'get_mcp_status') {
+      result = { mcpServers: [{ name: 'github', status: 'connected', tools: [{ name: 'search' }] }] };
+    } else if (frame.type === 'run_command') {
+      this.emit({ kind: 'user_query', query_id: frame.id, prompt: `/${frame.command}`, by: { principal: 'alice' } });
+      result = { query_id: frame.id, queued: false, position: 0 };
     } else if (frame.type === 'fork') {
       result = { session_id: `s_fork_${frame.query_id ?? 'now'}` };
     } else if (frame.type === 'get_context_usage') {

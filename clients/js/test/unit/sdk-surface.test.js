@@ -192,3 +192,30 @@ describe('fork', () => {
     }
   });
 });
+
+describe('operator-defined MCP servers and commands', () => {
+  test('the session runs commands and reads and manages the MCP servers', async () => {
+    const { GatewayClient } = await import('../../src/index.js');
+    const { FakeGateway } = await import('../helpers/fake-gateway.js');
+    const gw = new FakeGateway();
+    const client = new GatewayClient({
+      url: 'http://gateway.test', token: 'tok-0123456789abcdef', WebSocket: /** @type {any} */ (gw.WebSocket), fetch: gw.fetch, watchNetwork: false,
+    });
+    const s = client.session({});
+    try {
+      await s.connect();
+      const ran = await s.runCommand('context');
+      assert.equal(gw.received.find((f) => f.type === 'run_command')?.command, 'context');
+      assert.equal(ran.query_id, gw.received.find((f) => f.type === 'run_command')?.id);
+      assert.deepEqual((await s.getMcpStatus()).map((m) => [m.name, m.status]), [['github', 'connected']]);
+      await s.toggleMcpServer('github', false);
+      await s.reconnectMcpServer('github');
+      assert.deepEqual(gw.received.filter((f) => f.type.endsWith('_mcp_server')).map((f) => [f.type, f.name, f.enabled]),
+        [['toggle_mcp_server', 'github', false], ['reconnect_mcp_server', 'github', undefined]]);
+      assert.match(String(validateClientFrame({ type: 'toggle_mcp_server', id: 't', name: 'github' })), /enabled is required/);
+      assert.match(String(validateClientFrame({ type: 'run_command', id: 'r', command: '' })), /length/);
+    } finally {
+      s.disconnect();
+    }
+  });
+});
