@@ -94,7 +94,7 @@ class Task(EventBody, tag="task"):
 
 class ModelUsage(msgspec.Struct, kw_only=True, rename="camel"):
     """One model's share of a turn, spelled as the CLI spells it. `contextWindow` is the model's
-    window in tokens: with the turn's input tokens it tells how full the context is."""
+    window in tokens: with the input of the turn's last request it tells how full the context is."""
 
     input_tokens: int = 0
     output_tokens: int = 0

@@ -111,6 +111,9 @@
  * @property {JsonObject | null} usage this turn's token usage
  * @property {string | null} result the final text
  * @property {string[]} errors
+ * @property {unknown} structuredOutput the agent's JSON, when the session has an `output_format`
+ * @property {{ [model: string]: import('./protocol.js').ModelUsage } | null} modelUsage per model, with its `contextWindow`
+ * @property {number | null} contextPercent how full the context window was at this turn's last request (0-100), when known
  */
 /**
  * @typedef {object} NoticeItem Something to show between messages (errors, model changes, resets, ...).
@@ -127,6 +130,23 @@
 
 /** A task with one of these statuses has ended. */
 const TERMINAL_TASK_STATUSES = new Set(['completed', 'failed', 'stopped', 'killed']);
+/**
+ * How full the context was at a turn's last model request: that request's input tokens (fresh,
+ * cached and cache-written; a result's own usage sums every request of the turn) over the model's
+ * window. Null without both.
+ * @param {JsonObject | null} requestUsage
+ * @param {{ [model: string]: import('./protocol.js').ModelUsage } | null | undefined} modelUsage
+ * @returns {number | null}
+ */
+function contextPercent(requestUsage, modelUsage) {
+  const usage = /** @type {any} */ (requestUsage ?? {});
+  const models = Object.values(modelUsage ?? {});
+  const window = Math.max(0, ...models.map((m) => m.contextWindow ?? 0));
+  if (!window || typeof usage.input_tokens !== 'number') return null;
+  const used = usage.input_tokens + (usage.cache_read_input_tokens ?? 0) + (usage.cache_creation_input_tokens ?? 0);
+  return Math.min(100, Math.round((used / window) * 1000) / 10);
+}
+
 const BUSY = new Set(['running', 'awaiting_approval', 'interrupted']);
 const INTERRUPT_MARK = '[Request interrupted by user';
 
@@ -181,6 +201,8 @@ export class ChatState {
     this._streams = new Map();
     /** @private @type {Set<string>} text/thinking items whose final text arrived */
     this._final = new Set();
+    /** @private @type {JsonObject | null} the usage of the latest top-level model request (its input is the context) */
+    this._requestUsage = null;
     /** @private */ this._interrupted = false;
     /** @private */ this._seqKey = 0;
   }
@@ -336,6 +358,7 @@ export class ChatState {
         break;
       case 'assistant_message':
         this._assistant(event.content, event.message_id ?? null, event.parent_tool_use_id ?? null);
+        if (!event.parent_tool_use_id && event.usage) this._requestUsage = event.usage;
         if (event.error) this._notice('error', 'assistant_error', `The model reported an error: ${event.error}`);
         break;
       case 'user_message':
@@ -398,6 +421,7 @@ export class ChatState {
         this._index.clear();
         this._final.clear();
         this._streams.clear();
+        this._requestUsage = null;
         for (const item of waiting) this._add(item);
         this._notice('info', 'conversation_reset', event.mode === 'hard' ? 'New conversation (agent restarted)' : 'New conversation');
         break;
@@ -659,6 +683,8 @@ export class ChatState {
       subtype: event.subtype, isError: event.is_error, interrupted, durationMs: event.duration_ms, durationApiMs: event.duration_api_ms,
       numTurns: event.num_turns, costUsd: cost, totalCostUsd: this.totalCostUsd, usage: event.usage ?? null,
       result: event.result ?? null, errors: event.errors ?? [],
+      structuredOutput: event.structured_output ?? null, modelUsage: event.model_usage ?? null,
+      contextPercent: contextPercent(this._requestUsage, event.model_usage),
     };
     this._add(item);
     this.lastResult = item;

@@ -219,3 +219,24 @@ describe('operator-defined MCP servers and commands', () => {
     }
   });
 });
+
+describe('result in the chat', () => {
+  test('a result item carries the structured output, per-model usage and how full the context is', async () => {
+    const { ChatState } = await import('../../src/index.js');
+    const chat = new ChatState();
+    const request = (/** @type {number} */ tokens, /** @type {string | null} */ parent) => chat.apply(/** @type {any} */ ({
+      kind: 'assistant_message', content: [], model: 'm', parent_tool_use_id: parent, usage: { input_tokens: 1000, cache_read_input_tokens: tokens },
+    }));
+    request(99000, null);
+    request(149000, null);  // the turn's last request: its input is the context
+    request(5000, 'toolu_sub');  // a subagent's request has a context of its own
+    chat.apply(/** @type {any} */ ({
+      ...result, structured_output: { answer: '42' }, usage: { input_tokens: 2000, cache_read_input_tokens: 248000 },
+      model_usage: { m: { inputTokens: 1000, outputTokens: 5, costUSD: 0.1, contextWindow: 200000 } },
+    }));
+    const item = /** @type {any} */ (chat.lastResult);
+    assert.deepEqual([item.structuredOutput, item.contextPercent, item.modelUsage.m.contextWindow], [{ answer: '42' }, 75, 200000]);
+    chat.apply(/** @type {any} */ ({ ...result, query_id: 'q2' }));  // no model_usage: not known
+    assert.equal(/** @type {any} */ (chat.lastResult).contextPercent, null);
+  });
+});
