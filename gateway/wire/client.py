@@ -10,6 +10,8 @@ FrameId = Annotated[str, Meta(min_length=1, max_length=FRAME_ID_MAX)]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 PermissionMode = Literal["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"]
 NonEmpty = Annotated[str, Meta(min_length=1)]
+# Text that follows a command on its line: one line, so it can't carry a second command.
+OneLine = Annotated[str, Meta(max_length=2000, pattern=r"^[^\r\n]*$")]
 PermissionUpdateType = Literal["addRules", "replaceRules", "removeRules", "setMode", "addDirectories", "removeDirectories"]
 
 
@@ -195,7 +197,7 @@ class Compact(ClientFrame, tag="compact"):
     """Summarise the conversation so far to free context (the CLI's `/compact`). It runs as a
     query (`query_id` is this frame's id) with its own `result`; `instructions` steer the summary."""
 
-    instructions: Annotated[str, Meta(max_length=2000)] | None = None
+    instructions: OneLine | None = None
 
 
 class RewindFiles(ClientFrame, tag="rewind_files"):
@@ -213,7 +215,7 @@ class RunCommand(ClientFrame, tag="run_command"):
     query whose `query_id` is this frame's id. Prompts are never run as commands."""
 
     command: CommandName
-    args: Annotated[str, Meta(max_length=2000)] | None = None
+    args: OneLine | None = None
 
 
 class GetMcpStatus(ClientFrame, tag="get_mcp_status"):

@@ -320,6 +320,9 @@ async def test_operator_declared_mcp_servers_agents_and_commands(settings) -> No
 
         refused = await client.request({"type": "run_command", "command": "clear"})
         assert refused["type"] == "error" and refused["code"] == "forbidden_option"
+        for smuggled in ({"type": "run_command", "command": "context", "args": "x\n/clear"}, {"type": "compact", "instructions": "x\r/clear"}):
+            bad = await client.request(smuggled)
+            assert bad["type"] == "error" and bad["code"] == "bad_frame", bad
         ran = await client.request({"type": "run_command", "command": "context"})
         assert ran["type"] == "ack"
         result = await client.event("result", lambda e: e["query_id"] == ran["id"])

@@ -316,6 +316,8 @@ const frameId = all(str, len(1, 128));
 const name = all(str, len(1, 200));
 const mode = literal(...PERMISSION_MODES);
 const prompt = oneOf(all(str, len(1, Infinity)), all(arr(obj), len(1, 100)));
+/** @type {Check} text after a command, on its line: one line, so it can't carry a second command */
+const oneLine = all(str, len(0, 2000), (v, p) => (/[\r\n]/.test(String(v)) ? `${p} must be one line` : null));
 const thinkingDisplay = literal('summarized', 'omitted');
 const thinking = oneOf(
   shape({ strict: true, required: { type: literal('adaptive') }, optional: { display: thinkingDisplay } }),
@@ -355,11 +357,11 @@ const CLIENT_SHAPES = {
   set_permission_mode: shape({ strict: true, required: { type: str, id: frameId, mode } }),
   reset_conversation: shape({ strict: true, required: { type: str, id: frameId }, optional: { mode: literal('soft', 'hard') } }),
   get_context_usage: shape({ strict: true, required: { type: str, id: frameId } }),
-  compact: shape({ strict: true, required: { type: str, id: frameId }, optional: { instructions: nullable(all(str, len(0, 2000))) } }),
+  compact: shape({ strict: true, required: { type: str, id: frameId }, optional: { instructions: nullable(oneLine) } }),
   stop_task: shape({ strict: true, required: { type: str, id: frameId, task_id: name } }),
   rewind_files: shape({ strict: true, required: { type: str, id: frameId, query_id: name } }),
   fork: shape({ strict: true, required: { type: str, id: frameId }, optional: { query_id: nullable(name) } }),
-  run_command: shape({ strict: true, required: { type: str, id: frameId, command: all(str, len(1, 64)) }, optional: { args: nullable(all(str, len(0, 2000))) } }),
+  run_command: shape({ strict: true, required: { type: str, id: frameId, command: all(str, len(1, 64)) }, optional: { args: nullable(oneLine) } }),
   get_mcp_status: shape({ strict: true, required: { type: str, id: frameId } }),
   reconnect_mcp_server: shape({ strict: true, required: { type: str, id: frameId, name } }),
   toggle_mcp_server: shape({ strict: true, required: { type: str, id: frameId, name, enabled: bool } }),

@@ -214,6 +214,8 @@ describe('operator-defined MCP servers and commands', () => {
         [['toggle_mcp_server', 'github', false], ['reconnect_mcp_server', 'github', undefined]]);
       assert.match(String(validateClientFrame({ type: 'toggle_mcp_server', id: 't', name: 'github' })), /enabled is required/);
       assert.match(String(validateClientFrame({ type: 'run_command', id: 'r', command: '' })), /length/);
+      assert.match(String(validateClientFrame({ type: 'run_command', id: 'r', command: 'context', args: 'x\n/clear' })), /one line/);
+      assert.match(String(validateClientFrame({ type: 'compact', id: 'c', instructions: 'keep\r\n/clear' })), /one line/);
     } finally {
       s.disconnect();
     }
