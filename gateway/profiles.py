@@ -2,7 +2,7 @@
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 from claude_agent_sdk.types import PermissionUpdate
@@ -54,6 +54,24 @@ class Agent(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     model: str | None = None  # an alias (sonnet, opus, haiku, inherit) or a model id
 
 
+HookEvent = Literal[
+    "PreToolUse", "PostToolUse", "PostToolUseFailure", "UserPromptSubmit", "Stop", "SubagentStop", "PreCompact",
+    "Notification", "SubagentStart", "PermissionRequest",
+]
+
+
+class Hook(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """A hook the gateway runs in its own process: `factory` ("package.module:function") returns the
+    SDK hook callback, `async (input, tool_use_id, context) -> dict`. A PreToolUse hook is the one
+    way to gate every tool call, also those `allowed_tools` lets run without asking."""
+
+    event: HookEvent
+    factory: str
+    matcher: str | None = None  # e.g. a tool name, or "Write|Edit"
+    timeout_s: float | None = None  # the SDK's default: 60
+    on_failure: Literal["continue", "block"] | None = None  # block: a hook that fails blocks the action
+
+
 class Profile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """What an operator allows a session to be. Clients pick one by name and can only narrow it."""
 
@@ -86,6 +104,7 @@ class Profile(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # server runs a command on the host). Sessions load no other MCP server.
     mcp_servers: dict[str, McpServer] = {}
     agents: dict[str, Agent] = {}
+    hooks: list[Hook] = []
     # The CLI's slash commands clients may run (`run_command`), without the slash; `compact` always.
     slash_commands: list[str] = []
     env: dict[str, str] = {}

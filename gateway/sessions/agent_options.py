@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-from claude_agent_sdk import AgentDefinition, ClaudeAgentOptions
+from claude_agent_sdk import AgentDefinition, ClaudeAgentOptions, HookMatcher
 
 from gateway.config import Settings
-from gateway.profiles import McpServer, Profile, SdkServer, SessionSpec
+from gateway.profiles import Hook, McpServer, Profile, SdkServer, SessionSpec
 
 
 def keep_sandbox_placeholders(directory: Path) -> None:
@@ -67,12 +67,26 @@ def cli_env(settings: Settings, spec: SessionSpec, home: Path) -> dict[str, str]
     return env
 
 
+def call_factory(factory: str) -> Any:
+    """Call an operator's "package.module:function" (an in-process MCP server, a hook callback)."""
+    module, _, function = factory.partition(":")
+    return getattr(importlib.import_module(module), function)()
+
+
 def mcp_config(server: McpServer) -> Any:
     """The SDK's config for one of the profile's servers; an in-process one is built by its factory."""
     if isinstance(server, SdkServer):
-        module, _, function = server.factory.partition(":")
-        return getattr(importlib.import_module(module), function)()
+        return call_factory(server.factory)
     return msgspec.to_builtins(server)
+
+
+def hook_matchers(hooks: list[Hook]) -> dict[Any, list[HookMatcher]] | None:
+    matchers: dict[Any, list[HookMatcher]] = {}
+    for hook in hooks:
+        matchers.setdefault(hook.event, []).append(
+            HookMatcher(matcher=hook.matcher, hooks=[call_factory(hook.factory)], timeout=hook.timeout_s, on_failure=hook.on_failure)
+        )
+    return matchers or None
 
 
 def agent_definitions(profile: Profile) -> dict[str, AgentDefinition] | None:
@@ -114,5 +128,6 @@ def build_options(settings: Settings, spec: SessionSpec, workdir: Path, home: Pa
         mcp_servers={name: mcp_config(server) for name, server in profile.mcp_servers.items()},
         strict_mcp_config=True,  # the profile's servers only: none from files in the working directory's ancestors
         agents=agent_definitions(profile),
+        hooks=hook_matchers(profile.hooks),
         max_buffer_size=settings.max_cli_message_bytes,  # the SDK's default, 1 MiB, cut off large tool results and replies
     )

@@ -70,8 +70,8 @@ class ClosedSessions(msgspec.Struct):
     closed: list[str]
 
 
-# Server commands, URLs and headers, and agents' prompts are the operator's: `get_mcp_status` names the servers.
-_PRIVATE_PROFILE_FIELDS = ("env", "system_prompt", "append_system_prompt", "mcp_servers", "agents")
+# Server commands, URLs and headers, agents' prompts and hooks are the operator's: `get_mcp_status` names the servers.
+_PRIVATE_PROFILE_FIELDS = ("env", "system_prompt", "append_system_prompt", "mcp_servers", "agents", "hooks")
 ProfileView = msgspec.defstruct(
     "ProfileView",
     [(f.name, f.type) for f in msgspec.structs.fields(Profile) if f.name not in _PRIVATE_PROFILE_FIELDS],

@@ -328,3 +328,22 @@ async def test_operator_declared_mcp_servers_agents_and_commands(settings) -> No
         result = await client.event("result", lambda e: e["query_id"] == ran["id"])
         assert result["subtype"] == "success" and "Context Usage" in result["result"] and "mcp__shouter__shout" in result["result"]
         await client.close()
+
+
+async def test_an_operator_hook_gates_a_tool_call_the_profile_lets_run(settings) -> None:  # type: ignore[no-untyped-def]
+    from gateway.profiles import Hook
+
+    hooked = msgspec.structs.replace(
+        DEMO_PROFILE, allowed_tools=[*DEMO_PROFILE.allowed_tools, "Bash"],
+        hooks=[Hook(event="PreToolUse", matcher="Bash", factory="tests.support.hooks:deny_forbidden_commands")],
+    )
+    async with run_gateway(settings, {"default": hooked}) as gw:
+        client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        await open_session(client)
+        for command in ("sh -c 'echo fine'", "sh -c 'echo forbidden'"):
+            sent = await query(client, script([{"tool": "Bash", "input": {"command": command}}], [{"text": "Ran: {result}"}]))
+            await client.event("result", lambda e: e["query_id"] == sent["id"])
+        assert "permission_request" not in client.kinds()  # Bash is allowed: nobody was asked
+        assert "Ran: fine" in client.text() and "the operator's hook said no" in client.text()
+        assert "Ran: forbidden" not in client.text()
+        await client.close()
