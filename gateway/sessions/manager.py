@@ -30,7 +30,7 @@ from gateway.config import Settings
 from gateway.events.log import EventLog, MemoryEventLog
 from gateway.events.redis_log import RedisEventLog
 from gateway.metrics import GatewayMetrics
-from gateway.profiles import Profile, narrow
+from gateway.profiles import Profile, SessionSpec, narrow
 from gateway.sessions import proctree
 from gateway.sessions.agent_options import build_options, keep_sandbox_placeholders, launched_cli
 from gateway.sessions.checks import ProfileProbe
@@ -160,6 +160,16 @@ class SessionManager:
         if profile is None:
             raise GatewayError(ErrorCode.PROFILE_NOT_FOUND, f"no profile {frame.profile!r}")
         spec = narrow(profile, frame)
+        session = await self._new_session(principal, spec, session_id)
+        session.start()
+        self._opened[(principal, frame.id)] = session.id
+        if len(self._opened) > 10_000:
+            self._opened.popitem(last=False)
+        log.info("session %s opened by %s (profile %s)", session.id, principal, profile.name, extra={"session_id": session.id})
+        return session
+
+    async def _new_session(self, principal: str, spec: SessionSpec, session_id: str) -> Session:
+        """A session (not started) within the limits; with Redis, claimed and registered."""
         if self.live_count() >= self.settings.max_sessions:
             raise GatewayError(ErrorCode.TOO_MANY_SESSIONS, "this gateway is at its session limit; try again later")
         live = self.live_count(principal) if self.cluster is None else await self.cluster.registry.live_count(principal)
@@ -186,16 +196,47 @@ class SessionManager:
             limits=session_limits(self.settings),
             turn_watchdog_s=self.settings.turn_watchdog_s,
             metrics=self.metrics.session(),
+            forker=self.fork,
         )
         if cluster is not None:
             await cluster.registry.register(principal, cluster.replica_id, session.info())
         self._sessions[session.id] = session
-        session.start()
-        self._opened[(principal, frame.id)] = session.id
-        if len(self._opened) > 10_000:
-            self._opened.popitem(last=False)
-        log.info("session %s opened by %s (profile %s)", session.id, principal, profile.name, extra={"session_id": session.id})
         return session
+
+    async def fork(self, source: Session, query_id: str | None) -> Session:
+        """A new session of `source`'s principal and settings continuing its conversation (from
+        before `query_id`, or all of it): its CLI transcript is copied into the new session's
+        config directory, and its first CLI resumes it with `fork_session`."""
+        if self.shutting_down:
+            raise GatewayError(ErrorCode.AGENT_UNAVAILABLE, "the gateway is shutting down; try again in a moment")
+        if source.closed:
+            raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed")
+        fork_of, transcript = source.fork_point(query_id)
+        session = await self._new_session(source.principal, source.spec, "s_" + secrets.token_urlsafe(16))
+        session.model, session.permission_mode = source.model, source.permission_mode
+        if fork_of is not None:
+            try:
+                await asyncio.to_thread(self._copy_transcript, source, session, fork_of.claude_session_id)
+            except OSError as exc:
+                self._sessions.pop(session.id, None)
+                log.warning("session %s: fork failed to copy the transcript: %r", source.id, exc)
+                raise GatewayError(ErrorCode.AGENT_ERROR, "the conversation could not be copied") from exc
+        session.seed(fork_of, transcript)
+        session.start()
+        log.info("session %s forked from %s (before %s)", session.id, source.id, query_id or "now")
+        return session
+
+    def _copy_transcript(self, source: Session, target: Session, claude_session_id: str) -> None:
+        """The CLI finds a transcript under its config directory, by working directory: copy it there."""
+        def project(session: Session) -> Path:
+            root = self._session_dir(session)
+            return root / "home" / ".claude" / "projects" / project_key_for_directory(root / "work")
+
+        src, dst = project(source), project(target)
+        dst.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / f"{claude_session_id}.jsonl", dst / f"{claude_session_id}.jsonl")
+        if (src / claude_session_id).is_dir():  # subagent transcripts
+            shutil.copytree(src / claude_session_id, dst / claude_session_id, dirs_exist_ok=True)
 
     def _session_dir(self, session: Session) -> Path:
         return self._sessions_root / session.id
@@ -214,6 +255,8 @@ class SessionManager:
         options = build_options(
             self.settings, session.spec, workdir, home, marker, resume, session.model, session.permission_mode, self._conversations
         )
+        if session.fork_of is not None and resume == session.fork_of.claude_session_id:
+            options.fork_session, options.resume_session_at = True, session.fork_of.resume_at
         return SdkRunner(options, session, prepare)
 
     # ---- closing ---------------------------------------------------------------------------
