@@ -32,10 +32,15 @@ async def _no_prompt() -> AsyncIterator[dict[str, Any]]:
     yield {}  # an async generator that yields nothing: ClaudeSDKClient writes the prompts itself
 
 
-def chunked_transport(options: ClaudeAgentOptions) -> "ChunkedCLITransport":
+def chunked_transport(options: ClaudeAgentOptions) -> "ChunkedCLITransport | None":
     """The transport for `ClaudeSDKClient(options, transport=…)`, built from the options as the client
     builds its own (a custom transport gets the options as given, so the permission routing that
-    `connect` applies to its own transport is applied here)."""
+    `connect` applies to its own transport is applied here).
+
+    None (the SDK's own transport) when the conversation is resumed from a `session_store`: the SDK
+    loads the store into a temporary config directory only for a transport it builds itself."""
+    if options.session_store is not None and (options.resume or options.continue_conversation):
+        return None
     return ChunkedCLITransport(_no_prompt(), _configure_can_use_tool(options))
 
 

@@ -135,7 +135,7 @@ async def test_an_oversized_message_always_closes_with_1009_and_no_false_alarm(g
     await owner.event("stream")
     session = await gateway.manager.get("alice", session_id)
     huge = json.dumps({"type": "query", "id": "huge", "prompt": "x" * (gateway.app.state.settings.max_frame_bytes * 4)}).encode()
-    codes = []
+    codes, streaming_from = [], session.feed.last_seq
     for _ in range(12):
         client = await asyncio.to_thread(StalledSocket, gateway.port, TOKENS["alice"])
         after = session.feed.last_seq
@@ -144,7 +144,7 @@ async def test_an_oversized_message_always_closes_with_1009_and_no_false_alarm(g
         codes.append(await asyncio.to_thread(client.close_code))
         client.close()
     assert codes == [1009] * 12
-    assert session.state == "running" and session.feed.last_seq > after  # events streamed throughout
+    assert session.feed.last_seq > streaming_from  # events streamed meanwhile (the turn may have ended by the last round)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
     owner.abort()  # it read nothing since: no closing handshake to wait for
     await gateway.manager.close(session, "test over")

@@ -12,8 +12,10 @@ from tests.support.gateway import test_settings as make_settings
 
 
 async def _turn_messages(client: WsClient) -> list[list[dict[str, Any]]]:
-    """The frames of each WebSocket message until the turn's result, as they came."""
-    messages = []
+    """The frames of each WebSocket message until the turn's result, as they came (those the client
+    already read with the query's ack, which may share its message, first)."""
+    messages = [list(client._pending)] if client._pending else []
+    client._pending.clear()
     while True:
         frames = [json.loads(line) for line in str(await client.ws.recv()).split("\n")]
         messages.append(frames)

@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from websockets.exceptions import ConnectionClosed
 
 from gateway.profiles import DEMO_PROFILE
+from gateway.sessions import proctree
 from gateway.transports.problems import STATUS
 from gateway.wire.errors import ErrorCode
 from tests.support.client import WsClient
@@ -173,6 +174,9 @@ async def send_http(fuzzer: Fuzzer, http: httpx.AsyncClient, session_id: str, ta
         await asyncio.sleep(PACE_S)
 
 
+PROCESS_WATCHDOG = proctree.__file__  # in the command line of the gateway's own process watchdog
+
+
 async def watch_processes(root: int, seen: dict[int, str]) -> None:
     """Collect every process that runs below `root` while the test runs."""
     while True:
@@ -264,8 +268,8 @@ async def test_no_input_wedges_a_session(tmp_path: Path, model_url: str) -> None
         codes = collections.Counter(a.get("code", a["type"]) for t in tallies for a in t.answers)
         print(f"{len(frames)} frames; answers {dict(codes)}; events {dict(fuzzer.kinds)}")
 
-        async with asyncio.timeout(20):
-            while descendants(proc.pid):
+        async with asyncio.timeout(20):  # every session process is gone (the gateway's process watchdog stays with it)
+            while any(PROCESS_WATCHDOG not in command for command in descendants(proc.pid).values()):
                 await asyncio.sleep(0.2)
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.to_thread(proc.wait, 30) in (0, -signal.SIGTERM)
@@ -273,6 +277,8 @@ async def test_no_input_wedges_a_session(tmp_path: Path, model_url: str) -> None
         with contextlib.suppress(asyncio.CancelledError):
             await watcher
         assert any("claude" in command for command in seen.values()), seen  # the watcher did see the CLIs
-        assert still_running(seen) == []
+        async with asyncio.timeout(10):  # the process watchdog leaves once it has found its gateway gone
+            while still_running(seen):
+                await asyncio.sleep(0.1)
     log = (tmp_path / "gateway.log").read_text()
     assert not re.search(r"\bERROR\b|\bCRITICAL\b|Traceback", log), log[-5000:]

@@ -1,7 +1,6 @@
 """Property tests: replay + live from any cursor is contiguous and duplicate-free, or explicitly refused."""
 
 import asyncio
-import json
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -9,21 +8,9 @@ from hypothesis import strategies as st
 from gateway.events.feed import EventFeed
 from gateway.events.log import MemoryEventLog
 from gateway.wire.events import StateChanged, Stream
+from tests.support.event_logs import Recorder
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.frames: list[bytes] = []
-        self.ended = False
-
-    def push(self, frame: bytes) -> None:
-        self.frames.append(frame)
-
-    def end(self) -> None:
-        self.ended = True
-
-    def seqs(self) -> list[int]:
-        return [json.loads(f)["seq"] for f in self.frames]
 
 
 ops = st.lists(
