@@ -6,6 +6,8 @@ closed, still retained): anything else is answered `session_not_found`, so a rep
 session never executes its frames.
 """
 
+import asyncio
+import contextlib
 import logging
 import secrets
 from typing import Protocol
@@ -14,10 +16,11 @@ import msgspec
 
 from gateway.cluster import keys
 from gateway.cluster.acks import AckRecords
-from gateway.cluster.ownership import Ownership
+from gateway.cluster.adoption import Adopter
+from gateway.cluster.ownership import Orphan, Ownership
 from gateway.cluster.pubsub_standin import PubSubHub
 from gateway.cluster.registry import Registry
-from gateway.cluster.rpc import Request, RpcNode
+from gateway.cluster.rpc import Request, RpcNode, unreachable
 from gateway.cluster.writer import PipelineWriter
 from gateway.config import Settings
 from gateway.sessions.session import Session
@@ -28,6 +31,7 @@ from gateway.wire.errors import ErrorCode, GatewayError
 log = logging.getLogger("gateway.cluster")
 
 _encode = msgspec.json.Encoder().encode
+OWNER_POLL_S = 0.1  # how often a frame for a session whose owner is gone looks for the next one
 
 
 class LocalSessions(Protocol):
@@ -36,6 +40,14 @@ class LocalSessions(Protocol):
     def owned(self, session_id: str) -> Session | None: ...
 
     async def close(self, session: Session, reason: str) -> None: ...
+
+    async def adopt(self, orphan: Orphan, fence: int) -> None:
+        """Run a session whose owner is gone, this replica holding its lease under token `fence`."""
+        ...
+
+    def abandon(self, session_id: str) -> None:
+        """Another replica owns the session now: stop running it here, writing nothing more."""
+        ...
 
 
 class ClusterNode:
@@ -48,6 +60,7 @@ class ClusterNode:
         self.registry = Registry(self.redis, self.writer, settings)
         self.ownership = Ownership(self.redis, settings, self.replica_id, self._lost)
         self.rpc = RpcNode(self.redis, self.hub, settings, self.replica_id, self._serve)
+        self.adopter = Adopter(self.ownership, settings.lease_ttl_s / 3, local.adopt)
         self._local = local
 
     def keys(self, session_id: str) -> keys.SessionKeys:
@@ -61,9 +74,11 @@ class ClusterNode:
         await self.ownership.renew()  # listed as live before the first request can name us
         self.ownership.start()
         self.writer.start()
+        self.adopter.start()
         log.info("replica %s joined the cluster", self.replica_id)
 
     async def stop(self) -> None:
+        await self.adopter.stop()
         await self.writer.stop()
         await self.ownership.stop()
         await self.rpc.stop()
@@ -74,8 +89,29 @@ class ClusterNode:
         """Whether another replica has clients attached to the session (the owner then doesn't reap it)."""
         return bool(await self.redis.exists(keys.watched(self.settings.redis_key_prefix, session_id)))
 
+    async def next_owner(self, session_id: str, gone: str) -> str:
+        """The replica that took the session over from `gone`, a replica that didn't answer: when it is
+        gone indeed (nothing listens on its channel), waits up to `ownerless_wait_s` for the adoption.
+        `owner_unreachable` when it is still there (slow, or paused: it loses the session when its
+        lease runs out), when no adoption came, or when the session closed."""
+        channel = keys.replica_channel(self.settings.redis_key_prefix, gone)
+        if (await self.redis.pubsub_numsub(channel))[0][1]:
+            raise unreachable(gone)
+        meta = self.keys(session_id).meta
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.ownerless_wait_s):
+                while True:
+                    owner, state = await self.redis.hmget(meta, ("owner", "state"))
+                    if state in (None, b"closed"):
+                        break
+                    if owner is not None and owner.decode() != gone:
+                        return owner.decode()
+                    await asyncio.sleep(OWNER_POLL_S)
+        raise unreachable(gone)
+
     def _lost(self, session_id: str) -> None:
-        """Issue 9 decides what a replica does with a session it lost; the fence already stops its writes."""
+        """A renewal found the session's lease taken: another replica adopted it."""
+        self._local.abandon(session_id)
 
     async def _serve(self, request: Request) -> bytes:
         session = self._local.owned(request.sid)

@@ -17,6 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Collection
+from typing import NamedTuple
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -42,6 +43,19 @@ for i = 2, #KEYS do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
 return 1
 """
 
+# KEYS: owner, meta; ARGV: our replica id, lease ms. Adopt a session whose lease ran out: one replica
+# wins (the lease is set only where none is), and the fence is raised first, so the owner that lost
+# it writes nothing more even if it wakes up and still thinks the session is its own.
+_ADOPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, 'held'} end
+local state = redis.call('HGET', KEYS[2], 'state')
+if not state or state == 'closed' then return {0, 'gone'} end
+local token = redis.call('HINCRBY', KEYS[2], 'fence', 1)
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
+redis.call('HSET', KEYS[2], 'owner', ARGV[1])
+return {1, token}
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -50,6 +64,11 @@ return 0
 
 class ClaimRefused(Exception):
     """Another replica holds the session's lease."""
+
+
+class Orphan(NamedTuple):
+    session_id: str
+    renewed_ms: int  # unix ms of its lost owner's last renewal
 
 
 class Ownership:
@@ -68,6 +87,8 @@ class Ownership:
         self._claim = redis.register_script(_CLAIM)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
+        self._adopt = redis.register_script(_ADOPT)
+        self._leases = keys.leases(self._prefix)
         self._task: asyncio.Task[None] | None = None
 
     def holds(self, session_id: str) -> bool:
@@ -79,16 +100,41 @@ class Ownership:
         won, value = await self._claim(keys=[k.owner, k.meta], args=[self.replica_id, self._lease_ms])
         if not won:
             raise ClaimRefused(f"session {session_id} is held by {value.decode() if isinstance(value, bytes) else value}")
-        token = int(value)
+        return await self._hold(session_id, int(value))
+
+    async def _hold(self, session_id: str, token: int) -> int:
         self._held[session_id] = f"{self.replica_id}:{token}"
+        await self._redis.zadd(self._leases, {session_id: int(time.time() * 1000) + self._lease_ms})
         return token
+
+    async def orphans(self, limit: int) -> list[Orphan]:
+        """Sessions whose lease ran out without being released (their owner is gone), oldest first."""
+        now = int(time.time() * 1000)
+        found = await self._redis.zrangebyscore(self._leases, "-inf", now, start=0, num=limit, withscores=True)
+        return [Orphan(sid.decode(), int(score) - self._lease_ms) for sid, score in found]
+
+    async def adopt(self, session_id: str) -> int | None:
+        """Take over a session whose lease ran out: its new fencing token, or None when another replica
+        was first (or the session is gone: then it leaves the lease list)."""
+        k = keys.SessionKeys.of(self._prefix, session_id)
+        won, value = await self._adopt(keys=[k.owner, k.meta], args=[self.replica_id, self._lease_ms])
+        if won:
+            return await self._hold(session_id, int(value))
+        if value == b"gone":
+            await self._redis.zrem(self._leases, session_id)
+        return None
 
     async def release(self, session_id: str) -> None:
         """Give the lease up (the session closed); a lease already taken over is left alone."""
         value = self._held.pop(session_id, None)
         if value is not None:
             k = keys.SessionKeys.of(self._prefix, session_id)
-            await self._release(keys=[k.owner], args=[value])
+            if await self._release(keys=[k.owner], args=[value]):
+                await self._redis.zrem(self._leases, session_id)
+
+    def forget(self, session_id: str) -> None:
+        """The session was taken over (its log was fenced): it is not ours, whatever the lease says."""
+        self._held.pop(session_id, None)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._renew_forever(), name="lease-renewal")
@@ -118,6 +164,9 @@ class Ownership:
             pipe.zadd(keys.replicas(self._prefix), {self.replica_id: int(time.time() * 1000)})
             for session_id in self._watched():
                 pipe.set(keys.watched(self._prefix, session_id), self.replica_id, px=self._lease_ms)
+            if held:
+                expiry = int(time.time() * 1000) + self._lease_ms
+                pipe.zadd(self._leases, {session_id: expiry for session_id, _ in held})
             for session_id, value in held:
                 k = keys.SessionKeys.of(self._prefix, session_id)
                 await self._renew(keys=[k.owner, k.meta, k.log, k.acks], args=[value, self._lease_ms, self._retention_s], client=pipe)

@@ -21,12 +21,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
+
 from gateway.cluster.node import ClusterNode
+from gateway.cluster.ownership import Orphan
 from gateway.cluster.remote import RemoteSession
 from gateway.config import Settings
 from gateway.events.log import EventLog, MemoryEventLog
+from gateway.events.redis_log import RedisEventLog
 from gateway.metrics import GatewayMetrics
-from gateway.profiles import Profile, narrow
+from gateway.profiles import Profile, SessionSpec, narrow
 from gateway.sessions import proctree
 from gateway.sessions.agent_options import build_options, keep_sandbox_placeholders, launched_cli
 from gateway.sessions.checks import ProfileProbe
@@ -34,6 +38,7 @@ from gateway.sessions.handle import SessionHandle
 from gateway.sessions.runner import AgentRunner, SdkRunner
 from gateway.sessions.session import Session
 from gateway.wire.client import Open
+from gateway.wire.codec import encode
 from gateway.wire.errors import ErrorCode, GatewayError
 from gateway.wire.http import ProfileCheck
 from gateway.wire.server import SessionInfo, SessionLimits
@@ -161,9 +166,24 @@ class SessionManager:
         if cluster is None:
             log_store = MemoryEventLog(self.settings.log_max_events, self.settings.log_max_bytes, self.settings.log_max_age_s)
         else:
-            await cluster.ownership.claim(session_id)
-            log_store = MemoryEventLog(self.settings.log_max_events, self.settings.log_max_bytes, self.settings.log_max_age_s)
-        session = Session(
+            fence = await cluster.ownership.claim(session_id)
+            log_store = await RedisEventLog.create(
+                cluster.redis, cluster.keys(session_id), self.settings, fence=fence, on_fenced=lambda: self._fenced(session_id),
+            )
+        session = self._session(session_id, principal, spec, log_store)
+        if cluster is not None:
+            await cluster.registry.register(principal, cluster.replica_id, session.info(), encode(frame))
+        self._sessions[session.id] = session
+        session.start()
+        self._opened[(principal, frame.id)] = session.id
+        if len(self._opened) > 10_000:
+            self._opened.popitem(last=False)
+        log.info("session %s opened by %s (profile %s)", session.id, principal, profile.name, extra={"session_id": session.id})
+        return session
+
+    def _session(self, session_id: str, principal: str, spec: SessionSpec, log_store: EventLog) -> Session:
+        cluster = self.cluster
+        return Session(
             session_id=session_id,
             principal=principal,
             spec=spec,
@@ -176,15 +196,45 @@ class SessionManager:
             turn_watchdog_s=self.settings.turn_watchdog_s,
             metrics=self.metrics.session(),
         )
-        if cluster is not None:
-            await cluster.registry.register(principal, cluster.replica_id, session.info())
-        self._sessions[session.id] = session
+
+    # ---- failover (with Redis) -------------------------------------------------------------
+
+    async def adopt(self, orphan: Orphan, fence: int) -> None:
+        """Run a session whose owner is gone: its log goes on (same epoch), what the lost owner left
+        open is settled (`Session.recover`), and a new CLI resumes its conversation. A session this
+        replica can't run (its profile unknown here, its record incomplete) is closed."""
+        assert self.cluster is not None
+        cluster, session_id = self.cluster, orphan.session_id
+        found = await cluster.registry.adoption(session_id)
+        profile = None if found is None else self.profiles.get(found.info.profile)
+        log_store = await RedisEventLog.adopt(
+            cluster.redis, cluster.keys(session_id), self.settings, fence=fence, on_fenced=lambda: self._fenced(session_id),
+        )
+        if found is None or profile is None:
+            log.error("session %s: can't be adopted here (profile unknown or record incomplete); closing it", session_id)
+            await log_store.close(ended=True)
+            await cluster.ownership.release(session_id)
+            return
+        spec = narrow(profile, msgspec.json.decode(found.opened_by, type=Open))
+        session = self._session(session_id, found.principal, spec, log_store)
+        frames = await log_store.read_after(log_store.first_seq - 1) or []
+        ownerless_ms = max(0, int(time.time() * 1000) - orphan.renewed_ms)
+        session.recover(frames, found.info, found.conversation, ownerless_ms)
+        self._sessions[session_id] = session
         session.start()
-        self._opened[(principal, frame.id)] = session.id
-        if len(self._opened) > 10_000:
-            self._opened.popitem(last=False)
-        log.info("session %s opened by %s (profile %s)", session.id, principal, profile.name, extra={"session_id": session.id})
-        return session
+        log.warning("session %s adopted after %d ms without an owner", session_id, ownerless_ms)
+
+    def abandon(self, session_id: str) -> None:
+        """Another replica owns the session now: it stops here in the background, writing nothing."""
+        session = self._sessions.pop(session_id, None)
+        if self.cluster is not None:
+            self.cluster.ownership.forget(session_id)
+            self.cluster.registry.forget(session_id)
+        if session is not None and not session.closed:
+            log.error("session %s: adopted by another replica; its CLI here stops", session_id)
+            task = asyncio.create_task(session.abandon(), name=f"abandon-{session_id}")
+            self._stopping.add(task)
+            task.add_done_callback(self._stopped)
 
     def _session_dir(self, session: Session) -> Path:
         return self._sessions_root / session.id
@@ -208,9 +258,13 @@ class SessionManager:
     async def close(self, session: SessionHandle, reason: str) -> None:
         await session.close(reason)
 
+    def _fenced(self, session_id: str) -> None:
+        """Another replica claimed the session: its log writes nothing more, and it stops here."""
+        self.abandon(session_id)
+
     def _described(self, session: Session) -> None:
         assert self.cluster is not None
-        self.cluster.registry.changed(session.id, session.info)
+        self.cluster.registry.changed(session.id, session.info, lambda: session.claude_session_id)
 
     async def _closed(self, session: Session) -> None:
         """A closed session's files go; in the cluster its description is final and its lease released."""

@@ -28,7 +28,7 @@ from gateway.sessions.translate import stream_event, to_event
 from gateway.wire import client as cf
 from gateway.wire import events as ev
 from gateway.wire.errors import ErrorCode, GatewayError
-from gateway.wire.server import Ack, Attached, Reset, ResetReason, SessionInfo, SessionLimits, Snapshot
+from gateway.wire.server import Ack, Attached, EventFrame, Reset, ResetReason, SessionInfo, SessionLimits, Snapshot
 
 log = logging.getLogger("gateway.session")
 
@@ -38,6 +38,7 @@ GUARD_TICK_S = 1.0  # how often a running turn's guard looks at it
 TRANSCRIPT_KINDS = (
     ev.UserQuery, ev.AssistantMessage, ev.UserMessage, ev.TurnResult, ev.PermissionRequest, ev.Question,
     ev.RequestResolved, ev.ModelChanged, ev.PermissionModeChanged, ev.ConversationReset, ev.AgentError,
+    ev.AgentRecovered,
 )
 BUSY_STATES = ("running", "awaiting_approval", "interrupted")
 READY_STATES = ("idle", "failed")
@@ -48,6 +49,9 @@ DESCRIBED_KINDS = (
     ev.RequestResolved, ev.TurnResult, ev.UserQuery,
 )
 CLEAR_MESSAGE = {"type": "user", "message": {"role": "user", "content": "/clear"}, "parent_tool_use_id": None}  # failed: the CLI couldn't start; the next query tries again
+
+
+_decode_event = msgspec.json.Decoder(EventFrame).decode
 
 
 def now_ms() -> int:
@@ -170,6 +174,53 @@ class Session:
         await self.feed.log.close(ended=True)
         if self._on_closed is not None:
             await self._on_closed(self)
+
+    def recover(self, frames: list[bytes], last: SessionInfo, conversation: str | None, ownerless_ms: int) -> None:
+        """Take the session over from a replica that is gone, before `start`: its settings and
+        transcript from its description and log, then what it left open settled in the log (pending
+        requests `expired`, every query without a `result` one of subtype `owner_lost`) and
+        `agent_recovered`. The next CLI resumes conversation `conversation`."""
+        self.model, self.permission_mode, self.created_at = last.model, last.permission_mode, last.created_at
+        self.turns, self._cost_before_runner = last.turns, last.total_cost_usd
+        self.claude_session_id = conversation
+        open_queries: dict[str, None] = {}
+        open_requests: dict[str, None] = {}
+        for frame in frames:
+            event = _decode_event(frame).event
+            if isinstance(event, ev.UserQuery):
+                open_queries[event.query_id] = None
+            elif isinstance(event, ev.TurnResult) and event.query_id is not None:
+                open_queries.pop(event.query_id, None)
+            elif isinstance(event, (ev.PermissionRequest, ev.Question)):
+                open_requests[event.request_id] = None
+            elif isinstance(event, ev.RequestResolved):
+                open_requests.pop(event.request_id, None)
+            if isinstance(event, TRANSCRIPT_KINDS):
+                if isinstance(event, ev.ConversationReset):
+                    self._transcript.clear()
+                self._transcript.append(event)
+        why = "the replica running this session was lost"
+        for request_id in open_requests:
+            self.emit(ev.RequestResolved(request_id=request_id, outcome="expired", message=why))
+        for query_id in open_queries:
+            self._end_query(query_id, "owner_lost", f"{why} before this query ended; send it again")
+        self.emit(ev.AgentRecovered(reason="owner_lost", ownerless_ms=ownerless_ms))
+
+    async def abandon(self) -> None:
+        """Another replica adopted the session (this one was cut off past its lease): from now on it
+        emits nothing, its CLI stops, and its clients here are ended so they resume at the new owner.
+        Its log is fenced off already; nothing it does is written."""
+        self._sealed = True
+        self._queue.clear()
+        for task in (self._pump_task, self._guard):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        async with self._runner_lock:
+            await self._stop_runner()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
+        self.feed.end()
 
     @property
     def closed(self) -> bool:

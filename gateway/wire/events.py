@@ -153,6 +153,19 @@ class AgentError(EventBody, tag="error"):
     recoverable: bool
 
 
+class AgentRecovered(EventBody, tag="agent_recovered"):
+    """The replica that ran this session was lost and another one adopted it (PROTOCOL.md §4).
+
+    Everything logged before stays and `seq` goes on in the same epoch. Just before this event the
+    new owner settled what the lost one left open: pending requests `expired`, and every query
+    that had no `result` yet got one with subtype `owner_lost`. The conversation resumes on the
+    next query. `ownerless_ms`: from the lost owner's last lease renewal to the adoption.
+    """
+
+    reason: Literal["owner_lost"]
+    ownerless_ms: int
+
+
 class RateLimit(EventBody, tag="rate_limit"):
     info: dict[str, Any]
 
@@ -174,5 +187,6 @@ AnyEvent = (
     | PermissionModeChanged
     | ConversationReset
     | AgentError
+    | AgentRecovered
     | RateLimit
 )

@@ -1,0 +1,77 @@
+"""Losing a replica loses nothing a client saw: real gateway processes sharing one Redis, one of them
+SIGKILLed (or SIGSTOPped past its lease) while it runs a session.
+"""
+
+import asyncio
+import os
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import redis.asyncio as aioredis
+
+from tests.integration.test_cluster import clients, poll_run, replicas
+from tests.support.http import next_id
+from tests.support.processes import session_processes_once
+
+LEASE_S = "2"
+
+
+async def logged(redis_url: str, session_id: str) -> list[dict[str, Any]]:
+    """The session's event frames as its Redis log holds them."""
+    redis = aioredis.from_url(redis_url)
+    try:
+        entries = await redis.xrange(f"ag:{{{session_id}}}:log")
+    finally:
+        await redis.aclose()
+    frames = [msgspec.json.decode(fields[b"f"]) for _, fields in entries]
+    assert [int(entry_id.split(b"-")[0]) for entry_id, _ in entries] == [f["seq"] for f in frames]
+    return frames
+
+
+async def owner(redis_url: str, session_id: str) -> str:
+    redis = aioredis.from_url(redis_url)
+    try:
+        return (await redis.hget(f"ag:{{{session_id}}}:meta", "owner") or b"").decode()
+    finally:
+        await redis.aclose()
+
+
+async def test_a_session_whose_replica_is_killed_is_adopted_by_another_and_goes_on(tmp_path: Path, model_url: str, redis_url: str) -> None:
+    async with replicas(tmp_path, model_url, redis_url, AGENT_GATEWAY_LEASE_TTL_S=LEASE_S) as cluster, clients(cluster) as (one, two):
+        created = await one.create(prompt="SCRIPT:bash")  # a turn that waits on an approval
+        session_id, first_run = created["session"]["session_id"], created["run"]["run_id"]
+        waiting = await poll_run(two, session_id, first_run, "awaiting_approval")
+        request_id = waiting["pending"][0]["request_id"]
+        before = await logged(redis_url, session_id)
+        assert await owner(redis_url, session_id) == "r1"
+        killed_at = time.monotonic()
+        os.kill(cluster[0][0].pid, signal.SIGKILL)
+        cluster[0][0].wait()
+
+        two.session_id = session_id
+        query = {"type": "query", "id": next_id("q"), "prompt": "SCRIPT:hello"}
+        ack = await two.frame(query)  # sent while the session has no owner: waits for the adoption, then runs
+        adopted_after = time.monotonic() - killed_at
+        assert ack["type"] == "ack" and ack["result"]["query_id"] == query["id"]
+        done = await poll_run(two, session_id, query["id"], "completed")
+        assert done["result"]["is_error"] is False
+        assert await owner(redis_url, session_id) == "r2"
+
+        after = await logged(redis_url, session_id)
+        assert after[: len(before)] == before  # everything logged stays
+        assert [f["seq"] for f in after] == list(range(1, len(after) + 1))  # seq goes on, no gap
+        assert {f["epoch"] for f in after} == {before[0]["epoch"]}  # in the same epoch
+        events = [f["event"] for f in after[len(before):]]
+        kinds = [e["kind"] for e in events]
+        recovered = kinds.index("agent_recovered")
+        assert events[recovered]["reason"] == "owner_lost" and 0 < events[recovered]["ownerless_ms"] < adopted_after * 1000 + 3000
+        settled = events[:recovered]
+        assert {"kind": "request_resolved", "request_id": request_id, "outcome": "expired", "message": "the replica running this session was lost"} in settled
+        lost = [e for e in settled if e["kind"] == "result"]
+        assert [(e["query_id"], e["subtype"], e["is_error"]) for e in lost] == [(first_run, "owner_lost", True)]
+        results = [e for e in events if e["kind"] == "result"]
+        assert [e["query_id"] for e in results] == [first_run, query["id"]]  # every query ends with exactly one result
+        assert await session_processes_once(tmp_path / "r1" / "sessions", lambda found: not found) == []  # its CLI went with it
