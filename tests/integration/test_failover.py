@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import redis.asyncio as aioredis
 
 from tests.integration.test_cluster import clients, poll_run, replicas
 from tests.support.http import next_id
-from tests.support.processes import session_processes_once
+from tests.support.processes import session_processes, session_processes_once, survivors
 
 LEASE_S = "2"
 
@@ -75,3 +76,51 @@ async def test_a_session_whose_replica_is_killed_is_adopted_by_another_and_goes_
         results = [e for e in events if e["kind"] == "result"]
         assert [e["query_id"] for e in results] == [first_run, query["id"]]  # every query ends with exactly one result
         assert await session_processes_once(tmp_path / "r1" / "sessions", lambda found: not found) == []  # its CLI went with it
+
+
+SLOW = 'SCRIPT:{"steps": [[{"text": "' + "tick " * 80 + '"}]], "chunk": 2, "delay_ms": 100}'  # streams for 20 s
+
+
+async def logged_when(redis_url: str, session_id: str, ready: Callable[[list[dict[str, Any]]], bool], within_s: float = 30) -> list[dict[str, Any]]:
+    async with asyncio.timeout(within_s):
+        while not ready(frames := await logged(redis_url, session_id)):
+            await asyncio.sleep(0.1)
+    return frames
+
+
+def kinds(frames: list[dict[str, Any]]) -> list[str]:
+    return [f["event"]["kind"] for f in frames]
+
+
+async def test_an_owner_paused_past_its_lease_stops_its_cli_and_writes_nothing_once_resumed(tmp_path: Path, model_url: str, redis_url: str) -> None:
+    async with replicas(tmp_path, model_url, redis_url, AGENT_GATEWAY_LEASE_TTL_S=LEASE_S) as cluster, clients(cluster) as (one, two):
+        (first, _), _ = cluster
+        created = await one.create(prompt=SLOW)
+        session_id, run = created["session"]["session_id"], created["run"]["run_id"]
+        await logged_when(redis_url, session_id, lambda frames: "stream" in kinds(frames))  # its CLI streams a long reply
+        clis = session_processes(tmp_path / "r1" / "sessions")
+        assert clis
+        os.kill(first.pid, signal.SIGSTOP)  # the CLI streams on into its pipe meanwhile
+        try:
+            def adopted(frames: list[dict[str, Any]]) -> bool:
+                found = kinds(frames)
+                return "agent_recovered" in found and frames[-1]["event"] == {"kind": "state", "state": "idle"}
+
+            adopted_log = await logged_when(redis_url, session_id, adopted)
+            assert await owner(redis_url, session_id) == "r2"
+        finally:
+            os.kill(first.pid, signal.SIGCONT)
+        # Resumed, the first owner reads what its CLI wrote meanwhile and emits it: Redis refuses it
+        # (fence), and the owner, told so (or by its next renewal), stops its CLI.
+        assert await survivors(clis, within_s=15) == []
+        assert await logged(redis_url, session_id) == adopted_log  # it wrote nothing
+        one.session_id = session_id
+        query = {"type": "query", "id": next_id("q"), "prompt": "SCRIPT:hello"}
+        await one.frame(query)  # through the replica that lost it: forwarded to the new owner
+        await poll_run(one, session_id, query["id"], "completed")
+        final = await logged(redis_url, session_id)
+        assert final[: len(adopted_log)] == adopted_log
+        assert [f["seq"] for f in final] == list(range(1, len(final) + 1)) and len({f["epoch"] for f in final}) == 1
+        assert [(e["query_id"], e["subtype"]) for e in (f["event"] for f in final) if e["kind"] == "result"] == [(run, "owner_lost"), (query["id"], "success")]
+        recovered = kinds(final).index("agent_recovered")
+        assert "stream" not in kinds(final[recovered: kinds(final).index("user_query", recovered)])
