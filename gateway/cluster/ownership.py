@@ -136,6 +136,10 @@ class Ownership:
         """The session was taken over (its log was fenced): it is not ours, whatever the lease says."""
         self._held.pop(session_id, None)
 
+    def forget(self, session_id: str) -> None:
+        """The session was taken over (its log was fenced): it is not ours, whatever the lease says."""
+        self._held.pop(session_id, None)
+
     def start(self) -> None:
         self._task = asyncio.create_task(self._renew_forever(), name="lease-renewal")
 

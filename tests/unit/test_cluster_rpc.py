@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from gateway.cluster.pubsub_standin import PubSubHub
 from gateway.cluster.rpc import Request, RpcNode
+from gateway.store.pubsub import PubSubHub
 from gateway.store.redis import connect
 from gateway.wire.errors import ErrorCode, GatewayError
 from gateway.wire.events import Actor
@@ -28,7 +28,9 @@ async def handler(request: Request) -> bytes:
 async def pair(tmp_path, redis_url) -> AsyncIterator[tuple[RpcNode, RpcNode]]:  # type: ignore[no-untyped-def]
     settings = gw.test_settings(tmp_path, "http://x", redis_url=redis_url, forward_timeout_s=0.5)
     redis = connect(settings)
-    hubs = [PubSubHub(redis), PubSubHub(redis)]
+    hubs = [PubSubHub(redis, settings.redis_timeout_s), PubSubHub(redis, settings.redis_timeout_s)]
+    for hub in hubs:
+        hub.start()
     nodes = (RpcNode(redis, hubs[0], settings, "r1", handler), RpcNode(redis, hubs[1], settings, "r2", handler))
     for node in nodes:
         await node.start()
