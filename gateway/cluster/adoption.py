@@ -30,11 +30,14 @@ class Adopter:
         self._interval_s = interval_s
         self._adopt = adopt
         self._task: asyncio.Task[None] | None = None
+        self._stopped = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._look_forever(), name="adoption")
 
     async def stop(self) -> None:
+        """No more adoptions here (the replica drains or stops)."""
+        self._stopped = True
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -54,14 +57,20 @@ class Adopter:
         random.shuffle(orphans)
         adopted = 0
         for orphan in orphans:
-            fence = await self._ownership.adopt(orphan.session_id)
-            if fence is None:
-                continue
-            try:
-                await self._adopt(orphan, fence)
-            except Exception:  # the lease runs out again and another pass (here or elsewhere) retries
-                log.exception("adopting session %s failed", orphan.session_id)
-                self._ownership.forget(orphan.session_id)
-                continue
-            adopted += 1
+            adopted += await self.adopt(orphan)
         return adopted
+
+    async def adopt(self, orphan: Orphan) -> bool:
+        """Adopt one session unless another replica was first (or this one is stopping)."""
+        if self._stopped:
+            return False
+        fence = await self._ownership.adopt(orphan.session_id)
+        if fence is None:
+            return False
+        try:
+            await self._adopt(orphan, fence)
+        except Exception:  # the lease runs out again and another pass (here or elsewhere) retries
+            log.exception("adopting session %s failed", orphan.session_id)
+            self._ownership.forget(orphan.session_id)
+            return False
+        return True

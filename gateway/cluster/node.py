@@ -11,6 +11,7 @@ per session, so a follower being stopped never takes a new one's subscription wi
 import asyncio
 import contextlib
 import logging
+import random
 import secrets
 from typing import Protocol
 
@@ -35,6 +36,7 @@ from gateway.wire.errors import ErrorCode, GatewayError
 log = logging.getLogger("gateway.cluster")
 
 _encode = msgspec.json.Encoder().encode
+_bool = msgspec.json.Decoder(bool).decode
 OWNER_POLL_S = 0.1  # how often a frame for a session whose owner is gone looks for the next one
 
 
@@ -150,31 +152,48 @@ class ClusterNode:
         """Whether another replica has clients attached to the session (the owner then doesn't reap it)."""
         return bool(await self.redis.exists(keys.watched(self.settings.redis_key_prefix, session_id)))
 
-    async def next_owner(self, session_id: str, gone: str) -> str:
-        """The replica that took the session over from `gone`, a replica that didn't answer: when it is
-        gone indeed (nothing listens on its channel), waits up to `ownerless_wait_s` for the adoption.
-        `owner_unreachable` when it is still there (slow, or paused: it loses the session when its
-        lease runs out), when no adoption came, or when the session closed."""
-        channel = keys.replica_channel(self.settings.redis_key_prefix, gone)
-        if (await self.redis.pubsub_numsub(channel))[0][1]:
-            raise unreachable(gone)
+    async def next_owner(self, session_id: str, gone: str) -> str | None:
+        """The replica that runs the session now that `gone` didn't answer for it or no longer has it:
+        when `gone` handed it over, or is gone itself (nothing listens on its channel), waits up to
+        `ownerless_wait_s` for the adoption. None when `gone` still has it (slow, or paused: it loses
+        the session once its lease runs out), when no adoption came, or when the session is over."""
         meta = self.keys(session_id).meta
+        channel = keys.replica_channel(self.settings.redis_key_prefix, gone)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.settings.ownerless_wait_s):
                 while True:
-                    owner, state = await self.redis.hmget(meta, ("owner", "state"))
+                    owner, state, handed_over = await self.redis.hmget(meta, ("owner", "state", "handed_over"))
                     if state in (None, b"closed"):
-                        break
+                        return None
                     if owner is not None and owner.decode() != gone:
                         return owner.decode()
+                    if handed_over is None and (await self.redis.pubsub_numsub(channel))[0][1]:
+                        return None
                     await asyncio.sleep(OWNER_POLL_S)
-        raise unreachable(gone)
+        return None
+
+    async def hand_over(self, session_id: str) -> None:
+        """Give a session this replica stopped running (it drains) to another one now: the lease goes
+        and a live replica is asked to adopt it at once; should none take it, the first replica to
+        look for sessions without an owner adopts it."""
+        if not await self.ownership.hand_over(session_id):
+            return
+        targets = await self.ownership.live_replicas()
+        random.shuffle(targets)
+        for target in targets:
+            try:
+                if _bool(await self.rpc.call(target, session_id, "adopt")):
+                    return
+            except GatewayError as exc:
+                log.warning("replica %s did not adopt session %s: %s", target, session_id, exc.message)
 
     def _lost(self, session_id: str) -> None:
         """A renewal found the session's lease taken: another replica adopted it."""
         self._local.abandon(session_id)
 
     async def _serve(self, request: Request) -> bytes:
+        if request.op == "adopt":
+            return _encode(await self.adopter.adopt(Orphan(request.sid, 0)))
         session = self._local.owned(request.sid)
         if session is None:
             raise GatewayError(ErrorCode.SESSION_NOT_FOUND, f"no session {request.sid}")

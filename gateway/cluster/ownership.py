@@ -56,6 +56,14 @@ redis.call('HSET', KEYS[2], 'owner', ARGV[1])
 return {1, token}
 """
 
+# KEYS: owner, meta; ARGV: our lease value, now ms. Give a live session up for another replica to adopt
+# at once (a draining replica): the lease goes and the meta hash says since when it was handed over.
+_HAND_OVER = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[2], 'handed_over', ARGV[2])
+return redis.call('DEL', KEYS[1])
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -88,8 +96,10 @@ class Ownership:
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
         self._adopt = redis.register_script(_ADOPT)
+        self._hand_over = redis.register_script(_HAND_OVER)
         self._leases = keys.leases(self._prefix)
         self._task: asyncio.Task[None] | None = None
+        self._listed = True  # in the live list (until it drains)
 
     def holds(self, session_id: str) -> bool:
         return session_id in self._held
@@ -132,9 +142,57 @@ class Ownership:
             if await self._release(keys=[k.owner], args=[value]):
                 await self._redis.zrem(self._leases, session_id)
 
+    async def hand_over(self, session_id: str) -> bool:
+        """Give the session up for adoption now, its lease gone and listed as run out. False when the
+        lease was not ours any more."""
+        value = self._held.pop(session_id, None)
+        if value is None:
+            return False
+        k = keys.SessionKeys.of(self._prefix, session_id)
+        if not await self._hand_over(keys=[k.owner, k.meta], args=[value, int(time.time() * 1000)]):
+            return False
+        await self._redis.zadd(self._leases, {session_id: 0})
+        return True
+
+    async def leave(self) -> None:
+        """This replica drains: it leaves the live list (renewals no longer put it back), so no other
+        replica hands it a session."""
+        self._listed = False
+        await self._redis.zrem(keys.replicas(self._prefix), self.replica_id)
+
+    async def live_replicas(self) -> list[str]:
+        """Other replicas that renewed within the lease time, which may be handed a session."""
+        since = int(time.time() * 1000) - self._lease_ms
+        found = await self._redis.zrangebyscore(keys.replicas(self._prefix), since, "+inf")
+        return [r.decode() for r in found if r.decode() != self.replica_id]
+
     def forget(self, session_id: str) -> None:
         """The session was taken over (its log was fenced): it is not ours, whatever the lease says."""
         self._held.pop(session_id, None)
+
+    async def hand_over(self, session_id: str) -> bool:
+        """Give the session up for adoption now, its lease gone and listed as run out. False when the
+        lease was not ours any more."""
+        value = self._held.pop(session_id, None)
+        if value is None:
+            return False
+        k = keys.SessionKeys.of(self._prefix, session_id)
+        if not await self._hand_over(keys=[k.owner, k.meta], args=[value, int(time.time() * 1000)]):
+            return False
+        await self._redis.zadd(self._leases, {session_id: 0})
+        return True
+
+    async def leave(self) -> None:
+        """This replica drains: it leaves the live list (renewals no longer put it back), so no other
+        replica hands it a session."""
+        self._listed = False
+        await self._redis.zrem(keys.replicas(self._prefix), self.replica_id)
+
+    async def live_replicas(self) -> list[str]:
+        """Other replicas that renewed within the lease time, which may be handed a session."""
+        since = int(time.time() * 1000) - self._lease_ms
+        found = await self._redis.zrangebyscore(keys.replicas(self._prefix), since, "+inf")
+        return [r.decode() for r in found if r.decode() != self.replica_id]
 
     def forget(self, session_id: str) -> None:
         """The session was taken over (its log was fenced): it is not ours, whatever the lease says."""
@@ -165,7 +223,8 @@ class Ownership:
         """One pipeline: this replica's heartbeat and every lease it holds. Returns the sessions lost."""
         held = list(self._held.items())
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(keys.replicas(self._prefix), {self.replica_id: int(time.time() * 1000)})
+            if self._listed:
+                pipe.zadd(keys.replicas(self._prefix), {self.replica_id: int(time.time() * 1000)})
             for session_id in self._watched():
                 pipe.set(keys.watched(self._prefix, session_id), self.replica_id, px=self._lease_ms)
             if held:

@@ -2,7 +2,8 @@
 
 Per session, fields of `P:{sid}:meta`: `principal`, `profile`, `owner`, `state`, `created_at`,
 `last_activity`, `info` (the SessionInfo JSON), and what a replica adopting the session needs to run
-it: `open` (the `open` frame that made it) and `conversation` (its CLI conversation id); per principal, the ZSET `P:principal:<p>` of its
+it: `open` (the `open` frame that made it), `conversation` (its CLI conversation id) and, between a
+draining owner's handover and the adoption, `handed_over` (unix ms); per principal, the ZSET `P:principal:<p>` of its
 session ids; per `open` frame id, `P:opened:<p>:<id>` names the session it made. The owner writes
 `info` when something in it other than the event count changes (state, model, mode, approvals, a
 turn's cost), through the replica's `PipelineWriter`, never once per event; `last_seq`, kept in the
@@ -46,6 +47,7 @@ class Adoption(NamedTuple):
     opened_by: bytes  # the encoded `open` frame that made it
     conversation: str | None  # its CLI conversation id, resumed by the new CLI
     info: SessionInfo  # its last description
+    handed_over_ms: int | None  # when its owner handed it over (unix ms); None: its owner was lost
 
 
 def _entry(fields: list[bytes | None]) -> Entry | None:
@@ -133,10 +135,16 @@ class Registry:
 
     async def adoption(self, session_id: str) -> Adoption | None:
         """What a replica adopting the session needs; None when it is gone or was never complete."""
-        principal, opened_by, conversation, raw = await self._redis.hmget(self._keys(session_id).meta, ("principal", "open", "conversation", "info"))
+        meta = self._keys(session_id).meta
+        principal, opened_by, conversation, raw, handed_over = await self._redis.hmget(meta, ("principal", "open", "conversation", "info", "handed_over"))
         if principal is None or opened_by is None or raw is None:
             return None
-        return Adoption(principal.decode(), opened_by, None if not conversation else conversation.decode(), _decode_info(raw))
+        if handed_over is not None:
+            await self._redis.hdel(meta, "handed_over")
+        return Adoption(
+            principal.decode(), opened_by, None if not conversation else conversation.decode(), _decode_info(raw),
+            None if handed_over is None else int(handed_over),
+        )
 
     def forget(self, session_id: str) -> None:
         """Another replica owns the session now: a description still queued here is not written."""

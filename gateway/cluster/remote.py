@@ -81,10 +81,13 @@ class RemoteSession:
     async def _call(self, op: Op, *, frame: bytes | None = None, actor: Actor | None = None, arg: str | None = None) -> bytes:
         try:
             return await self._node.rpc.call(self._owner, self.id, op, frame=frame, actor=actor, arg=arg)
-        except GatewayError as exc:
-            if exc.code != ErrorCode.OWNER_UNREACHABLE:
+        except GatewayError as exc:  # the owner may be gone, or have handed the session over
+            if exc.code not in (ErrorCode.OWNER_UNREACHABLE, ErrorCode.SESSION_NOT_FOUND):
                 raise
-        self._owner = await self._node.next_owner(self.id, self._owner)
+            owner = await self._node.next_owner(self.id, self._owner)
+            if owner is None:
+                raise
+        self._owner = owner
         return await self._node.rpc.call(self._owner, self.id, op, frame=frame, actor=actor, arg=arg)
 
     async def snapshot(self) -> Snapshot:

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
+from redis.exceptions import RedisError
 
 from gateway.cluster.node import ClusterNode
 from gateway.cluster.ownership import Orphan
@@ -36,10 +37,11 @@ from gateway.sessions.agent_options import build_options, keep_sandbox_placehold
 from gateway.sessions.checks import ProfileProbe
 from gateway.sessions.handle import SessionHandle
 from gateway.sessions.runner import AgentRunner, SdkRunner
-from gateway.sessions.session import Session
+from gateway.sessions.session import BUSY_STATES, Session
 from gateway.wire.client import Open
 from gateway.wire.codec import encode
 from gateway.wire.errors import ErrorCode, GatewayError
+from gateway.wire.events import RecoveryReason
 from gateway.wire.http import ProfileCheck
 from gateway.wire.server import SessionInfo, SessionLimits
 
@@ -218,11 +220,13 @@ class SessionManager:
         spec = narrow(profile, msgspec.json.decode(found.opened_by, type=Open))
         session = self._session(session_id, found.principal, spec, log_store)
         frames = await log_store.read_after(log_store.first_seq - 1) or []
-        ownerless_ms = max(0, int(time.time() * 1000) - orphan.renewed_ms)
-        session.recover(frames, found.info, found.conversation, ownerless_ms)
+        since = orphan.renewed_ms if found.handed_over_ms is None else found.handed_over_ms
+        ownerless_ms = max(0, int(time.time() * 1000) - since)
+        reason: RecoveryReason = "owner_lost" if found.handed_over_ms is None else "handover"
+        session.recover(frames, found.info, found.conversation, reason, ownerless_ms)
         self._sessions[session_id] = session
         session.start()
-        log.warning("session %s adopted after %d ms without an owner", session_id, ownerless_ms)
+        log.warning("session %s adopted (%s) after %d ms without an owner", session_id, reason, ownerless_ms)
 
     def abandon(self, session_id: str) -> None:
         """Another replica owns the session now: it stops here in the background, writing nothing."""
@@ -232,7 +236,7 @@ class SessionManager:
             self.cluster.registry.forget(session_id)
         if session is not None and not session.closed:
             log.error("session %s: adopted by another replica; its CLI here stops", session_id)
-            task = asyncio.create_task(session.abandon(), name=f"abandon-{session_id}")
+            task = asyncio.create_task(session.leave(), name=f"abandon-{session_id}")
             self._stopping.add(task)
             task.add_done_callback(self._stopped)
 
@@ -321,8 +325,36 @@ class SessionManager:
                 log.info("session %s (%s) reaped after %.0f s quiet", session.id, session.state, quiet_ms / 1000, extra={"session_id": session.id})
                 await self.close(session, "idle_timeout")
 
+    async def _drain(self, cluster: ClusterNode) -> list[Session]:
+        """Hand every session this replica runs over to the others (SIGTERM with Redis): no new turn
+        starts here, running turns get up to `drain_grace_s` to end, then each session stops here
+        (its CLI stopped, its log flushed, its clients here closed 1012 to resume elsewhere) and a
+        live replica adopts it at once, queued queries and all. Returns the sessions handed over."""
+        await cluster.adopter.stop()
+        with contextlib.suppress(RedisError, OSError):
+            await cluster.ownership.leave()
+        sessions = [s for s in self._sessions.values() if not s.closed]
+        for session in sessions:
+            session.hold()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.drain_grace_s):
+                while any(s.state in BUSY_STATES for s in sessions):
+                    await asyncio.sleep(0.05)
+        await asyncio.gather(*(self._hand_over(cluster, s) for s in sessions), return_exceptions=True)
+        return sessions
+
+    async def _hand_over(self, cluster: ClusterNode, session: Session) -> None:
+        self._sessions.pop(session.id, None)
+        await session.leave()
+        try:
+            await cluster.hand_over(session.id)
+        except (RedisError, OSError) as exc:  # its lease runs out and a survivor adopts it then
+            log.error("session %s: handover failed: %r", session.id, exc)
+        log.info("session %s handed over", session.id)
+
     async def shutdown(self) -> None:
-        """Close every session (SIGTERM path) with reason `shutdown` and stop every CLI.
+        """Close every session (SIGTERM path) with reason `shutdown` and stop every CLI; with Redis,
+        hand them over to the other replicas first (`_drain`).
 
         Runs before the transports close their connections: each session's last events (every
         query's `result`, then `closed`) are emitted at once and its attached clients are sent them
@@ -333,11 +365,12 @@ class SessionManager:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
+        handed_over = [] if self.cluster is None else await self._drain(self.cluster)
         # Closed ones too: a close a client started may still be stopping its CLI; this waits for it.
         closing = asyncio.gather(*(self.close(s, "shutdown") for s in self._sessions.values()), return_exceptions=True)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SHUTDOWN_DRAIN_S):
-                while any(s.connections for s in self._sessions.values()):
+                while any(s.connections for s in [*self._sessions.values(), *handed_over]):
                     await asyncio.sleep(0.02)
         await closing
         await asyncio.gather(*self._stopping, return_exceptions=True)

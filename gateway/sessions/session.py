@@ -54,6 +54,17 @@ CLEAR_MESSAGE = {"type": "user", "message": {"role": "user", "content": "/clear"
 _decode_event = msgspec.json.Decoder(EventFrame).decode
 
 
+def _query_message(prompt: str | list[dict[str, Any]]) -> dict[str, Any]:
+    """What the CLI is sent for a client's query."""
+    return {
+        "type": "user",
+        "message": {"role": "user", "content": prompt},
+        "parent_tool_use_id": None,
+        "uuid": str(uuid.uuid4()),
+        "client_composed": True,  # verbatim: no slash commands or @file expansion from clients
+    }
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -126,6 +137,7 @@ class Session:
         # the interrupted turn's end and the reset's `/clear`).
         self._reset_lock = asyncio.Lock()
         self._sealed = False  # `closed` was the last event: whatever finishes after it stays quiet
+        self._holding = False  # draining: no new turn starts here
         self._on_closed = on_closed
         self._on_described = on_described  # sync, O(1): told when `info()` changes beyond the position
         self._ack_store = ack_store
@@ -175,19 +187,23 @@ class Session:
         if self._on_closed is not None:
             await self._on_closed(self)
 
-    def recover(self, frames: list[bytes], last: SessionInfo, conversation: str | None, ownerless_ms: int) -> None:
-        """Take the session over from a replica that is gone, before `start`: its settings and
-        transcript from its description and log, then what it left open settled in the log (pending
-        requests `expired`, every query without a `result` one of subtype `owner_lost`) and
-        `agent_recovered`. The next CLI resumes conversation `conversation`."""
+    def recover(self, frames: list[bytes], last: SessionInfo, conversation: str | None, reason: ev.RecoveryReason, ownerless_ms: int) -> None:
+        """Take the session over from another replica, before `start`: its settings and transcript
+        from its description and log, then what it left open settled in the log (pending requests
+        `expired`, the query whose turn it started without a `result` one of subtype `owner_lost`)
+        and `agent_recovered`. Queries it had not started yet run here: after a handover they are
+        queued again; from an owner that died they end `owner_lost` too (it may have started one
+        without the log saying so). The next CLI resumes conversation `conversation`."""
         self.model, self.permission_mode, self.created_at = last.model, last.permission_mode, last.created_at
         self.turns, self._cost_before_runner = last.turns, last.total_cost_usd
         self.claude_session_id = conversation
-        open_queries: dict[str, None] = {}
+        open_queries: dict[str, ev.UserQuery | None] = {}  # None once its turn started
         open_requests: dict[str, None] = {}
         for frame in frames:
             event = _decode_event(frame).event
             if isinstance(event, ev.UserQuery):
+                open_queries[event.query_id] = event
+            elif isinstance(event, ev.TurnStarted) and event.query_id in open_queries:
                 open_queries[event.query_id] = None
             elif isinstance(event, ev.TurnResult) and event.query_id is not None:
                 open_queries.pop(event.query_id, None)
@@ -199,17 +215,26 @@ class Session:
                 if isinstance(event, ev.ConversationReset):
                     self._transcript.clear()
                 self._transcript.append(event)
-        why = "the replica running this session was lost"
+        why = "the replica running this session was lost" if reason == "owner_lost" else "the replica running this session was shut down"
         for request_id in open_requests:
             self.emit(ev.RequestResolved(request_id=request_id, outcome="expired", message=why))
-        for query_id in open_queries:
-            self._end_query(query_id, "owner_lost", f"{why} before this query ended; send it again")
-        self.emit(ev.AgentRecovered(reason="owner_lost", ownerless_ms=ownerless_ms))
+        for query_id, waiting in open_queries.items():
+            if waiting is not None and reason == "handover":
+                self._queue.append((query_id, _query_message(waiting.prompt)))
+                self._wake.set()
+            else:
+                self._end_query(query_id, "owner_lost", f"{why} before this query ended; send it again")
+        self.emit(ev.AgentRecovered(reason=reason, ownerless_ms=ownerless_ms))
 
-    async def abandon(self) -> None:
-        """Another replica adopted the session (this one was cut off past its lease): from now on it
-        emits nothing, its CLI stops, and its clients here are ended so they resume at the new owner.
-        Its log is fenced off already; nothing it does is written."""
+    def hold(self) -> None:
+        """The replica is draining: the running turn may finish, queued and new queries wait (for the
+        replica the session is handed over to)."""
+        self._holding = True
+
+    async def leave(self) -> None:
+        """Another replica runs the session from now on (it adopted it, or this one hands it over):
+        from now on it emits nothing, its CLI stops, what its log still holds goes to Redis (a log
+        fenced off writes nothing), and its clients here are ended so they resume at the new owner."""
         self._sealed = True
         self._queue.clear()
         for task in (self._pump_task, self._guard):
@@ -220,6 +245,7 @@ class Session:
         async with self._runner_lock:
             await self._stop_runner()
         await asyncio.gather(*self._retiring, return_exceptions=True)
+        await self.feed.log.close(ended=False)
         self.feed.end()
 
     @property
@@ -299,7 +325,7 @@ class Session:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._queue and self.state in READY_STATES and not self._reset_lock.locked():
+            while self._queue and self.state in READY_STATES and not self._reset_lock.locked() and not self._holding:
                 query_id, message = self._queue.popleft()
                 await self._dispatch(query_id, message)
 
@@ -534,6 +560,8 @@ class Session:
             return Ack(id=first.id, result=first.result, duplicate=True)
         if self.closed:
             raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed")
+        if self._sealed:  # it left this replica: the frame runs at the next owner
+            raise GatewayError(ErrorCode.OWNER_UNREACHABLE, "this session moved to another replica; send the frame again")
         running = asyncio.ensure_future(self._execute_once(frame, actor))
         self._acks[frame.id] = running
         if len(self._acks) > 1000:
@@ -582,14 +610,7 @@ class Session:
             raise GatewayError(ErrorCode.QUEUE_FULL, f"{self.limits.max_queued_queries} queries are already queued")
         queued = self.state not in READY_STATES or bool(self._queue) or self._reset_lock.locked()
         prompt = frame.prompt if isinstance(frame.prompt, str) else msgspec.to_builtins(frame.prompt)  # the SDK writes it with json
-        message = {
-            "type": "user",
-            "message": {"role": "user", "content": prompt},
-            "parent_tool_use_id": None,
-            "uuid": str(uuid.uuid4()),
-            "client_composed": True,  # verbatim: no slash commands or @file expansion from clients
-        }
-        self._queue.append((frame.id, message))
+        self._queue.append((frame.id, _query_message(prompt)))
         self.emit(ev.UserQuery(query_id=frame.id, prompt=prompt, by=actor, queued=queued))
         self._wake.set()
         # position: 0 when the query starts at once, else its place in the line (1 runs next).

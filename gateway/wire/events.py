@@ -153,16 +153,20 @@ class AgentError(EventBody, tag="error"):
     recoverable: bool
 
 
+RecoveryReason = Literal["owner_lost", "handover"]
+
+
 class AgentRecovered(EventBody, tag="agent_recovered"):
-    """The replica that ran this session was lost and another one adopted it (PROTOCOL.md §4).
+    """Another replica runs this session from now on (PROTOCOL.md §4): the one that ran it was lost
+    (`owner_lost`) or shut down and handed it over (`handover`).
 
     Everything logged before stays and `seq` goes on in the same epoch. Just before this event the
-    new owner settled what the lost one left open: pending requests `expired`, and every query
-    that had no `result` yet got one with subtype `owner_lost`. The conversation resumes on the
-    next query. `ownerless_ms`: from the lost owner's last lease renewal to the adoption.
+    new owner settled what the old one left open: pending requests `expired`, a turn still running
+    a `result` with subtype `owner_lost`. `ownerless_ms`: from the old owner's last lease renewal
+    (its handover) to the adoption.
     """
 
-    reason: Literal["owner_lost"]
+    reason: RecoveryReason
     ownerless_ms: int
 
 

@@ -10,10 +10,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
+import pytest
 import redis.asyncio as aioredis
+from websockets.exceptions import ConnectionClosed
 
-from tests.integration.test_cluster import clients, poll_run, replicas
+from tests.integration.test_cluster import clients, poll_run, replicas, ws
+from tests.support.flows import attach, open_session, query
 from tests.support.http import next_id
 from tests.support.processes import session_processes, session_processes_once, survivors
 
@@ -124,3 +128,49 @@ async def test_an_owner_paused_past_its_lease_stops_its_cli_and_writes_nothing_o
         assert [(e["query_id"], e["subtype"]) for e in (f["event"] for f in final) if e["kind"] == "result"] == [(run, "owner_lost"), (query["id"], "success")]
         recovered = kinds(final).index("agent_recovered")
         assert "stream" not in kinds(final[recovered: kinds(final).index("user_query", recovered)])
+
+
+PACED = 'SCRIPT:{"steps": [[{"text": "' + "word " * 30 + '"}]], "chunk": 2, "delay_ms": 50}'  # streams for about 4 s
+
+
+async def test_a_draining_replica_finishes_its_turns_then_hands_its_sessions_over_at_once(tmp_path: Path, model_url: str, redis_url: str) -> None:
+    # The default lease (10 s): the handover must not wait for it to run out.
+    async with replicas(tmp_path, model_url, redis_url, AGENT_GATEWAY_DRAIN_GRACE_S="20") as cluster:
+        (first, port1), (_, port2) = cluster
+        tab = await ws(port1)
+        session_id = (await open_session(tab))["session"]["session_id"]
+        running = await query(tab, PACED)
+        await tab.event("stream")
+        queued = await query(tab, "SCRIPT:hello")  # waits behind the running turn
+        assert queued["result"]["queued"] is True
+        first.send_signal(signal.SIGTERM)
+        terminated_at = time.monotonic()
+        async with httpx.AsyncClient() as http:
+            async with asyncio.timeout(5):  # unready first, while the turn still runs
+                while (await http.get(f"http://127.0.0.1:{port1}/readyz")).status_code != 503:
+                    await asyncio.sleep(0.05)
+        finished = await tab.event("result", timeout=30)
+        assert (finished["query_id"], finished["subtype"]) == (running["id"], "success")  # the running turn finished here
+        with pytest.raises(ConnectionClosed):
+            while True:  # what the session said here before it left, then the close
+                await tab.recv(timeout=30)
+        assert tab.close_code == 1012
+        resumed = await ws(port2)
+        resumed.resume_from(tab)
+        reply = await attach(resumed, session_id, after=tab.last_seq, epoch=tab.epoch)
+        assert reply["type"] == "attached", reply  # no reset: nothing was lost
+        recovered = await resumed.event("agent_recovered", timeout=30)
+        assert recovered["reason"] == "handover" and recovered["ownerless_ms"] < 5000
+        assert time.monotonic() - terminated_at < 10  # adopted before the lease could have run out
+        done = await resumed.event("result", timeout=60)
+        assert (done["query_id"], done["subtype"]) == (queued["id"], "success")  # the queued query ran on the new owner
+        assert await owner(redis_url, session_id) == "r2"
+        events = tab.events + resumed.events
+        assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+        assert [(e["event"]["query_id"], e["event"]["subtype"]) for e in events if e["event"]["kind"] == "result"] == [
+            (running["id"], "success"), (queued["id"], "success"),
+        ]
+        assert not [e for e in events if e["event"]["kind"] == "request_resolved"]
+        assert await asyncio.to_thread(first.wait, 30) in (0, -signal.SIGTERM)
+        assert session_processes(tmp_path / "r1" / "sessions") == []
+        await resumed.close()
