@@ -3,7 +3,9 @@ SIGKILLed (or SIGSTOPped past its lease) while it runs a session.
 """
 
 import asyncio
+import contextlib
 import os
+import random
 import signal
 import time
 from collections.abc import Callable
@@ -17,8 +19,10 @@ import redis.asyncio as aioredis
 from websockets.exceptions import ConnectionClosed
 
 from tests.integration.test_cluster import clients, poll_run, replicas, ws
+from tests.support.client import WsClient
 from tests.support.flows import attach, open_session, query
 from tests.support.http import next_id
+from tests.support.process_gateway import gateway_process
 from tests.support.processes import session_processes, session_processes_once, survivors
 
 LEASE_S = "2"
@@ -174,3 +178,110 @@ async def test_a_draining_replica_finishes_its_turns_then_hands_its_sessions_ove
         assert await asyncio.to_thread(first.wait, 30) in (0, -signal.SIGTERM)
         assert session_processes(tmp_path / "r1" / "sessions") == []
         await resumed.close()
+
+
+QUICK = 'SCRIPT:{"steps": [[{"text": "' + "word " * 12 + '"}]], "chunk": 3, "delay_ms": 60}'  # a turn of about 1 s
+
+
+class Chat:
+    """One tab chatting without pause, reconnecting (with resume) to a live replica whenever its
+    socket closes; counts the resets it gets (there must be none)."""
+
+    def __init__(self, session_id: str, tab: WsClient, live: list[int]) -> None:
+        self.session_id, self.tab, self.live = session_id, tab, live
+        self.asked: list[str] = []
+        self.resets = 0
+        self.reconnects = 0
+        self.closes: list[int | None] = []  # each closed socket's close code
+
+    async def run(self, stop: asyncio.Event) -> None:
+        query: dict[str, Any] | None = None
+        while not stop.is_set() or query is not None:
+            try:
+                if query is None:
+                    query = {"type": "query", "id": next_id("q"), "prompt": QUICK}
+                    self.asked.append(query["id"])
+                reply = await self.tab.request(dict(query), timeout=60)
+                if reply["type"] == "error":  # the session was leaving its replica right then
+                    assert reply["code"] == "owner_unreachable", reply
+                    await asyncio.sleep(0.2)
+                    continue
+                assert reply["type"] == "ack", reply
+                sent = query["id"]
+                await self.tab.event("result", lambda e: e["query_id"] == sent, timeout=90)
+                query = None
+            except ConnectionClosed:
+                self.closes.append(self.tab.ws.close_code)
+                await self._reconnect()
+
+    async def _reconnect(self) -> None:
+        """To a live replica (one that just began draining may refuse it: then to another)."""
+        self.reconnects += 1
+        async with asyncio.timeout(30):
+            await self._reattach()
+
+    async def _reattach(self) -> None:
+        while True:
+            try:
+                tab = await ws(random.choice(self.live))
+                tab.resume_from(self.tab)
+                tab.events = self.tab.events
+                reply = await attach(tab, self.session_id, after=self.tab.last_seq, epoch=self.tab.epoch)
+            except (OSError, ConnectionClosed):
+                await asyncio.sleep(0.1)
+                continue
+            if reply["type"] == "reset":
+                self.resets += 1
+            self.tab = tab
+            return
+
+
+async def test_a_rolling_restart_during_active_chats_loses_nothing(tmp_path: Path, model_url: str, redis_url: str) -> None:
+    env = {"AGENT_GATEWAY_REDIS_URL": redis_url, "AGENT_GATEWAY_FORWARD_TIMEOUT_S": "3", "AGENT_GATEWAY_DRAIN_GRACE_S": "20"}
+    async with contextlib.AsyncExitStack() as stack:
+        async def start(name: str) -> tuple[Any, int]:
+            (tmp_path / name).mkdir()
+            return await stack.enter_async_context(gateway_process(tmp_path / name, model_url, AGENT_GATEWAY_REPLICA_ID=name, **env))
+
+        running = {name: await start(name) for name in ("r1", "r2", "r3")}
+        live = [port for _, port in running.values()]
+        chats = []
+        for _, port in running.values():  # a session owned by each replica, its tab on it
+            tab = await ws(port)
+            chats.append(Chat((await open_session(tab))["session"]["session_id"], tab, live))
+        stop = asyncio.Event()
+        driving = [asyncio.create_task(chat.run(stop)) for chat in chats]
+        try:
+            for name in ("r1", "r2", "r3"):
+                await asyncio.sleep(1.5)  # turns under way everywhere
+                proc, port = running.pop(name)
+                replacement = await start(name + "b")
+                live.append(replacement[1])
+                live.remove(port)
+                proc.send_signal(signal.SIGTERM)
+                assert await asyncio.to_thread(proc.wait, 60) in (0, -signal.SIGTERM)
+                assert session_processes(tmp_path / name / "sessions") == []
+            await asyncio.sleep(1.5)
+        finally:
+            stop.set()
+            _, late = await asyncio.wait(driving, timeout=120)
+            for task in late:
+                task.cancel()
+            await asyncio.wait(driving)
+        for task in driving:
+            task.result()  # a chat's failure, or its cancellation when it hung
+        for chat in chats:
+            assert chat.resets == 0
+            assert chat.reconnects >= 1 and set(chat.closes) == {1012}, chat.closes
+            stored = await logged(redis_url, chat.session_id)
+            while chat.tab.last_seq < stored[-1]["seq"]:
+                await chat.tab.recv()
+            events = chat.tab.events
+            assert [{k: v for k, v in f.items() if k != "_seen"} for f in events] == stored  # the client got all of it, once
+            results = [(e["event"]["query_id"], e["event"]["subtype"]) for e in events if e["event"]["kind"] == "result"]
+            assert results == [(q, "success") for q in chat.asked], results  # every turn ended once, none was lost
+            assert [e["event"]["reason"] for e in events if e["event"]["kind"] == "agent_recovered"] == ["handover"] * len(
+                [e for e in events if e["event"]["kind"] == "agent_recovered"]
+            )
+        for chat in chats:
+            await chat.tab.close()
