@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
+from claude_agent_sdk import project_key_for_directory
 from redis.exceptions import RedisError
 
 from gateway.cluster.node import ClusterNode
@@ -38,6 +39,7 @@ from gateway.sessions.checks import ProfileProbe
 from gateway.sessions.handle import SessionHandle
 from gateway.sessions.runner import AgentRunner, SdkRunner
 from gateway.sessions.session import BUSY_STATES, Session
+from gateway.store.conversations import RedisSessionStore
 from gateway.wire.client import Open
 from gateway.wire.codec import encode
 from gateway.wire.errors import ErrorCode, GatewayError
@@ -84,6 +86,10 @@ class SessionManager:
         launched_cli(settings.cli_path)  # looked up now, not on the event loop
         self.metrics = GatewayMetrics(self._sessions.values)
         self.cluster = ClusterNode(settings, self) if settings.redis_url else None
+        # With Redis, every CLI's transcript too, so a new CLI (any replica's) resumes from it.
+        self._conversations = None if self.cluster is None else RedisSessionStore(
+            self.cluster.redis, settings.redis_key_prefix, settings.conversation_ttl_s
+        )
 
     # ---- lookup ----------------------------------------------------------------------------
 
@@ -254,7 +260,9 @@ class SessionManager:
                 keep_sandbox_placeholders(shared)
 
         marker = f"{self._owner}/{next(self._cli_serial)}"
-        options = build_options(self.settings, session.spec, workdir, home, marker, resume, session.model, session.permission_mode)
+        options = build_options(
+            self.settings, session.spec, workdir, home, marker, resume, session.model, session.permission_mode, self._conversations
+        )
         return SdkRunner(options, session, prepare)
 
     # ---- closing ---------------------------------------------------------------------------
@@ -278,8 +286,16 @@ class SessionManager:
         await self._remove_files(session)
 
     async def _remove_files(self, session: Session) -> None:
-        """A closed session's working and config directories go with it."""
-        await asyncio.to_thread(shutil.rmtree, self._session_dir(session), True)
+        """A closed session's working and config directories go with it, and so do its conversations
+        in Redis (else they expire after `conversation_ttl_s`)."""
+        root = self._session_dir(session)
+        if self._conversations is not None:
+            project_key = await asyncio.to_thread(project_key_for_directory, root / "work")  # as the SDK keyed them
+            try:
+                await self._conversations.delete_project(project_key)
+            except RedisError as exc:
+                log.warning("session %s: its conversations stay in Redis until they expire: %s", session.id, exc)
+        await asyncio.to_thread(shutil.rmtree, root, True)
 
     async def start(self) -> None:
         """End what gateways that are gone left running under the sessions directory, start the

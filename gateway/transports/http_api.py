@@ -151,11 +151,15 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready when the CLI runs here and its sandbox is available (sessions would fail to start otherwise)
-    and the replica is not shutting down."""
-    settings = request.app.state.settings
-    results = [await checks.cli_runnable(settings), await asyncio.to_thread(checks.sandbox_available, settings)]
-    if request.app.state.manager.shutting_down:  # first thing on SIGTERM, so the balancer drains this replica
+    """Ready when the CLI runs here, its sandbox is available and, when configured, Redis answers
+    (sessions would fail otherwise), and the replica is not shutting down. The checks run side by
+    side, so the answer takes the slowest one."""
+    settings, cluster = request.app.state.settings, http_common.manager(request).cluster
+    pending = [checks.cli_runnable(settings), asyncio.to_thread(checks.sandbox_available, settings)]
+    if cluster is not None:
+        pending.append(checks.redis_reachable(cluster.redis, settings))
+    results = list(await asyncio.gather(*pending))
+    if http_common.manager(request).shutting_down:  # first thing on SIGTERM, so the balancer drains this replica
         results.append(ht.ReadinessCheck(name="draining", ok=False, detail="this replica is shutting down and takes no new sessions"))
     ready = all(c.ok for c in results)
     return reply(ht.Readiness(status="ready" if ready else "unready", checks=results), 200 if ready else 503)
@@ -246,7 +250,7 @@ OPERATIONS = (
     Operation("POST", "/v1/tickets", issue_ticket, "Trade the bearer token for a short-lived ticket (`?ticket=`) for EventSource and browser WebSockets.",
               ht.Ticket, errors=(E.UNAUTHORIZED,)),
     Operation("GET", "/healthz", healthz, "Liveness: the process serves requests.", ht.Health, auth=False),
-    Operation("GET", "/readyz", readyz, "Readiness: the CLI runs on this host, its sandbox is available and the replica is not shutting down (503 when not).",
+    Operation("GET", "/readyz", readyz, "Readiness: the CLI runs on this host, its sandbox is available, Redis (when configured) answers and the replica is not shutting down (503 when not).",
               ht.Readiness, auth=False, other_replies=((503, ht.Readiness),)),
 )
 
