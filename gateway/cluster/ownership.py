@@ -92,6 +92,7 @@ class Ownership:
         self._on_lost = on_lost
         self._watched = watched
         self._held: dict[str, str] = {}  # session id -> our lease value
+        self._deadline: dict[str, float] = {}  # session id -> monotonic time its lease may run out
         self._claim = redis.register_script(_CLAIM)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
@@ -104,16 +105,24 @@ class Ownership:
     def holds(self, session_id: str) -> bool:
         return session_id in self._held
 
+    def fresh(self, session_id: str) -> bool:
+        """Whether this replica's lease on the session is surely still in force: its last renewal (or
+        claim) was sent less than `lease_ttl_s` ago by this process's clock, and Redis started the
+        lease's time later than that. Past it another replica may have adopted the session."""
+        return time.monotonic() < self._deadline.get(session_id, 0.0)
+
     async def claim(self, session_id: str) -> int:
         """Become the session's owner; the fencing token its log writes under."""
         k = keys.SessionKeys.of(self._prefix, session_id)
+        sent = time.monotonic()
         won, value = await self._claim(keys=[k.owner, k.meta], args=[self.replica_id, self._lease_ms])
         if not won:
             raise ClaimRefused(f"session {session_id} is held by {value.decode() if isinstance(value, bytes) else value}")
-        return await self._hold(session_id, int(value))
+        return await self._hold(session_id, int(value), sent)
 
-    async def _hold(self, session_id: str, token: int) -> int:
+    async def _hold(self, session_id: str, token: int, sent: float) -> int:
         self._held[session_id] = f"{self.replica_id}:{token}"
+        self._deadline[session_id] = sent + self._lease_ms / 1000
         await self._redis.zadd(self._leases, {session_id: int(time.time() * 1000) + self._lease_ms})
         return token
 
@@ -127,9 +136,10 @@ class Ownership:
         """Take over a session whose lease ran out: its new fencing token, or None when another replica
         was first (or the session is gone: then it leaves the lease list)."""
         k = keys.SessionKeys.of(self._prefix, session_id)
+        sent = time.monotonic()
         won, value = await self._adopt(keys=[k.owner, k.meta], args=[self.replica_id, self._lease_ms])
         if won:
-            return await self._hold(session_id, int(value))
+            return await self._hold(session_id, int(value), sent)
         if value == b"gone":
             await self._redis.zrem(self._leases, session_id)
         return None
@@ -137,6 +147,7 @@ class Ownership:
     async def release(self, session_id: str) -> None:
         """Give the lease up (the session closed); a lease already taken over is left alone."""
         value = self._held.pop(session_id, None)
+        self._deadline.pop(session_id, None)
         if value is not None:
             k = keys.SessionKeys.of(self._prefix, session_id)
             if await self._release(keys=[k.owner], args=[value]):
@@ -146,6 +157,7 @@ class Ownership:
         """Give the session up for adoption now, its lease gone and listed as run out. False when the
         lease was not ours any more."""
         value = self._held.pop(session_id, None)
+        self._deadline.pop(session_id, None)
         if value is None:
             return False
         k = keys.SessionKeys.of(self._prefix, session_id)
@@ -169,34 +181,7 @@ class Ownership:
     def forget(self, session_id: str) -> None:
         """The session was taken over (its log was fenced): it is not ours, whatever the lease says."""
         self._held.pop(session_id, None)
-
-    async def hand_over(self, session_id: str) -> bool:
-        """Give the session up for adoption now, its lease gone and listed as run out. False when the
-        lease was not ours any more."""
-        value = self._held.pop(session_id, None)
-        if value is None:
-            return False
-        k = keys.SessionKeys.of(self._prefix, session_id)
-        if not await self._hand_over(keys=[k.owner, k.meta], args=[value, int(time.time() * 1000)]):
-            return False
-        await self._redis.zadd(self._leases, {session_id: 0})
-        return True
-
-    async def leave(self) -> None:
-        """This replica drains: it leaves the live list (renewals no longer put it back), so no other
-        replica hands it a session."""
-        self._listed = False
-        await self._redis.zrem(keys.replicas(self._prefix), self.replica_id)
-
-    async def live_replicas(self) -> list[str]:
-        """Other replicas that renewed within the lease time, which may be handed a session."""
-        since = int(time.time() * 1000) - self._lease_ms
-        found = await self._redis.zrangebyscore(keys.replicas(self._prefix), since, "+inf")
-        return [r.decode() for r in found if r.decode() != self.replica_id]
-
-    def forget(self, session_id: str) -> None:
-        """The session was taken over (its log was fenced): it is not ours, whatever the lease says."""
-        self._held.pop(session_id, None)
+        self._deadline.pop(session_id, None)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._renew_forever(), name="lease-renewal")
@@ -222,6 +207,7 @@ class Ownership:
     async def renew(self) -> list[str]:
         """One pipeline: this replica's heartbeat and every lease it holds. Returns the sessions lost."""
         held = list(self._held.items())
+        sent = time.monotonic()
         async with self._redis.pipeline(transaction=False) as pipe:
             if self._listed:
                 pipe.zadd(keys.replicas(self._prefix), {self.replica_id: int(time.time() * 1000)})
@@ -235,9 +221,13 @@ class Ownership:
                 await self._renew(keys=[k.owner, k.meta, k.log, k.acks], args=[value, self._lease_ms, self._retention_s], client=pipe)
             results = await pipe.execute()
         renewed = results[len(results) - len(held):]
+        for (session_id, value), ok in zip(held, renewed):
+            if ok and self._held.get(session_id) == value:
+                self._deadline[session_id] = sent + self._lease_ms / 1000
         lost = [sid for (sid, value), ok in zip(held, renewed) if not ok and self._held.get(sid) == value]
         for session_id in lost:
             log.error("session %s: lease lost; this replica stops writing it", session_id)
             del self._held[session_id]
+            self._deadline.pop(session_id, None)
             self._on_lost(session_id)
         return lost

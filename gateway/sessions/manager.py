@@ -200,6 +200,8 @@ class SessionManager:
             on_closed=self._closed,
             on_described=None if cluster is None else self._described,
             ack_store=None if cluster is None else cluster.acks(session_id),
+            lease=None if cluster is None else lambda: cluster.ownership.fresh(session_id),
+            on_lease_lapsed=lambda: self.abandon(session_id),
             limits=session_limits(self.settings),
             turn_watchdog_s=self.settings.turn_watchdog_s,
             metrics=self.metrics.session(),

@@ -98,6 +98,8 @@ class Session:
         on_closed: Callable[["Session"], Awaitable[None]] | None = None,
         on_described: Callable[["Session"], None] | None = None,
         ack_store: AckStore | None = None,
+        lease: Callable[[], bool] | None = None,
+        on_lease_lapsed: Callable[[], None] | None = None,
         limits: SessionLimits,
         turn_watchdog_s: float = 900.0,
         metrics: SessionMetrics | None = None,
@@ -141,6 +143,10 @@ class Session:
         self._on_closed = on_closed
         self._on_described = on_described  # sync, O(1): told when `info()` changes beyond the position
         self._ack_store = ack_store
+        # With Redis: whether this replica's lease surely still holds; an event emitted past it is
+        # neither delivered nor logged, and the session leaves (`on_lease_lapsed`).
+        self._lease = lease
+        self._on_lease_lapsed = on_lease_lapsed
         self._turn_watchdog_s = turn_watchdog_s
         self._heard = 0  # messages from the CLI so far: a turn's guard watches it move
         self._interrupted_at = 0.0  # loop time of the running turn's interrupt
@@ -403,6 +409,13 @@ class Session:
 
     def emit(self, event: ev.EventBody) -> int:
         if self._sealed:
+            return self.feed.last_seq
+        if self._lease is not None and not self._lease():
+            # Another replica may run the session by now: nothing more is shown or written from here.
+            log.error("session %s: its lease may have run out; this replica lets it go", self.id)
+            self._sealed = True
+            if self._on_lease_lapsed is not None:
+                self._on_lease_lapsed()
             return self.feed.last_seq
         if type(event) is ev.Stream:  # nearly every event: test it first
             if event.parent_tool_use_id is None:

@@ -102,10 +102,12 @@ def kinds(frames: list[dict[str, Any]]) -> list[str]:
 
 async def test_an_owner_paused_past_its_lease_stops_its_cli_and_writes_nothing_once_resumed(tmp_path: Path, model_url: str, redis_url: str) -> None:
     async with replicas(tmp_path, model_url, redis_url, AGENT_GATEWAY_LEASE_TTL_S=LEASE_S) as cluster, clients(cluster) as (one, two):
-        (first, _), _ = cluster
+        (first, port1), _ = cluster
         created = await one.create(prompt=SLOW)
         session_id, run = created["session"]["session_id"], created["run"]["run_id"]
         await logged_when(redis_url, session_id, lambda frames: "stream" in kinds(frames))  # its CLI streams a long reply
+        tab = await ws(port1)  # a client of the first owner, on its socket
+        assert (await attach(tab, session_id))["type"] == "attached"
         clis = session_processes(tmp_path / "r1" / "sessions")
         assert clis
         os.kill(first.pid, signal.SIGSTOP)  # the CLI streams on into its pipe meanwhile
@@ -122,6 +124,12 @@ async def test_an_owner_paused_past_its_lease_stops_its_cli_and_writes_nothing_o
         # (fence), and the owner, told so (or by its next renewal), stops its CLI.
         assert await survivors(clis, within_s=15) == []
         assert await logged(redis_url, session_id) == adopted_log  # it wrote nothing
+        with pytest.raises(ConnectionClosed):  # its client is told to resume elsewhere, not that the session closed
+            while True:
+                await tab.recv(timeout=15)
+        assert tab.close_code == 1012
+        seen = [{k: v for k, v in f.items() if k != "_seen"} for f in tab.events]
+        assert seen == adopted_log[: len(seen)], "the first owner's client saw an event the log doesn't hold"
         one.session_id = session_id
         query = {"type": "query", "id": next_id("q"), "prompt": "SCRIPT:hello"}
         await one.frame(query)  # through the replica that lost it: forwarded to the new owner
