@@ -62,6 +62,8 @@ class Settings(msgspec.Struct, kw_only=True):
     replica_id: str = ""
     lease_ttl_s: float = 10.0
     forward_timeout_s: float = 20.0
+    ownerless_wait_s: float = 30.0
+    drain_grace_s: float = 25.0
     ack_ttl_s: float = 3600.0
 
     def token_map(self) -> dict[str, str]:
@@ -125,6 +127,8 @@ HELP: dict[str, str] = {
     "replica_id": "This replica's name in the cluster registry; random per process when empty (it must be unique among live replicas).",
     "lease_ttl_s": "With Redis: how long a replica's claim on a session outlives its last renewal (renewed every third of it); a replica gone longer than this loses its sessions.",
     "forward_timeout_s": "With Redis: how long a replica waits for a session's owner to answer a forwarded frame before replying `owner_unreachable` (longer than the 15 s the owner itself may wait on its CLI).",
+    "ownerless_wait_s": "With Redis: how long a frame for a session whose replica is gone waits for another replica to adopt the session (about `lease_ttl_s` plus a third of it) before it is answered `owner_unreachable`.",
+    "drain_grace_s": "With Redis: on SIGTERM, how long running turns may take to finish before this replica hands its sessions over to the others (`/readyz` answers 503 from the start; queries sent meanwhile wait and run on the new owner). Keep `terminationGracePeriodSeconds` above the preStop sleep plus this.",
     "ack_ttl_s": "With Redis: how long a frame's ack is kept, so the same frame id re-sent to any replica runs at most once.",
 }
 

@@ -188,6 +188,16 @@ def narrow(profile: Profile, frame: Open) -> SessionSpec:
     )
 
 
+def opened_as(spec: SessionSpec) -> Open:
+    """An `open` that narrows `spec.profile` to `spec` again (a fork's, recorded for a replica that
+    may adopt it: it never widens what the source session had)."""
+    return Open(
+        id="opened_as", profile=spec.profile.name, model=spec.model, permission_mode=spec.permission_mode,
+        allowed_tools=list(spec.allowed_tools), disallowed_tools=list(spec.disallowed_tools), max_turns=spec.max_turns,
+        max_budget_usd=spec.max_budget_usd, output_format=spec.output_format, thinking=spec.thinking, effort=spec.effort,
+    )
+
+
 def narrow_thinking(profile: Profile, asked: Thinking | None) -> Thinking | None:
     """A client may turn thinking off, lower an `enabled` budget, and hide the display (`omitted`);
     nothing more. A profile that leaves thinking to the CLI lets clients only turn it off."""

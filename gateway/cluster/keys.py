@@ -35,6 +35,12 @@ def watched(prefix: str, session_id: str) -> str:
     return f"{prefix}:{{{session_id}}}:watched"
 
 
+def leases(prefix: str) -> str:
+    """ZSET: every owned session -> when its lease runs out (unix ms, as its owner last renewed it).
+    A hint for finding sessions whose owner is gone; the lease itself (`P:{sid}:owner`) decides."""
+    return f"{prefix}:leases"
+
+
 def replicas(prefix: str) -> str:
     return f"{prefix}:replicas"
 

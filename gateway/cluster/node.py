@@ -9,7 +9,9 @@ per session, so a follower being stopped never takes a new one's subscription wi
 """
 
 import asyncio
+import contextlib
 import logging
+import random
 import secrets
 from typing import Protocol
 
@@ -17,9 +19,10 @@ import msgspec
 
 from gateway.cluster import keys
 from gateway.cluster.acks import AckRecords
-from gateway.cluster.ownership import Ownership
+from gateway.cluster.adoption import Adopter
+from gateway.cluster.ownership import Orphan, Ownership
 from gateway.cluster.registry import Registry
-from gateway.cluster.rpc import Request, RpcNode
+from gateway.cluster.rpc import Request, RpcNode, unreachable
 from gateway.cluster.writer import PipelineWriter
 from gateway.config import Settings
 from gateway.events.feed import Sink
@@ -33,6 +36,8 @@ from gateway.wire.errors import ErrorCode, GatewayError
 log = logging.getLogger("gateway.cluster")
 
 _encode = msgspec.json.Encoder().encode
+_bool = msgspec.json.Decoder(bool).decode
+OWNER_POLL_S = 0.1  # how often a frame for a session whose owner is gone looks for the next one
 
 
 class LocalSessions(Protocol):
@@ -41,6 +46,14 @@ class LocalSessions(Protocol):
     def owned(self, session_id: str) -> Session | None: ...
 
     async def close(self, session: Session, reason: str) -> None: ...
+
+    async def adopt(self, orphan: Orphan, fence: int) -> None:
+        """Run a session whose owner is gone, this replica holding its lease under token `fence`."""
+        ...
+
+    def abandon(self, session_id: str) -> None:
+        """Another replica owns the session now: stop running it here, writing nothing more."""
+        ...
 
 
 class ClusterNode:
@@ -54,6 +67,7 @@ class ClusterNode:
         self.registry = Registry(self.redis, self.writer, settings)
         self.ownership = Ownership(self.redis, settings, self.replica_id, self._lost, self._followers.keys)
         self.rpc = RpcNode(self.redis, self.hub, settings, self.replica_id, self._serve)
+        self.adopter = Adopter(self.ownership, settings.lease_ttl_s / 3, local.adopt)
         self._local = local
         self._users: dict[str, int] = {}  # attaches using each session's follower
         self._turns: dict[str, asyncio.Lock] = {}  # a follower's start and stop take turns
@@ -71,9 +85,11 @@ class ClusterNode:
         await self.ownership.renew()  # listed as live before the first request can name us
         self.ownership.start()
         self.writer.start()
+        self.adopter.start()
         log.info("replica %s joined the cluster", self.replica_id)
 
     async def stop(self) -> None:
+        await self.adopter.stop()
         for task in self._dropping:
             task.cancel()
         await asyncio.gather(*self._dropping, return_exceptions=True)
@@ -136,11 +152,52 @@ class ClusterNode:
         """Whether another replica has clients attached to the session (the owner then doesn't reap it)."""
         return bool(await self.redis.exists(keys.watched(self.settings.redis_key_prefix, session_id)))
 
+    async def next_owner(self, session_id: str, gone: str) -> str | None:
+        """The replica that runs the session now that `gone` didn't answer for it or no longer has it:
+        when `gone` handed it over, or is gone itself (nothing listens on its channel), waits up to
+        `ownerless_wait_s` for the adoption. None when `gone` still has it (slow, or paused: it loses
+        the session once its lease runs out), when no adoption came, or when the session is over."""
+        meta = self.keys(session_id).meta
+        channel = keys.replica_channel(self.settings.redis_key_prefix, gone)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.ownerless_wait_s):
+                while True:
+                    owner, state, handed_over = await self.redis.hmget(meta, ("owner", "state", "handed_over"))
+                    if state in (None, b"closed"):
+                        return None
+                    if owner is not None and owner.decode() != gone:
+                        return owner.decode()
+                    if handed_over is None and (await self.redis.pubsub_numsub(channel))[0][1]:
+                        return None
+                    await asyncio.sleep(OWNER_POLL_S)
+        return None
+
+    async def hand_over(self, session_id: str) -> None:
+        """Give a session this replica stopped running (it drains) to another one now: the lease goes
+        and a live replica is asked to adopt it at once; should none take it, the first replica to
+        look for sessions without an owner adopts it."""
+        if not await self.ownership.hand_over(session_id):
+            return
+        targets = await self.ownership.live_replicas()
+        random.shuffle(targets)
+        for target in targets:
+            try:
+                if _bool(await self.rpc.call(target, session_id, "adopt")):
+                    return
+            except GatewayError as exc:
+                log.warning("replica %s did not adopt session %s: %s", target, session_id, exc.message)
+
     def _lost(self, session_id: str) -> None:
-        """Issue 9 decides what a replica does with a session it lost; the fence already stops its writes."""
+        """A renewal found the session's lease taken: another replica adopted it."""
+        self._local.abandon(session_id)
 
     async def _serve(self, request: Request) -> bytes:
+        if request.op == "adopt":
+            return _encode(await self.adopter.adopt(Orphan(request.sid, 0)))
         session = self._local.owned(request.sid)
+        while session is None and self.ownership.holds(request.sid):  # this replica is adopting it right now
+            await asyncio.sleep(OWNER_POLL_S)
+            session = self._local.owned(request.sid)
         if session is None:
             raise GatewayError(ErrorCode.SESSION_NOT_FOUND, f"no session {request.sid}")
         if request.op == "execute":

@@ -17,6 +17,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Collection
+from typing import NamedTuple
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
@@ -42,6 +43,27 @@ for i = 2, #KEYS do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
 return 1
 """
 
+# KEYS: owner, meta; ARGV: our replica id, lease ms. Adopt a session whose lease ran out: one replica
+# wins (the lease is set only where none is), and the fence is raised first, so the owner that lost
+# it writes nothing more even if it wakes up and still thinks the session is its own.
+_ADOPT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, 'held'} end
+local state = redis.call('HGET', KEYS[2], 'state')
+if not state or state == 'closed' then return {0, 'gone'} end
+local token = redis.call('HINCRBY', KEYS[2], 'fence', 1)
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
+redis.call('HSET', KEYS[2], 'owner', ARGV[1])
+return {1, token}
+"""
+
+# KEYS: owner, meta; ARGV: our lease value, now ms. Give a live session up for another replica to adopt
+# at once (a draining replica): the lease goes and the meta hash says since when it was handed over.
+_HAND_OVER = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[2], 'handed_over', ARGV[2])
+return redis.call('DEL', KEYS[1])
+"""
+
 _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
@@ -50,6 +72,11 @@ return 0
 
 class ClaimRefused(Exception):
     """Another replica holds the session's lease."""
+
+
+class Orphan(NamedTuple):
+    session_id: str
+    renewed_ms: int  # unix ms of its lost owner's last renewal
 
 
 class Ownership:
@@ -65,34 +92,96 @@ class Ownership:
         self._on_lost = on_lost
         self._watched = watched
         self._held: dict[str, str] = {}  # session id -> our lease value
+        self._deadline: dict[str, float] = {}  # session id -> monotonic time its lease may run out
         self._claim = redis.register_script(_CLAIM)
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
+        self._adopt = redis.register_script(_ADOPT)
+        self._hand_over = redis.register_script(_HAND_OVER)
+        self._leases = keys.leases(self._prefix)
         self._task: asyncio.Task[None] | None = None
+        self._listed = True  # in the live list (until it drains)
 
     def holds(self, session_id: str) -> bool:
         return session_id in self._held
 
+    def fresh(self, session_id: str) -> bool:
+        """Whether this replica's lease on the session is surely still in force: its last renewal (or
+        claim) was sent less than `lease_ttl_s` ago by this process's clock, and Redis started the
+        lease's time later than that. Past it another replica may have adopted the session."""
+        return time.monotonic() < self._deadline.get(session_id, 0.0)
+
     async def claim(self, session_id: str) -> int:
         """Become the session's owner; the fencing token its log writes under."""
         k = keys.SessionKeys.of(self._prefix, session_id)
+        sent = time.monotonic()
         won, value = await self._claim(keys=[k.owner, k.meta], args=[self.replica_id, self._lease_ms])
         if not won:
             raise ClaimRefused(f"session {session_id} is held by {value.decode() if isinstance(value, bytes) else value}")
-        token = int(value)
+        return await self._hold(session_id, int(value), sent)
+
+    async def _hold(self, session_id: str, token: int, sent: float) -> int:
         self._held[session_id] = f"{self.replica_id}:{token}"
+        self._deadline[session_id] = sent + self._lease_ms / 1000
+        await self._redis.zadd(self._leases, {session_id: int(time.time() * 1000) + self._lease_ms})
         return token
+
+    async def orphans(self, limit: int) -> list[Orphan]:
+        """Sessions whose lease ran out without being released (their owner is gone), oldest first."""
+        now = int(time.time() * 1000)
+        found = await self._redis.zrangebyscore(self._leases, "-inf", now, start=0, num=limit, withscores=True)
+        return [Orphan(sid.decode(), int(score) - self._lease_ms) for sid, score in found]
+
+    async def adopt(self, session_id: str) -> int | None:
+        """Take over a session whose lease ran out: its new fencing token, or None when another replica
+        was first (or the session is gone: then it leaves the lease list)."""
+        k = keys.SessionKeys.of(self._prefix, session_id)
+        sent = time.monotonic()
+        won, value = await self._adopt(keys=[k.owner, k.meta], args=[self.replica_id, self._lease_ms])
+        if won:
+            return await self._hold(session_id, int(value), sent)
+        if value == b"gone":
+            await self._redis.zrem(self._leases, session_id)
+        return None
 
     async def release(self, session_id: str) -> None:
         """Give the lease up (the session closed); a lease already taken over is left alone."""
         value = self._held.pop(session_id, None)
+        self._deadline.pop(session_id, None)
         if value is not None:
             k = keys.SessionKeys.of(self._prefix, session_id)
-            await self._release(keys=[k.owner], args=[value])
+            if await self._release(keys=[k.owner], args=[value]):
+                await self._redis.zrem(self._leases, session_id)
+
+    async def hand_over(self, session_id: str) -> bool:
+        """Give the session up for adoption now, its lease gone and listed as run out. False when the
+        lease was not ours any more."""
+        value = self._held.pop(session_id, None)
+        self._deadline.pop(session_id, None)
+        if value is None:
+            return False
+        k = keys.SessionKeys.of(self._prefix, session_id)
+        if not await self._hand_over(keys=[k.owner, k.meta], args=[value, int(time.time() * 1000)]):
+            return False
+        await self._redis.zadd(self._leases, {session_id: 0})
+        return True
+
+    async def leave(self) -> None:
+        """This replica drains: it leaves the live list (renewals no longer put it back), so no other
+        replica hands it a session."""
+        self._listed = False
+        await self._redis.zrem(keys.replicas(self._prefix), self.replica_id)
+
+    async def live_replicas(self) -> list[str]:
+        """Other replicas that renewed within the lease time, which may be handed a session."""
+        since = int(time.time() * 1000) - self._lease_ms
+        found = await self._redis.zrangebyscore(keys.replicas(self._prefix), since, "+inf")
+        return [r.decode() for r in found if r.decode() != self.replica_id]
 
     def forget(self, session_id: str) -> None:
         """The session was taken over (its log was fenced): it is not ours, whatever the lease says."""
         self._held.pop(session_id, None)
+        self._deadline.pop(session_id, None)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._renew_forever(), name="lease-renewal")
@@ -118,18 +207,27 @@ class Ownership:
     async def renew(self) -> list[str]:
         """One pipeline: this replica's heartbeat and every lease it holds. Returns the sessions lost."""
         held = list(self._held.items())
+        sent = time.monotonic()
         async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.zadd(keys.replicas(self._prefix), {self.replica_id: int(time.time() * 1000)})
+            if self._listed:
+                pipe.zadd(keys.replicas(self._prefix), {self.replica_id: int(time.time() * 1000)})
             for session_id in self._watched():
                 pipe.set(keys.watched(self._prefix, session_id), self.replica_id, px=self._lease_ms)
+            if held:
+                expiry = int(time.time() * 1000) + self._lease_ms
+                pipe.zadd(self._leases, {session_id: expiry for session_id, _ in held})
             for session_id, value in held:
                 k = keys.SessionKeys.of(self._prefix, session_id)
                 await self._renew(keys=[k.owner, k.meta, k.log, k.acks], args=[value, self._lease_ms, self._retention_s], client=pipe)
             results = await pipe.execute()
         renewed = results[len(results) - len(held):]
+        for (session_id, value), ok in zip(held, renewed):
+            if ok and self._held.get(session_id) == value:
+                self._deadline[session_id] = sent + self._lease_ms / 1000
         lost = [sid for (sid, value), ok in zip(held, renewed) if not ok and self._held.get(sid) == value]
         for session_id in lost:
             log.error("session %s: lease lost; this replica stops writing it", session_id)
             del self._held[session_id]
+            self._deadline.pop(session_id, None)
             self._on_lost(session_id)
         return lost

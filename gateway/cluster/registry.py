@@ -1,7 +1,9 @@
 """The session registry in Redis: what any replica needs to find, list, count and describe a session.
 
 Per session, fields of `P:{sid}:meta`: `principal`, `profile`, `owner`, `state`, `created_at`,
-`last_activity` and `info` (the SessionInfo JSON); per principal, the ZSET `P:principal:<p>` of its
+`last_activity`, `info` (the SessionInfo JSON), and what a replica adopting the session needs to run
+it: `open` (the `open` frame that made it), `conversation` (its CLI conversation id) and, between a
+draining owner's handover and the adoption, `handed_over` (unix ms); per principal, the ZSET `P:principal:<p>` of its
 session ids; per `open` frame id, `P:opened:<p>:<id>` names the session it made. The owner writes
 `info` when something in it other than the event count changes (state, model, mode, approvals, a
 turn's cost), through the replica's `PipelineWriter`, never once per event; `last_seq`, kept in the
@@ -11,6 +13,7 @@ a listing meets them.
 """
 
 from collections.abc import Callable
+from typing import NamedTuple
 
 import msgspec
 from redis.asyncio import Redis
@@ -35,6 +38,16 @@ class Entry(msgspec.Struct, frozen=True):
     @property
     def closed(self) -> bool:
         return self.info.state == "closed"
+
+
+class Adoption(NamedTuple):
+    """A session as the replica adopting it finds it in the registry."""
+
+    principal: str
+    opened_by: bytes  # the encoded `open` frame that made it
+    conversation: str | None  # its CLI conversation id, resumed by the new CLI
+    info: SessionInfo  # its last description
+    handed_over_ms: int | None  # when its owner handed it over (unix ms); None: its owner was lost
 
 
 def _entry(fields: list[bytes | None]) -> Entry | None:
@@ -62,13 +75,14 @@ class Registry:
     def _keys(self, session_id: str) -> keys.SessionKeys:
         return keys.SessionKeys.of(self._prefix, session_id)
 
-    async def register(self, principal: str, owner: str, info: SessionInfo) -> None:
-        """A new session, listed for its principal from now on."""
+    async def register(self, principal: str, owner: str, info: SessionInfo, opened_by: bytes) -> None:
+        """A new session, listed for its principal from now on; `opened_by`: its encoded `open` frame."""
         k = self._keys(info.session_id)
         async with self._redis.pipeline(transaction=False) as pipe:
             pipe.hset(k.meta, mapping={
                 "principal": principal, "profile": info.profile, "owner": owner, "state": info.state,
                 "created_at": info.created_at, "last_activity": info.last_activity, "info": _encode(info),
+                "open": opened_by,
             })
             pipe.expire(k.meta, self._retention_s)
             pipe.zadd(keys.principal_index(self._prefix, principal), {info.session_id: info.created_at})
@@ -119,10 +133,29 @@ class Registry:
             pipe.expire(k.meta, self._closed_retention_s)
             await pipe.execute()
 
-    def changed(self, session_id: str, describe: Callable[[], SessionInfo]) -> None:
+    async def adoption(self, session_id: str) -> Adoption | None:
+        """What a replica adopting the session needs; None when it is gone or was never complete."""
+        meta = self._keys(session_id).meta
+        principal, opened_by, conversation, raw, handed_over = await self._redis.hmget(meta, ("principal", "open", "conversation", "info", "handed_over"))
+        if principal is None or opened_by is None or raw is None:
+            return None
+        if handed_over is not None:
+            await self._redis.hdel(meta, "handed_over")
+        return Adoption(
+            principal.decode(), opened_by, None if not conversation else conversation.decode(), _decode_info(raw),
+            None if handed_over is None else int(handed_over),
+        )
+
+    def forget(self, session_id: str) -> None:
+        """Another replica owns the session now: a description still queued here is not written."""
+        self._writer.discard(("info", session_id))
+
+    def changed(self, session_id: str, describe: Callable[[], SessionInfo], conversation: Callable[[], str | None]) -> None:
         """The session's description changed: the writer stores `describe()` soon (sync, O(1))."""
         def write(pipe: Pipeline) -> None:
             info = describe()
-            pipe.hset(self._keys(session_id).meta, mapping={"state": info.state, "last_activity": info.last_activity, "info": _encode(info)})
+            pipe.hset(self._keys(session_id).meta, mapping={
+                "state": info.state, "last_activity": info.last_activity, "info": _encode(info), "conversation": conversation() or "",
+            })
 
         self._writer.put(("info", session_id), write)

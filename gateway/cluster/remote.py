@@ -4,7 +4,9 @@ Every operation but attach is forwarded to the owner over RPC and answered with 
 attach follows the session's log in Redis through this replica's one `LogFollower` of the session,
 by the rules `Session.attach` follows: the replay from the Stream, or a `reset` with the owner's
 snapshot, then every later event exactly once. The description (`info()`) is the last one this
-replica saw: the registry's at lookup, then each forwarded reply's.
+replica saw: the registry's at lookup, then each forwarded reply's. An owner that doesn't
+answer may be gone: the operation then waits (bounded) for the replica that adopts the session and
+goes there; the owner's ack records make a frame the lost owner did run count once.
 """
 
 import msgspec
@@ -12,10 +14,12 @@ import msgspec
 from gateway import PROTOCOL_VERSION
 from gateway.cluster.node import ClusterNode
 from gateway.cluster.registry import Entry
+from gateway.cluster.rpc import Op
 from gateway.events.feed import Pending, Sink
 from gateway.sessions.session import reset_reason
 from gateway.wire import client as cf
 from gateway.wire.codec import encode
+from gateway.wire.errors import ErrorCode, GatewayError
 from gateway.wire.events import Actor
 from gateway.wire.server import Ack, Attached, Reset, SessionInfo, Snapshot
 
@@ -74,8 +78,20 @@ class RemoteSession:
     def info(self) -> SessionInfo:
         return self._info
 
+    async def _call(self, op: Op, *, frame: bytes | None = None, actor: Actor | None = None, arg: str | None = None) -> bytes:
+        try:
+            return await self._node.rpc.call(self._owner, self.id, op, frame=frame, actor=actor, arg=arg)
+        except GatewayError as exc:  # the owner may be gone, or have handed the session over
+            if exc.code not in (ErrorCode.OWNER_UNREACHABLE, ErrorCode.SESSION_NOT_FOUND):
+                raise
+            owner = await self._node.next_owner(self.id, self._owner)
+            if owner is None:
+                raise
+        self._owner = owner
+        return await self._node.rpc.call(self._owner, self.id, op, frame=frame, actor=actor, arg=arg)
+
     async def snapshot(self) -> Snapshot:
-        snapshot = _snapshot(await self._node.rpc.call(self._owner, self.id, "snapshot"))
+        snapshot = _snapshot(await self._call("snapshot"))
         self._info = snapshot.session
         return snapshot
 
@@ -112,10 +128,10 @@ class RemoteSession:
             self._node.detach(self.id, delivered)
 
     async def execute(self, frame: cf.ClientFrame, actor: Actor) -> Ack:
-        return _ack(await self._node.rpc.call(self._owner, self.id, "execute", frame=encode(frame), actor=actor))
+        return _ack(await self._call("execute", frame=encode(frame), actor=actor))
 
     async def cancel_query(self, query_id: str) -> bool:
-        return _bool(await self._node.rpc.call(self._owner, self.id, "cancel_query", arg=query_id))
+        return _bool(await self._call("cancel_query", arg=query_id))
 
     async def close(self, reason: str) -> None:
-        self._info = _info(await self._node.rpc.call(self._owner, self.id, "close", arg=reason))
+        self._info = _info(await self._call("close", arg=reason))

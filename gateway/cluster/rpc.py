@@ -27,7 +27,7 @@ from gateway.wire.events import Actor
 log = logging.getLogger("gateway.cluster.rpc")
 
 NULL = msgspec.Raw(b"null")  # msgspec decodes `Raw | None` as null only: absent is a raw null
-Op = Literal["execute", "snapshot", "cancel_query", "close"]
+Op = Literal["execute", "snapshot", "cancel_query", "close", "adopt"]
 
 
 class Request(msgspec.Struct, tag="request", omit_defaults=True):

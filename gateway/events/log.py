@@ -70,6 +70,12 @@ class MemoryEventLog:
     def __len__(self) -> int:
         return len(self._frames) - self._head
 
+    def start_at(self, seq: int) -> None:
+        """An empty log takes over a numbering begun elsewhere (an adopted session): `seq` comes next."""
+        if len(self):
+            raise ValueError("only an empty log can start at another seq")
+        self._first_seq = seq
+
     def append(self, seq: int, ts_ms: int, frame: bytes) -> None:
         frames = self._frames
         if seq != self._first_seq + len(frames) - self._head:

@@ -137,6 +137,26 @@ class RedisEventLog:
         event_log._task = asyncio.create_task(event_log._flush_forever(), name=f"log-flusher-{keys.log}")
         return event_log
 
+    @classmethod
+    async def adopt(cls, redis: Redis, keys: SessionKeys, settings: Settings, *, fence: int, on_fenced: Callable[[], None]) -> "RedisEventLog":
+        """The log of a session this replica took over with token `fence`: the same epoch and Stream,
+        numbering going on after its last entry, the tail loaded from the Stream. The claim fenced
+        the previous owner off first, so nothing is added behind this read."""
+        epoch, last = await redis.hmget(keys.meta, ("epoch", "last_seq"))
+        if epoch is None:  # the previous owner died before its log was created: a new one
+            return await cls.create(redis, keys, settings, fence=fence, on_fenced=on_fenced)
+        event_log = cls(redis, keys, settings, fence, on_fenced)
+        event_log.epoch = event_log._tail.epoch = epoch.decode()
+        entries = await redis.xrange(keys.log)
+        tail = event_log._tail
+        tail.start_at(int(entries[0][0].split(b"-")[0]) if entries else int(last or 0) + 1)
+        for entry_id, fields in entries:
+            tail.append(int(entry_id.split(b"-")[0]), int(fields[b"t"]), fields[b"f"])
+        event_log._flushed = tail.last_seq
+        event_log._pending_first = tail.last_seq + 1
+        event_log._task = asyncio.create_task(event_log._flush_forever(), name=f"log-flusher-{keys.log}")
+        return event_log
+
     @property
     def last_seq(self) -> int:
         return self._tail.last_seq

@@ -21,25 +21,29 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import msgspec
 from claude_agent_sdk import project_key_for_directory
 from redis.exceptions import RedisError
 
 from gateway.cluster.node import ClusterNode
+from gateway.cluster.ownership import Orphan
 from gateway.cluster.remote import RemoteSession
 from gateway.config import Settings
 from gateway.events.log import EventLog, MemoryEventLog
 from gateway.events.redis_log import RedisEventLog
 from gateway.metrics import GatewayMetrics
-from gateway.profiles import Profile, SessionSpec, narrow
+from gateway.profiles import Profile, SessionSpec, narrow, opened_as
 from gateway.sessions import proctree
 from gateway.sessions.agent_options import build_options, keep_sandbox_placeholders, launched_cli
 from gateway.sessions.checks import ProfileProbe
 from gateway.sessions.handle import SessionHandle
 from gateway.sessions.runner import AgentRunner, SdkRunner
-from gateway.sessions.session import Session
+from gateway.sessions.session import BUSY_STATES, Session
 from gateway.store.conversations import RedisSessionStore
 from gateway.wire.client import Open
+from gateway.wire.codec import encode
 from gateway.wire.errors import ErrorCode, GatewayError
+from gateway.wire.events import RecoveryReason
 from gateway.wire.http import ProfileCheck
 from gateway.wire.server import SessionInfo, SessionLimits
 
@@ -160,7 +164,7 @@ class SessionManager:
         if profile is None:
             raise GatewayError(ErrorCode.PROFILE_NOT_FOUND, f"no profile {frame.profile!r}")
         spec = narrow(profile, frame)
-        session = await self._new_session(principal, spec, session_id)
+        session = await self._new_session(principal, spec, session_id, frame)
         session.start()
         self._opened[(principal, frame.id)] = session.id
         if len(self._opened) > 10_000:
@@ -168,8 +172,9 @@ class SessionManager:
         log.info("session %s opened by %s (profile %s)", session.id, principal, profile.name, extra={"session_id": session.id})
         return session
 
-    async def _new_session(self, principal: str, spec: SessionSpec, session_id: str) -> Session:
-        """A session (not started) within the limits; with Redis, claimed and registered."""
+    async def _new_session(self, principal: str, spec: SessionSpec, session_id: str, opened_by: Open) -> Session:
+        """A session (not started) within the limits; with Redis, claimed and registered with the
+        `open` that narrowed it (an adopting replica narrows its profile again by it)."""
         if self.live_count() >= self.settings.max_sessions:
             raise GatewayError(ErrorCode.TOO_MANY_SESSIONS, "this gateway is at its session limit; try again later")
         live = self.live_count(principal) if self.cluster is None else await self.cluster.registry.live_count(principal)
@@ -184,7 +189,15 @@ class SessionManager:
             log_store = await RedisEventLog.create(
                 cluster.redis, cluster.keys(session_id), self.settings, fence=fence, on_fenced=lambda: self._fenced(session_id),
             )
-        session = Session(
+        session = self._session(session_id, principal, spec, log_store)
+        if cluster is not None:
+            await cluster.registry.register(principal, cluster.replica_id, session.info(), encode(opened_by))
+        self._sessions[session.id] = session
+        return session
+
+    def _session(self, session_id: str, principal: str, spec: SessionSpec, log_store: EventLog) -> Session:
+        cluster = self.cluster
+        return Session(
             session_id=session_id,
             principal=principal,
             spec=spec,
@@ -193,15 +206,54 @@ class SessionManager:
             on_closed=self._closed,
             on_described=None if cluster is None else self._described,
             ack_store=None if cluster is None else cluster.acks(session_id),
+            lease=None if cluster is None else lambda: cluster.ownership.fresh(session_id),
+            on_lease_lapsed=lambda: self.abandon(session_id),
             limits=session_limits(self.settings),
             turn_watchdog_s=self.settings.turn_watchdog_s,
             metrics=self.metrics.session(),
             forker=self.fork,
         )
-        if cluster is not None:
-            await cluster.registry.register(principal, cluster.replica_id, session.info())
-        self._sessions[session.id] = session
-        return session
+
+    # ---- failover (with Redis) -------------------------------------------------------------
+
+    async def adopt(self, orphan: Orphan, fence: int) -> None:
+        """Run a session whose owner is gone: its log goes on (same epoch), what the lost owner left
+        open is settled (`Session.recover`), and a new CLI resumes its conversation. A session this
+        replica can't run (its profile unknown here, its record incomplete) is closed."""
+        assert self.cluster is not None
+        cluster, session_id = self.cluster, orphan.session_id
+        found = await cluster.registry.adoption(session_id)
+        profile = None if found is None else self.profiles.get(found.info.profile)
+        log_store = await RedisEventLog.adopt(
+            cluster.redis, cluster.keys(session_id), self.settings, fence=fence, on_fenced=lambda: self._fenced(session_id),
+        )
+        if found is None or profile is None:
+            log.error("session %s: can't be adopted here (profile unknown or record incomplete); closing it", session_id)
+            await log_store.close(ended=True)
+            await cluster.ownership.release(session_id)
+            return
+        spec = narrow(profile, msgspec.json.decode(found.opened_by, type=Open))
+        session = self._session(session_id, found.principal, spec, log_store)
+        frames = await log_store.read_after(log_store.first_seq - 1) or []
+        since = orphan.renewed_ms if found.handed_over_ms is None else found.handed_over_ms
+        ownerless_ms = max(0, int(time.time() * 1000) - since)
+        reason: RecoveryReason = "owner_lost" if found.handed_over_ms is None else "handover"
+        session.recover(frames, found.info, found.conversation, reason, ownerless_ms)
+        self._sessions[session_id] = session
+        session.start()
+        log.warning("session %s adopted (%s) after %d ms without an owner", session_id, reason, ownerless_ms)
+
+    def abandon(self, session_id: str) -> None:
+        """Another replica owns the session now: it stops here in the background, writing nothing."""
+        session = self._sessions.pop(session_id, None)
+        if self.cluster is not None:
+            self.cluster.ownership.forget(session_id)
+            self.cluster.registry.forget(session_id)
+        if session is not None and not session.closed:
+            log.error("session %s: adopted by another replica; its CLI here stops", session_id)
+            task = asyncio.create_task(session.leave(), name=f"abandon-{session_id}")
+            self._stopping.add(task)
+            task.add_done_callback(self._stopped)
 
     async def fork(self, source: Session, query_id: str | None) -> Session:
         """A new session of `source`'s principal and settings continuing its conversation (from
@@ -212,7 +264,7 @@ class SessionManager:
         if source.closed:
             raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed")
         fork_of, transcript = source.fork_point(query_id)
-        session = await self._new_session(source.principal, source.spec, "s_" + secrets.token_urlsafe(16))
+        session = await self._new_session(source.principal, source.spec, "s_" + secrets.token_urlsafe(16), opened_as(source.spec))
         session.model, session.permission_mode = source.model, source.permission_mode
         if fork_of is not None:
             try:
@@ -265,15 +317,12 @@ class SessionManager:
         await session.close(reason)
 
     def _fenced(self, session_id: str) -> None:
-        """Another replica claimed the session: its log writes nothing more, and this replica no
-        longer counts it as its own (what becomes of its CLI is issue 9's)."""
-        log.error("session %s: claimed by another replica; this replica stops writing it", session_id)
-        assert self.cluster is not None
-        self.cluster.ownership.forget(session_id)
+        """Another replica claimed the session: its log writes nothing more, and it stops here."""
+        self.abandon(session_id)
 
     def _described(self, session: Session) -> None:
         assert self.cluster is not None
-        self.cluster.registry.changed(session.id, session.info)
+        self.cluster.registry.changed(session.id, session.info, lambda: session.claude_session_id)
 
     async def _closed(self, session: Session) -> None:
         """A closed session's files go; in the cluster its description is final and its lease released."""
@@ -338,8 +387,36 @@ class SessionManager:
                 log.info("session %s (%s) reaped after %.0f s quiet", session.id, session.state, quiet_ms / 1000, extra={"session_id": session.id})
                 await self.close(session, "idle_timeout")
 
+    async def _drain(self, cluster: ClusterNode) -> list[Session]:
+        """Hand every session this replica runs over to the others (SIGTERM with Redis): no new turn
+        starts here, running turns get up to `drain_grace_s` to end, then each session stops here
+        (its CLI stopped, its log flushed, its clients here closed 1012 to resume elsewhere) and a
+        live replica adopts it at once, queued queries and all. Returns the sessions handed over."""
+        await cluster.adopter.stop()
+        with contextlib.suppress(RedisError, OSError):
+            await cluster.ownership.leave()
+        sessions = [s for s in self._sessions.values() if not s.closed]
+        for session in sessions:
+            session.hold()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.drain_grace_s):
+                while any(s.state in BUSY_STATES for s in sessions):
+                    await asyncio.sleep(0.05)
+        await asyncio.gather(*(self._hand_over(cluster, s) for s in sessions), return_exceptions=True)
+        return sessions
+
+    async def _hand_over(self, cluster: ClusterNode, session: Session) -> None:
+        self._sessions.pop(session.id, None)
+        await session.leave()
+        try:
+            await cluster.hand_over(session.id)
+        except (RedisError, OSError) as exc:  # its lease runs out and a survivor adopts it then
+            log.error("session %s: handover failed: %r", session.id, exc)
+        log.info("session %s handed over", session.id)
+
     async def shutdown(self) -> None:
-        """Close every session (SIGTERM path) with reason `shutdown` and stop every CLI.
+        """Close every session (SIGTERM path) with reason `shutdown` and stop every CLI; with Redis,
+        hand them over to the other replicas first (`_drain`).
 
         Runs before the transports close their connections: each session's last events (every
         query's `result`, then `closed`) are emitted at once and its attached clients are sent them
@@ -350,11 +427,12 @@ class SessionManager:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
+        handed_over = [] if self.cluster is None else await self._drain(self.cluster)
         # Closed ones too: a close a client started may still be stopping its CLI; this waits for it.
         closing = asyncio.gather(*(self.close(s, "shutdown") for s in self._sessions.values()), return_exceptions=True)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(SHUTDOWN_DRAIN_S):
-                while any(s.connections for s in self._sessions.values()):
+                while any(s.connections for s in [*self._sessions.values(), *handed_over]):
                     await asyncio.sleep(0.02)
         await closing
         await asyncio.gather(*self._stopping, return_exceptions=True)

@@ -40,6 +40,7 @@ from gateway.wire.server import (
     Ack,
     Attached,
     ContextUsage,
+    EventFrame,
     McpServerStatus,
     Reset,
     ResetReason,
@@ -57,6 +58,7 @@ GUARD_TICK_S = 1.0  # how often a running turn's guard looks at it
 TRANSCRIPT_KINDS = (
     ev.UserQuery, ev.AssistantMessage, ev.UserMessage, ev.TurnResult, ev.PermissionRequest, ev.Question,
     ev.RequestResolved, ev.ModelChanged, ev.PermissionModeChanged, ev.ConversationReset, ev.AgentError, ev.FilesRewound,
+    ev.AgentRecovered,
 )
 BUSY_STATES = ("running", "awaiting_approval", "interrupted")
 READY_STATES = ("idle", "failed")
@@ -74,6 +76,23 @@ class ForkPoint(msgspec.Struct, frozen=True):
 
     claude_session_id: str
     resume_at: str | None  # None: the whole conversation
+
+
+_decode_event = msgspec.json.Decoder(EventFrame).decode
+
+
+def _query_message(prompt: str | list[Any], composed: bool = True) -> dict[str, Any]:
+    """What the CLI is sent for a query: a client's is `composed` (verbatim: no slash commands or
+    @file expansion); only a profile-listed command the gateway runs is not."""
+    message: dict[str, Any] = {
+        "type": "user",
+        "message": {"role": "user", "content": prompt},
+        "parent_tool_use_id": None,
+        "uuid": str(uuid.uuid4()),
+    }
+    if composed:
+        message["client_composed"] = True
+    return message
 
 
 def now_ms() -> int:
@@ -109,6 +128,8 @@ class Session:
         on_closed: Callable[["Session"], Awaitable[None]] | None = None,
         on_described: Callable[["Session"], None] | None = None,
         ack_store: AckStore | None = None,
+        lease: Callable[[], bool] | None = None,
+        on_lease_lapsed: Callable[[], None] | None = None,
         limits: SessionLimits,
         turn_watchdog_s: float = 900.0,
         metrics: SessionMetrics | None = None,
@@ -160,9 +181,14 @@ class Session:
         # the interrupted turn's end and the reset's `/clear`).
         self._reset_lock = asyncio.Lock()
         self._sealed = False  # `closed` was the last event: whatever finishes after it stays quiet
+        self._holding = False  # draining: no new turn starts here
         self._on_closed = on_closed
         self._on_described = on_described  # sync, O(1): told when `info()` changes beyond the position
         self._ack_store = ack_store
+        # With Redis: whether this replica's lease surely still holds; an event emitted past it is
+        # neither delivered nor logged, and the session leaves (`on_lease_lapsed`).
+        self._lease = lease
+        self._on_lease_lapsed = on_lease_lapsed
         self._turn_watchdog_s = turn_watchdog_s
         self._heard = 0  # messages from the CLI so far: a turn's guard watches it move
         self._interrupted_at = 0.0  # loop time of the running turn's interrupt
@@ -208,6 +234,67 @@ class Session:
         await self.feed.log.close(ended=True)
         if self._on_closed is not None:
             await self._on_closed(self)
+
+    def recover(self, frames: list[bytes], last: SessionInfo, conversation: str | None, reason: ev.RecoveryReason, ownerless_ms: int) -> None:
+        """Take the session over from another replica, before `start`: its settings and transcript
+        from its description and log, then what it left open settled in the log (pending requests
+        `expired`, the query whose turn it started without a `result` one of subtype `owner_lost`)
+        and `agent_recovered`. Queries it had not started yet run here: after a handover they are
+        queued again; from an owner that died they end `owner_lost` too (it may have started one
+        without the log saying so). The next CLI resumes conversation `conversation`."""
+        self.model, self.permission_mode, self.created_at = last.model, last.permission_mode, last.created_at
+        self.turns, self._cost_before_runner = last.turns, last.total_cost_usd
+        self.claude_session_id = conversation
+        open_queries: dict[str, ev.UserQuery | None] = {}  # None once its turn started
+        open_requests: dict[str, None] = {}
+        for frame in frames:
+            event = _decode_event(frame).event
+            if isinstance(event, ev.UserQuery):
+                open_queries[event.query_id] = event
+            elif isinstance(event, ev.TurnStarted) and event.query_id in open_queries:
+                open_queries[event.query_id] = None
+            elif isinstance(event, ev.TurnResult) and event.query_id is not None:
+                open_queries.pop(event.query_id, None)
+            elif isinstance(event, (ev.PermissionRequest, ev.Question)):
+                open_requests[event.request_id] = None
+            elif isinstance(event, ev.RequestResolved):
+                open_requests.pop(event.request_id, None)
+            if isinstance(event, TRANSCRIPT_KINDS):
+                if isinstance(event, ev.ConversationReset):
+                    self._transcript.clear()
+                self._transcript.append(event)
+        why = "the replica running this session was lost" if reason == "owner_lost" else "the replica running this session was shut down"
+        for request_id in open_requests:
+            self.emit(ev.RequestResolved(request_id=request_id, outcome="expired", message=why))
+        for query_id, waiting in open_queries.items():
+            if waiting is not None and reason == "handover":
+                self._queue.append((query_id, _query_message(waiting.prompt)))
+                self._wake.set()
+            else:
+                self._end_query(query_id, "owner_lost", f"{why} before this query ended; send it again")
+        self.emit(ev.AgentRecovered(reason=reason, ownerless_ms=ownerless_ms))
+
+    def hold(self) -> None:
+        """The replica is draining: the running turn may finish, queued and new queries wait (for the
+        replica the session is handed over to)."""
+        self._holding = True
+
+    async def leave(self) -> None:
+        """Another replica runs the session from now on (it adopted it, or this one hands it over):
+        from now on it emits nothing, its CLI stops, what its log still holds goes to Redis (a log
+        fenced off writes nothing), and its clients here are ended so they resume at the new owner."""
+        self._sealed = True
+        self._queue.clear()
+        for task in (self._pump_task, self._guard):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        async with self._runner_lock:
+            await self._stop_runner()
+        await asyncio.gather(*self._retiring, return_exceptions=True)
+        await self.feed.log.close(ended=False)
+        self.feed.end()
 
     @property
     def closed(self) -> bool:
@@ -287,7 +374,7 @@ class Session:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._queue and self.state in READY_STATES and not self._reset_lock.locked():
+            while self._queue and self.state in READY_STATES and not self._reset_lock.locked() and not self._holding:
                 query_id, message = self._queue.popleft()
                 await self._dispatch(query_id, message)
 
@@ -369,6 +456,13 @@ class Session:
 
     def emit(self, event: ev.EventBody) -> int:
         if self._sealed:
+            return self.feed.last_seq
+        if self._lease is not None and not self._lease():
+            # Another replica may run the session by now: nothing more is shown or written from here.
+            log.error("session %s: its lease may have run out; this replica lets it go", self.id)
+            self._sealed = True
+            if self._on_lease_lapsed is not None:
+                self._on_lease_lapsed()
             return self.feed.last_seq
         if type(event) is ev.Stream:  # nearly every event: test it first
             if event.parent_tool_use_id is None:
@@ -558,6 +652,8 @@ class Session:
             return Ack(id=first.id, result=first.result, duplicate=True)
         if self.closed:
             raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed")
+        if self._sealed:  # it left this replica: the frame runs at the next owner
+            raise GatewayError(ErrorCode.OWNER_UNREACHABLE, "this session moved to another replica; send the frame again")
         running = asyncio.ensure_future(self._execute_once(frame, actor))
         self._acks[frame.id] = running
         if len(self._acks) > 1000:
@@ -636,14 +732,7 @@ class Session:
         if len(self._queue) >= self.limits.max_queued_queries:
             raise GatewayError(ErrorCode.QUEUE_FULL, f"{self.limits.max_queued_queries} queries are already queued")
         queued = self.state not in READY_STATES or bool(self._queue) or self._reset_lock.locked()
-        message: dict[str, Any] = {
-            "type": "user",
-            "message": {"role": "user", "content": prompt},
-            "parent_tool_use_id": None,
-            "uuid": str(uuid.uuid4()),
-        }
-        if composed:
-            message["client_composed"] = True  # verbatim: no slash commands or @file expansion from clients
+        message = _query_message(prompt, composed)
         self._query_uuids[query_id] = message["uuid"]
         if len(self._query_uuids) > self.limits.transcript_max_events:
             self._query_uuids.popitem(last=False)

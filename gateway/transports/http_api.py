@@ -164,13 +164,16 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready when the CLI runs here, its sandbox is available and, when configured, Redis answers;
-    sessions would fail otherwise. The checks run side by side, so the answer takes the slowest one."""
+    """Ready when the CLI runs here, its sandbox is available and, when configured, Redis answers
+    (sessions would fail otherwise), and the replica is not shutting down. The checks run side by
+    side, so the answer takes the slowest one."""
     settings, cluster = request.app.state.settings, http_common.manager(request).cluster
     pending = [checks.cli_runnable(settings), asyncio.to_thread(checks.sandbox_available, settings)]
     if cluster is not None:
         pending.append(checks.redis_reachable(cluster.redis, settings))
     results = list(await asyncio.gather(*pending))
+    if http_common.manager(request).shutting_down:  # first thing on SIGTERM, so the balancer drains this replica
+        results.append(ht.ReadinessCheck(name="draining", ok=False, detail="this replica is shutting down and takes no new sessions"))
     ready = all(c.ok for c in results)
     return reply(ht.Readiness(status="ready" if ready else "unready", checks=results), 200 if ready else 503)
 
@@ -264,7 +267,7 @@ OPERATIONS = (
     Operation("POST", "/v1/tickets", issue_ticket, "Trade the bearer token for a short-lived ticket (`?ticket=`) for EventSource and browser WebSockets.",
               ht.Ticket, errors=(E.UNAUTHORIZED,)),
     Operation("GET", "/healthz", healthz, "Liveness: the process serves requests.", ht.Health, auth=False),
-    Operation("GET", "/readyz", readyz, "Readiness: the CLI runs on this host, its sandbox is available and Redis (when configured) answers (503 when not).",
+    Operation("GET", "/readyz", readyz, "Readiness: the CLI runs on this host, its sandbox is available, Redis (when configured) answers and the replica is not shutting down (503 when not).",
               ht.Readiness, auth=False, other_replies=((503, ht.Readiness),)),
 )
 

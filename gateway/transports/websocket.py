@@ -97,7 +97,8 @@ class WebSocketConnection:
             except SlowConsumer:
                 return
             if not batch:  # the session closed: everything it said has been sent
-                if self.manager.shutting_down:  # closed by the restart, not for good: reconnect elsewhere
+                # Not closed for good (a restart, or the session moved to another replica): reconnect elsewhere.
+                if self.manager.shutting_down or (self.session is not None and not self.session.closed):
                     self._close_code = (CloseCode.SERVICE_RESTART, "the gateway is restarting: reconnect")
                 else:
                     self._close_code = (CloseCode.SESSION_CLOSED, "session closed")

@@ -222,6 +222,23 @@ class RateLimitInfo(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=
     overage_disabled_reason: str | None = None
 
 
+RecoveryReason = Literal["owner_lost", "handover"]
+
+
+class AgentRecovered(EventBody, tag="agent_recovered"):
+    """Another replica runs this session from now on (PROTOCOL.md §4): the one that ran it was lost
+    (`owner_lost`) or shut down and handed it over (`handover`).
+
+    Everything logged before stays and `seq` goes on in the same epoch. Just before this event the
+    new owner settled what the old one left open: pending requests `expired`, a turn still running
+    a `result` with subtype `owner_lost`. `ownerless_ms`: from the old owner's last lease renewal
+    (its handover) to the adoption.
+    """
+
+    reason: RecoveryReason
+    ownerless_ms: int
+
+
 class RateLimit(EventBody, tag="rate_limit"):
     """The rate-limit state changed; the latest is also `session.rate_limit`."""
 
@@ -246,5 +263,6 @@ AnyEvent = (
     | ConversationReset
     | FilesRewound
     | AgentError
+    | AgentRecovered
     | RateLimit
 )

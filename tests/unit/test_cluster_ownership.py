@@ -73,3 +73,45 @@ async def test_the_renewal_task_holds_a_lease_past_its_ttl(tmp_path, redis_url, 
     assert await redis.zscore(keys.replicas("ag"), "a") is None
     await asyncio.sleep(0.4)  # no renewal any more: the lease runs out
     assert await redis.get(keys.SessionKeys.of("ag", "s1").owner) is None
+
+
+async def test_an_orphan_is_adopted_by_exactly_one_replica_which_fences_the_lost_owner(tmp_path, redis_url, redis) -> None:  # type: ignore[no-untyped-def]
+    dead = Ownership(redis, settings(tmp_path, redis_url, lease_ttl_s=0.2), "dead", lambda sid: None)
+    survivors = [Ownership(redis, settings(tmp_path, redis_url, lease_ttl_s=0.2), f"r{n}", lambda sid: None) for n in range(5)]
+    old = await dead.claim("s1")
+    k = keys.SessionKeys.of("ag", "s1")
+    await redis.hset(k.meta, "state", "running")
+    assert await survivors[0].orphans(10) == []  # its lease is live: nobody may take it
+    assert await survivors[0].adopt("s1") is None
+    await asyncio.sleep(0.3)  # the owner is gone: no renewal, the lease runs out
+    assert [o.session_id for o in await survivors[0].orphans(10)] == ["s1"]
+    tokens = await asyncio.gather(*(s.adopt("s1") for s in survivors))
+    won = [n for n, token in enumerate(tokens) if token is not None]
+    assert len(won) == 1 and tokens[won[0]] == old + 1
+    assert await redis.get(k.owner) == f"r{won[0]}:{old + 1}".encode()
+    assert await redis.hget(k.meta, "owner") == f"r{won[0]}".encode()
+    assert await survivors[0].orphans(10) == []  # the adopter's lease is listed afresh
+    assert await dead.renew() == ["s1"]  # the lost owner finds out at its next renewal
+
+
+async def test_a_closed_orphan_is_not_adopted_and_leaves_the_lease_list(tmp_path, redis_url, redis) -> None:  # type: ignore[no-untyped-def]
+    dead = Ownership(redis, settings(tmp_path, redis_url, lease_ttl_s=0.1), "dead", lambda sid: None)
+    survivor = Ownership(redis, settings(tmp_path, redis_url, lease_ttl_s=0.1), "r1", lambda sid: None)
+    await dead.claim("s1")
+    await redis.hset(keys.SessionKeys.of("ag", "s1").meta, "state", "closed")
+    await asyncio.sleep(0.2)
+    assert await survivor.adopt("s1") is None
+    assert await survivor.orphans(10) == []
+
+
+async def test_a_lease_is_fresh_only_within_its_ttl_of_its_last_renewal_sent(tmp_path, redis_url, redis) -> None:  # type: ignore[no-untyped-def]
+    a = Ownership(redis, settings(tmp_path, redis_url, lease_ttl_s=0.6), "a", lambda sid: None)
+    await a.claim("s1")
+    assert a.fresh("s1") and not a.fresh("s2")
+    await asyncio.sleep(0.4)
+    await a.renew()  # in time: fresh for another 0.6 s from when it was sent
+    await asyncio.sleep(0.3)
+    assert a.fresh("s1")
+    await asyncio.sleep(0.4)  # no renewal since (a paused process): Redis may have let the lease go
+    assert not a.fresh("s1")
+    assert await a.renew() == ["s1"] and not a.fresh("s1")

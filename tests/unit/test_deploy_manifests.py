@@ -27,9 +27,6 @@ DRAIN_MARGIN_S = 10  # the handover, the last events to attached clients, the CL
 # watchdog and the CLI binary's shared pages.
 LIVE_SESSION_MIB = 105
 REPLICA_BASE_MIB = 200
-# Settings issue 9 specifies and that are being built: the manifests set them already. Once a name
-# is in Settings, test_pending_settings_are_still_pending fails: remove it here.
-PENDING_SETTINGS = {"AGENT_GATEWAY_DRAIN_GRACE_S": "drain_grace_s"}
 
 
 def manifests() -> list[tuple[str, dict[str, Any]]]:
@@ -136,7 +133,7 @@ def test_the_grace_period_covers_prestop_and_drain_and_a_margin() -> None:
     pod = one("Deployment", "agent-gateway")["spec"]["template"]["spec"]
     command = gateway_container()["lifecycle"]["preStop"]["exec"]["command"]
     assert command[0] == "sleep" and len(command) == 2
-    drain = float(gateway_env().get("AGENT_GATEWAY_DRAIN_GRACE_S", getattr(Settings(), "drain_grace_s", 0)))
+    drain = float(gateway_env().get("AGENT_GATEWAY_DRAIN_GRACE_S", Settings().drain_grace_s))
     assert drain > 0
     assert pod["terminationGracePeriodSeconds"] >= float(command[1]) + drain + DRAIN_MARGIN_S
 
@@ -187,7 +184,7 @@ def test_no_session_affinity_anywhere() -> None:
 def test_the_gateway_is_configured_only_through_its_settings() -> None:
     """Every variable the manifests give the gateway is a setting it reads (a misspelled one would
     be ignored without a word)."""
-    known = {env_name(f) for f in Settings.__struct_fields__} | set(ALIASES.values()) | set(PENDING_SETTINGS)
+    known = {env_name(f) for f in Settings.__struct_fields__} | set(ALIASES.values())
     container = gateway_container()
     names = {e["name"] for e in container["env"]}
     for source in container["envFrom"]:
@@ -199,13 +196,6 @@ def test_the_gateway_is_configured_only_through_its_settings() -> None:
     shared = one("Secret", "agent-gateway")["stringData"]
     for name in ("AGENT_GATEWAY_TICKET_SECRET", "AGENT_GATEWAY_TOKENS", "AGENT_GATEWAY_REDIS_URL"):
         assert shared[name], f"{name}: one value for every replica (a ticket issued by one is checked by another)"
-
-
-def test_pending_settings_are_still_pending() -> None:
-    """PENDING_SETTINGS exempts names that issue 9 is adding; once one exists, drop the exemption."""
-    for name, field in PENDING_SETTINGS.items():
-        assert env_name(field) == name
-        assert field not in Settings.__struct_fields__, f"{field} is a setting now: remove it from PENDING_SETTINGS"
 
 
 def service_link_names(service: dict[str, Any]) -> set[str]:
