@@ -26,8 +26,13 @@ class Settings(msgspec.Struct, kw_only=True):
     anthropic_base_url: str = ""
     sessions_dir: Path = Path("var/sessions")
     cli_path: str = ""
-    max_sessions: int = 100
+    max_sessions: int = 2000
     max_sessions_per_principal: int = 10
+    max_live_clis: int = 150
+    max_starting_clis: int = 4
+    memory_reserve_mb: int = 1024
+    cli_memory_mb: int = 128
+    hibernate_after_s: float = 300.0
     max_queued_queries: int = 20
     idle_timeout_s: float = 900.0
     turn_watchdog_s: float = 900.0
@@ -84,8 +89,13 @@ HELP: dict[str, str] = {
     "anthropic_base_url": "Anthropic API base URL handed to the CLI (also read from ANTHROPIC_BASE_URL).",
     "sessions_dir": "Root for per-session working and config directories.",
     "cli_path": "Path to the Claude Code CLI; empty uses the one bundled with claude-agent-sdk.",
-    "max_sessions": "Live sessions per process.",
-    "max_sessions_per_principal": "Live sessions per principal.",
+    "max_sessions": "Open sessions per process, hibernated ones included (beyond it `open` gets `too_many_sessions`).",
+    "max_sessions_per_principal": "Open sessions per principal, hibernated ones included.",
+    "max_live_clis": "CLIs running or starting per process. At the limit an `open` or a wake-up hibernates the longest-idle session that may hibernate, else it is refused with `at_capacity` (HTTP 503 + Retry-After).",
+    "max_starting_clis": "CLIs starting at once (a start costs about 0.5 s of CPU); further starts wait their turn.",
+    "memory_reserve_mb": "Memory (MiB) kept free on the node: a CLI starts only while the available memory (MemAvailable, and the headroom of this process's cgroup when it has a limit) exceeds this plus `cli_memory_mb`; otherwise as at `max_live_clis`.",
+    "cli_memory_mb": "Memory (MiB) one CLI is expected to take (measured: about 105 MiB USS); counted against the available memory for CLIs started since it was last read.",
+    "hibernate_after_s": "A session whose CLI has had no activity for this long (no turn running, no approval pending) hibernates: its CLI stops, the session stays open, and the next query resumes the conversation in a new CLI. 0: never (and no hibernating to make room).",
     "max_queued_queries": "Queries a session queues while a turn runs.",
     "idle_timeout_s": "A session with no client and no activity for this long is closed and its CLI stopped; a busy one (a turn running, an approval pending) after this plus `turn_watchdog_s`.",
     "turn_watchdog_s": "A running turn whose CLI sends nothing for this long is ended (`result` `agent_unresponsive`) and the CLI replaced; the conversation resumes on the next query. Waiting on an approval or a question doesn't count (they have `approval_timeout_s`). Keep it above the longest a tool may run without output (Bash allows 10 minutes).",

@@ -24,10 +24,11 @@ from gateway.events.log import MemoryEventLog
 from gateway.metrics import GatewayMetrics
 from gateway.profiles import Profile, narrow
 from gateway.sessions import proctree
+from gateway.sessions.admission import Capacity
 from gateway.sessions.agent_options import build_options, keep_sandbox_placeholders, launched_cli
 from gateway.sessions.checks import ProfileProbe
 from gateway.sessions.runner import AgentRunner, SdkRunner
-from gateway.sessions.session import Session
+from gateway.sessions.session import READY_STATES, Session
 from gateway.wire.client import Open
 from gateway.wire.errors import ErrorCode, GatewayError
 from gateway.wire.http import ProfileCheck
@@ -69,7 +70,9 @@ class SessionManager:
         self._cli_serial = itertools.count(1)
         self._process_watchdog: asyncio.subprocess.Process | None = None
         launched_cli(settings.cli_path)  # looked up now, not on the event loop
-        self.metrics = GatewayMetrics(self._sessions.values)
+        self.capacity = Capacity(settings, self._sessions.values)
+        self._capacity_task: asyncio.Task[None] | None = None
+        self.metrics = GatewayMetrics(self._sessions.values, self.capacity)
 
     # ---- lookup ----------------------------------------------------------------------------
 
@@ -114,7 +117,9 @@ class SessionManager:
             limits=session_limits(self.settings),
             turn_watchdog_s=self.settings.turn_watchdog_s,
             metrics=self.metrics.session(),
+            capacity=self.capacity,
         )
+        session.reserve_cli()  # or `at_capacity`, before the session exists anywhere
         self._sessions[session.id] = session
         session.start()
         self._opened[(principal, frame.id)] = session.id
@@ -160,6 +165,7 @@ class SessionManager:
             sys.executable, "-I", "-S", proctree.__file__, self._owner, stdin=asyncio.subprocess.PIPE, start_new_session=True,
         )
         self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
+        self._capacity_task = asyncio.create_task(self.capacity.run(), name="session-capacity")
 
     async def _reap_forever(self) -> None:
         interval = max(0.05, min(self.settings.idle_timeout_s / 4, 30.0))
@@ -182,7 +188,7 @@ class SessionManager:
                         self.metrics.forget(session)
                 continue
             timeout_s = self.settings.idle_timeout_s
-            if session.state not in ("idle", "failed"):
+            if session.state not in READY_STATES:
                 timeout_s += self.settings.turn_watchdog_s
             if session.connections == 0 and quiet_ms > timeout_s * 1000:
                 log.info("session %s (%s) reaped after %.0f s quiet", session.id, session.state, quiet_ms / 1000, extra={"session_id": session.id})
@@ -196,10 +202,11 @@ class SessionManager:
         (for up to SHUTDOWN_DRAIN_S; they detach when their outbox has drained) while the CLIs stop.
         """
         self.shutting_down = True
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+        for task in (self._reaper, self._capacity_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         # Closed ones too: a close a client started may still be stopping its CLI; this waits for it.
         closing = asyncio.gather(*(self.close(s, "shutdown") for s in self._sessions.values()), return_exceptions=True)
         with contextlib.suppress(TimeoutError):

@@ -22,6 +22,7 @@ from gateway.events.feed import EventFeed, Sink
 from gateway.events.log import EventLog
 from gateway.metrics import GatewayMetrics, SessionMetrics
 from gateway.profiles import SessionSpec
+from gateway.sessions.admission import Capacity
 from gateway.sessions.approvals import Approvals, PermissionResult
 from gateway.sessions.runner import AgentRunner
 from gateway.sessions.translate import stream_event, to_event
@@ -40,7 +41,7 @@ TRANSCRIPT_KINDS = (
     ev.RequestResolved, ev.ModelChanged, ev.PermissionModeChanged, ev.ConversationReset, ev.AgentError,
 )
 BUSY_STATES = ("running", "awaiting_approval", "interrupted")
-READY_STATES = ("idle", "failed")
+READY_STATES = ("idle", "failed", "hibernated")  # a query starts at once (a hibernated session's wakes its CLI first)
 # Sent without `client_composed`, so the CLI runs it as its own command (the only such message).
 CLEAR_MESSAGE = {"type": "user", "message": {"role": "user", "content": "/clear"}, "parent_tool_use_id": None}  # failed: the CLI couldn't start; the next query tries again
 
@@ -62,6 +63,7 @@ class Session:
         limits: SessionLimits,
         turn_watchdog_s: float = 900.0,
         metrics: SessionMetrics | None = None,
+        capacity: Capacity | None = None,
     ) -> None:
         self.id = session_id
         self.principal = principal
@@ -105,6 +107,9 @@ class Session:
         self._guard: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()  # stuck CLIs being stopped; close waits for them
         self.metrics = metrics or GatewayMetrics().session()
+        self._capacity = capacity
+        self._cli_granted = False  # a CLI slot promised (by `open`, or a query to a session without a CLI) and not yet used
+        self._asleep: asyncio.Task[None] | None = None  # the CLI that hibernation stopped, while it stops
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -163,6 +168,15 @@ class Session:
         """Called with `_runner_lock` held."""
         if self.closed:
             raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed")
+        self.reserve_cli()
+        try:
+            await self._start_runner_granted()
+        finally:
+            self._cli_granted = False  # used by the runner now, or given back
+
+    async def _start_runner_granted(self) -> None:
+        if self._asleep is not None:  # the hibernated CLI finishes writing the conversation before it is resumed
+            await asyncio.shield(self._asleep)
         model, mode = self.model, self.permission_mode  # what the factory builds the runner with
         try:
             runner = await self._started_runner(self.claude_session_id)
@@ -193,8 +207,48 @@ class Session:
 
     async def _started_runner(self, resume: str | None) -> AgentRunner:
         runner = self._runner_factory(self, resume)
-        await self.metrics.cli_start(runner.start())
+        if self._capacity is None:
+            await self.metrics.cli_start(runner.start())
+        else:
+            async with self._capacity.starts:  # starts are CPU-bound: a few at a time
+                await self.metrics.cli_start(runner.start())
         return runner
+
+    # ---- capacity: CLI slots and hibernation -----------------------------------------------
+
+    @property
+    def holds_cli(self) -> bool:
+        """Whether this session counts against the CLI limit: a CLI runs or starts, or is promised."""
+        return not self.closed and (self._runner is not None or self._cli_granted)
+
+    def reserve_cli(self) -> None:
+        """Secure a CLI slot before the CLI is needed, or raise `at_capacity` (a no-op with one held)."""
+        if not self.holds_cli:
+            if self._capacity is not None:
+                self._capacity.admit(self)
+            self._cli_granted = True
+
+    @property
+    def can_hibernate(self) -> bool:
+        """Idle with a CLI, and nothing in flight that needs it: no turn, query, approval, reset or start."""
+        return (
+            self.state == "idle" and self._runner is not None and self._current_query is None and not self._queue
+            and not len(self.approvals) and not self._runner_lock.locked() and not self._reset_lock.locked()
+        )
+
+    def hibernate(self, reason: str) -> bool:
+        """Stop the CLI of an idle session and keep the rest: its log, clients and conversation (the
+        transcript stays in its config directory). The next query resumes it in a new CLI."""
+        if not self.can_hibernate:
+            return False
+        runner, self._runner = self._runner, None
+        assert runner is not None
+        self._set_state("hibernated", reason)
+        log.info("session %s hibernated (%s)", self.id, reason, extra={"session_id": self.id})
+        self._asleep = asyncio.create_task(runner.stop(), name=f"session-hibernate-{self.id}")
+        self._retiring.add(self._asleep)
+        self._asleep.add_done_callback(self._retiring.discard)
+        return True
 
     async def _stop_runner(self) -> None:
         """Called with `_runner_lock` held."""
@@ -218,6 +272,12 @@ class Session:
                 query_id, message = self._queue.popleft()
                 await self._dispatch(query_id, message)
 
+    async def _wake_cli(self) -> None:
+        """A hibernated session's CLI starts again, resuming the conversation: `starting`, then the
+        caller goes on (`running` for a query)."""
+        self._set_state("starting", "wake")
+        await self._ensure_runner()
+
     def _start_failed(self, exc: GatewayError) -> None:
         """No CLI runs now; the next query tries to start one."""
         self.emit(ev.AgentError(code="agent_start_failed", message=exc.message, recoverable=True))
@@ -225,12 +285,16 @@ class Session:
 
     async def _dispatch(self, query_id: str, message: dict[str, Any]) -> None:
         self._current_query, self._current_uuid = query_id, message["uuid"]
-        self._set_state("running")
-        self.emit(ev.TurnStarted(query_id=query_id))
-        if self._guard is not None:
-            self._guard.cancel()  # the last turn's: it ended, and stops at its next look anyway
-        self._guard = asyncio.create_task(self._guard_turn(query_id), name=f"session-guard-{self.id}")
         try:
+            if self.state == "hibernated":
+                await self._wake_cli()
+                if self._current_query != query_id:  # a reset or close dropped it while the CLI started
+                    return
+            self._set_state("running")
+            self.emit(ev.TurnStarted(query_id=query_id))
+            if self._guard is not None:
+                self._guard.cancel()  # the last turn's: it ended, and stops at its next look anyway
+            self._guard = asyncio.create_task(self._guard_turn(query_id), name=f"session-guard-{self.id}")
             await self._ensure_runner()
             if self._current_query != query_id:  # a reset or close dropped it while the CLI started
                 return
@@ -484,6 +548,7 @@ class Session:
     def _enqueue(self, frame: cf.Query, actor: ev.Actor) -> dict[str, Any]:
         if len(self._queue) >= self.limits.max_queued_queries:
             raise GatewayError(ErrorCode.QUEUE_FULL, f"{self.limits.max_queued_queries} queries are already queued")
+        self.reserve_cli()  # refused now (`at_capacity`) rather than failing once queued
         queued = self.state not in READY_STATES or bool(self._queue) or self._reset_lock.locked()
         prompt = frame.prompt if isinstance(frame.prompt, str) else msgspec.to_builtins(frame.prompt)  # the SDK writes it with json
         message = {
