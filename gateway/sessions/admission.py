@@ -42,6 +42,14 @@ class Tenant(Protocol):
     def hibernate(self, reason: str) -> bool: ...
 
 
+class Spare(Protocol):
+    """CLIs started ahead of sessions (the warm pool): they count as live, and go first at a limit."""
+
+    def __len__(self) -> int: ...
+
+    def give_up_one(self) -> bool: ...
+
+
 # ---- available memory ---------------------------------------------------------------------------
 
 
@@ -122,6 +130,8 @@ class Capacity:
         self._available: int | None = None  # bytes, as last read (None: not read yet)
         self._granted_since_read = 0  # CLIs granted a slot since: their memory isn't in the reading yet
         self.refusals = {"clis": 0, "memory": 0}
+        self.starting = 0  # sessions' CLI starts waiting for or in their turn
+        self.spare: Spare | None = None
         self.hibernations = 0
 
     @property
@@ -129,16 +139,20 @@ class Capacity:
         return self.settings.hibernate_after_s > 0
 
     def live(self) -> int:
-        return sum(1 for s in self._sessions() if s.holds_cli)
+        """CLIs counted against `max_live_clis`: sessions holding a slot, and pooled ones."""
+        return sum(1 for s in self._sessions() if s.holds_cli) + (len(self.spare) if self.spare is not None else 0)
 
     def admit(self, session: Tenant) -> None:
         """Grant `session` a CLI slot now, hibernating the longest-idle sessions that may to make
         room, or raise `at_capacity`. Synchronous: the check and the grant are one step."""
         holders = [s for s in self._sessions() if s.holds_cli and s is not session]
         while True:
-            short = self._short_of()
+            short = self.short_of()
             if short is None:
                 break
+            if self.spare is not None and self.spare.give_up_one():
+                self._granted_since_read -= 1
+                continue
             victims = [s for s in holders if s.can_hibernate] if self.hibernation_on else []
             victim = min(victims, key=lambda s: s.last_activity, default=None)
             if victim is None or not victim.hibernate("capacity"):
@@ -149,7 +163,7 @@ class Capacity:
             holders.remove(victim)
         self._granted_since_read += 1
 
-    def _short_of(self) -> str | None:
+    def short_of(self) -> str | None:
         """What a new CLI lacks now: "clis" (a slot), "memory", or None."""
         if self.live() >= self.settings.max_live_clis:
             return "clis"

@@ -12,7 +12,6 @@ import collections
 import contextlib
 import itertools
 import logging
-import secrets
 import shutil
 import sys
 import time
@@ -22,12 +21,13 @@ from pathlib import Path
 from gateway.config import Settings
 from gateway.events.log import MemoryEventLog
 from gateway.metrics import GatewayMetrics
-from gateway.profiles import Profile, narrow
+from gateway.profiles import Profile, SessionSpec, narrow
 from gateway.sessions import proctree
 from gateway.sessions.admission import Capacity
 from gateway.sessions.agent_options import build_options, keep_sandbox_placeholders, launched_cli
 from gateway.sessions.checks import ProfileProbe
-from gateway.sessions.runner import AgentRunner, SdkRunner
+from gateway.sessions.pool import WarmPool, new_session_id
+from gateway.sessions.runner import AgentRunner, RunnerHooks, SdkRunner
 from gateway.sessions.session import READY_STATES, Session
 from gateway.wire.client import Open
 from gateway.wire.errors import ErrorCode, GatewayError
@@ -72,6 +72,12 @@ class SessionManager:
         launched_cli(settings.cli_path)  # looked up now, not on the event loop
         self.capacity = Capacity(settings, self._sessions.values)
         self._capacity_task: asyncio.Task[None] | None = None
+        # Pooled CLIs are SDK CLIs: with another runner factory (tests' fakes) there is no pool.
+        self.pool: WarmPool | None = None
+        if runner_factory is None and settings.pool_size > 0:
+            self.pool = WarmPool(settings, profiles, self._pooled_runner, self.capacity, self._remove_dir)
+            self.capacity.spare = self.pool
+        self._pool_task: asyncio.Task[None] | None = None
         self.metrics = GatewayMetrics(self._sessions.values, self.capacity)
 
     # ---- lookup ----------------------------------------------------------------------------
@@ -107,8 +113,9 @@ class SessionManager:
             raise GatewayError(ErrorCode.TOO_MANY_SESSIONS, "this gateway is at its session limit; try again later")
         if self.live_count(principal) >= self.settings.max_sessions_per_principal:
             raise GatewayError(ErrorCode.TOO_MANY_SESSIONS, f"at most {self.settings.max_sessions_per_principal} sessions per principal")
+        warm = self.pool.take(spec) if self.pool is not None else None
         session = Session(
-            session_id="s_" + secrets.token_urlsafe(16),
+            session_id=warm.session_id if warm is not None else new_session_id(),
             principal=principal,
             spec=spec,
             log_store=MemoryEventLog(self.settings.log_max_events, self.settings.log_max_bytes, self.settings.log_max_age_s),
@@ -118,8 +125,9 @@ class SessionManager:
             turn_watchdog_s=self.settings.turn_watchdog_s,
             metrics=self.metrics.session(),
             capacity=self.capacity,
+            warm=warm,
         )
-        session.reserve_cli()  # or `at_capacity`, before the session exists anywhere
+        session.reserve_cli()  # or `at_capacity`, before the session exists anywhere (a warm CLI has its slot)
         self._sessions[session.id] = session
         session.start()
         self._opened[(principal, frame.id)] = session.id
@@ -128,11 +136,18 @@ class SessionManager:
         log.info("session %s opened by %s (profile %s)", session.id, principal, profile.name, extra={"session_id": session.id})
         return session
 
-    def _session_dir(self, session: Session) -> Path:
-        return self._sessions_root / session.id
+    def _session_dir(self, session_id: str) -> Path:
+        return self._sessions_root / session_id
 
     def _sdk_runner(self, session: Session, resume: str | None) -> AgentRunner:
-        root = self._session_dir(session)
+        return self._build_runner(session.id, session.spec, session, resume, session.model, session.permission_mode)
+
+    def _pooled_runner(self, session_id: str, spec: SessionSpec, hooks: RunnerHooks) -> SdkRunner:
+        return self._build_runner(session_id, spec, hooks, None, spec.model, spec.permission_mode)
+
+    def _build_runner(self, session_id: str, spec: SessionSpec, hooks: RunnerHooks, resume: str | None, model: str | None, mode: str) -> SdkRunner:
+        """A CLI for the session `session_id`, in its directories."""
+        root = self._session_dir(session_id)
         workdir, home = root / "work", root / "home"
 
         def prepare() -> None:
@@ -142,8 +157,8 @@ class SessionManager:
                 keep_sandbox_placeholders(shared)
 
         marker = f"{self._owner}/{next(self._cli_serial)}"
-        options = build_options(self.settings, session.spec, workdir, home, marker, resume, session.model, session.permission_mode)
-        return SdkRunner(options, session, prepare)
+        options = build_options(self.settings, spec, workdir, home, marker, resume, model, mode)
+        return SdkRunner(options, hooks, prepare)
 
     # ---- closing ---------------------------------------------------------------------------
 
@@ -152,7 +167,10 @@ class SessionManager:
 
     async def _remove_files(self, session: Session) -> None:
         """A closed session's working and config directories go with it."""
-        await asyncio.to_thread(shutil.rmtree, self._session_dir(session), True)
+        await self._remove_dir(session.id)
+
+    async def _remove_dir(self, session_id: str) -> None:
+        await asyncio.to_thread(shutil.rmtree, self._session_dir(session_id), True)
 
     async def start(self) -> None:
         """End what gateways that are gone left running under the sessions directory, start the
@@ -166,6 +184,8 @@ class SessionManager:
         )
         self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
         self._capacity_task = asyncio.create_task(self.capacity.run(), name="session-capacity")
+        if self.pool is not None:
+            self._pool_task = asyncio.create_task(self.pool.run(), name="warm-pool")
 
     async def _reap_forever(self) -> None:
         interval = max(0.05, min(self.settings.idle_timeout_s / 4, 30.0))
@@ -202,7 +222,7 @@ class SessionManager:
         (for up to SHUTDOWN_DRAIN_S; they detach when their outbox has drained) while the CLIs stop.
         """
         self.shutting_down = True
-        for task in (self._reaper, self._capacity_task):
+        for task in (self._reaper, self._capacity_task, self._pool_task):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -215,6 +235,8 @@ class SessionManager:
                     await asyncio.sleep(0.02)
         await closing
         await asyncio.gather(*self._stopping, return_exceptions=True)
+        if self.pool is not None:
+            await self.pool.close()
         if self._process_watchdog is not None:
             assert self._process_watchdog.stdin is not None
             self._process_watchdog.stdin.close()  # nothing of ours is left running: it finds nothing to end

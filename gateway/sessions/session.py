@@ -23,6 +23,7 @@ from gateway.events.log import EventLog
 from gateway.metrics import GatewayMetrics, SessionMetrics
 from gateway.profiles import SessionSpec
 from gateway.sessions.admission import Capacity
+from gateway.sessions.pool import Warm
 from gateway.sessions.approvals import Approvals, PermissionResult
 from gateway.sessions.runner import AgentRunner
 from gateway.sessions.translate import stream_event, to_event
@@ -64,6 +65,7 @@ class Session:
         turn_watchdog_s: float = 900.0,
         metrics: SessionMetrics | None = None,
         capacity: Capacity | None = None,
+        warm: Warm | None = None,
     ) -> None:
         self.id = session_id
         self.principal = principal
@@ -108,7 +110,8 @@ class Session:
         self._retiring: set[asyncio.Task[None]] = set()  # stuck CLIs being stopped; close waits for them
         self.metrics = metrics or GatewayMetrics().session()
         self._capacity = capacity
-        self._cli_granted = False  # a CLI slot promised (by `open`, or a query to a session without a CLI) and not yet used
+        self._warm = warm  # a pooled CLI to adopt instead of starting the first one
+        self._cli_granted = warm is not None  # a CLI slot promised (by `open`, or a query to a session without a CLI) and not yet used
         self._asleep: asyncio.Task[None] | None = None  # the CLI that hibernation stopped, while it stops
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -178,8 +181,13 @@ class Session:
         if self._asleep is not None:  # the hibernated CLI finishes writing the conversation before it is resumed
             await asyncio.shield(self._asleep)
         model, mode = self.model, self.permission_mode  # what the factory builds the runner with
+        warm, self._warm = self._warm, None
+        runner: AgentRunner | None = None
+        if warm is not None:
+            runner = await self._adopt(warm)
         try:
-            runner = await self._started_runner(self.claude_session_id)
+            if runner is None:
+                runner = await self._started_runner(self.claude_session_id)
         except Exception as exc:
             if self.claude_session_id is None or NO_CONVERSATION not in str(exc):
                 log.warning("session %s: agent failed to start: %r", self.id, exc)
@@ -209,10 +217,32 @@ class Session:
         runner = self._runner_factory(self, resume)
         if self._capacity is None:
             await self.metrics.cli_start(runner.start())
-        else:
+            return runner
+        self._capacity.starting += 1
+        try:
             async with self._capacity.starts:  # starts are CPU-bound: a few at a time
                 await self.metrics.cli_start(runner.start())
+        finally:
+            self._capacity.starting -= 1
         return runner
+
+    async def _adopt(self, warm: Warm) -> AgentRunner | None:
+        """Take a pooled CLI, narrowed to this session's model and mode; None when it is gone or
+        refused the narrowing (it is stopped: the caller starts a CLI of its own, never a wider one)."""
+        runner = warm.runner
+        runner.adopt(self)
+        try:
+            if not runner.alive:
+                raise ConnectionError("the pooled agent exited")
+            if self.model != warm.model:
+                await self._control(runner.set_model(self.model))
+            if self.permission_mode != warm.permission_mode:
+                await self._control(runner.set_permission_mode(self.permission_mode))
+            return runner
+        except (GatewayError, ConnectionError) as exc:
+            log.warning("session %s: the pooled agent could not be used (%s); starting one", self.id, exc)
+            await runner.stop()
+            return None
 
     # ---- capacity: CLI slots and hibernation -----------------------------------------------
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.profiles import Profile
 from gateway.scripted_model.server import ScriptedModelServer
 from tests.support.client import WsClient
 from tests.support.flows import open_session, query
@@ -129,3 +130,65 @@ async def test_at_capacity_hibernates_the_longest_idle_session_to_make_room(tmp_
         assert gateway.manager.capacity.live() == 1
         await first.close()
         await second.close()
+
+
+# ---- the warm pool ------------------------------------------------------------------------------
+
+POOLED = Profile(
+    name="default", model="claude-sonnet-4-5", models=["claude-sonnet-4-5", "claude-haiku-4-5"],
+    permission_mode="default", allowed_tools=["Read"],
+)
+
+
+async def pooled_cli(gateway: RunningGateway) -> tuple[str, int]:
+    """Wait for the pool's CLI; its future session id and pid."""
+    pool = gateway.manager.pool
+    async with asyncio.timeout(60):
+        while not pool.ready("default"):
+            await asyncio.sleep(0.05)
+    session_id = pool._ready["default"][0].session_id
+    [pid] = cli_pids(workdir(gateway, session_id))
+    return session_id, pid
+
+
+async def test_open_takes_a_pooled_cli_and_the_pool_refills(tmp_path: Path, model_url: str) -> None:
+    async with run_gateway(make_settings(tmp_path, model_url, pool_size=1, pool_refill_interval_s=0.1), {"default": POOLED}) as gateway:
+        pooled_id, pid = await pooled_cli(gateway)
+        alice = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+        attached = await open_session(alice)
+        assert attached["session"]["session_id"] == pooled_id
+        assert cli_pids(workdir(gateway, pooled_id)) == [pid]  # no CLI started for it
+        assert gateway.manager.metrics.registry.get_sample_value("gateway_cli_start_seconds_count") == 0  # the pool's starts are not sessions'
+        ack = await query(alice, "SCRIPT:hello")
+        assert (await alice.event("result", lambda e: e["query_id"] == ack["id"], timeout=60))["is_error"] is False
+        refilled, new_pid = await pooled_cli(gateway)  # the pool starts another for the next open
+        assert refilled != pooled_id and new_pid != pid
+        await alice.close()
+
+
+async def test_narrowed_model_and_mode_apply_to_a_pooled_cli_narrowed_tools_start_cold(
+    tmp_path: Path, model_url: str, model_server: ScriptedModelServer,
+) -> None:
+    async with run_gateway(make_settings(tmp_path, model_url, pool_size=1, pool_refill_interval_s=0.1), {"default": POOLED}) as gateway:
+        pooled_id, pid = await pooled_cli(gateway)
+        alice = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+        attached = await open_session(alice, model="claude-haiku-4-5", permission_mode="plan")
+        assert attached["session"]["session_id"] == pooled_id and cli_pids(workdir(gateway, pooled_id)) == [pid]
+        # The pooled CLI started in `default` on the profile's model: the turn runs in the narrowed
+        # mode (the CLI's own report of it) on the narrowed model.
+        ack = await query(alice, "SCRIPT:hello marker-narrowed")
+        await alice.event("result", lambda e: e["query_id"] == ack["id"], timeout=60)
+        init = await alice.event("system", lambda e: e["subtype"] == "init")
+        assert (init["data"]["permissionMode"], init["data"]["model"]) == ("plan", "claude-haiku-4-5"), init
+        models = {r.body.get("model") for r in model_server.requests if "marker-narrowed" in json.dumps(r.body.get("messages", []))}
+        assert models == {"claude-haiku-4-5"}, models
+
+        # Narrower tools are CLI flags fixed at start: that open starts a CLI of its own.
+        spare_id, spare_pid = await pooled_cli(gateway)
+        bob = await WsClient.connect(gateway.ws_url, TOKENS["bob"])
+        cold = await open_session(bob, allowed_tools=[])
+        assert cold["session"]["session_id"] != spare_id
+        assert gateway.manager.pool.ready("default") == 1 and cli_pids(workdir(gateway, spare_id)) == [spare_pid]
+        assert len(cli_pids(workdir(gateway, cold["session"]["session_id"]))) == 1
+        await bob.close()
+        await alice.close()
