@@ -1,4 +1,8 @@
-"""One benchmark server process: `python -m bench.serve gateway|real|baseline PORT [auto|asyncio|uvloop]`.
+"""One benchmark server process: `python -m bench.serve gateway|real|baseline PORT [auto|asyncio|uvloop] [WS]`.
+
+WS is the uvicorn WebSocket implementation: `gateway` (default; the protocol `agent-gateway serve`
+runs, `GatewayWebSocketProtocol` on websockets-sansio), or a uvicorn name (`websockets`,
+`websockets-sansio`, `wsproto`).
 
 All run under uvicorn with the WebSocket settings `agent-gateway serve` uses (gateway/cli.py).
 `gateway` is the real app with the synthetic agent in place of the runner (no SDK, no CLI); `real`
@@ -20,6 +24,7 @@ from bench import baseline_app, stages
 from bench.synthetic_agent import SyntheticAgent
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.transports.ws_protocol import GatewayWebSocketProtocol
 
 TOKEN = "bench-token-0123456789"
 MAX_SESSIONS = 64
@@ -36,7 +41,7 @@ def app_for(kind: str, settings: Settings) -> ASGIApp:
     raise SystemExit(f"unknown server {kind!r}: gateway, real or baseline")
 
 
-def main(kind: str, port: int, loop: str) -> None:
+def main(kind: str, port: int, loop: str, ws: str = "gateway") -> None:
     sessions_dir = Path(tempfile.mkdtemp(prefix="bench-sessions-"))
     atexit.register(shutil.rmtree, sessions_dir, True)
     settings = Settings(
@@ -52,6 +57,7 @@ def main(kind: str, port: int, loop: str) -> None:
         port=port,
         log_level="warning",
         loop=settings.event_loop,
+        ws=GatewayWebSocketProtocol if ws == "gateway" else ws,  # type: ignore[arg-type]
         ws_max_size=settings.max_frame_bytes * 4,
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,
@@ -59,4 +65,4 @@ def main(kind: str, port: int, loop: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else Settings().event_loop)
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else Settings().event_loop, *sys.argv[4:5])

@@ -155,6 +155,7 @@ class GatewayMetrics:
             capacity = self._capacity
             yield GaugeMetricFamily("gateway_clis_live", "Sessions holding a CLI slot (running, starting or promised).", value=capacity.live())
             yield CounterMetricFamily("gateway_hibernations", "Sessions hibernated (idle, or to make room).", value=capacity.hibernations)
+            yield GaugeMetricFamily("gateway_pool_ready", "Warm-pool CLIs started and waiting for a session.", value=len(capacity.spare) if capacity.spare is not None else 0)
             refusals = CounterMetricFamily(
                 "gateway_capacity_refusals", "Opens and wake-ups refused with `at_capacity`, by the limit hit.", labels=["limit"]
             )
