@@ -132,6 +132,7 @@ class Socket:
     def __init__(self, ws: ClientConnection) -> None:
         self.ws = ws
         self.last_seq = 0
+        self._pending: list[Frame] = []  # frames of a message read but not yet looked at
 
     @classmethod
     async def connect(cls, url: str) -> "Socket":
@@ -145,12 +146,13 @@ class Socket:
     async def until(self, match: Callable[[Frame], bool], timeout: float = 120) -> Frame:
         async with asyncio.timeout(timeout):
             while True:
-                for line in str(await self.ws.recv()).split("\n"):
-                    frame = json.loads(line)
-                    if frame["type"] == "event":
-                        self.last_seq = frame["seq"]
-                    if match(frame):
-                        return frame
+                if not self._pending:
+                    self._pending = [json.loads(line) for line in str(await self.ws.recv()).split("\n")]
+                frame = self._pending.pop(0)
+                if frame["type"] == "event":
+                    self.last_seq = frame["seq"]
+                if match(frame):
+                    return frame
 
     async def reply(self, frame: Frame) -> Frame:
         frame_id = await self.send(frame)
@@ -265,10 +267,11 @@ async def density(url: str, pid: int, hibernated: int, live: int, wakes: int) ->
     times, turns = [], []
     for session_id in ids[:wakes]:  # the oldest: hibernated
         client = await Socket.connect(url)
-        await client.reply({"type": "attach", "session_id": session_id, "after": 0})
+        attached = await client.reply({"type": "attach", "session_id": session_id, "after": 0})
+        replayed = attached["session"]["last_seq"]  # the replay's `running` is an old turn's
         began = time.perf_counter()
         query_id = await client.send({"type": "query", "prompt": "SCRIPT:hello"})
-        await client.event("state", is_state("running"))
+        await client.until(lambda f: f["type"] == "event" and f["seq"] > replayed and f["event"]["kind"] == "state" and f["event"]["state"] == "running")
         times.append(time.perf_counter() - began)
         await client.event("result", lambda e: e["query_id"] == query_id)
         turns.append(time.perf_counter() - began)
@@ -354,7 +357,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if args.only in (None, "open"):
             with gateway(model.url, pool_size=0) as (url, _):
                 report["cold"] = await open_latency(url, args.samples, 0)
-            with gateway(model.url, pool_size=10, pool_refill_interval_s=0.2) as (url, _):
+            with gateway(model.url, pool_size=10) as (url, _):
                 report["warm"] = await open_latency(url, args.samples, 10)
             report["warm_vs_cold_open"] = report["warm"]["open_ms"] / report["cold"]["open_ms"]
         if args.only in (None, "density"):

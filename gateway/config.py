@@ -98,7 +98,7 @@ HELP: dict[str, str] = {
     "memory_reserve_mb": "Memory (MiB) kept free on the node: a CLI starts only while the available memory (MemAvailable, and the headroom of this process's cgroup when it has a limit) exceeds this plus `cli_memory_mb`; otherwise as at `max_live_clis`.",
     "cli_memory_mb": "Memory (MiB) one CLI is expected to take (measured: about 105 MiB USS); counted against the available memory for CLIs started since it was last read.",
     "pool_size": "Warm pool: CLIs started ahead of `open` for each profile, so an `open` takes one instead of waiting for a start. They count against `max_live_clis` and are the first stopped at a limit. An `open` narrowing only the model or permission mode takes one (narrowed with control requests before `idle`); one narrowing tools, max_turns or max_budget_usd starts its own CLI. 0: no pool.",
-    "pool_refill_interval_s": "The warm pool starts at most one CLI per this interval, and only while no session's CLI is starting (a start costs about 0.5 s of CPU).",
+    "pool_refill_interval_s": "The warm pool starts at most one CLI per this interval, not within it of an `open` taking one, and only while no session's CLI is starting (a start costs about 0.5 s of CPU).",
     "hibernate_after_s": "A session whose CLI has had no activity for this long (no turn running, no approval pending) hibernates: its CLI stops, the session stays open, and the next query resumes the conversation in a new CLI. 0: never (and no hibernating to make room).",
     "max_queued_queries": "Queries a session queues while a turn runs.",
     "idle_timeout_s": "A session with no client and no activity for this long is closed and its CLI stopped; a busy one (a turn running, an approval pending) after this plus `turn_watchdog_s`.",

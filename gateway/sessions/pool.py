@@ -8,8 +8,8 @@ mode a client narrowed to are then applied with the CLI's control requests befor
 `idle`, and if one is refused the pooled CLI is stopped and a cold one started (`Session`), so a
 session never runs wider than asked. Pooled CLIs count against `max_live_clis` and are the first
 given up at a limit. Refills run one at a time, only while no session's CLI is starting and a
-slot and the memory are free, at most one per `pool_refill_interval_s`: they never take CPU from
-a session's start.
+slot and the memory are free, at most one per `pool_refill_interval_s` and not within that time of
+an `open` taking one: they never take CPU from a session's start, and rarely from its first turn.
 """
 
 import asyncio
@@ -95,6 +95,7 @@ class WarmPool:
         self._discarding: set[asyncio.Task[None]] = set()
         self.taken = 0
         self.missed = 0
+        self._taken_at = 0.0  # loop time of the last take: a refill doesn't compete with that session's first turn
 
     def __len__(self) -> int:
         return sum(len(ready) for ready in self._ready.values())
@@ -110,6 +111,7 @@ class WarmPool:
             self.missed += 1
             return None
         self.taken += 1
+        self._taken_at = asyncio.get_running_loop().time()
         return ready.popleft()
 
     def give_up_one(self) -> bool:
@@ -148,10 +150,12 @@ class WarmPool:
 
     async def run(self) -> None:
         """Refill the pools until cancelled, one CLI at a time."""
+        loop = asyncio.get_running_loop()
+        interval = self.settings.pool_refill_interval_s
         while True:
-            await asyncio.sleep(self.settings.pool_refill_interval_s)
+            await asyncio.sleep(interval)
             name = self._wanted()
-            if name is None or self._capacity.starting or self._capacity.short_of() is not None:
+            if name is None or self._capacity.starting or self._capacity.short_of() is not None or loop.time() - self._taken_at < interval:
                 continue
             warm = await self._start(name)
             if warm is not None:

@@ -9,6 +9,7 @@ client it drops still finds its cursor in the log and resumes without loss.
 
 import asyncio
 import collections
+from collections.abc import Callable
 
 from gateway.config import Settings
 
@@ -46,7 +47,8 @@ class Outbox:
         self._watching = False  # a burst is arriving: `_watch` runs once per loop turn
         self._seen = 0
         self._ready = asyncio.Event()
-        self.overflow = asyncio.Event()  # set once: a sender stuck on a stalled peer can't notice by itself
+        # Called once, on overflow: a sender stuck on a stalled peer can't notice by itself.
+        self.on_overflow: Callable[[], None] | None = None
         self.overflowed = False  # the same fact as a plain attribute: `push` reads it per frame
         self.ended = False
 
@@ -61,7 +63,8 @@ class Outbox:
         # The bounds are on backlog: one frame larger than the bound on its own still goes out.
         if (self._bytes > self._max_bytes or self._over_frames()) and len(self._frames) > 1:
             self.overflowed = True
-            self.overflow.set()
+            if self.on_overflow is not None:
+                self.on_overflow()
             self._frames.clear()  # nothing more will be sent on this connection; free it now
             self._bytes = self._replay_frames = self._replay_bytes = 0
             self._ready.set()
