@@ -35,6 +35,8 @@ def new_connection_id() -> str:
 
 
 class WebSocketConnection:
+    __slots__ = ("ws", "id", "actor", "principal", "manager", "settings", "outbox", "session", "_close_code")  # one per socket
+
     def __init__(self, ws: WebSocket, principal: str, manager: SessionManager, settings: Settings) -> None:
         self.ws = ws
         self.id = new_connection_id()
