@@ -1,5 +1,6 @@
 # Quick start:  make serve   (gateway on http://127.0.0.1:8000, demo mode without an API key)
 #               make test    (every test: Python unit + integration, JS client, browser e2e)
+#               make cluster (redis-server + 3 replicas + nginx round robin on http://127.0.0.1:8080)
 #               make lock          (re-lock after editing pyproject.toml's dependencies; keeps every other pin)
 #               make upgrade-lock  (every dependency, the SDK and its bundled CLI included, to its newest
 #                                   release, then a fresh .venv from the new lock and the whole suite)
@@ -13,7 +14,7 @@ LOCK_VENV := .venv-lock
 COMPILE = $(LOCK_VENV)/bin/uv pip compile -q --universal --python-version 3.11 --generate-hashes \
 	--custom-compile-command "make lock" pyproject.toml requirements/build.in
 
-.PHONY: serve test test-python test-js bench schema install install-test lock upgrade-lock
+.PHONY: serve cluster test test-python test-js bench schema install install-test lock upgrade-lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +35,10 @@ install-test: $(VENV)/.installed-test
 
 serve: install
 	$(BIN)/agent-gateway serve $(ARGS)
+
+# The topology of deploy/docker-compose.yml without Docker: redis-server, 3 gateways, nginx with deploy/nginx.conf.
+cluster: install-test
+	$(BIN)/python -m tests.support.cluster $(ARGS)
 
 test: install-test
 	$(BIN)/python -m pytest -n 2 -q

@@ -293,7 +293,7 @@ def _cmdline(pid: int) -> str:
 @contextlib.contextmanager
 def socket_server(kind: str, ws: str) -> Iterator[tuple[int, int]]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.serve", kind, str(port), "auto", ws], cwd=ROOT)
+    proc = subprocess.Popen([sys.executable, "-m", "bench.serve", kind, str(port), "auto", "--ws", ws], cwd=ROOT)
     try:
         wait_listening(proc, port, kind)
         yield port, proc.pid

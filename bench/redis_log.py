@@ -140,7 +140,10 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--redis-url", default="")
     parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--per-turn", type=int, default=64, help="events emitted per loop turn (the SDK hands over 1)")
     args = parser.parse_args(argv)
+    global PER_TURN
+    PER_TURN = args.per_turn
     if args.redis_url:
         asyncio.run(_run(args.redis_url, None, args.events))
         return

@@ -6,7 +6,10 @@ as two server processes, then drives each in turn from a third process with the 
 for 1, 10 and 50 sessions, a burst as fast as the agent produces it (throughput, nothing lost) and a
 stream paced at 4,000 text deltas/s in total (added latency); with `--real` also 100 deltas/s in
 each of the most sessions. Every figure stands beside the baseline's from the same run; `--real`
-adds where the gateway's CPU goes, by stage (bench/stages.py). See bench/README.md for the columns.
+adds where the gateway's CPU goes, by stage (bench/stages.py). With `--redis`, a gateway with the
+Redis log (a redis-server of the run's own) takes its turn beside them, and two such replicas
+measure resuming from Redis on a replica that doesn't run the session (bench/resume.py). See
+bench/README.md for the columns.
 """
 
 import argparse
@@ -21,15 +24,16 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as `python bench/run.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import hotpath, load, stages
+from bench import hotpath, load, resume, stages
 from bench.serve import TOKEN
 from bench.synthetic_agent import Burst
+from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -50,6 +54,8 @@ class Row:
     scenario: Scenario
     gateway_runs: list[load.Result]
     baseline_runs: list[load.Result]
+    redis_runs: list[load.Result] = field(default_factory=list)  # the gateway with the Redis log (--redis)
+    redis_server_cpu_s: list[float] = field(default_factory=list)  # redis-server's CPU during each of those
 
     @staticmethod
     def _median(runs: list[load.Result], paced: bool) -> load.Result:
@@ -65,12 +71,16 @@ class Row:
         return self._median(self.baseline_runs, bool(self.scenario.burst.rate))
 
     @property
+    def redis(self) -> load.Result:
+        return self._median(self.redis_runs, bool(self.scenario.burst.rate))
+
+    @property
     def lost(self) -> tuple[int, int]:
-        return sum(r.lost for r in self.gateway_runs), sum(r.lost for r in self.baseline_runs)
+        return sum(r.lost for r in self.gateway_runs + self.redis_runs), sum(r.lost for r in self.baseline_runs)
 
     @property
     def disorder(self) -> int:
-        return sum(r.disorder for r in self.gateway_runs + self.baseline_runs)
+        return sum(r.disorder for r in self.gateway_runs + self.baseline_runs + self.redis_runs)
 
 
 def scenarios(sessions: list[int], burst_events: int, rate: float, paced_s: float, chunk: int, each_rate: float = 0.0) -> list[Scenario]:
@@ -98,11 +108,11 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def server(kind: str, loop: str = "auto", stages_file: str | None = None) -> Iterator[tuple[int, int]]:
-    """Run `python -m bench.serve kind PORT LOOP`; yields (port, pid) once it accepts connections."""
+def server(kind: str, loop: str = "auto", *options: str, stages_file: str | None = None) -> Iterator[tuple[int, int]]:
+    """Run `python -m bench.serve kind PORT LOOP OPTIONS…`; yields (port, pid) once it accepts connections."""
     port = _free_port()
     env = {**os.environ, stages.ENV: stages_file} if stages_file else None
-    proc = subprocess.Popen([sys.executable, "-m", "bench.serve", kind, str(port), loop], cwd=ROOT, env=env)
+    proc = subprocess.Popen([sys.executable, "-m", "bench.serve", kind, str(port), loop, *options], cwd=ROOT, env=env)
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -119,37 +129,58 @@ def server(kind: str, loop: str = "auto", stages_file: str | None = None) -> Ite
         proc.wait(30)
 
 
-def run_all(plan: list[Scenario], repeat: int = 1, loop: str = "auto", real: bool = False) -> list[Row]:
-    """Each scenario `repeat` times, the gateway and the baseline taking turns, both on the same event loop.
+def run_all(
+    plan: list[Scenario], repeat: int = 1, loop: str = "auto", real: bool = False, redis: RedisServer | None = None,
+    resume_sizes: tuple[int, ...] = (300, 10_000), resume_repeats: int = 50,
+) -> tuple[list[Row], list[resume.Resume]]:
+    """Each scenario `repeat` times, the gateway and the baseline taking turns (and, with `redis`, the
+    gateway with the Redis log), all on the same event loop; then, with `redis`, the resume benchmark.
 
     `real`: the gateway on the real path, its CPU sampled by stage; its sessions are measured from
     when their CLIs are up, and the sampler's own CPU is left out of its figures.
     """
     rows = []
+    kind = "real" if real else "gateway"
     with contextlib.ExitStack() as stack:
         stages_file = str(Path(stack.enter_context(tempfile.TemporaryDirectory())) / "stages.json") if real else None
         servers = {
-            "gateway": stack.enter_context(server("real" if real else "gateway", loop, stages_file)),
+            "gateway": stack.enter_context(server(kind, loop, stages_file=stages_file)),
             "baseline": stack.enter_context(server("baseline", loop)),
         }
+        if redis is not None:
+            servers["redis"] = stack.enter_context(server(kind, loop, "--redis-url", redis.url, "--replica-id", "bench-burst"))
         pool = stack.enter_context(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")))
 
-        def measure(kind: str, sessions: int, burst: Burst, sse: bool = False) -> load.Result:
-            port, pid = servers[kind]
-            sampled = stages_file if kind == "gateway" else None
+        def measure(name: str, sessions: int, burst: Burst, sse: bool = False) -> load.Result:
+            port, pid = servers[name]
+            sampled = stages_file if name == "gateway" else None
             result = pool.submit(load.run, HOST, port, TOKEN, pid, sessions, burst, 120.0, sampled is not None, sampled, sse).result()
             return dataclasses.replace(result, server_cpu_s=result.server_cpu_s - result.stages.get("sampler", 0.0))
 
-        for kind in servers:  # warm up: imports, first connections, caches
-            measure(kind, 2, Burst(events=2000))
+        for name in servers:  # warm up: imports, first connections, caches
+            measure(name, 2, Burst(events=2000))
         for scenario in plan:
             row = Row(scenario, [], [])
             for _ in range(repeat):
                 row.gateway_runs.append(measure("gateway", scenario.sessions, scenario.burst, scenario.sse))
                 row.baseline_runs.append(measure("baseline", scenario.sessions, scenario.burst))
+                if redis is not None:
+                    assert redis.proc is not None
+                    before = load.cpu_seconds(redis.proc.pid)
+                    row.redis_runs.append(measure("redis", scenario.sessions, scenario.burst, scenario.sse))
+                    row.redis_server_cpu_s.append(load.cpu_seconds(redis.proc.pid) - before)
             rows.append(row)
             print(f"  {scenario.name}: done", file=sys.stderr, flush=True)
-    return rows
+    resumes: list[resume.Resume] = []
+    if redis is not None and resume_sizes:
+        with contextlib.ExitStack() as stack:
+            # The log keeps every event of the largest resume (the default bound evicts in 1/64 steps).
+            bound = ("--log-max-events", str(2 * max(resume_sizes)))
+            owner, other = (stack.enter_context(server("gateway", loop, "--redis-url", redis.url, "--replica-id", name, *bound))[0] for name in ("bench-owner", "bench-other"))
+            pool = stack.enter_context(ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")))
+            resumes = pool.submit(resume.measure, owner, other, TOKEN, list(resume_sizes), resume_repeats).result()
+            print("  resume: done", file=sys.stderr, flush=True)
+    return rows, resumes
 
 
 def loop_name(loop: str) -> str:
@@ -186,9 +217,52 @@ def table(rows: list[Row]) -> str:
         )
     for row in rows:
         if row.lost != (0, 0) or row.disorder:
-            codes = sorted({code for r in row.gateway_runs + row.baseline_runs for code in r.close_codes})
+            codes = sorted({code for r in row.gateway_runs + row.baseline_runs + row.redis_runs for code in r.close_codes})
             lines.append(f"{row.scenario.name}: {row.lost[0]}/{row.lost[1]} lost, {row.disorder} out of order; close codes {codes}")
     return "\n".join(lines)
+
+
+def redis_table(rows: list[Row]) -> str:
+    """The gateway with the Redis log beside the in-memory one and the bare endpoint, from the same run."""
+    w = max(13, *(len(row.scenario.name) + 1 for row in rows))
+    head = (
+        f"{'Redis log':<{w}}{'ev/s':>9}  {'ev/cpu-s':>9}{'vs mem':>8}{'vs base':>8}  {'+redis-server':>13}{'ev/cpu-s':>9}"
+        f"  {'p50/p99 ms':>12}  {'ev/msg':>6}{'lost':>6}"
+    )
+    lines = [head, "-" * len(head)]
+    for row in rows:
+        r = row.redis
+        redis_cpu = sorted(row.redis_server_cpu_s)[len(row.redis_server_cpu_s) // 2]
+        both_cpu = r.server_cpu_s + redis_cpu
+        both_per_core = r.delivered / both_cpu if both_cpu > 0 else float("nan")
+        lost = sum(x.lost for x in row.redis_runs)
+        lines.append(
+            f"{row.scenario.name:<{w}}{_si(r.rate):>9}  {_si(r.per_core):>9}{r.per_core / row.gateway.per_core:>8.2f}{r.per_core / row.baseline.per_core:>8.2f}"
+            f"  {redis_cpu:>12.2f}s{_si(both_per_core):>9}"
+            f"  {r.percentile(0.5) / 1000:>5.2f}/{r.percentile(0.99) / 1000:<6.2f}  {r.events / max(1, r.messages):>6.1f}{lost:>6}"
+        )
+    return "\n".join(lines)
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    with tempfile.TemporaryDirectory(prefix="bench-redis-") as directory:
+        server = RedisServer(Path(directory)).start()
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def redis_memory(redis: RedisServer) -> str:
+    """Memory per 1,000 events of the logs the run left in Redis (closed sessions keep theirs for a while)."""
+    import redis as redis_py
+
+    with redis_py.Redis.from_url(redis.url) as client:
+        logs = [key for key in client.scan_iter(match="*:log", count=1000) if client.type(key) == b"stream"]
+        events = sum(client.xlen(key) for key in logs)
+        used = sum(client.memory_usage(key, samples=0) or 0 for key in logs)
+    return f"Redis memory: {used / max(1, events) * 1000:,.0f} bytes per 1,000 events ({events:,} events in {len(logs)} session logs)"
 
 
 STAGE_COLUMNS = (
@@ -234,6 +308,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--real", action="store_true", help="the gateway on the real path: SdkRunner and the SDK reading bench/standin_cli.py")
     parser.add_argument("--each-rate", type=float, help="a paced scenario at this many deltas/s in each of the most sessions [--real: 100]")
     parser.add_argument("--loop", default="auto", choices=("auto", "asyncio", "uvloop"), help="both servers' event loop, as `serve --event-loop` [auto]")
+    parser.add_argument("--redis", action="store_true", help="also the gateway with the Redis log, and resuming from Redis on another replica")
+    parser.add_argument("--resume-sizes", default="300,10000", help="events replayed per resume, comma separated; empty: none [300,10000]")
+    parser.add_argument("--resume-repeats", type=int, help="attaches per resume size and replica [50; quick 10]")
     args = parser.parse_args(argv)
     plan = scenarios(
         [int(n) for n in args.sessions.split(",")],
@@ -245,11 +322,22 @@ def main(argv: list[str] | None = None) -> list[Row]:
     )
     started = time.monotonic()
     hot = hotpath.measure(events=5_000 if args.quick else 20_000)
-    rows = run_all(with_sse(plan) if args.real else plan, args.repeat or (1 if args.quick else 3), args.loop, args.real)
+    with contextlib.ExitStack() as stack:
+        redis = stack.enter_context(redis_server()) if args.redis else None
+        rows, resumes = run_all(
+            with_sse(plan) if args.real else plan, args.repeat or (1 if args.quick else 3), args.loop, args.real, redis,
+            tuple(int(n) for n in args.resume_sizes.split(",") if n), args.resume_repeats or (10 if args.quick else 50),
+        )
+        memory = redis_memory(redis) if redis is not None else ""
     print(table(rows))
     if args.real:
         print("\nreal path, the gateway's CPU per delta by stage (µs, share of the main thread; sampled, bench/stages.py):")
         print(stage_table(rows))
+    if args.redis:
+        print("\nthe gateway with the Redis log, beside the in-memory one (vs mem) and the bare endpoint (vs base):")
+        print(redis_table(rows))
+        print(resume.table(resumes))
+        print(memory)
     print(
         f"hot path in process (no sockets, best of 5): agent {hot.agent_us:.2f} µs/message; gateway on_message -> outbox"
         f" {hot.emit_us:.2f} µs/event; sender take + join {hot.take_us:.2f} µs/event in batches of {hot.batch}"

@@ -1,4 +1,5 @@
-"""One benchmark server process: `python -m bench.serve gateway|real|baseline PORT [auto|asyncio|uvloop] [WS]`.
+"""One benchmark server process: `python -m bench.serve gateway|real|baseline PORT [auto|asyncio|uvloop]
+[--redis-url URL --replica-id ID] [--log-max-events N] [--ws WS]`.
 
 WS is the uvicorn WebSocket implementation: `gateway` (default; the protocol `agent-gateway serve`
 runs, `GatewayWebSocketProtocol` on websockets-sansio), or a uvicorn name (`websockets`,
@@ -7,13 +8,14 @@ runs, `GatewayWebSocketProtocol` on websockets-sansio), or a uvicorn name (`webs
 All run under uvicorn with the WebSocket settings `agent-gateway serve` uses (gateway/cli.py).
 `gateway` is the real app with the synthetic agent in place of the runner (no SDK, no CLI); `real`
 is the real app on the real path, `SdkRunner` and `ClaudeSDKClient` reading `bench/standin_cli.py`
-as the CLI; `baseline` is a bare Starlette WebSocket.
+as the CLI; `baseline` is a bare Starlette WebSocket. With `--redis-url` a gateway is one replica
+of a cluster sharing that Redis.
 """
 
+import argparse
 import atexit
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
@@ -41,23 +43,32 @@ def app_for(kind: str, settings: Settings) -> ASGIApp:
     raise SystemExit(f"unknown server {kind!r}: gateway, real or baseline")
 
 
-def main(kind: str, port: int, loop: str, ws: str = "gateway") -> None:
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.serve")
+    parser.add_argument("kind", choices=("gateway", "real", "baseline"))
+    parser.add_argument("port", type=int)
+    parser.add_argument("loop", nargs="?", default=Settings().event_loop)
+    parser.add_argument("--redis-url", default="")
+    parser.add_argument("--replica-id", default="")
+    parser.add_argument("--log-max-events", type=int, default=Settings().log_max_events)
+    parser.add_argument("--ws", default="gateway")
+    args = parser.parse_args(argv)
     sessions_dir = Path(tempfile.mkdtemp(prefix="bench-sessions-"))
     atexit.register(shutil.rmtree, sessions_dir, True)
     settings = Settings(
-        tokens=f"bench={TOKEN}", max_sessions=MAX_SESSIONS, max_sessions_per_principal=MAX_SESSIONS, demo="off", event_loop=loop,
+        tokens=f"bench={TOKEN}", max_sessions=MAX_SESSIONS, max_sessions_per_principal=MAX_SESSIONS, demo="off", event_loop=args.loop,
         cli_path=str(STANDIN_CLI), anthropic_api_key="bench", tool_env_isolation="off",
-        sessions_dir=sessions_dir,
+        sessions_dir=sessions_dir, redis_url=args.redis_url, replica_id=args.replica_id, log_max_events=args.log_max_events,
     )
     if os.environ.get(stages.ENV):
         stages.install(os.environ[stages.ENV])
     uvicorn.run(
-        app_for(kind, settings),
+        app_for(args.kind, settings),
         host="127.0.0.1",
-        port=port,
+        port=args.port,
         log_level="warning",
         loop=settings.event_loop,
-        ws=GatewayWebSocketProtocol if ws == "gateway" else ws,  # type: ignore[arg-type]
+        ws=GatewayWebSocketProtocol if args.ws == "gateway" else args.ws,  # type: ignore[arg-type]
         ws_max_size=settings.max_frame_bytes * 4,
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,
@@ -65,4 +76,4 @@ def main(kind: str, port: int, loop: str, ws: str = "gateway") -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else Settings().event_loop, *sys.argv[4:5])
+    main()

@@ -32,10 +32,11 @@ STAGES = ("sdk", "session", "encode+log", "send", "loop", "other")
 # (path fragment, stage), tried on each frame from the innermost out; the first frame that matches
 # decides. Library frames that serve several stages are passed over, so their caller decides: asyncio's
 # (an Event.set, a call_soon), anyio's (the SDK's subprocess and memory streams, sse-starlette's task
-# group) and json's (the SDK's transport decodes with it).
+# group) and json's (the SDK's transport decodes with it, and the gateway's when msgspec can't).
 RULES = (
     ("/gateway/events/", "encode+log"),
     ("/gateway/transports/outbox.py", "send"),
+    ("/gateway/sessions/transport.py", "sdk"),  # the SDK's transport with the gateway's read side
     ("/gateway/sessions/", "session"),
     ("/gateway/wire/", "session"),
     ("/bench/synthetic_agent.py", "sdk"),  # the synthetic agent stands in for the SDK

@@ -13,6 +13,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth import Authenticator
 from gateway.config import Settings
@@ -53,7 +54,7 @@ def create_app(settings: Settings, profiles: dict[str, Profile] | None = None, r
             Route("/metrics", metrics_endpoint.metrics, methods=["GET"]),
             Mount("/", StaticFiles(directory=STATIC_DIR, html=True, follow_symlink=True), name="static"),
         ],
-        middleware=cors_middleware(settings),
+        middleware=[*replica_middleware(manager.cluster.replica_id if manager.cluster else settings.replica_id), *cors_middleware(settings)],
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=lifespan,
     )
@@ -79,6 +80,31 @@ class GatewayServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         await self._manager.shutdown()
         await super().shutdown(sockets)
+
+
+class ReplicaHeader:
+    """Adds `X-Replica: <replica_id>` to every HTTP response and WebSocket handshake, so whoever sits
+    behind a round-robin load balancer (an operator, a test) can tell which replica answered."""
+
+    def __init__(self, app: ASGIApp, replica_id: str) -> None:
+        self.app = app
+        self.header = (b"x-replica", replica_id.encode())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+
+        async def send_named(message: Message) -> None:
+            if message["type"] in ("http.response.start", "websocket.accept"):
+                message["headers"] = [*message.get("headers", []), self.header]
+            await send(message)
+
+        await self.app(scope, receive, send_named)
+
+
+def replica_middleware(replica_id: str) -> list[Middleware]:
+    return [Middleware(ReplicaHeader, replica_id=replica_id)] if replica_id else []
 
 
 def cors_middleware(settings: Settings) -> list[Middleware]:

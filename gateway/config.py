@@ -42,6 +42,7 @@ class Settings(msgspec.Struct, kw_only=True):
     max_frame_bytes: int = 1_048_576
     max_cli_message_bytes: int = 16_777_216
     send_queue_bytes: int = 8_388_608
+    send_flush_window_ms: float = 2.0
     log_max_events: int = 10_000
     log_max_bytes: int = 33_554_432
     log_max_age_s: float = 3600.0
@@ -64,7 +65,11 @@ class Settings(msgspec.Struct, kw_only=True):
     redis_key_prefix: str = "ag"
     redis_pool_size: int = 64
     redis_timeout_s: float = 2.0
+    conversation_ttl_s: float = 86400.0
     replica_id: str = ""
+    lease_ttl_s: float = 10.0
+    forward_timeout_s: float = 20.0
+    ack_ttl_s: float = 3600.0
 
     def token_map(self) -> dict[str, str]:
         """`principal=token` pairs, comma separated, as token -> principal."""
@@ -106,6 +111,7 @@ HELP: dict[str, str] = {
     "closed_retention_s": "How long a closed session can still be attached to (to read its last events).",
     "max_frame_bytes": "Largest client frame accepted (bytes); larger ones get `frame_too_large`.",
     "max_cli_message_bytes": "Largest message (one JSON line) the gateway reads from a CLI. A larger one can't be read: its turn ends with `error` and `result` `message_too_large`, and the next query resumes in a new CLI. Messages above `send_queue_bytes` reach WebSocket clients only through a resume (4008).",
+    "send_flush_window_ms": "How long a connection's events wait to share a send: an event arriving within this long of the connection's last send goes out when the window ends, with those that came meanwhile (a full batch goes at once). An idle connection's first event goes at once. Fewer sends and wake-ups per event for streamed tokens, at most this much added latency; 0 sends each event on the next loop turns.",
     "send_queue_bytes": "Per-connection send backlog; a client that falls further behind is disconnected with 4008 and resumes. The backlog is also held to a quarter of the log's event and byte bounds, so the client's cursor is still in the log.",
     "log_max_events": "Events kept per session log for resume, at most; at the bound the oldest 1/64 leave together.",
     "log_max_bytes": "Bytes kept per session log for resume, at most; at the bound the oldest 1/64 leave together.",
@@ -129,7 +135,11 @@ HELP: dict[str, str] = {
     "redis_key_prefix": "Prefix of every Redis key this gateway writes (several deployments can share one Redis).",
     "redis_pool_size": "Connections in the Redis connection pool of one replica.",
     "redis_timeout_s": "Connect and command timeout for Redis (a slow Redis never blocks the event loop: commands are async; this bounds how long one may wait).",
+    "conversation_ttl_s": "With Redis: how long a conversation's transcript stays in Redis after its last turn (a closed session's is deleted at once). A session that outlives it without a turn can no longer be resumed on a new CLI.",
     "replica_id": "This replica's name in the cluster registry; random per process when empty (it must be unique among live replicas).",
+    "lease_ttl_s": "With Redis: how long a replica's claim on a session outlives its last renewal (renewed every third of it); a replica gone longer than this loses its sessions.",
+    "forward_timeout_s": "With Redis: how long a replica waits for a session's owner to answer a forwarded frame before replying `owner_unreachable` (longer than the 15 s the owner itself may wait on its CLI).",
+    "ack_ttl_s": "With Redis: how long a frame's ack is kept, so the same frame id re-sent to any replica runs at most once.",
 }
 
 # Variables read under their conventional names rather than AGENT_GATEWAY_*.

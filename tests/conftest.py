@@ -49,8 +49,11 @@ def redis_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
-@pytest.fixture
-def settings(tmp_path: Path, model_url: str):  # type: ignore[no-untyped-def]
+@pytest.fixture(params=["memory", "redis"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path, model_url: str):  # type: ignore[no-untyped-def]
+    """Every test of a gateway runs on both backends: in memory, and on the shared Redis (as one replica)."""
+    if request.param == "redis":
+        return test_settings(tmp_path, model_url, redis_url=request.getfixturevalue("redis_url"))
     return test_settings(tmp_path, model_url)
 
 

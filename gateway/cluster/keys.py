@@ -25,6 +25,16 @@ def principal_index(prefix: str, principal: str) -> str:
     return f"{prefix}:principal:{principal}"
 
 
+def opened(prefix: str, principal: str, frame_id: str) -> str:
+    """The session an `open` frame id made, so the frame re-sent to any replica finds it."""
+    return f"{prefix}:opened:{principal}:{frame_id}"
+
+
+def watched(prefix: str, session_id: str) -> str:
+    """Present (with a short TTL) while some replica other than the owner has clients attached."""
+    return f"{prefix}:{{{session_id}}}:watched"
+
+
 def replicas(prefix: str) -> str:
     return f"{prefix}:replicas"
 

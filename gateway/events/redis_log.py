@@ -34,6 +34,7 @@ from gateway.events.log import MemoryEventLog, new_epoch
 
 log = logging.getLogger("gateway.events.redis")
 
+FLUSH_WINDOW_S = 0.002  # how long a flush waits for company once an event arrives
 MAX_BATCH = 1024  # entries per flush: a long burst doesn't make one huge command
 # The pending queue holds at least this much, however small the log's bounds: only an outage fills it.
 MIN_PENDING_EVENTS, MIN_PENDING_BYTES = 10_000, 32 << 20
@@ -196,6 +197,12 @@ class RedisEventLog:
             if not self._pending_frames and self._ending is None:
                 await self._wake.wait()
                 self._wake.clear()
+                # The SDK hands over one message per loop turn: a flush sent at once would carry one
+                # or two. Letting a short window fill costs other replicas a millisecond or two and
+                # saves a round trip (and Redis's per-call work) per event; the owner's own clients
+                # read the tail and don't wait.
+                if len(self._pending_frames) < MAX_BATCH and self._ending is None:
+                    await asyncio.sleep(FLUSH_WINDOW_S)
                 continue
             try:
                 done = await self._flush()

@@ -9,9 +9,10 @@ turns through `starts` (at most `max_starting_clis` at once), a wait bounded by 
 """
 
 import asyncio
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -131,6 +132,7 @@ class Capacity:
         self._granted_since_read = 0  # CLIs granted a slot since: their memory isn't in the reading yet
         self.refusals = {"clis": 0, "memory": 0}
         self.starting = 0  # sessions' CLI starts waiting for or in their turn
+        self._creating = 0
         self.spare: Spare | None = None
         self.hibernations = 0
 
@@ -139,10 +141,23 @@ class Capacity:
         return self.settings.hibernate_after_s > 0
 
     def live(self) -> int:
-        """CLIs counted against `max_live_clis`: sessions holding a slot, and pooled ones."""
-        return sum(1 for s in self._sessions() if s.holds_cli) + (len(self.spare) if self.spare is not None else 0)
+        """CLIs counted against `max_live_clis`: sessions holding a slot, sessions being created, pooled CLIs."""
+        return sum(1 for s in self._sessions() if s.holds_cli) + self._creating + (len(self.spare) if self.spare is not None else 0)
 
-    def admit(self, session: Tenant) -> None:
+    @contextlib.contextmanager
+    def creating(self, warm: bool) -> Iterator[None]:
+        """A slot for a session being created (its creation may await a cluster's Redis): granted
+        now, or `at_capacity`; counted here until the session, made, holds it. A session adopting a
+        pooled CLI takes that CLI's slot."""
+        if not warm:
+            self.admit(None)
+        self._creating += 1
+        try:
+            yield
+        finally:
+            self._creating -= 1
+
+    def admit(self, session: Tenant | None) -> None:
         """Grant `session` a CLI slot now, hibernating the longest-idle sessions that may to make
         room, or raise `at_capacity`. Synchronous: the check and the grant are one step."""
         holders = [s for s in self._sessions() if s.holds_cli and s is not session]

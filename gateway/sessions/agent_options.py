@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import claude_agent_sdk
-from claude_agent_sdk import ClaudeAgentOptions
+from claude_agent_sdk import ClaudeAgentOptions, SessionStore
 
 from gateway.config import Settings
 from gateway.profiles import SessionSpec
@@ -85,7 +85,13 @@ def cli_env(settings: Settings, spec: SessionSpec, home: Path, marker: str) -> d
 
 def build_options(
     settings: Settings, spec: SessionSpec, workdir: Path, home: Path, marker: str, resume: str | None, model: str | None, mode: str,
+    session_store: SessionStore | None = None,
 ) -> ClaudeAgentOptions:
+    """With a `session_store` the CLI's transcript is mirrored there and `resume` reads it back from there,
+    not from `home`. The SDK names the store's keys from `env["CLAUDE_CONFIG_DIR"]` (without it, from the
+    gateway's own home: every mirrored entry would be dropped), which `cli_env` always sets. The SDK
+    refuses a store together with `enable_file_checkpointing` (checkpoints are local files), which the
+    gateway never sets."""
     profile = spec.profile
     system_prompt: str | dict[str, str]
     if profile.system_prompt is not None:
@@ -112,4 +118,5 @@ def build_options(
         max_budget_usd=spec.max_budget_usd,
         resume=resume,
         max_buffer_size=settings.max_cli_message_bytes,  # the SDK's default, 1 MiB, cut off large tool results and replies
+        session_store=session_store,
     )

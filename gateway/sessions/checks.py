@@ -11,6 +11,8 @@ from typing import Any
 
 from claude_agent_sdk import AssistantMessage, ResultMessage, SystemMessage
 from claude_agent_sdk.types import PermissionResultDeny, ToolPermissionContext
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from gateway.config import Settings
 from gateway.profiles import Profile, narrow
@@ -57,6 +59,20 @@ def sandbox_available(settings: Settings) -> ReadinessCheck:
         return ReadinessCheck(name="bwrap", ok=True, detail=found)
     required = settings.tool_env_isolation == "on"
     return ReadinessCheck(name="bwrap", ok=not required, detail="bwrap not on PATH: tool calls can read the CLI's credentials")
+
+
+async def redis_reachable(redis: Redis, settings: Settings) -> ReadinessCheck:
+    """A PING answered within `redis_timeout_s`: without Redis no session can be opened, attached or
+    resumed on this replica. The deadline also covers a connect that hangs (a frozen server)."""
+    started = time.monotonic()
+    try:
+        async with asyncio.timeout(settings.redis_timeout_s):
+            await redis.ping()
+    except TimeoutError:
+        return ReadinessCheck(name="redis", ok=False, detail=f"no answer to PING within {settings.redis_timeout_s:g} s")
+    except (RedisError, OSError) as exc:
+        return ReadinessCheck(name="redis", ok=False, detail=f"unreachable: {exc}")
+    return ReadinessCheck(name="redis", ok=True, detail=f"PING answered in {(time.monotonic() - started) * 1000:.1f} ms")
 
 
 class ProfileProbe:

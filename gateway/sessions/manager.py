@@ -1,10 +1,12 @@
 """All sessions of this process: creation within limits, ownership, idle reaping, shutdown.
 
+Transports reach sessions only through `open`, `get` and the `SessionHandle` calls. With Redis
+(`redis_url`), the sessions are the cluster's: `get` gives the local `Session` while this replica
+holds its lease, a `RemoteSession` forwarding to its owner otherwise; a new session is claimed and
+registered before its CLI starts, and the per-principal limit counts every replica's sessions.
+
 It also owns the process watchdog that ends this gateway's CLIs, and what they started, if the
 gateway dies (see `proctree`).
-
-Transports reach sessions only through `open`, `get` and `Session.execute`/`attach`; a replica that
-forwards frames to a session's owner implements the same calls.
 """
 
 import asyncio
@@ -18,24 +20,33 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from claude_agent_sdk import project_key_for_directory
+from redis.exceptions import RedisError
+
+from gateway.cluster.node import ClusterNode
+from gateway.cluster.remote import RemoteSession
 from gateway.config import Settings
-from gateway.events.log import MemoryEventLog
+from gateway.events.log import EventLog, MemoryEventLog
+from gateway.events.redis_log import RedisEventLog
 from gateway.metrics import GatewayMetrics
 from gateway.profiles import Profile, SessionSpec, narrow
 from gateway.sessions import proctree
 from gateway.sessions.admission import Capacity
 from gateway.sessions.agent_options import build_options, keep_sandbox_placeholders, launched_cli
 from gateway.sessions.checks import ProfileProbe
-from gateway.sessions.pool import WarmPool, new_session_id
+from gateway.sessions.handle import SessionHandle
+from gateway.sessions.pool import Warm, WarmPool, new_session_id
 from gateway.sessions.runner import AgentRunner, RunnerHooks, SdkRunner
 from gateway.sessions.session import READY_STATES, Session
+from gateway.store.conversations import RedisSessionStore
 from gateway.wire.client import Open
 from gateway.wire.errors import ErrorCode, GatewayError
 from gateway.wire.http import ProfileCheck
-from gateway.wire.server import SessionLimits
+from gateway.wire.server import SessionInfo, SessionLimits
 
 log = logging.getLogger("gateway.sessions")
 
+OPENED_WAIT_STEPS, OPENED_WAIT_STEP_S = 40, 0.05  # how long a re-sent `open` waits for the first one's session
 RunnerFactory = Callable[[Session, str | None], AgentRunner]
 SHUTDOWN_DRAIN_S = 5.0  # how long shutdown waits for attached clients to be sent their sessions' last events
 
@@ -79,25 +90,48 @@ class SessionManager:
             self.capacity.spare = self.pool
         self._pool_task: asyncio.Task[None] | None = None
         self.metrics = GatewayMetrics(self._sessions.values, self.capacity)
+        self.cluster = ClusterNode(settings, self) if settings.redis_url else None
+        # With Redis, every CLI's transcript too, so a new CLI (any replica's) resumes from it.
+        self._conversations = None if self.cluster is None else RedisSessionStore(
+            self.cluster.redis, settings.redis_key_prefix, settings.conversation_ttl_s
+        )
 
     # ---- lookup ----------------------------------------------------------------------------
 
-    def get(self, principal: str, session_id: str) -> Session:
+    async def get(self, principal: str, session_id: str) -> SessionHandle:
         """The caller's session; another principal's is reported exactly like a missing one."""
-        session = self._sessions.get(session_id)
+        session: SessionHandle | None = self.owned(session_id)
+        if session is None and self.cluster is not None:
+            entry = await self.cluster.registry.lookup(session_id)
+            session = None if entry is None else RemoteSession(entry, self.cluster)
         if session is None or session.principal != principal:
             raise GatewayError(ErrorCode.SESSION_NOT_FOUND, f"no session {session_id}")
         return session
 
+    def owned(self, session_id: str) -> Session | None:
+        """A session this process runs: one it holds the lease of, or one it closed (still retained)."""
+        session = self._sessions.get(session_id)
+        if session is None or self.cluster is None or session.closed or self.cluster.ownership.holds(session_id):
+            return session
+        return None
+
     def list_for(self, principal: str) -> list[Session]:
+        """The principal's sessions run by this process."""
         return [s for s in self._sessions.values() if s.principal == principal]
+
+    async def list_infos(self, principal: str) -> list[SessionInfo]:
+        """The principal's sessions (on every replica), closed ones included while retained."""
+        if self.cluster is None:
+            return [s.info() for s in self.list_for(principal)]
+        infos = [entry.info for entry in await self.cluster.registry.list_for(principal)]
+        return [s.info() if (s := self.owned(i.session_id)) is not None else i for i in infos]
 
     def live_count(self, principal: str | None = None) -> int:
         return sum(1 for s in self._sessions.values() if not s.closed and (principal is None or s.principal == principal))
 
     # ---- creation --------------------------------------------------------------------------
 
-    async def open(self, principal: str, frame: Open) -> Session:
+    async def open(self, principal: str, frame: Open) -> SessionHandle:
         """Create a session and start its CLI in the background. Re-sending the same `open` frame id
         returns the same session."""
         if self.shutting_down:
@@ -105,35 +139,103 @@ class SessionManager:
         existing = self._sessions.get(self._opened.get((principal, frame.id), ""))
         if existing is not None and not existing.closed:  # a closed one is gone: the open makes a new one
             return existing
+        # A pooled CLI is taken first: the session is named by it (its directories are the CLI's).
+        warm = self._take_warm(frame)
+        session_id = warm.session_id if warm is not None else new_session_id()
+        try:
+            session = await self._open_named(principal, frame, session_id, warm)
+        except BaseException:
+            if warm is not None and self.pool is not None:
+                self.pool.put_back(warm)  # nothing adopted it
+            raise
+        if warm is not None and self.pool is not None and session.id != warm.session_id:
+            self.pool.put_back(warm)  # an earlier copy of this `open` made the session
+        return session
+
+    def _take_warm(self, frame: Open) -> Warm | None:
+        """A pooled CLI that can serve the session `frame` asks for (None: it starts its own; options
+        that are refused are refused by `_open`)."""
+        profile = self.profiles.get(frame.profile)
+        if self.pool is None or profile is None:
+            return None
+        try:
+            spec = narrow(profile, frame)
+        except GatewayError:
+            return None
+        return self.pool.take(spec)
+
+    async def _open_named(self, principal: str, frame: Open, session_id: str, warm: Warm | None) -> SessionHandle:
+        if self.cluster is None:
+            return await self._open(principal, frame, session_id, warm)
+        registry = self.cluster.registry
+        earlier = await registry.reserve_open(principal, frame.id, session_id)
+        if earlier is not None:
+            found = await self._opened_elsewhere(principal, earlier)
+            if found is not None and not found.closed:
+                return found
+            await registry.reserve_open(principal, frame.id, session_id, replace=True)
+        try:
+            return await self._open(principal, frame, session_id, warm)
+        except BaseException:
+            await registry.unreserve_open(principal, frame.id)
+            raise
+
+    async def _opened_elsewhere(self, principal: str, session_id: str) -> SessionHandle | None:
+        """The session an earlier copy of an `open` made, on any replica: it is registered within
+        moments of being named, so wait that long; None when it is gone."""
+        for _ in range(OPENED_WAIT_STEPS):
+            with contextlib.suppress(GatewayError):
+                return await self.get(principal, session_id)
+            await asyncio.sleep(OPENED_WAIT_STEP_S)
+        return None
+
+    async def _open(self, principal: str, frame: Open, session_id: str, warm: Warm | None) -> Session:
         profile = self.profiles.get(frame.profile)
         if profile is None:
             raise GatewayError(ErrorCode.PROFILE_NOT_FOUND, f"no profile {frame.profile!r}")
         spec = narrow(profile, frame)
         if self.live_count() >= self.settings.max_sessions:
             raise GatewayError(ErrorCode.TOO_MANY_SESSIONS, "this gateway is at its session limit; try again later")
-        if self.live_count(principal) >= self.settings.max_sessions_per_principal:
+        live = self.live_count(principal) if self.cluster is None else await self.cluster.registry.live_count(principal)
+        if live >= self.settings.max_sessions_per_principal:
             raise GatewayError(ErrorCode.TOO_MANY_SESSIONS, f"at most {self.settings.max_sessions_per_principal} sessions per principal")
-        warm = self.pool.take(spec) if self.pool is not None else None
+        with self.capacity.creating(warm is not None):  # or `at_capacity`, before the session exists anywhere
+            return await self._create(principal, frame, session_id, spec, warm)
+
+    async def _create(self, principal: str, frame: Open, session_id: str, spec: SessionSpec, warm: Warm | None) -> Session:
+        cluster = self.cluster
+        log_store: EventLog
+        if cluster is None:
+            log_store = MemoryEventLog(self.settings.log_max_events, self.settings.log_max_bytes, self.settings.log_max_age_s)
+        else:
+            fence = await cluster.ownership.claim(session_id)
+            log_store = await RedisEventLog.create(
+                cluster.redis, cluster.keys(session_id), self.settings, fence=fence, on_fenced=lambda: self._fenced(session_id),
+            )
         session = Session(
-            session_id=warm.session_id if warm is not None else new_session_id(),
+            session_id=session_id,
             principal=principal,
             spec=spec,
-            log_store=MemoryEventLog(self.settings.log_max_events, self.settings.log_max_bytes, self.settings.log_max_age_s),
+            log_store=log_store,
             runner_factory=self._runner_factory,
-            on_closed=self._remove_files,
+            on_closed=self._closed,
+            on_described=None if cluster is None else self._described,
+            ack_store=None if cluster is None else cluster.acks(session_id),
             limits=session_limits(self.settings),
             turn_watchdog_s=self.settings.turn_watchdog_s,
             metrics=self.metrics.session(),
             capacity=self.capacity,
             warm=warm,
+            cli_granted=True,  # by `creating`
         )
-        session.reserve_cli()  # or `at_capacity`, before the session exists anywhere (a warm CLI has its slot)
+        if cluster is not None:
+            await cluster.registry.register(principal, cluster.replica_id, session.info())
         self._sessions[session.id] = session
         session.start()
         self._opened[(principal, frame.id)] = session.id
         if len(self._opened) > 10_000:
             self._opened.popitem(last=False)
-        log.info("session %s opened by %s (profile %s)", session.id, principal, profile.name, extra={"session_id": session.id})
+        log.info("session %s opened by %s (profile %s)", session.id, principal, spec.profile.name, extra={"session_id": session.id})
         return session
 
     def _session_dir(self, session_id: str) -> Path:
@@ -157,16 +259,42 @@ class SessionManager:
                 keep_sandbox_placeholders(shared)
 
         marker = f"{self._owner}/{next(self._cli_serial)}"
-        options = build_options(self.settings, spec, workdir, home, marker, resume, model, mode)
+        options = build_options(self.settings, spec, workdir, home, marker, resume, model, mode, self._conversations)
         return SdkRunner(options, hooks, prepare)
 
     # ---- closing ---------------------------------------------------------------------------
 
-    async def close(self, session: Session, reason: str) -> None:
+    async def close(self, session: SessionHandle, reason: str) -> None:
         await session.close(reason)
 
+    def _fenced(self, session_id: str) -> None:
+        """Another replica claimed the session: its log writes nothing more, and this replica no
+        longer counts it as its own (what becomes of its CLI is issue 9's)."""
+        log.error("session %s: claimed by another replica; this replica stops writing it", session_id)
+        assert self.cluster is not None
+        self.cluster.ownership.forget(session_id)
+
+    def _described(self, session: Session) -> None:
+        assert self.cluster is not None
+        self.cluster.registry.changed(session.id, session.info)
+
+    async def _closed(self, session: Session) -> None:
+        """A closed session's files go; in the cluster its description is final and its lease released."""
+        if self.cluster is not None:
+            await self.cluster.registry.closed(session.info())
+            await self.cluster.ownership.release(session.id)
+        await self._remove_files(session)
+
     async def _remove_files(self, session: Session) -> None:
-        """A closed session's working and config directories go with it."""
+        """A closed session's working and config directories go with it, and so do its conversations
+        in Redis (else they expire after `conversation_ttl_s`)."""
+        root = self._session_dir(session.id)
+        if self._conversations is not None:
+            project_key = await asyncio.to_thread(project_key_for_directory, root / "work")  # as the SDK keyed them
+            try:
+                await self._conversations.delete_project(project_key)
+            except RedisError as exc:
+                log.warning("session %s: its conversations stay in Redis until they expire: %s", session.id, exc)
         await self._remove_dir(session.id)
 
     async def _remove_dir(self, session_id: str) -> None:
@@ -174,7 +302,8 @@ class SessionManager:
 
     async def start(self) -> None:
         """End what gateways that are gone left running under the sessions directory, start the
-        process watchdog that ends this one's CLIs should it die, and the idle reaper."""
+        process watchdog that ends this one's CLIs should it die, join the cluster (with Redis), and
+        start the idle reaper."""
         left = await asyncio.to_thread(proctree.end, proctree.left_behind(str(self._sessions_root)))
         if left:
             log.warning("ended %d process(es) left running by a gateway that is gone", len(left))
@@ -182,6 +311,8 @@ class SessionManager:
         self._process_watchdog = await asyncio.create_subprocess_exec(
             sys.executable, "-I", "-S", proctree.__file__, self._owner, stdin=asyncio.subprocess.PIPE, start_new_session=True,
         )
+        if self.cluster is not None:
+            await self.cluster.start()
         self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
         self._capacity_task = asyncio.create_task(self.capacity.run(), name="session-capacity")
         if self.pool is not None:
@@ -211,6 +342,8 @@ class SessionManager:
             if session.state not in READY_STATES:
                 timeout_s += self.settings.turn_watchdog_s
             if session.connections == 0 and quiet_ms > timeout_s * 1000:
+                if self.cluster is not None and await self.cluster.watched(session.id):
+                    continue  # its clients are attached through other replicas
                 log.info("session %s (%s) reaped after %.0f s quiet", session.id, session.state, quiet_ms / 1000, extra={"session_id": session.id})
                 await self.close(session, "idle_timeout")
 
@@ -237,6 +370,8 @@ class SessionManager:
         await asyncio.gather(*self._stopping, return_exceptions=True)
         if self.pool is not None:
             await self.pool.close()
+        if self.cluster is not None:
+            await self.cluster.stop()
         if self._process_watchdog is not None:
             assert self._process_watchdog.stdin is not None
             self._process_watchdog.stdin.close()  # nothing of ours is left running: it finds nothing to end
@@ -253,15 +388,16 @@ class SessionManager:
         """
         cutoff = time.time() * 1000 - idle_for_s * 1000
         idle = [
-            s for s in self.list_for(principal)
-            if not s.closed and s.state not in ("running", "interrupted") and s.last_activity <= cutoff
+            i.session_id for i in await self.list_infos(principal)
+            if i.state not in ("closed", "running", "interrupted") and i.last_activity <= cutoff
         ]
-        closes = [self._close_in_background(s, "closed_idle") for s in idle]
-        while any(not s.closed and not task.done() for s, task in zip(idle, closes)):
+        sessions = [await self.get(principal, session_id) for session_id in idle]
+        closes = [self._close_in_background(s, "closed_idle") for s in sessions]
+        while any(not s.closed and not task.done() for s, task in zip(sessions, closes)):
             await asyncio.sleep(0)  # a close marks its session closed in its first step
-        return [s.id for s in idle]
+        return idle
 
-    def _close_in_background(self, session: Session, reason: str) -> "asyncio.Task[None]":
+    def _close_in_background(self, session: SessionHandle, reason: str) -> "asyncio.Task[None]":
         task = asyncio.create_task(self.close(session, reason), name=f"close-{session.id}")
         self._stopping.add(task)
         task.add_done_callback(self._stopped)

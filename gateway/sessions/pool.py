@@ -46,6 +46,7 @@ class Warm:
 
     session_id: str
     runner: PooledRunner
+    runner_profile: str
     model: str | None
     permission_mode: str
 
@@ -114,6 +115,10 @@ class WarmPool:
         self._taken_at = asyncio.get_running_loop().time()
         return ready.popleft()
 
+    def put_back(self, warm: Warm) -> None:
+        """A taken CLI whose session wasn't created after all (refused, or failed): ready again."""
+        self._ready[warm.runner_profile].appendleft(warm)
+
     def give_up_one(self) -> bool:
         """Stop one pooled CLI to free its slot for a session (at a limit); False with none pooled."""
         ready = max(self._ready.values(), key=len, default=None)
@@ -175,7 +180,7 @@ class WarmPool:
             log.warning("a pooled CLI for profile %s failed to start: %r", name, exc)
             await self._remove_files(session_id)
             return None
-        return Warm(session_id, runner, spec.model, spec.permission_mode)
+        return Warm(session_id, runner, name, spec.model, spec.permission_mode)
 
     async def close(self) -> None:
         """Stop every pooled CLI (shutdown); the refill task is cancelled first by the owner."""

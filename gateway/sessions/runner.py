@@ -8,13 +8,14 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient, ResultMessage
 from claude_agent_sdk.types import PermissionResultAllow, PermissionResultDeny, ToolPermissionContext
 
 from gateway.sessions import proctree
+from gateway.sessions.transport import chunked_transport
 
 log = logging.getLogger("gateway.runner")
 
@@ -70,6 +71,7 @@ class SdkRunner:
         self._client: ClaudeSDKClient | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._stopped = asyncio.Event()  # set when stop() begins: control requests give up then
 
     async def start(self) -> None:
         """Start the CLI. Cancelled midway (the session closed while its CLI started), it stops what
@@ -90,7 +92,7 @@ class SdkRunner:
             raise
 
     async def _run(self, ready: asyncio.Future[None]) -> None:
-        client = ClaudeSDKClient(self._options)
+        client = ClaudeSDKClient(self._options, transport=chunked_transport(self._options))
         error: BaseException | None = None
         try:
             await client.connect()
@@ -145,16 +147,32 @@ class SdkRunner:
         await self._require().query(_one(message))
 
     async def interrupt(self) -> None:
-        await self._require().interrupt()
+        await self._control(self._require().interrupt())
 
     async def set_model(self, model: str | None) -> None:
-        await self._require().set_model(model)
+        await self._control(self._require().set_model(model))
 
     async def set_permission_mode(self, mode: str) -> None:
-        await self._require().set_permission_mode(mode)  # type: ignore[arg-type]
+        await self._control(self._require().set_permission_mode(mode))  # type: ignore[arg-type]
+
+    async def _control(self, request: Coroutine[Any, Any, None]) -> None:
+        """A control request that fails as soon as this CLI is being stopped. The SDK fails pending
+        requests when its CLI dies, but its disconnect leaves them to time out: a frame waiting on a
+        CLI that a reset or close replaces would hold its connection for the whole control timeout."""
+        answer = asyncio.ensure_future(request)
+        stopped = asyncio.ensure_future(self._stopped.wait())
+        try:
+            await asyncio.wait((answer, stopped), return_when=asyncio.FIRST_COMPLETED)
+            if not answer.done():
+                raise ConnectionError("the agent was stopped before it answered")
+            answer.result()
+        finally:
+            for waiting in (answer, stopped):
+                waiting.cancel()
 
     async def stop(self) -> None:
         self._stopping = True
+        self._stopped.set()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

@@ -7,10 +7,10 @@ queries tells which query every message belongs to: the oldest open one. A query
 
 import collections
 
-from gateway.sessions.session import Session
 from gateway.wire import events as ev
 from gateway.wire.errors import ErrorCode, GatewayError
 from gateway.wire.http import Run, RunStatus
+from gateway.wire.server import Snapshot
 
 
 def result_status(result: ev.TurnResult) -> RunStatus:
@@ -19,15 +19,15 @@ def result_status(result: ev.TurnResult) -> RunStatus:
     return "error" if result.is_error else "completed"
 
 
-def latest_run(session: Session) -> Run | None:
+def latest_run(snapshot: Snapshot) -> Run | None:
     """The session's most recent run (its last query), or None before the first query of the conversation."""
-    queries = [e.query_id for e in session.snapshot().transcript if isinstance(e, ev.UserQuery)]
-    return run_view(session, queries[-1]) if queries else None
+    queries = [e.query_id for e in snapshot.transcript if isinstance(e, ev.UserQuery)]
+    return run_view(snapshot, queries[-1]) if queries else None
 
 
-def run_view(session: Session, run_id: str) -> Run:
-    """The run started by query `run_id`; `not_found` when the transcript no longer has it (reset, or too old)."""
-    snapshot = session.snapshot()
+def run_view(snapshot: Snapshot, run_id: str) -> Run:
+    """The run started by query `run_id` in a session's `snapshot`; `not_found` when the transcript
+    no longer has it (reset, or too old)."""
     open_queries: collections.deque[str] = collections.deque()
     prompt: str | list | None = None
     messages: list[ev.EventBody] = []
@@ -58,7 +58,7 @@ def run_view(session: Session, run_id: str) -> Run:
         status = "pending"
     return Run(
         run_id=run_id,
-        session_id=session.id,
+        session_id=info.session_id,
         status=status,
         prompt=prompt,
         messages=messages,  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from claude_agent_sdk import CLIJSONDecodeError, ConversationResetMessage, ResultMessage, StreamEvent, SystemMessage
@@ -44,11 +44,33 @@ TRANSCRIPT_KINDS = (
 BUSY_STATES = ("running", "awaiting_approval", "interrupted")
 READY_STATES = ("idle", "failed", "hibernated")  # a query starts at once (a hibernated session's wakes its CLI first)
 # Sent without `client_composed`, so the CLI runs it as its own command (the only such message).
+# Events that change what `info()` says other than the position: the registry is told of these only.
+DESCRIBED_KINDS = (
+    ev.StateChanged, ev.ModelChanged, ev.PermissionModeChanged, ev.PermissionRequest, ev.Question,
+    ev.RequestResolved, ev.TurnResult, ev.UserQuery,
+)
 CLEAR_MESSAGE = {"type": "user", "message": {"role": "user", "content": "/clear"}, "parent_tool_use_id": None}  # failed: the CLI couldn't start; the next query tries again
 
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+def reset_reason(epoch: str | None, after: int, info: SessionInfo) -> ResetReason:
+    """Why a client resuming from (`epoch`, `after`) gets a snapshot of the session described by `info`."""
+    if epoch not in (None, info.epoch):
+        return "epoch_mismatch"
+    return "cursor_ahead" if after > info.last_seq else "cursor_too_old"
+
+
+class AckStore(Protocol):
+    """Acks kept beyond this process (Redis), so a frame id re-sent to another replica runs once."""
+
+    async def get(self, frame_id: str) -> Ack | None: ...
+
+    def put(self, ack: Ack) -> None:
+        """Sync: nothing may come between a frame's execution and its ack (a close ends the feed)."""
+        ...
 
 
 class Session:
@@ -61,11 +83,14 @@ class Session:
         log_store: EventLog,
         runner_factory: Callable[["Session", str | None], AgentRunner],
         on_closed: Callable[["Session"], Awaitable[None]] | None = None,
+        on_described: Callable[["Session"], None] | None = None,
+        ack_store: AckStore | None = None,
         limits: SessionLimits,
         turn_watchdog_s: float = 900.0,
         metrics: SessionMetrics | None = None,
         capacity: Capacity | None = None,
         warm: Warm | None = None,
+        cli_granted: bool = False,
     ) -> None:
         self.id = session_id
         self.principal = principal
@@ -103,6 +128,8 @@ class Session:
         self._reset_lock = asyncio.Lock()
         self._sealed = False  # `closed` was the last event: whatever finishes after it stays quiet
         self._on_closed = on_closed
+        self._on_described = on_described  # sync, O(1): told when `info()` changes beyond the position
+        self._ack_store = ack_store
         self._turn_watchdog_s = turn_watchdog_s
         self._heard = 0  # messages from the CLI so far: a turn's guard watches it move
         self._interrupted_at = 0.0  # loop time of the running turn's interrupt
@@ -111,7 +138,7 @@ class Session:
         self.metrics = metrics or GatewayMetrics().session()
         self._capacity = capacity
         self._warm = warm  # a pooled CLI to adopt instead of starting the first one
-        self._cli_granted = warm is not None  # a CLI slot promised (by `open`, or a query to a session without a CLI) and not yet used
+        self._cli_granted = cli_granted or warm is not None  # a CLI slot promised (by `open`, or a query to a session without a CLI) and not yet used
         self._asleep: asyncio.Task[None] | None = None  # the CLI that hibernation stopped, while it stops
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -156,6 +183,14 @@ class Session:
     @property
     def closed(self) -> bool:
         return self.state == "closed"
+
+    @property
+    def epoch(self) -> str:
+        return self.feed.epoch
+
+    @property
+    def last_seq(self) -> int:
+        return self.feed.last_seq
 
     @property
     def total_cost_usd(self) -> float:
@@ -394,12 +429,15 @@ class Session:
                     self._streaming.append(delta["text"])
                     if self.metrics.awaiting_token:
                         self.metrics.first_token()
-        elif isinstance(event, TRANSCRIPT_KINDS):
-            if isinstance(event, ev.ConversationReset):
-                self._restart_transcript()
-            self._transcript.append(event)
-            if isinstance(event, ev.AssistantMessage):
-                self._streaming.clear()
+        else:
+            if isinstance(event, TRANSCRIPT_KINDS):
+                if isinstance(event, ev.ConversationReset):
+                    self._restart_transcript()
+                self._transcript.append(event)
+                if isinstance(event, ev.AssistantMessage):
+                    self._streaming.clear()
+            if self._on_described is not None and isinstance(event, DESCRIBED_KINDS):
+                self._on_described(self)
         return self.feed.emit(event)
 
     def _restart_transcript(self) -> None:
@@ -530,6 +568,11 @@ class Session:
         if isinstance(frame, (cf.Open, cf.Attach, cf.Ping)):  # connection frames, even under a known id
             raise GatewayError(ErrorCode.UNKNOWN_TYPE, f"{type(frame).__name__} is not a session frame")
         known = self._acks.get(frame.id)
+        if known is None and self._ack_store is not None:
+            stored = await self._ack_store.get(frame.id)  # run by another replica that owned the session
+            if stored is not None:
+                return Ack(id=stored.id, result=stored.result, duplicate=True)
+            known = self._acks.get(frame.id)  # a copy sent while we looked
         if known is not None:
             first = await asyncio.shield(known)
             return Ack(id=first.id, result=first.result, duplicate=True)
@@ -543,10 +586,13 @@ class Session:
 
     async def _execute_once(self, frame: cf.ClientFrame, actor: ev.Actor) -> Ack:
         try:
-            return Ack(id=frame.id, result=await self._execute(frame, actor))
+            ack = Ack(id=frame.id, result=await self._execute(frame, actor))
         except BaseException:
             self._acks.pop(frame.id, None)  # not executed: the same id may be tried again
             raise
+        if self._ack_store is not None:
+            self._ack_store.put(ack)
+        return ack
 
     async def _execute(self, frame: cf.ClientFrame, actor: ev.Actor) -> dict[str, Any] | None:
         self._touched = now_ms()
@@ -722,16 +768,9 @@ class Session:
                 attached = Attached(id=reply_id, connection=connection, after=after, session=self.info(), protocol=PROTOCOL_VERSION)
                 return attached, frames
         self.connections += 1
-        snapshot = self.snapshot()
+        snapshot = self.snapshot_now()  # no await before subscribing: the snapshot and the live tail meet
         self.feed.subscribe(sink)
-        reason: ResetReason
-        if epoch not in (None, self.feed.epoch):
-            reason = "epoch_mismatch"
-        elif after > self.feed.last_seq:
-            reason = "cursor_ahead"
-        else:
-            reason = "cursor_too_old"
-        return Reset(id=reply_id, reason=reason, connection=connection, snapshot=snapshot), []
+        return Reset(id=reply_id, reason=reset_reason(epoch, after, snapshot.session), connection=connection, snapshot=snapshot), []
 
     def detach(self, sink: Sink) -> None:
         self.feed.detach(sink)
@@ -758,7 +797,11 @@ class Session:
             limits=self.limits,
         )
 
-    def snapshot(self) -> Snapshot:
+    async def snapshot(self) -> Snapshot:
+        """Async like a remote session's (the transports hold either)."""
+        return self.snapshot_now()
+
+    def snapshot_now(self) -> Snapshot:
         return Snapshot(
             session=self.info(),
             transcript=list(self._transcript),  # type: ignore[arg-type]

@@ -52,14 +52,14 @@ async def create_session(request: Request) -> Response:
     session = await http_common.manager(request).open(caller, frame)
     if body.prompt is not None:
         await session.execute(cf.Query(id="run_" + frame.id, prompt=body.prompt), actor)
-    info = session.info()
-    headers = {"Location": f"/v1/sessions/{session.id}", **cursor_header(info)}
-    return reply(ht.SessionStatus(session=info, run=latest_run(session)), 201, headers)
+    snapshot = await session.snapshot()
+    headers = {"Location": f"/v1/sessions/{session.id}", **cursor_header(snapshot.session)}
+    return reply(ht.SessionStatus(session=snapshot.session, run=latest_run(snapshot)), 201, headers)
 
 
 async def list_sessions(request: Request) -> Response:
     caller = http_common.principal(request)
-    return reply(ht.SessionList([s.info() for s in http_common.manager(request).list_for(caller)]))
+    return reply(ht.SessionList(await http_common.manager(request).list_infos(caller)))
 
 
 async def close_idle_sessions(request: Request) -> Response:
@@ -76,26 +76,26 @@ async def close_idle_sessions(request: Request) -> Response:
 
 async def get_session(request: Request) -> Response:
     """Status and the latest run: all a run-and-poll client needs to follow one prompt."""
-    _, session = http_common.session(request)
-    info = session.info()
-    return reply(ht.SessionStatus(session=info, run=latest_run(session)), headers=cursor_header(info))
+    _, session = await http_common.session(request)
+    snapshot = await session.snapshot()
+    return reply(ht.SessionStatus(session=snapshot.session, run=latest_run(snapshot)), headers=cursor_header(snapshot.session))
 
 
 async def delete_session(request: Request) -> Response:
-    _, session = http_common.session(request)
+    _, session = await http_common.session(request)
     await http_common.manager(request).close(session, "closed by client")
     return reply(session.info())
 
 
 async def get_snapshot(request: Request) -> Response:
-    _, session = http_common.session(request)
-    snapshot = session.snapshot()
+    _, session = await http_common.session(request)
+    snapshot = await session.snapshot()
     return reply(snapshot, headers=cursor_header(snapshot.session))
 
 
 async def post_frame(request: Request) -> Response:
     """The WebSocket's session frames, one per request; the reply is the ack the socket would get."""
-    caller, session = http_common.session(request)
+    caller, session = await http_common.session(request)
     actor = http_common.actor(request, caller)
     frame = decode_client_frame(await http_common.body(request))
     try:
@@ -109,16 +109,16 @@ async def post_frame(request: Request) -> Response:
 
 
 async def get_run(request: Request) -> Response:
-    _, session = http_common.session(request)
-    return reply(run_view(session, request.path_params["run_id"]))
+    _, session = await http_common.session(request)
+    return reply(run_view(await session.snapshot(), request.path_params["run_id"]))
 
 
 async def cancel_run(request: Request) -> Response:
-    _, session = http_common.session(request)
+    _, session = await http_common.session(request)
     run_id = request.path_params["run_id"]
-    run_view(session, run_id)  # unknown runs are 404 before anything is cancelled
+    run_view(await session.snapshot(), run_id)  # unknown runs are 404 before anything is cancelled
     await session.cancel_query(run_id)
-    return reply(run_view(session, run_id))
+    return reply(run_view(await session.snapshot(), run_id))
 
 
 # ---- profiles ----------------------------------------------------------------------------------
@@ -151,9 +151,13 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready when the CLI runs here and its sandbox is available; sessions would fail to start otherwise."""
-    settings = request.app.state.settings
-    results = [await checks.cli_runnable(settings), await asyncio.to_thread(checks.sandbox_available, settings)]
+    """Ready when the CLI runs here, its sandbox is available and, when configured, Redis answers;
+    sessions would fail otherwise. The checks run side by side, so the answer takes the slowest one."""
+    settings, cluster = request.app.state.settings, http_common.manager(request).cluster
+    pending = [checks.cli_runnable(settings), asyncio.to_thread(checks.sandbox_available, settings)]
+    if cluster is not None:
+        pending.append(checks.redis_reachable(cluster.redis, settings))
+    results = list(await asyncio.gather(*pending))
     ready = all(c.ok for c in results)
     return reply(ht.Readiness(status="ready" if ready else "unready", checks=results), 200 if ready else 503)
 
@@ -198,7 +202,7 @@ CONNECTION_ID = Param(
 )
 _CURSOR = {"type": "string", "pattern": "^(([^:]*:)?[0-9]{1,18})?$", "maxLength": 200}
 _BAD_BODY = (E.BAD_JSON, E.BAD_FRAME, E.FRAME_TOO_LARGE)
-_SESSION = (E.UNAUTHORIZED, E.SESSION_NOT_FOUND)
+_SESSION = (E.UNAUTHORIZED, E.SESSION_NOT_FOUND, E.OWNER_UNREACHABLE)
 _OPEN = (E.PROFILE_NOT_FOUND, E.FORBIDDEN_OPTION, E.MODEL_NOT_ALLOWED, E.MODE_NOT_ALLOWED, E.TOO_MANY_SESSIONS, E.AT_CAPACITY, E.AGENT_UNAVAILABLE)
 _FRAME = (
     E.UNKNOWN_TYPE, E.SESSION_CLOSED, E.MODEL_NOT_ALLOWED, E.MODE_NOT_ALLOWED, E.UNKNOWN_REQUEST,
@@ -243,7 +247,7 @@ OPERATIONS = (
     Operation("POST", "/v1/tickets", issue_ticket, "Trade the bearer token for a short-lived ticket (`?ticket=`) for EventSource and browser WebSockets.",
               ht.Ticket, errors=(E.UNAUTHORIZED,)),
     Operation("GET", "/healthz", healthz, "Liveness: the process serves requests.", ht.Health, auth=False),
-    Operation("GET", "/readyz", readyz, "Readiness: the CLI runs on this host and its sandbox is available (503 when not).",
+    Operation("GET", "/readyz", readyz, "Readiness: the CLI runs on this host, its sandbox is available and Redis (when configured) answers (503 when not).",
               ht.Readiness, auth=False, other_replies=((503, ht.Readiness),)),
 )
 

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from gateway import logs
 from gateway.auth import Authenticator
 from gateway.sessions.manager import SessionManager
-from gateway.sessions.session import Session
+from gateway.sessions.handle import SessionHandle
 from gateway.wire.codec import TOO_DEEP, wire_decoder
 from gateway.wire.errors import ErrorCode, GatewayError
 from gateway.wire.events import Actor
@@ -34,10 +34,10 @@ def principal(request: Request, tickets: bool = True) -> str:
     return found
 
 
-def session(request: Request) -> tuple[str, Session]:
+async def session(request: Request) -> tuple[str, SessionHandle]:
     """The caller and the session named in the path; another principal's session is reported as missing."""
     caller = principal(request)
-    return caller, manager(request).get(caller, request.path_params["session_id"])
+    return caller, await manager(request).get(caller, request.path_params["session_id"])
 
 
 def actor(request: Request, caller: str) -> Actor:

@@ -1,6 +1,9 @@
 """A per-connection send queue that coalesces: a lagging client gets many frames per send.
 
-Pushing is O(1) and never awaits; one sender task per connection drains it. An Outbox belongs to
+Pushing is O(1) and never awaits; one sender task per connection drains it. An idle connection's
+frame goes out at once; one arriving less than a flush window after the last send waits for the
+window's end, with whatever else comes meanwhile (up to `linger_frames`), so a paced stream costs
+a wake-up and a send per window, not per frame, and no frame waits much longer than the window. An Outbox belongs to
 the event loop it was made in (its burst watcher runs there). The queue is bounded in bytes and
 in frames: past either bound the connection is marked slow and dropped, so a stalled reader can't
 grow the gateway's memory. A connection's bounds are a fraction of its session log's, so the
@@ -33,6 +36,7 @@ class Outbox:
         max_batch_frames: int = 512,
         max_batch_bytes: int = 1 << 20,
         linger_frames: int = 64,
+        flush_window_s: float = 0.0,
     ) -> None:
         self._loop = asyncio.get_running_loop()  # looked up once: get_running_loop costs a getpid() per call
         self._frames: collections.deque[bytes] = collections.deque()
@@ -44,8 +48,11 @@ class Outbox:
         self._max_batch_frames = max_batch_frames
         self._max_batch_bytes = max_batch_bytes
         self._linger_frames = linger_frames
-        self._watching = False  # a burst is arriving: `_watch` runs once per loop turn
+        self._watching = False  # the sender waits: for a flush window's end, then while a burst arrives
         self._seen = 0
+        self._window = flush_window_s  # 0: no window, every frame waits for the burst watcher
+        self._sent_at = -flush_window_s  # when the last batch left (loop time)
+        self._timer: asyncio.TimerHandle | None = None
         self._ready = asyncio.Event()
         # Called once, on overflow: a sender stuck on a stalled peer can't notice by itself.
         self.on_overflow: Callable[[], None] | None = None
@@ -69,12 +76,28 @@ class Outbox:
             self._bytes = self._replay_frames = self._replay_bytes = 0
             self._ready.set()
         elif not self._watching:
-            self._watching = True
-            self._seen = -1  # the first turn is a grace turn: the producer runs after the watcher
-            self._loop.call_soon(self._watch)
+            if not self._window:
+                self._watching = True
+                self._seen = -1  # the first turn is a grace turn: the producer runs after the watcher
+                self._loop.call_soon(self._watch)
+            elif self._loop.time() - self._sent_at < self._window:
+                self._watching = True
+                self._timer = self._loop.call_at(self._sent_at + self._window, self._window_end)
+            else:
+                self._ready.set()  # idle: no reason to wait
+        elif self._timer is not None and len(self._frames) >= self._linger_frames:
+            self._timer.cancel()
+            self._window_end()  # a full batch need not wait for the window's end
 
     def _over_frames(self) -> bool:
         return self._max_frames is not None and len(self._frames) - self._replay_frames > self._max_frames
+
+    def _window_end(self) -> None:
+        """The flush window is over: the frames go, unless a burst is still arriving (then the watcher
+        decides, as for a connection with no window)."""
+        self._timer = None
+        self._seen = len(self._frames)
+        self._loop.call_soon(self._watch)
 
     def _watch(self) -> None:
         """Once per loop turn while frames keep arriving: wake the sender when a turn brings none,
@@ -98,13 +121,18 @@ class Outbox:
 
     def end(self) -> None:
         self.ended = True
+        self._watching = False  # what is queued goes now
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self._ready.set()
 
     async def take(self) -> list[bytes]:
         """Wait for frames and return a batch; [] once ended and drained. Raises SlowConsumer.
 
         While a burst is arriving (the SDK hands over one message per loop turn) the sender waits
-        for the watcher, so the burst leaves in sends of many frames; a lone event waits two turns.
+        for the watcher, so the burst leaves in sends of many frames. Without a flush window a lone
+        event waits two turns; with one, an idle connection's event none, a paced one the window's rest.
         """
         while not self._frames or self._watching:
             if self.overflowed:
@@ -117,6 +145,7 @@ class Outbox:
                 break
         if self.overflowed:
             raise SlowConsumer
+        self._sent_at = self._loop.time()
         frames = self._frames
         if len(frames) <= self._max_batch_frames and self._bytes + self._replay_bytes <= self._max_batch_bytes:
             batch = list(frames)
@@ -143,4 +172,5 @@ def connection_outbox(settings: Settings) -> Outbox:
     return Outbox(
         min(settings.send_queue_bytes, settings.log_max_bytes // LOG_SHARE),
         max_frames=max(MIN_FRAMES, settings.log_max_events // LOG_SHARE),
+        flush_window_s=settings.send_flush_window_ms / 1000,
     )

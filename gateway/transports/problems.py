@@ -38,6 +38,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.AT_CAPACITY: 503,
     ErrorCode.AGENT_UNAVAILABLE: 503,
     ErrorCode.AGENT_ERROR: 502,
+    ErrorCode.OWNER_UNREACHABLE: 503,
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.METHOD_NOT_ALLOWED: 405,
     ErrorCode.INTERNAL: 500,

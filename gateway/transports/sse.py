@@ -25,7 +25,7 @@ from starlette.types import Receive, Scope, Send
 from gateway import logs
 from gateway.config import Settings
 from gateway.metrics import TransportMetrics
-from gateway.sessions.session import Session
+from gateway.sessions.handle import SessionHandle
 from gateway.transports import http_common
 from gateway.transports.outbox import Outbox, SlowConsumer, connection_outbox
 from gateway.wire.codec import frame_bytes
@@ -75,7 +75,7 @@ def messages(frames: list[bytes]) -> bytes:
 class EventStream:
     """One SSE connection: attaches an Outbox to the session and turns its batches into writes."""
 
-    def __init__(self, session: Session, settings: Settings, after: int, epoch: str | None, follow: bool, metrics: TransportMetrics) -> None:
+    def __init__(self, session: SessionHandle, settings: Settings, after: int, epoch: str | None, follow: bool, metrics: TransportMetrics) -> None:
         self.id = "c_" + secrets.token_hex(4)
         self.session = session
         self.settings = settings
@@ -97,7 +97,7 @@ class EventStream:
             outbox.push_many(replay)
             if session.closed or not self.follow:
                 outbox.end()
-            yield b"retry: %d\n" % self.settings.sse_retry_ms + message(frame_bytes(first), session.feed.epoch, position)
+            yield b"retry: %d\n" % self.settings.sse_retry_ms + message(frame_bytes(first), session.epoch, position)
             while True:
                 try:
                     batch = await outbox.take()
@@ -134,14 +134,14 @@ def _keepalive() -> ServerSentEvent:
 
 
 async def stream_events(request: Request) -> Response:
-    caller, session = http_common.session(request)
+    caller, session = await http_common.session(request)
     # Both are checked when present (a malformed one is an error even if the other wins).
     header, param = (parse_cursor(c) if c else None for c in (request.headers.get("last-event-id"), request.query_params.get(CURSOR_PARAM)))
     epoch, after = header or param or (None, 0)
     follow = request.query_params.get("follow", "true")
     if follow not in ("true", "false"):
         raise GatewayError(ErrorCode.BAD_FRAME, "follow is true or false")
-    if session.closed and epoch in (None, session.feed.epoch) and after >= session.feed.last_seq:
+    if session.closed and epoch in (None, session.epoch) and after >= session.last_seq:
         raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed and its last event was already delivered")
     settings: Settings = request.app.state.settings
     stream = EventStream(session, settings, after, epoch, follow == "true", http_common.manager(request).metrics.sse)

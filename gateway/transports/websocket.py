@@ -17,7 +17,8 @@ from gateway import logs
 from gateway.auth import SUBPROTOCOL, Authenticator, offered_subprotocols
 from gateway.config import Settings
 from gateway.sessions.manager import SessionManager
-from gateway.sessions.session import Session, now_ms
+from gateway.sessions.handle import SessionHandle
+from gateway.sessions.session import now_ms
 from gateway.transports.outbox import SlowConsumer, connection_outbox
 from gateway.wire import client as cf
 from gateway.wire.codec import FrameError, decode_client_frame, error_frame, frame_bytes, frame_id_of
@@ -45,7 +46,7 @@ class WebSocketConnection:
         self.manager = manager
         self.settings = settings
         self.outbox = connection_outbox(settings)
-        self.session: Session | None = None
+        self.session: SessionHandle | None = None
         self._close_code: tuple[int, str] | None = None
 
     async def run(self) -> None:
@@ -169,14 +170,14 @@ class WebSocketConnection:
                 session = await self.manager.open(self.principal, frame)
                 await self._attach(session, frame.id, 0, None)
             else:
-                await self._attach(self.manager.get(self.principal, frame.session_id), frame.id, frame.after, frame.epoch)
+                await self._attach(await self.manager.get(self.principal, frame.session_id), frame.id, frame.after, frame.epoch)
         elif self.session is None:
             raise GatewayError(ErrorCode.NOT_ATTACHED, "send open or attach first")
         else:
             ack = await self.session.execute(frame, self.actor)
             self.outbox.push(frame_bytes(ack))
 
-    async def _attach(self, session: Session, frame_id: str, after: int, epoch: str | None) -> None:
+    async def _attach(self, session: SessionHandle, frame_id: str, after: int, epoch: str | None) -> None:
         """Subscribe, then queue the reply plus replay with no await in between (no live event can cut in)."""
         first, replay = await session.attach(self.outbox, frame_id, self.id, after, epoch)
         self.session = session

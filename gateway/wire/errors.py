@@ -27,6 +27,7 @@ class ErrorCode(StrEnum):
     QUEUE_FULL = "queue_full"
     AGENT_UNAVAILABLE = "agent_unavailable"
     AGENT_ERROR = "agent_error"
+    OWNER_UNREACHABLE = "owner_unreachable"
     NOT_FOUND = "not_found"
     METHOD_NOT_ALLOWED = "method_not_allowed"
     INTERNAL = "internal"

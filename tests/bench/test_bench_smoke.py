@@ -32,3 +32,17 @@ def test_quick_real_path_bench_delivers_every_event_once(capsys) -> None:  # typ
     _check_lossless(rows)
     out = capsys.readouterr().out
     assert "by stage" in out and "SDK read+parse" in out and "real path" in out
+
+
+def test_quick_redis_bench_delivers_every_event_once(capsys) -> None:  # type: ignore[no-untyped-def]
+    """The gateway with the Redis log takes its turn beside the others and loses nothing either; the
+    resume half replays from the owner and from another replica (bench/resume.py checks every seq)."""
+    rows = main([
+        "--quick", "--redis", "--sessions", "1", "--burst", "900", "--paced-seconds", "0.2", "--resume-sizes", "50,300", "--resume-repeats", "2",
+    ])
+    _check_lossless(rows)
+    for row in rows:
+        assert row.redis.delivered == row.scenario.sessions * row.scenario.burst.events
+    out = capsys.readouterr().out
+    assert "the gateway with the Redis log" in out and "bytes per 1,000 events" in out
+    assert "300 events, other replica" in out

@@ -44,7 +44,7 @@ async def test_ticket_from_http_call_authenticates_websocket(gateway: RunningGat
         assert renewed.status_code == 401
     client = await WsClient.connect(f"{gateway.ws_url}?ticket={ticket}", subprotocols=["agent-gateway.v1"])
     attached = await open_session(client)
-    assert gateway.manager.get("bob", attached["session"]["session_id"]).principal == "bob"
+    assert (await gateway.manager.get("bob", attached["session"]["session_id"])).principal == "bob"
     await client.close()
     forged = ticket[:-4] + ("AAAA" if not ticket.endswith("AAAA") else "BBBB")
     bad = await WsClient.connect(f"{gateway.ws_url}?ticket={forged}", subprotocols=["agent-gateway.v1"])
@@ -87,7 +87,7 @@ async def test_refused_escalations(alice: WsClient, options: dict, code: str) ->
 
 async def test_narrowing_is_applied(gateway: RunningGateway, alice: WsClient) -> None:
     attached = await open_session(alice, model="claude-haiku-4-5", allowed_tools=["Read"], disallowed_tools=["Write"], max_turns=3, permission_mode="plan")
-    session = gateway.manager.get("alice", attached["session"]["session_id"])
+    session = await gateway.manager.get("alice", attached["session"]["session_id"])
     assert session.spec.allowed_tools == ["Read"]
     assert "Write" in session.spec.disallowed_tools and session.spec.max_turns == 3
     assert attached["session"]["permission_mode"] == "plan" and attached["session"]["model"] == "claude-haiku-4-5"
@@ -99,7 +99,7 @@ async def test_whole_numbers_written_as_floats_are_integers(gateway: RunningGate
         reply = await alice.request({"type": "open", "max_turns": wrong})
         assert reply["type"] == "error" and reply["code"] == "bad_frame", reply
     attached = await open_session(alice, max_turns=3.0)
-    session = gateway.manager.get("alice", attached["session"]["session_id"])
+    session = await gateway.manager.get("alice", attached["session"]["session_id"])
     assert session.spec.max_turns == 3 and type(session.spec.max_turns) is int
     tab2 = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
     tab2.last_seq, tab2.epoch = 1, alice.epoch

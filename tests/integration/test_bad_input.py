@@ -133,7 +133,7 @@ async def test_an_oversized_message_always_closes_with_1009_and_no_false_alarm(g
     session_id = (await open_session(owner))["session"]["session_id"]
     await query(owner, "SCRIPT:" + json.dumps({"steps": [[{"text": "word ", "repeat": 8_000}]], "chunk": 8, "delay_ms": 1}))
     await owner.event("stream")
-    session = gateway.manager.get("alice", session_id)
+    session = await gateway.manager.get("alice", session_id)
     huge = json.dumps({"type": "query", "id": "huge", "prompt": "x" * (gateway.app.state.settings.max_frame_bytes * 4)}).encode()
     codes = []
     for _ in range(12):

@@ -1,6 +1,7 @@
 """Capacity through the real CLI: hibernation with a transparent wake, and admission control."""
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,10 +11,11 @@ import pytest
 from gateway.profiles import Profile
 from gateway.scripted_model.server import ScriptedModelServer
 from tests.support.client import WsClient
-from tests.support.flows import open_session, query
+from tests.support.flows import attach, open_session, query
 from tests.support.gateway import TOKENS, RunningGateway, run_gateway
 from tests.support.gateway import test_settings as make_settings
 from tests.support.http import ApiClient
+from tests.support.process_gateway import gateway_process
 from tests.support.processes import cli_pids
 
 
@@ -192,3 +194,40 @@ async def test_narrowed_model_and_mode_apply_to_a_pooled_cli_narrowed_tools_star
         assert len(cli_pids(workdir(gateway, cold["session"]["session_id"]))) == 1
         await bob.close()
         await alice.close()
+
+
+# ---- with Redis: a hibernated session woken through another replica ---------------------------
+
+
+async def test_a_hibernated_session_wakes_from_a_query_sent_to_another_replica(
+    tmp_path: Path, model_url: str, redis_url: str, model_server: ScriptedModelServer,
+) -> None:
+    """Two replicas share Redis (conversations in its SessionStore): the session hibernates on its
+    owner, a client of the other replica sends the next query, and the owner's new CLI resumes
+    the conversation with its context."""
+    async with contextlib.AsyncExitStack() as stack:
+        ports = []
+        for n in (1, 2):
+            (tmp_path / f"r{n}").mkdir()
+            _, port = await stack.enter_async_context(gateway_process(
+                tmp_path / f"r{n}", model_url, AGENT_GATEWAY_REDIS_URL=redis_url, AGENT_GATEWAY_REPLICA_ID=f"r{n}",
+                AGENT_GATEWAY_HIBERNATE_AFTER_S="1", AGENT_GATEWAY_POOL_SIZE="0",
+            ))
+            ports.append(port)
+        owner_tab = await WsClient.connect(f"ws://127.0.0.1:{ports[0]}/v1/ws", TOKENS["alice"])
+        session_id = (await open_session(owner_tab))["session"]["session_id"]
+        first = await query(owner_tab, "remember the word persimmon-4410")
+        await owner_tab.event("result", lambda e: e["query_id"] == first["id"], timeout=60)
+        await owner_tab.state("hibernated", timeout=15)
+
+        other_tab = await WsClient.connect(f"ws://127.0.0.1:{ports[1]}/v1/ws", TOKENS["alice"])
+        assert (await attach(other_tab, session_id))["session"]["state"] == "hibernated"
+        second = await query(other_tab, "and the word? marker-replica")
+        result = await other_tab.event("result", lambda e: e["query_id"] == second["id"], timeout=60)
+        assert result["is_error"] is False
+        seen = [f["event"] for f in other_tab.events if f["event"]["kind"] == "state"]  # the replay, then the wake
+        woken = seen[[e["state"] for e in seen].index("hibernated") + 1 :]
+        assert [e["state"] for e in woken][:3] == ["starting", "running", "idle"] and woken[0]["reason"] == "wake", seen
+        assert "persimmon-4410" in seen_by_model(model_server, "marker-replica")
+        await other_tab.close()
+        await owner_tab.close()

@@ -1,6 +1,7 @@
-"""Profiles and their dry run, tickets for EventSource, health, CORS and the OpenAPI document."""
+"""Profiles and their dry run, tickets for EventSource, health (Redis included), CORS and the OpenAPI document."""
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from gateway.transports.http_api import OPERATIONS
 from tests.support.gateway import TOKENS, RunningGateway, run_gateway
 from tests.support.gateway import test_settings as make_settings
 from tests.support.http import ApiClient
+from tests.support.redis_server import RedisServer
 
 SECRET_PROFILE = Profile(
     name="secret", description="Has an environment and a prompt of its own", env={"API_TOKEN": "do-not-leak"},
@@ -111,3 +113,26 @@ async def test_openapi_describes_every_endpoint(api: ApiClient) -> None:
     frames = document["paths"]["/v1/sessions/{session_id}/frames"]["post"]
     assert frames["responses"]["422"]["content"]["application/problem+json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
     assert {"Query", "PermissionResponse", "ResetConversation", "Run", "SessionInfo", "EventFrame"} <= set(document["components"]["schemas"])
+
+
+async def test_readiness_reports_redis_and_a_frozen_redis_makes_it_503_within_the_timeout(tmp_path: Path, model_url: str) -> None:
+    server = RedisServer(tmp_path / "redis").start()  # this test's own: it freezes it
+    try:
+        async with run_gateway(make_settings(tmp_path, model_url, redis_url=server.url, redis_timeout_s=0.5)) as gw:
+            anonymous = httpx.AsyncClient(base_url=gw.http_url, timeout=30)
+            ready = await anonymous.get("/readyz")
+            assert ready.status_code == 200, ready.json()
+            assert {c["name"]: c["ok"] for c in ready.json()["checks"]}["redis"] is True
+            server.pause()
+            started = time.monotonic()
+            unready = await anonymous.get("/readyz")
+            assert unready.status_code == 503 and unready.json()["status"] == "unready"
+            redis_check = {c["name"]: c for c in unready.json()["checks"]}["redis"]
+            assert redis_check["ok"] is False and "0.5 s" in redis_check["detail"]
+            assert time.monotonic() - started < 5  # bounded by redis_timeout_s (plus the CLI's --version beside it)
+            server.resume()
+            assert (await anonymous.get("/readyz")).status_code == 200  # ready again, on the same client
+            await anonymous.aclose()
+    finally:
+        server.resume()
+        server.stop()

@@ -261,7 +261,7 @@ async def test_stalled_reader_is_cut_and_freed(tmp_path: Path, model_url: str) -
     async with run_gateway(settings) as gw:
         api = ApiClient(gw.http_url)
         await api.create()
-        session = gw.manager.get("alice", api.session_id)
+        session = await gw.manager.get("alice", api.session_id)
         stalled = socket.socket()
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stalled.setblocking(False)

@@ -134,7 +134,7 @@ async def test_bulk_close_does_not_wait_for_starting_clis(api: ApiClient, gatewa
     assert sorted(answer.json()["closed"]) == sorted(created)
     for session_id in created:
         assert (await api.http.get(f"/v1/sessions/{session_id}")).json()["session"]["state"] == "closed"
-    sessions = [gateway.manager.get("alice", session_id) for session_id in created]
+    sessions = [await gateway.manager.get("alice", session_id) for session_id in created]
     await asyncio.gather(*(gateway.manager.close(s, "again") for s in sessions))  # waits for the first closes
     stopped = time.monotonic() - started
     assert answered < stopped / 3, (answered, stopped)

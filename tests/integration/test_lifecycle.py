@@ -98,6 +98,32 @@ async def test_cli_killed_during_a_reset_ends_the_reset_at_once(gateway: Running
     assert not alive(pid)
 
 
+async def test_a_control_request_its_cli_was_replaced_under_fails_at_once(gateway: RunningGateway, alice: WsClient) -> None:
+    """A `set_model` the CLI hasn't answered when a hard reset from another tab replaces that CLI is
+    refused (`agent_error`) at once, not after the 15 s control timeout: the SDK's disconnect leaves
+    its pending control requests to time out (the fuzz test saw three frames held 15 s so)."""
+    session_id = (await open_session(alice))["session"]["session_id"]
+    tab2 = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    await attach(tab2, session_id)
+    [pid] = cli_pids(workdir(gateway, session_id))
+    os.kill(pid, signal.SIGSTOP)  # it answers no control request now
+    await alice.send({"type": "set_model", "model": "claude-haiku-4-5", "id": "m1"})
+    await asyncio.sleep(0.3)  # the request waits on the frozen CLI
+    loop = asyncio.get_running_loop()
+    replaced_at = loop.time()
+    await tab2.send({"type": "reset_conversation", "mode": "hard", "id": "r1"})
+    answer = await alice.until(lambda f: f.get("id") == "m1", timeout=8)
+    assert (answer["type"], answer["code"]) == ("error", "agent_error"), answer
+    assert loop.time() - replaced_at < 5
+    assert (await alice.request({"type": "ping"}))["type"] == "pong"  # the socket's next frames run
+    assert (await tab2.until(lambda f: f.get("id") == "r1", timeout=40))["type"] == "ack"  # stopping a frozen CLI takes the SDK's ~10 s
+    assert "model_changed" not in alice.kinds()
+    done = await query(alice, "SCRIPT:hello")
+    assert (await alice.event("result", lambda e: e["query_id"] == done["id"], timeout=60))["is_error"] is False
+    assert not alive(pid)
+    await tab2.close()
+
+
 async def test_queries_dropped_by_a_reset_or_a_close_still_end_with_a_result(gateway: RunningGateway, alice: WsClient) -> None:
     """Every query ends with exactly one `result`: a client waiting on one (a spinner, `run()`) is never left hanging."""
     attached = await open_session(alice)
@@ -236,13 +262,13 @@ async def test_idle_session_is_reaped_and_its_cli_stopped(settings, model_url) -
         [pid] = cli_pids(workdir(gw, session_id))
         # Attached sockets keep a session alive.
         await asyncio.sleep(1.5)
-        assert not gw.manager.get("alice", session_id).closed
+        assert not (await gw.manager.get("alice", session_id)).closed
         await client.close()
         for _ in range(100):
-            if gw.manager.get("alice", session_id).closed:
+            if (await gw.manager.get("alice", session_id)).closed:
                 break
             await asyncio.sleep(0.05)
-        assert gw.manager.get("alice", session_id).state == "closed"
+        assert (await gw.manager.get("alice", session_id)).state == "closed"
         for _ in range(100):
             if not alive(pid):
                 break
@@ -520,7 +546,7 @@ async def test_a_busy_session_nobody_is_attached_to_is_reaped_after_the_watchdog
         await client.event("permission_request")
         await client.close()
         await asyncio.sleep(1.5)  # past the idle timeout, not past it plus the watchdog time
-        assert gw.manager.get("alice", session_id).state == "awaiting_approval"
+        assert (await gw.manager.get("alice", session_id)).state == "awaiting_approval"
         await wait_dead(pid, timeout=15)
         late = await WsClient.connect(gw.ws_url, TOKENS["alice"])
         await attach(late, session_id)
@@ -571,7 +597,7 @@ async def test_a_turn_wedged_by_a_block_the_api_refuses_is_ended_by_its_interrup
 
     monkeypatch.setattr("gateway.sessions.session.CONTROL_TIMEOUT_S", 2.0)
     attached = await open_session(alice)
-    session = gateway.manager.get("alice", attached["session"]["session_id"])
+    session = await gateway.manager.get("alice", attached["session"]["session_id"])
     await session.execute(Query(id="wedge", prompt=[{"type": "text"}]), Actor(principal="alice", connection="test"))  # type: ignore[list-item]
     await alice.state("running")
     await asyncio.sleep(2.0)

@@ -5,64 +5,35 @@ when it can't be installed.
 """
 
 import asyncio
-import shutil
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from tests.support.client import WsClient
+from tests.support.cluster import find_nginx, nginx_config, wait_listening
 from tests.support.gateway import TOKENS, RunningGateway, free_port
 from tests.support.http import ApiClient
-
-ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "deploy" / "nginx.conf"
-SYSTEM_DEPS = ROOT / "scripts" / "system-deps.sh"
 
 
 @pytest.fixture(scope="module")
 def nginx_binary() -> str:
-    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    found = find_nginx()
     if found is None:
-        result = subprocess.run(["bash", str(SYSTEM_DEPS), "test"], capture_output=True, text=True, timeout=900)
-        found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
-        if found is None:
-            pytest.skip(f"nginx is not installed and could not be installed: {result.stderr.strip()[-500:]}")
+        pytest.skip("nginx is not installed and could not be installed (scripts/system-deps.sh test)")
     return found
-
-
-def configure(tmp: Path, listen: int, upstream: int) -> Path:
-    """deploy/nginx.conf with this test's ports, and temp files under `tmp` instead of /var/lib/nginx."""
-    text = CONFIG.read_text()
-    assert text.count("listen 8080;") == 1 and text.count("server gateway:8000;") == 1
-    text = text.replace("listen 8080;", f"listen 127.0.0.1:{listen};")
-    text = text.replace("server gateway:8000;", f"server 127.0.0.1:{upstream};")
-    temp = "".join(f"    {kind}_temp_path {tmp / kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    text = text.replace("http {\n", "http {\n" + temp, 1)
-    path = tmp / "nginx.conf"
-    path.write_text(text)
-    return path
 
 
 @pytest.fixture
 async def proxy(nginx_binary: str, gateway: RunningGateway, tmp_path: Path) -> AsyncIterator[str]:
     port = free_port()
-    config = configure(tmp_path, port, gateway.port)
+    config = nginx_config(tmp_path, port, [gateway.port])
     process = await asyncio.create_subprocess_exec(
         nginx_binary, "-p", str(tmp_path), "-c", str(config), "-e", str(tmp_path / "error.log"),
         "-g", f"daemon off; pid {tmp_path / 'nginx.pid'};",
     )
     try:
-        async with asyncio.timeout(10):
-            while True:
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                    writer.close()
-                    break
-                except OSError:
-                    assert process.returncode is None, (tmp_path / "error.log").read_text()
-                    await asyncio.sleep(0.05)
+        await wait_listening(port, lambda: process.returncode is None, "nginx")
         yield f"127.0.0.1:{port}"
     finally:
         process.terminate()

@@ -171,7 +171,7 @@ async def test_resent_frame_id_is_not_executed_twice(gateway: RunningGateway, al
     assert again["type"] == "ack" and again["duplicate"] is True and again["result"] == first["result"]
     await back.event("result")
     await back.state("idle")
-    session = gateway.manager.get("alice", attached["session"]["session_id"])
+    session = await gateway.manager.get("alice", attached["session"]["session_id"])
     assert session.turns == 1
     await back.close()
 
@@ -201,7 +201,7 @@ async def test_stalled_reader_is_dropped_with_4008_and_resumes_without_loss(sett
         acks = [await query(reader, burst) for _ in range(12)]
         for ack in acks:
             await reader.event("result", lambda e, qid=ack["id"]: e["query_id"] == qid, timeout=60)
-        session = gw.manager.get("alice", session_id)
+        session = await gw.manager.get("alice", session_id)
         assert session.feed.sink_count == 1  # the stalled socket was dropped and detached
         assert await asyncio.to_thread(stalled.close_code) == 4008
         stalled.close()
@@ -224,7 +224,7 @@ async def test_a_reader_cut_for_lagging_at_default_settings_resumes_with_a_repla
     burst = "SCRIPT:" + json.dumps({"steps": [[{"text": "y", "repeat": 8 * 70_000}]], "chunk": 8})
     async with run_gateway(settings) as gw:
         reader = await WsClient.connect(gw.ws_url, TOKENS["alice"])
-        session = gw.manager.get("alice", (await open_session(reader))["session"]["session_id"])
+        session = await gw.manager.get("alice", (await open_session(reader))["session"]["session_id"])
         stalled = await asyncio.to_thread(StalledSocket, gw.port, TOKENS["alice"])
         await asyncio.to_thread(stalled.send, {"type": "attach", "id": "a1", "session_id": session.id, "after": reader.last_seq})
         async with asyncio.timeout(10):
@@ -258,7 +258,7 @@ async def test_a_reader_that_answers_no_ping_is_told_to_resume(settings, model_u
     async with run_gateway(quick) as gw:
         reader = await WsClient.connect(gw.ws_url, TOKENS["alice"])
         attached = await open_session(reader)
-        session = gw.manager.get("alice", attached["session"]["session_id"])
+        session = await gw.manager.get("alice", attached["session"]["session_id"])
         stalled = await asyncio.to_thread(StalledSocket, gw.port, TOKENS["alice"])
         await asyncio.to_thread(stalled.send, {"type": "attach", "id": "a1", "session_id": session.id, "after": reader.last_seq})
         await query(reader, "SCRIPT:long")

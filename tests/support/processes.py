@@ -24,20 +24,25 @@ def children(fragment: str, parent: int | None = None) -> list[int]:
     return [pid for pid in _live_children(parent) if fragment in cmdline(pid)]
 
 
-def descendant_running(fragment: str, root: int | None = None) -> bool:
-    """Whether a process below `root` (default: this process), at any depth, has `fragment` in its command line."""
+def descendants(root: int | None = None) -> dict[int, str]:
+    """Every process below `root` (default: this process), at any depth, with its command line."""
     root = os.getpid() if root is None else root
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             with contextlib.suppress(OSError, IndexError, ValueError):
                 children.setdefault(_ppid(int(entry)), []).append(int(entry))
-    below, found = list(children.get(root, [])), []
+    below, found = list(children.get(root, [])), {}
     while below:
         pid = below.pop()
-        found.append(pid)
+        found[pid] = cmdline(pid)
         below.extend(children.get(pid, []))
-    return any(fragment in cmdline(pid) for pid in found)
+    return found
+
+
+def descendant_running(fragment: str, root: int | None = None) -> bool:
+    """Whether a process below `root` (default: this process), at any depth, has `fragment` in its command line."""
+    return any(fragment in command for command in descendants(root).values())
 
 
 def session_processes(sessions_dir: Path) -> list[int]:

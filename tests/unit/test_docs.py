@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 from gateway import config
 from gateway.profiles import load_profiles
 
@@ -19,9 +21,10 @@ def test_example_profiles_load() -> None:
     assert set(profiles) == {"default", "readonly"}
 
 
-def test_operations_doc_names_real_tests() -> None:
-    """docs/OPERATIONS.md points each failure mode at the test that proves it; those tests must exist."""
-    doc = (ROOT / "docs" / "OPERATIONS.md").read_text()
+@pytest.mark.parametrize("name", ["OPERATIONS.md", "DEPLOY.md"])
+def test_operations_doc_names_real_tests(name: str) -> None:
+    """docs/OPERATIONS.md and docs/DEPLOY.md point each failure mode at the test that proves it; those tests must exist."""
+    doc = (ROOT / "docs" / name).read_text()
     names = set(re.findall(r"\btest_\w+", doc))
     modules = {p.stem for p in (ROOT / "tests").rglob("test_*.py")}
     functions = {m for p in (ROOT / "tests").rglob("test_*.py") for m in re.findall(r"def (test_[a-z0-9_]+)", p.read_text())}

@@ -103,3 +103,51 @@ async def test_overflow_while_lingering_is_a_slow_consumer() -> None:
     asyncio.get_running_loop().call_soon(box.push, b"123456")  # lands during the sender's linger turn
     with pytest.raises(SlowConsumer):
         await box.take()
+
+
+async def _timed_take(box: Outbox) -> tuple[list[bytes], float]:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    batch = await asyncio.wait_for(box.take(), 5)
+    return batch, loop.time() - started
+
+
+async def test_flush_window_an_idle_connections_frame_goes_at_once() -> None:
+    box = Outbox(max_bytes=1 << 20, flush_window_s=10.0)
+    box.push(b"first")
+    batch, waited = await _timed_take(box)
+    assert batch == [b"first"] and waited < 1.0
+
+
+async def test_flush_window_packs_frames_that_follow_a_send() -> None:
+    window = 0.2
+    box = Outbox(max_bytes=1 << 20, flush_window_s=window)
+    box.push(b"a")
+    sent_at = asyncio.get_running_loop().time()
+    assert await box.take() == [b"a"]
+
+    async def paced() -> None:
+        for frame in (b"b", b"c", b"d"):
+            await asyncio.sleep(window / 10)
+            box.push(frame)
+
+    producer = asyncio.create_task(paced())
+    batch = await asyncio.wait_for(box.take(), 5)
+    await producer
+    assert batch == [b"b", b"c", b"d"]  # one send for three paced frames
+    assert asyncio.get_running_loop().time() - sent_at >= window * 0.9  # held to the window's end, no longer needed
+
+
+async def test_flush_window_a_full_batch_does_not_wait_and_end_flushes() -> None:
+    box = Outbox(max_bytes=1 << 20, linger_frames=16, flush_window_s=10.0)
+    box.push(b"x")
+    await box.take()
+    for _ in range(16):
+        box.push(b"y")
+    batch, waited = await _timed_take(box)
+    assert batch == [b"y"] * 16 and waited < 1.0
+    box.push(b"z")  # within the window: waits for it, but the connection's end doesn't
+    box.end()
+    batch, waited = await _timed_take(box)
+    assert batch == [b"z"] and waited < 1.0
+    assert await box.take() == []

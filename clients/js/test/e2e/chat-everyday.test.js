@@ -169,7 +169,8 @@ for (const viewport of VIEWPORTS) {
       assert.match(result, /demo — no charge/);
       assert.doesNotMatch(result, /\$|tokens| in ·|model calls/, 'no invented dollars, no token counts');
 
-      await send(page, 'SCRIPT:long');
+      // Slow enough (about 15 s) that the screenshot and the accessibility check can't outlast it on a busy machine.
+      await send(page, `SCRIPT:${JSON.stringify({ steps: [[{ text: 'A slow reply to stop. '.repeat(25) }]], chunk: 8, delay_ms: 200 })}`);
       await page.waitForSelector('#items .msg-assistant.streaming', { timeout: 60000 });
       assert.ok(await page.locator('#items .result .regenerate').isHidden(), 'no Regenerate while a turn runs');
       await shot(page, '02-streaming');

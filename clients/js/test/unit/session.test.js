@@ -227,14 +227,14 @@ describe('session over WebSocket', () => {
 
   test('a silent connection is detected by heartbeat and replaced', async () => {
     const gw = new FakeGateway();
-    const s = makeSession(gw, { heartbeat: { intervalMs: 60, timeoutMs: 60 } });
+    const s = makeSession(gw, { heartbeat: { intervalMs: 60, timeoutMs: 60 }, connectTimeoutMs: 500 });
     const seqs = collect(s);
     await s.connect();
-    gw.silent = true;
-    await until(() => s.stats.heartbeatTimeouts === 1, 2000);
+    gw.silent = true; // a reconnect that lands before it speaks again is not answered: connectTimeoutMs retries it
+    await until(() => s.stats.heartbeatTimeouts >= 1, 10_000);
     gw.silent = false;
     gw.emit({ kind: 'turn_started', query_id: 'after' });
-    await until(() => s.connectionState === 'open' && seqs.length === 3, 2000);
+    await until(() => s.connectionState === 'open' && seqs.length === 3, 10_000);
     assert.ok(gw.received.some((f) => f.type === 'ping'));
     assert.deepEqual(seqs, [1, 2, 3]);
   });

@@ -1,0 +1,135 @@
+"""Which replica runs a session: a lease in Redis (`P:{sid}:owner` = `<replica>:<token>`, PX) plus a
+fencing token (`fence` in the session's meta hash, raised by every claim).
+
+Invariants: a session has at most one owner at a time (the claim is one Lua script: SET NX PX and
+HINCRBY fence); this replica counts a session as its own only while its renewals find its own value
+in the lease; every key of an owned session is kept from expiring by the same renewal. The fencing
+token goes to the session's log, whose append script refuses writes under an older token, so even a
+replica that missed losing its lease (paused past the TTL) can't write after the next owner claims.
+All leases and this replica's heartbeat are renewed in ONE pipeline every `lease_ttl_s / 3`, with a
+`watched` mark (TTL `lease_ttl_s`) on every session this replica follows for its clients, which keeps
+the owner from reaping a session that only other replicas' clients are attached to.
+"""
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Collection
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from gateway.cluster import keys
+from gateway.config import Settings
+
+log = logging.getLogger("gateway.cluster.ownership")
+
+_CLAIM = """
+local holder = redis.call('GET', KEYS[1])
+if holder then return {0, holder} end
+local token = redis.call('HINCRBY', KEYS[2], 'fence', 1)
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
+return {1, token}
+"""
+
+# KEYS: owner, then every other key of the session; ARGV: our lease value, lease ms, retention s.
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+for i = 2, #KEYS do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+return 1
+"""
+
+_RELEASE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+
+class ClaimRefused(Exception):
+    """Another replica holds the session's lease."""
+
+
+class Ownership:
+    def __init__(
+        self, redis: Redis, settings: Settings, replica_id: str, on_lost: Callable[[str], None],
+        watched: Callable[[], Collection[str]] = tuple,
+    ) -> None:
+        self.replica_id = replica_id
+        self._redis = redis
+        self._prefix = settings.redis_key_prefix
+        self._lease_ms = int(settings.lease_ttl_s * 1000)
+        self._retention_s = int(settings.log_max_age_s + settings.idle_timeout_s) + 1
+        self._on_lost = on_lost
+        self._watched = watched
+        self._held: dict[str, str] = {}  # session id -> our lease value
+        self._claim = redis.register_script(_CLAIM)
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+        self._task: asyncio.Task[None] | None = None
+
+    def holds(self, session_id: str) -> bool:
+        return session_id in self._held
+
+    async def claim(self, session_id: str) -> int:
+        """Become the session's owner; the fencing token its log writes under."""
+        k = keys.SessionKeys.of(self._prefix, session_id)
+        won, value = await self._claim(keys=[k.owner, k.meta], args=[self.replica_id, self._lease_ms])
+        if not won:
+            raise ClaimRefused(f"session {session_id} is held by {value.decode() if isinstance(value, bytes) else value}")
+        token = int(value)
+        self._held[session_id] = f"{self.replica_id}:{token}"
+        return token
+
+    async def release(self, session_id: str) -> None:
+        """Give the lease up (the session closed); a lease already taken over is left alone."""
+        value = self._held.pop(session_id, None)
+        if value is not None:
+            k = keys.SessionKeys.of(self._prefix, session_id)
+            await self._release(keys=[k.owner], args=[value])
+
+    def forget(self, session_id: str) -> None:
+        """The session was taken over (its log was fenced): it is not ours, whatever the lease says."""
+        self._held.pop(session_id, None)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._renew_forever(), name="lease-renewal")
+
+    async def stop(self) -> None:
+        """Stop renewing and drop this replica from the live list (its leases then run out)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        with contextlib.suppress(RedisError, OSError):
+            await self._redis.zrem(keys.replicas(self._prefix), self.replica_id)
+
+    async def _renew_forever(self) -> None:
+        interval = self._lease_ms / 3000
+        while True:
+            try:
+                await self.renew()
+            except (RedisError, OSError) as exc:  # the fence keeps a lease lost meanwhile safe
+                log.warning("lease renewal failed (retrying): %r", exc)
+            await asyncio.sleep(interval * random.uniform(0.9, 1.0))
+
+    async def renew(self) -> list[str]:
+        """One pipeline: this replica's heartbeat and every lease it holds. Returns the sessions lost."""
+        held = list(self._held.items())
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.replicas(self._prefix), {self.replica_id: int(time.time() * 1000)})
+            for session_id in self._watched():
+                pipe.set(keys.watched(self._prefix, session_id), self.replica_id, px=self._lease_ms)
+            for session_id, value in held:
+                k = keys.SessionKeys.of(self._prefix, session_id)
+                await self._renew(keys=[k.owner, k.meta, k.log, k.acks], args=[value, self._lease_ms, self._retention_s], client=pipe)
+            results = await pipe.execute()
+        renewed = results[len(results) - len(held):]
+        lost = [sid for (sid, value), ok in zip(held, renewed) if not ok and self._held.get(sid) == value]
+        for session_id in lost:
+            log.error("session %s: lease lost; this replica stops writing it", session_id)
+            del self._held[session_id]
+            self._on_lost(session_id)
+        return lost

@@ -1,0 +1,121 @@
+"""A session another replica runs, with the shape transports use (`SessionHandle`).
+
+Every operation but attach is forwarded to the owner over RPC and answered with the owner's result;
+attach follows the session's log in Redis through this replica's one `LogFollower` of the session,
+by the rules `Session.attach` follows: the replay from the Stream, or a `reset` with the owner's
+snapshot, then every later event exactly once. The description (`info()`) is the last one this
+replica saw: the registry's at lookup, then each forwarded reply's.
+"""
+
+import msgspec
+
+from gateway import PROTOCOL_VERSION
+from gateway.cluster.node import ClusterNode
+from gateway.cluster.registry import Entry
+from gateway.events.feed import Pending, Sink
+from gateway.sessions.session import reset_reason
+from gateway.wire import client as cf
+from gateway.wire.codec import encode
+from gateway.wire.events import Actor
+from gateway.wire.server import Ack, Attached, Reset, SessionInfo, Snapshot
+
+_ack = msgspec.json.Decoder(Ack).decode
+_info = msgspec.json.Decoder(SessionInfo).decode
+_snapshot = msgspec.json.Decoder(Snapshot).decode
+_bool = msgspec.json.Decoder(bool).decode
+
+
+class _Seq(msgspec.Struct):
+    seq: int
+
+
+_seq = msgspec.json.Decoder(_Seq).decode
+
+
+class _After:
+    """A sink given a reset's snapshot: the follower may still deliver events the snapshot holds
+    (it lags the owner by a flush); those are dropped, once past them frames go straight through."""
+
+    def __init__(self, sink: Sink, position: int) -> None:
+        self.sink = sink
+        self.position = position
+        self.passed = False
+
+    def push(self, frame: bytes) -> None:
+        if self.passed or _seq(frame).seq > self.position:
+            self.passed = True
+            self.sink.push(frame)
+
+    def end(self) -> None:
+        self.sink.end()
+
+
+class RemoteSession:
+    def __init__(self, entry: Entry, node: ClusterNode) -> None:
+        self.id = entry.info.session_id
+        self.principal = entry.principal
+        self._owner = entry.owner
+        self._info = entry.info
+        self._node = node
+        self._sinks: dict[Sink, Sink] = {}  # a client's sink -> what the follower delivers to
+
+    @property
+    def closed(self) -> bool:
+        return self._info.state == "closed"
+
+    @property
+    def epoch(self) -> str:
+        return self._info.epoch
+
+    @property
+    def last_seq(self) -> int:
+        return self._info.last_seq
+
+    def info(self) -> SessionInfo:
+        return self._info
+
+    async def snapshot(self) -> Snapshot:
+        snapshot = _snapshot(await self._node.rpc.call(self._owner, self.id, "snapshot"))
+        self._info = snapshot.session
+        return snapshot
+
+    async def attach(self, sink: Sink, reply_id: str, connection: str, after: int, epoch: str | None) -> tuple[Attached | Reset, list[bytes]]:
+        """As `Session.attach`: the caller queues the first frame and the replay before it awaits."""
+        follower = await self._node.follow(self.id)
+        try:
+            if epoch is None or epoch == follower.epoch:
+                frames = await follower.attach(sink, after)
+                if frames is not None:
+                    self._sinks[sink] = sink
+                    attached = Attached(id=reply_id, connection=connection, after=after, session=self._info, protocol=PROTOCOL_VERSION)
+                    return attached, frames
+            pending = Pending(follower.last_seq + 1)  # what arrives while the owner takes the snapshot
+            follower.subscribe(pending)
+            try:
+                snapshot = await self.snapshot()
+            finally:
+                follower.detach(pending)
+            position = snapshot.session.last_seq
+            tail = pending.merge([], position)
+            delivered = _After(sink, position + len(tail))
+            if not pending.ended:
+                follower.subscribe(delivered)
+            self._sinks[sink] = delivered
+        except BaseException:
+            self._node.unfollow(self.id)
+            raise
+        return Reset(id=reply_id, reason=reset_reason(epoch, after, snapshot.session), connection=connection, snapshot=snapshot), tail
+
+    def detach(self, sink: Sink) -> None:
+        delivered = self._sinks.pop(sink, None)
+        if delivered is not None:
+            self._node.detach(self.id, delivered)
+
+    async def execute(self, frame: cf.ClientFrame, actor: Actor) -> Ack:
+        return _ack(await self._node.rpc.call(self._owner, self.id, "execute", frame=encode(frame), actor=actor))
+
+    async def cancel_query(self, query_id: str) -> bool:
+        return _bool(await self._node.rpc.call(self._owner, self.id, "cancel_query", arg=query_id))
+
+    async def close(self, reason: str) -> None:
+        self._info = _info(await self._node.rpc.call(self._owner, self.id, "close", arg=reason))

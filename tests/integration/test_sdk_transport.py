@@ -1,0 +1,124 @@
+"""The gateway's CLI transport reads what the SDK's own would, message for message and error for error.
+
+Each case runs one small CLI script under both transports, as real subprocesses, and compares what
+`read_messages` yields and raises. The scripts write stdout in awkward pieces: lines split across
+writes, many lines in one write, a multi-byte character split between writes, noise lines, CRLF,
+a lone surrogate msgspec refuses, a last line without its newline.
+"""
+
+import json
+import stat
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from claude_agent_sdk import ClaudeAgentOptions, CLIJSONDecodeError, ProcessError
+from claude_agent_sdk._internal.transport.subprocess_cli import SubprocessCLITransport
+from claude_agent_sdk.types import _configure_can_use_tool
+
+from gateway.sessions.transport import ChunkedCLITransport, chunked_transport
+
+BIG = "é" * 70_000  # 140,000 bytes, 70,000 characters: over a 100,000-byte bound, under a 100,000-character one
+
+
+def _script(tmp_path: Path, body: str) -> str:
+    """A CLI executable that writes `body`'s pieces to stdout (flushing after each), then exits."""
+    path = tmp_path / "cli.py"
+    path.write_text(f"#!{sys.executable}\nimport os, sys, time\n{body}\n")
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return str(path)
+
+
+def _writes(pieces: list[bytes], exit_code: int = 0) -> str:
+    return f"for piece in {pieces!r}:\n    os.write(1, piece)\n    time.sleep(0.01)\nsys.exit({exit_code})"
+
+
+async def _read(transport: SubprocessCLITransport) -> tuple[list[dict[str, Any]], BaseException | None]:
+    messages: list[dict[str, Any]] = []
+    error: BaseException | None = None
+    await transport.connect()
+    try:
+        async for message in transport.read_messages():
+            messages.append(message)
+    except Exception as exc:
+        error = exc
+    finally:
+        await transport.close()
+    return messages, error
+
+
+async def _both(tmp_path: Path, body: str, **options: Any) -> tuple[tuple[list[dict[str, Any]], BaseException | None], ...]:
+    opts = ClaudeAgentOptions(cli_path=_script(tmp_path, body), cwd=str(tmp_path), **options)
+    ours = await _read(chunked_transport(opts))
+    theirs = await _read(SubprocessCLITransport("", opts))
+    return ours, theirs
+
+
+def _line(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, ensure_ascii=False).encode() + b"\n"
+
+
+async def test_same_messages_from_awkward_writes(tmp_path: Path) -> None:
+    one, two, three = _line({"type": "a", "n": 1}), _line({"type": "b", "text": "snow ☃ and 😀"}), _line({"type": "c", "big": BIG})
+    pieces = [
+        one[:5], one[5:] + two[:-9],  # a line split across writes, then one ending mid-way through a multi-byte character
+        two[-9:] + b"\n[SandboxDebug] not json\n  \n" + _line({"type": "d"})[:-1] + b"\r\n",  # noise, blank, CRLF
+        b'{"type": "e", "s": "\\ud800 lone", "f": 1.5e3, "i": 123456789012345678901234567890}\n',  # msgspec refuses these
+        three + _line({"type": "f"}) * 500,  # one large write, many lines
+        b'{"type": "last"}',  # no newline at the end
+    ]
+    ours, theirs = await _both(tmp_path, _writes(pieces))
+    assert ours == theirs
+    messages, error = ours
+    assert error is None
+    assert [m["type"] for m in messages] == ["a", "b", "d", "e", "c"] + ["f"] * 500 + ["last"]
+    assert messages[1]["text"] == "snow ☃ and 😀" and messages[3]["s"] == "\ud800 lone" and messages[4]["big"] == BIG
+
+
+async def test_truncated_last_line_is_dropped_and_exit_code_raised(tmp_path: Path) -> None:
+    ours, theirs = await _both(tmp_path, _writes([_line({"type": "a"}), b'{"type": "cut'], exit_code=3))
+    assert ours[0] == theirs[0] == [{"type": "a"}]
+    assert isinstance(ours[1], ProcessError) and isinstance(theirs[1], ProcessError)
+    assert ours[1].exit_code == theirs[1].exit_code == 3
+
+
+@pytest.mark.parametrize(
+    "pieces",
+    [
+        [_line({"type": "ok"}), b'{"type": "x", "big": "' + b"x" * 150_000 + b'"}\n'],  # a complete line over the bound
+        [_line({"type": "ok"}), b'{"type": "x", "big": "' + b"x" * 150_000],  # a line still arriving, over the bound
+        [_line({"type": "ok"}), b'{"type": "x" oops}\n'],  # corrupt JSON
+    ],
+    ids=["complete", "partial", "corrupt"],
+)
+async def test_same_decode_errors(tmp_path: Path, pieces: list[bytes]) -> None:
+    ours, theirs = await _both(tmp_path, _writes(pieces), max_buffer_size=100_000)
+    assert ours[0] == theirs[0] == [{"type": "ok"}]
+    assert type(ours[1]) is type(theirs[1]) is CLIJSONDecodeError
+    assert str(ours[1]) == str(theirs[1])
+
+
+async def test_bound_counts_characters_not_bytes(tmp_path: Path) -> None:
+    """140,000 bytes of `é` are 70,000 characters: under the SDK's bound of 100,000, so not an error."""
+    ours, theirs = await _both(tmp_path, _writes([_line({"big": BIG})]), max_buffer_size=100_000)
+    assert ours == theirs == ([{"big": BIG}], None)
+
+
+async def test_stderr_lines_and_permission_routing(tmp_path: Path) -> None:
+    """The rest is the SDK's: stderr lines reach the callback; with `can_use_tool` the CLI is told to ask over stdio."""
+
+    async def allow(*_: Any) -> Any:
+        raise AssertionError("not called")
+
+    seen: list[str] = []
+    body = "os.write(2, b'first\\nsecond\\n'); os.write(1, (' '.join(sys.argv[1:]) + '\\n').encode()); time.sleep(0.1)"
+    opts = ClaudeAgentOptions(cli_path=_script(tmp_path, body), cwd=str(tmp_path), stderr=seen.append, can_use_tool=allow)
+    transport = chunked_transport(opts)
+    assert isinstance(transport, ChunkedCLITransport)
+    command = transport._build_command()
+    assert command == SubprocessCLITransport("", _configure_can_use_tool(opts))._build_command()  # what ClaudeSDKClient would run
+    assert command[command.index("--permission-prompt-tool") + 1] == "stdio"
+    messages, error = await _read(transport)
+    assert messages == [] and error is None  # the argv line is noise, not JSON
+    assert seen == ["first", "second"]
