@@ -1,15 +1,18 @@
 """ClaudeAgentOptions for one session: only the operator's settings reach the CLI, never a client's."""
 
 import functools
+import importlib
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import claude_agent_sdk
-from claude_agent_sdk import ClaudeAgentOptions, SessionStore
+import msgspec
+from claude_agent_sdk import AgentDefinition, ClaudeAgentOptions, HookMatcher, SessionStore
 
 from gateway.config import Settings
-from gateway.profiles import SessionSpec
+from gateway.profiles import Hook, McpServer, Profile, SdkServer, SessionSpec
 from gateway.sessions import proctree
 
 
@@ -83,6 +86,34 @@ def cli_env(settings: Settings, spec: SessionSpec, home: Path, marker: str) -> d
     return env
 
 
+def call_factory(factory: str) -> Any:
+    """Call an operator's "package.module:function" (an in-process MCP server, a hook callback)."""
+    module, _, function = factory.partition(":")
+    return getattr(importlib.import_module(module), function)()
+
+
+def mcp_config(server: McpServer) -> Any:
+    """The SDK's config for one of the profile's servers; an in-process one is built by its factory."""
+    if isinstance(server, SdkServer):
+        return call_factory(server.factory)
+    return msgspec.to_builtins(server)
+
+
+def hook_matchers(hooks: list[Hook]) -> dict[Any, list[HookMatcher]] | None:
+    matchers: dict[Any, list[HookMatcher]] = {}
+    for hook in hooks:
+        matchers.setdefault(hook.event, []).append(
+            HookMatcher(matcher=hook.matcher, hooks=[call_factory(hook.factory)], timeout=hook.timeout_s, on_failure=hook.on_failure)
+        )
+    return matchers or None
+
+
+def agent_definitions(profile: Profile) -> dict[str, AgentDefinition] | None:
+    if not profile.agents:
+        return None
+    return {name: AgentDefinition(description=a.description, prompt=a.prompt, tools=a.tools, model=a.model) for name, a in profile.agents.items()}
+
+
 def build_options(
     settings: Settings, spec: SessionSpec, workdir: Path, home: Path, marker: str, resume: str | None, model: str | None, mode: str,
     session_store: SessionStore | None = None,
@@ -90,8 +121,8 @@ def build_options(
     """With a `session_store` the CLI's transcript is mirrored there and `resume` reads it back from there,
     not from `home`. The SDK names the store's keys from `env["CLAUDE_CONFIG_DIR"]` (without it, from the
     gateway's own home: every mirrored entry would be dropped), which `cli_env` always sets. The SDK
-    refuses a store together with `enable_file_checkpointing` (checkpoints are local files), which the
-    gateway never sets."""
+    refuses a store together with `enable_file_checkpointing` (checkpoints are local files): a profile
+    that enables checkpointing keeps its conversations on the replica's disk only (docs/SDK_COVERAGE.md)."""
     profile = spec.profile
     system_prompt: str | dict[str, str]
     if profile.system_prompt is not None:
@@ -117,6 +148,14 @@ def build_options(
         max_turns=spec.max_turns,
         max_budget_usd=spec.max_budget_usd,
         resume=resume,
+        output_format=msgspec.to_builtins(spec.output_format) if spec.output_format else None,
+        thinking=msgspec.to_builtins(spec.thinking) if spec.thinking else None,
+        effort=spec.effort,
+        enable_file_checkpointing=profile.enable_file_checkpointing,
+        mcp_servers={name: mcp_config(server) for name, server in profile.mcp_servers.items()},
+        strict_mcp_config=True,  # the profile's servers only: none from files in the working directory's ancestors
+        agents=agent_definitions(profile),
+        hooks=hook_matchers(profile.hooks),
         max_buffer_size=settings.max_cli_message_bytes,  # the SDK's default, 1 MiB, cut off large tool results and replies
-        session_store=session_store,
+        session_store=None if profile.enable_file_checkpointing else session_store,
     )

@@ -1,7 +1,8 @@
 """Pending tool approvals and questions: deadlines, first answer wins, everyone sees the outcome.
 
 The SDK waits forever for `can_use_tool`; the gateway doesn't: every request has a deadline after
-which it is denied and an `expired` outcome is emitted.
+which it is denied and an `expired` outcome is emitted. An answer applies only the permission
+suggestions its profile permits, and a mode it sets is the session's mode (`on_mode`).
 """
 
 import asyncio
@@ -14,6 +15,7 @@ from typing import Any
 import msgspec
 from claude_agent_sdk.types import PermissionResultAllow, PermissionResultDeny, PermissionUpdate, ToolPermissionContext
 
+from gateway.profiles import Profile
 from gateway.wire import events as ev
 from gateway.wire.client import PermissionResponse, QuestionResponse
 from gateway.wire.errors import ErrorCode, GatewayError
@@ -31,9 +33,17 @@ class Pending(msgspec.Struct):
 
 
 class Approvals:
-    def __init__(self, emit: Callable[[ev.EventBody], int], on_change: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        emit: Callable[[ev.EventBody], int],
+        on_change: Callable[[], None],
+        profile: Profile,
+        on_mode: Callable[[str, ev.Actor], None],
+    ) -> None:
         self._emit = emit
         self._on_change = on_change
+        self._profile = profile
+        self._on_mode = on_mode
         self._pending: dict[str, Pending] = {}
         self._finished: collections.OrderedDict[str, None] = collections.OrderedDict()
 
@@ -98,12 +108,18 @@ class Approvals:
         except IndexError:
             raise GatewayError(ErrorCode.INVALID_ANSWER, "apply_suggestions names a suggestion that doesn't exist") from None
         for update in updates:
+            self._profile.check_update(update, pending.event.tool_name)
+        for update in updates:
             update.destination = "session"  # other destinations write settings files on the host
         self._resolve(
             pending,
             PermissionResultAllow(updated_input=frame.updated_input, updated_permissions=updates or None),
             ev.RequestResolved(request_id=frame.request_id, outcome="allowed", by=actor, updated_input=frame.updated_input),
         )
+        # The CLI switches mode as it takes the answer; the session follows, as after set_permission_mode.
+        for update in updates:
+            if update.type == "setMode" and update.mode is not None:
+                self._on_mode(update.mode, actor)
 
     def answer_question(self, frame: QuestionResponse, actor: ev.Actor) -> None:
         pending = self._take(frame.request_id)

@@ -86,6 +86,7 @@ class ProfileProbe:
         self.spec = narrow(profile, Open(id=self.id, profile=profile.name))
         self.model = self.spec.model
         self.permission_mode: str = self.spec.permission_mode
+        self.fork_of = None  # as for a session that is no fork: the runner resumes nothing
         self._messages: asyncio.Queue[Any] = asyncio.Queue()
 
     def on_message(self, message: Any) -> None:

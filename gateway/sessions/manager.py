@@ -37,7 +37,7 @@ from gateway.sessions.checks import ProfileProbe
 from gateway.sessions.handle import SessionHandle
 from gateway.sessions.pool import Warm, WarmPool, new_session_id
 from gateway.sessions.runner import AgentRunner, RunnerHooks, SdkRunner
-from gateway.sessions.session import READY_STATES, Session
+from gateway.sessions.session import READY_STATES, ForkPoint, Session
 from gateway.store.conversations import RedisSessionStore
 from gateway.wire.client import Open
 from gateway.wire.errors import ErrorCode, GatewayError
@@ -194,61 +194,104 @@ class SessionManager:
         if profile is None:
             raise GatewayError(ErrorCode.PROFILE_NOT_FOUND, f"no profile {frame.profile!r}")
         spec = narrow(profile, frame)
+        session = await self._new_session(principal, spec, session_id, warm)
+        session.start()
+        self._opened[(principal, frame.id)] = session.id
+        if len(self._opened) > 10_000:
+            self._opened.popitem(last=False)
+        log.info("session %s opened by %s (profile %s)", session.id, principal, profile.name, extra={"session_id": session.id})
+        return session
+
+    async def _new_session(self, principal: str, spec: SessionSpec, session_id: str, warm: Warm | None = None) -> Session:
+        """A session (not started) within the limits, with a CLI slot (or its pooled CLI's); with
+        Redis, claimed and registered."""
         if self.live_count() >= self.settings.max_sessions:
             raise GatewayError(ErrorCode.TOO_MANY_SESSIONS, "this gateway is at its session limit; try again later")
         live = self.live_count(principal) if self.cluster is None else await self.cluster.registry.live_count(principal)
         if live >= self.settings.max_sessions_per_principal:
             raise GatewayError(ErrorCode.TOO_MANY_SESSIONS, f"at most {self.settings.max_sessions_per_principal} sessions per principal")
         with self.capacity.creating(warm is not None):  # or `at_capacity`, before the session exists anywhere
-            return await self._create(principal, frame, session_id, spec, warm)
-
-    async def _create(self, principal: str, frame: Open, session_id: str, spec: SessionSpec, warm: Warm | None) -> Session:
-        cluster = self.cluster
-        log_store: EventLog
-        if cluster is None:
-            log_store = MemoryEventLog(self.settings.log_max_events, self.settings.log_max_bytes, self.settings.log_max_age_s)
-        else:
-            fence = await cluster.ownership.claim(session_id)
-            log_store = await RedisEventLog.create(
-                cluster.redis, cluster.keys(session_id), self.settings, fence=fence, on_fenced=lambda: self._fenced(session_id),
+            cluster = self.cluster
+            log_store: EventLog
+            if cluster is None:
+                log_store = MemoryEventLog(self.settings.log_max_events, self.settings.log_max_bytes, self.settings.log_max_age_s)
+            else:
+                fence = await cluster.ownership.claim(session_id)
+                log_store = await RedisEventLog.create(
+                    cluster.redis, cluster.keys(session_id), self.settings, fence=fence, on_fenced=lambda: self._fenced(session_id),
+                )
+            session = Session(
+                session_id=session_id,
+                principal=principal,
+                spec=spec,
+                log_store=log_store,
+                runner_factory=self._runner_factory,
+                on_closed=self._closed,
+                on_described=None if cluster is None else self._described,
+                ack_store=None if cluster is None else cluster.acks(session_id),
+                limits=session_limits(self.settings),
+                turn_watchdog_s=self.settings.turn_watchdog_s,
+                metrics=self.metrics.session(),
+                forker=self.fork,
+                capacity=self.capacity,
+                warm=warm,
+                cli_granted=True,  # by `creating`
             )
-        session = Session(
-            session_id=session_id,
-            principal=principal,
-            spec=spec,
-            log_store=log_store,
-            runner_factory=self._runner_factory,
-            on_closed=self._closed,
-            on_described=None if cluster is None else self._described,
-            ack_store=None if cluster is None else cluster.acks(session_id),
-            limits=session_limits(self.settings),
-            turn_watchdog_s=self.settings.turn_watchdog_s,
-            metrics=self.metrics.session(),
-            capacity=self.capacity,
-            warm=warm,
-            cli_granted=True,  # by `creating`
-        )
-        if cluster is not None:
-            await cluster.registry.register(principal, cluster.replica_id, session.info())
-        self._sessions[session.id] = session
-        session.start()
-        self._opened[(principal, frame.id)] = session.id
-        if len(self._opened) > 10_000:
-            self._opened.popitem(last=False)
-        log.info("session %s opened by %s (profile %s)", session.id, principal, spec.profile.name, extra={"session_id": session.id})
+            if cluster is not None:
+                await cluster.registry.register(principal, cluster.replica_id, session.info())
+            self._sessions[session.id] = session
         return session
+
+    async def fork(self, source: Session, query_id: str | None) -> Session:
+        """A new session of `source`'s principal and settings continuing its conversation (from
+        before `query_id`, or all of it): its CLI transcript is copied into the new session's
+        config directory, and its first CLI resumes it with `fork_session` (a cold start: no
+        pooled CLI has that transcript)."""
+        if self.shutting_down:
+            raise GatewayError(ErrorCode.AGENT_UNAVAILABLE, "the gateway is shutting down; try again in a moment")
+        if source.closed:
+            raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed")
+        fork_of, transcript = source.fork_point(query_id)
+        session = await self._new_session(source.principal, source.spec, new_session_id())
+        session.model, session.permission_mode = source.model, source.permission_mode
+        if fork_of is not None:
+            try:
+                await asyncio.to_thread(self._copy_transcript, source, session, fork_of.claude_session_id)
+            except OSError as exc:
+                self._sessions.pop(session.id, None)
+                log.warning("session %s: fork failed to copy the transcript: %r", source.id, exc)
+                raise GatewayError(ErrorCode.AGENT_ERROR, "the conversation could not be copied") from exc
+        session.seed(fork_of, transcript)
+        session.start()
+        log.info("session %s forked from %s (before %s)", session.id, source.id, query_id or "now")
+        return session
+
+    def _copy_transcript(self, source: Session, target: Session, claude_session_id: str) -> None:
+        """The CLI finds a transcript under its config directory, by working directory: copy it there."""
+        def project(session: Session) -> Path:
+            root = self._session_dir(session.id)
+            return root / "home" / ".claude" / "projects" / project_key_for_directory(root / "work")
+
+        src, dst = project(source), project(target)
+        dst.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src / f"{claude_session_id}.jsonl", dst / f"{claude_session_id}.jsonl")
+        if (src / claude_session_id).is_dir():  # subagent transcripts
+            shutil.copytree(src / claude_session_id, dst / claude_session_id, dirs_exist_ok=True)
 
     def _session_dir(self, session_id: str) -> Path:
         return self._sessions_root / session_id
 
     def _sdk_runner(self, session: Session, resume: str | None) -> AgentRunner:
-        return self._build_runner(session.id, session.spec, session, resume, session.model, session.permission_mode)
+        return self._build_runner(session.id, session.spec, session, resume, session.model, session.permission_mode, session.fork_of)
 
     def _pooled_runner(self, session_id: str, spec: SessionSpec, hooks: RunnerHooks) -> SdkRunner:
         return self._build_runner(session_id, spec, hooks, None, spec.model, spec.permission_mode)
 
-    def _build_runner(self, session_id: str, spec: SessionSpec, hooks: RunnerHooks, resume: str | None, model: str | None, mode: str) -> SdkRunner:
-        """A CLI for the session `session_id`, in its directories."""
+    def _build_runner(
+        self, session_id: str, spec: SessionSpec, hooks: RunnerHooks, resume: str | None, model: str | None, mode: str,
+        fork_of: ForkPoint | None = None,
+    ) -> SdkRunner:
+        """A CLI for the session `session_id`, in its directories (resuming a fork's source with `fork_session`)."""
         root = self._session_dir(session_id)
         workdir, home = root / "work", root / "home"
 
@@ -260,6 +303,8 @@ class SessionManager:
 
         marker = f"{self._owner}/{next(self._cli_serial)}"
         options = build_options(self.settings, spec, workdir, home, marker, resume, model, mode, self._conversations)
+        if fork_of is not None and resume == fork_of.claude_session_id:
+            options.fork_session, options.resume_session_at = True, fork_of.resume_at
         return SdkRunner(options, hooks, prepare)
 
     # ---- closing ---------------------------------------------------------------------------

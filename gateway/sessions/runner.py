@@ -50,6 +50,18 @@ class AgentRunner(Protocol):
 
     async def set_permission_mode(self, mode: str) -> None: ...
 
+    async def get_context_usage(self) -> dict[str, Any]: ...
+
+    async def stop_task(self, task_id: str) -> None: ...
+
+    async def rewind_files(self, user_message_id: str) -> None: ...
+
+    async def get_mcp_status(self) -> dict[str, Any]: ...
+
+    async def reconnect_mcp_server(self, name: str) -> None: ...
+
+    async def toggle_mcp_server(self, name: str, enabled: bool) -> None: ...
+
     async def stop(self) -> None: ...
 
 
@@ -169,6 +181,24 @@ class SdkRunner:
         finally:
             for waiting in (answer, stopped):
                 waiting.cancel()
+
+    async def get_context_usage(self) -> dict[str, Any]:
+        return dict(await self._require().get_context_usage())
+
+    async def stop_task(self, task_id: str) -> None:
+        await self._require().stop_task(task_id)
+
+    async def rewind_files(self, user_message_id: str) -> None:
+        await self._require().rewind_files(user_message_id)
+
+    async def get_mcp_status(self) -> dict[str, Any]:
+        return dict(await self._require().get_mcp_status())
+
+    async def reconnect_mcp_server(self, name: str) -> None:
+        await self._require().reconnect_mcp_server(name)
+
+    async def toggle_mcp_server(self, name: str, enabled: bool) -> None:
+        await self._require().toggle_mcp_server(name, enabled)
 
     async def stop(self) -> None:
         self._stopping = True

@@ -65,6 +65,7 @@ def run_view(snapshot: Snapshot, run_id: str) -> Run:
         pending=info.pending if running else [],
         streaming_text=snapshot.streaming_text if running else None,
         result=result,
+        structured_output=result.structured_output if result is not None else None,
         epoch=info.epoch,
         last_seq=info.last_seq,
     )

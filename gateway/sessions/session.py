@@ -14,8 +14,16 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import msgspec
-from claude_agent_sdk import CLIJSONDecodeError, ConversationResetMessage, ResultMessage, StreamEvent, SystemMessage
-from claude_agent_sdk.types import ToolPermissionContext
+from claude_agent_sdk import (
+    AssistantMessage,
+    CLIJSONDecodeError,
+    ConversationResetMessage,
+    ResultMessage,
+    StreamEvent,
+    SystemMessage,
+    UserMessage,
+)
+from claude_agent_sdk.types import TERMINAL_TASK_STATUSES, ToolPermissionContext
 
 from gateway import PROTOCOL_VERSION, logs
 from gateway.events.feed import EventFeed, Sink
@@ -30,7 +38,18 @@ from gateway.sessions.translate import stream_event, to_event
 from gateway.wire import client as cf
 from gateway.wire import events as ev
 from gateway.wire.errors import ErrorCode, GatewayError
-from gateway.wire.server import Ack, Attached, Reset, ResetReason, SessionInfo, SessionLimits, Snapshot
+from gateway.wire.server import (
+    Ack,
+    Attached,
+    ContextUsage,
+    McpServerStatus,
+    Reset,
+    ResetReason,
+    SessionInfo,
+    SessionLimits,
+    Snapshot,
+    TaskInfo,
+)
 
 log = logging.getLogger("gateway.session")
 
@@ -39,7 +58,7 @@ NO_CONVERSATION = "No conversation found"  # the CLI's refusal to resume a conve
 GUARD_TICK_S = 1.0  # how often a running turn's guard looks at it
 TRANSCRIPT_KINDS = (
     ev.UserQuery, ev.AssistantMessage, ev.UserMessage, ev.TurnResult, ev.PermissionRequest, ev.Question,
-    ev.RequestResolved, ev.ModelChanged, ev.PermissionModeChanged, ev.ConversationReset, ev.AgentError,
+    ev.RequestResolved, ev.ModelChanged, ev.PermissionModeChanged, ev.ConversationReset, ev.AgentError, ev.FilesRewound,
 )
 BUSY_STATES = ("running", "awaiting_approval", "interrupted")
 READY_STATES = ("idle", "failed", "hibernated")  # a query starts at once (a hibernated session's wakes its CLI first)
@@ -50,6 +69,13 @@ DESCRIBED_KINDS = (
     ev.RequestResolved, ev.TurnResult, ev.UserQuery,
 )
 CLEAR_MESSAGE = {"type": "user", "message": {"role": "user", "content": "/clear"}, "parent_tool_use_id": None}  # failed: the CLI couldn't start; the next query tries again
+
+
+class ForkPoint(msgspec.Struct, frozen=True):
+    """Where a forked session's first CLI resumes: the source's CLI session, up to a message."""
+
+    claude_session_id: str
+    resume_at: str | None  # None: the whole conversation
 
 
 def now_ms() -> int:
@@ -88,6 +114,7 @@ class Session:
         limits: SessionLimits,
         turn_watchdog_s: float = 900.0,
         metrics: SessionMetrics | None = None,
+        forker: Callable[["Session", str | None], Awaitable["Session"]] | None = None,
         capacity: Capacity | None = None,
         warm: Warm | None = None,
         cli_granted: bool = False,
@@ -99,10 +126,20 @@ class Session:
         self.permission_mode: str = spec.permission_mode
         self.state: ev.SessionState = "starting"
         self.feed = EventFeed(log_store)
-        self.approvals = Approvals(self.emit, self._sync_state)
+        self.approvals = Approvals(self.emit, self._sync_state, spec.profile, self._mode_applied)
         self.created_at = self._touched = now_ms()
         self.turns = 0
         self.claude_session_id: str | None = None
+        self.rate_limit: ev.RateLimitInfo | None = None
+        self._tasks: dict[str, TaskInfo] = {}  # background tasks of the running CLI, by id
+        # query id -> the uuid its message was sent with: the CLI's name for it (rewind_files)
+        self._query_uuids: collections.OrderedDict[str, str] = collections.OrderedDict()
+        # query id -> the CLI's uuid of the last message before it ran (None: it began the
+        # conversation): where a fork that leaves the query out resumes (`resume_session_at`)
+        self._fork_points: collections.OrderedDict[str, str | None] = collections.OrderedDict()
+        self._last_uuid: str | None = None  # the conversation's latest main-chain message
+        self._forker = forker
+        self.fork_of: ForkPoint | None = None  # set on a fork until its CLI started from it
         self.connections = 0
         self._runner_factory = runner_factory
         self._runner: AgentRunner | None = None
@@ -114,6 +151,7 @@ class Session:
         self._current_query: str | None = None
         self._transcript: collections.deque[ev.EventBody] = collections.deque(maxlen=limits.transcript_max_events)
         self._streaming: list[str] = []
+        self._thinking: list[str] = []  # the thinking streamed so far of a block not yet final
         self._acks: collections.OrderedDict[str, asyncio.Future[Ack]] = collections.OrderedDict()
         self._cost_before_runner = 0.0
         self._cost_of_runner = 0.0
@@ -318,6 +356,7 @@ class Session:
     async def _stop_runner(self) -> None:
         """Called with `_runner_lock` held."""
         runner, self._runner = self._runner, None
+        self._tasks.clear()
         if runner is not None:
             await runner.stop()
 
@@ -350,6 +389,9 @@ class Session:
 
     async def _dispatch(self, query_id: str, message: dict[str, Any]) -> None:
         self._current_query, self._current_uuid = query_id, message["uuid"]
+        self._fork_points[query_id] = self._last_uuid
+        if len(self._fork_points) > self.limits.transcript_max_events:
+            self._fork_points.popitem(last=False)
         try:
             if self.state == "hibernated":
                 await self._wake_cli()
@@ -401,6 +443,7 @@ class Session:
         and the CLI is stopped in the background (a frozen one takes the SDK's ~10 s to kill). The
         next query starts a new CLI resuming the conversation, as after a crash."""
         runner, self._runner = self._runner, None  # from now on no query reaches the stuck CLI
+        self._tasks.clear()
         log.warning("session %s: %s", self.id, why)
         self.approvals.cancel_all()
         self.emit(ev.AgentError(code="agent_unresponsive", message=why, recoverable=True))
@@ -425,10 +468,14 @@ class Session:
         if type(event) is ev.Stream:  # nearly every event: test it first
             if event.parent_tool_use_id is None:
                 delta = event.event.get("delta")
-                if delta is not None and delta.get("type") == "text_delta":
-                    self._streaming.append(delta["text"])
-                    if self.metrics.awaiting_token:
-                        self.metrics.first_token()
+                if delta is not None:
+                    kind = delta.get("type")
+                    if kind == "text_delta":
+                        self._streaming.append(delta["text"])
+                        if self.metrics.awaiting_token:
+                            self.metrics.first_token()
+                    elif kind == "thinking_delta":
+                        self._thinking.append(delta["thinking"])
         else:
             if isinstance(event, TRANSCRIPT_KINDS):
                 if isinstance(event, ev.ConversationReset):
@@ -436,6 +483,7 @@ class Session:
                 self._transcript.append(event)
                 if isinstance(event, ev.AssistantMessage):
                     self._streaming.clear()
+                    self._thinking.clear()
             if self._on_described is not None and isinstance(event, DESCRIBED_KINDS):
                 self._on_described(self)
         return self.feed.emit(event)
@@ -443,6 +491,8 @@ class Session:
     def _restart_transcript(self) -> None:
         """A reset starts the transcript again: it keeps only the queries sent while the reset ran,
         which wait to run in the new conversation (queries queued before it were dropped)."""
+        self._fork_points.clear()  # they name messages of the conversation that ended
+        self._last_uuid = None
         waiting = {query_id for query_id, _ in self._queue}
         kept = [e for e in self._transcript if isinstance(e, ev.UserQuery) and e.query_id in waiting]
         self._transcript.clear()
@@ -492,8 +542,12 @@ class Session:
                 self.claude_session_id = message.session_id
                 self._clearing.set_result(None)
             return
+        if isinstance(message, (AssistantMessage, UserMessage)) and message.parent_tool_use_id is None and message.uuid:
+            self._last_uuid = message.uuid
         if isinstance(message, SystemMessage) and message.subtype == "init":
             self.claude_session_id = message.data.get("session_id", self.claude_session_id)
+            if self.fork_of is not None and self.claude_session_id != self.fork_of.claude_session_id:
+                self.fork_of = None  # the fork has its own CLI session now: later restarts resume that
             self.model = message.data.get("model", self.model)
         event = to_event(message, None if own_turn else self._current_query)
         if isinstance(message, ResultMessage):
@@ -503,6 +557,14 @@ class Session:
             event.cost_usd = max(0.0, runner_total - self._cost_of_runner)
             self._cost_of_runner = runner_total
             event.total_cost_usd = self.total_cost_usd
+        if isinstance(event, ev.System) and event.subtype == "init" and "slash_commands" in event.data:
+            # Clients run only the profile's commands (prompts never run as commands): advertise those.
+            runnable = {"compact", *self.spec.profile.slash_commands}
+            event.data["slash_commands"] = [c for c in event.data["slash_commands"] if c in runnable]
+        if isinstance(event, ev.RateLimit):
+            self.rate_limit = event.info
+        elif isinstance(event, ev.Task):
+            self._track_task(event)
         if event is not None:
             self.emit(event)
         if isinstance(message, ResultMessage):
@@ -516,6 +578,18 @@ class Session:
                 self._set_state("idle")
             self._turn_done.set()
             self._wake.set()
+
+    def _track_task(self, task: ev.Task) -> None:
+        """Keep `SessionInfo.tasks`: a task is in from its start until a terminal status, which
+        either a notification or an update may bring (the CLI sometimes sends only one)."""
+        if task.status in TERMINAL_TASK_STATUSES:
+            self._tasks.pop(task.task_id, None)
+        elif task.subtype == "task_started":
+            self._tasks[task.task_id] = TaskInfo(
+                task_id=task.task_id, description=task.description, task_type=task.task_type, tool_use_id=task.tool_use_id
+            )
+        elif task.subtype == "task_progress" and task.task_id in self._tasks:
+            self._tasks[task.task_id].last_tool_name = task.last_tool_name
 
     def _cli_started(self, result: ResultMessage) -> bool:
         """Whether `result` ends a turn the CLI started itself (when a background command ends, say)
@@ -531,6 +605,7 @@ class Session:
         if runner is not self._runner or self.closed:
             return
         self._runner = None
+        self._tasks.clear()  # they ran in the CLI
         log.warning("session %s: agent exited: %r", self.id, error)
         self.approvals.cancel_all()
         if isinstance(error, CLIJSONDecodeError) and "maximum buffer size" in str(error):
@@ -597,7 +672,38 @@ class Session:
     async def _execute(self, frame: cf.ClientFrame, actor: ev.Actor) -> dict[str, Any] | None:
         self._touched = now_ms()
         if isinstance(frame, cf.Query):
-            return self._enqueue(frame, actor)
+            prompt = frame.prompt if isinstance(frame.prompt, str) else msgspec.to_builtins(frame.prompt)  # the SDK writes it with json
+            return self._enqueue(frame.id, prompt, actor)
+        if isinstance(frame, cf.Compact):
+            # The one command a client may run: sent without `client_composed`, as `/clear` is.
+            command = "/compact" + (f" {frame.instructions}" if frame.instructions else "")
+            return self._enqueue(frame.id, command, actor, composed=False)
+        if isinstance(frame, cf.RunCommand):
+            self.spec.profile.check_command(frame.command)
+            return self._enqueue(frame.id, f"/{frame.command}" + (f" {frame.args}" if frame.args else ""), actor, composed=False)
+        if isinstance(frame, cf.GetMcpStatus):
+            return await self._mcp_status()
+        if isinstance(frame, (cf.ReconnectMcpServer, cf.ToggleMcpServer)):
+            self.spec.profile.check_mcp_server(frame.name)
+            runner = await self._running_agent()
+            if isinstance(frame, cf.ReconnectMcpServer):
+                await self._control(runner.reconnect_mcp_server(frame.name))
+            else:
+                await self._control(runner.toggle_mcp_server(frame.name, frame.enabled))
+            return None
+        if isinstance(frame, cf.GetContextUsage):
+            return await self._context_usage()
+        if isinstance(frame, cf.StopTask):
+            await self._stop_task(frame.task_id)
+            return None
+        if isinstance(frame, cf.RewindFiles):
+            await self._rewind_files(frame.query_id, actor)
+            return None
+        if isinstance(frame, cf.Fork):
+            if self._forker is None:
+                raise GatewayError(ErrorCode.FORBIDDEN_OPTION, "this gateway does not fork sessions")
+            forked = await self._forker(self, frame.query_id)
+            return {"session_id": forked.id}
         if isinstance(frame, cf.PermissionResponse):
             self.approvals.answer_permission(frame, actor)
             return None
@@ -621,28 +727,87 @@ class Session:
             return None
         raise AssertionError(f"unhandled session frame {type(frame).__name__}")
 
-    def _enqueue(self, frame: cf.Query, actor: ev.Actor) -> dict[str, Any]:
+    def _enqueue(self, query_id: str, prompt: str | list[Any], actor: ev.Actor, composed: bool = True) -> dict[str, Any]:
         if len(self._queue) >= self.limits.max_queued_queries:
             raise GatewayError(ErrorCode.QUEUE_FULL, f"{self.limits.max_queued_queries} queries are already queued")
         self.reserve_cli()  # refused now (`at_capacity`) rather than failing once queued
         queued = self.state not in READY_STATES or bool(self._queue) or self._reset_lock.locked()
-        prompt = frame.prompt if isinstance(frame.prompt, str) else msgspec.to_builtins(frame.prompt)  # the SDK writes it with json
-        message = {
+        message: dict[str, Any] = {
             "type": "user",
             "message": {"role": "user", "content": prompt},
             "parent_tool_use_id": None,
             "uuid": str(uuid.uuid4()),
-            "client_composed": True,  # verbatim: no slash commands or @file expansion from clients
         }
-        self._queue.append((frame.id, message))
-        self.emit(ev.UserQuery(query_id=frame.id, prompt=prompt, by=actor, queued=queued))
+        if composed:
+            message["client_composed"] = True  # verbatim: no slash commands or @file expansion from clients
+        self._query_uuids[query_id] = message["uuid"]
+        if len(self._query_uuids) > self.limits.transcript_max_events:
+            self._query_uuids.popitem(last=False)
+        self._queue.append((query_id, message))
+        self.emit(ev.UserQuery(query_id=query_id, prompt=prompt, by=actor, queued=queued))
         self._wake.set()
         # position: 0 when the query starts at once, else its place in the line (1 runs next).
-        return {"query_id": frame.id, "queued": queued, "position": len(self._queue) if queued else 0}
+        return {"query_id": query_id, "queued": queued, "position": len(self._queue) if queued else 0}
 
-    async def _control(self, call: Any) -> None:
+    async def _running_agent(self) -> AgentRunner:
+        """The CLI, started if need be (a control call on a session whose CLI is down)."""
+        await self._ensure_runner()
+        if self._runner is None:  # it died again meanwhile
+            raise GatewayError(ErrorCode.AGENT_UNAVAILABLE, "the agent is not running; try again")
+        return self._runner
+
+    async def _stop_task(self, task_id: str) -> None:
+        if task_id not in self._tasks or self._runner is None:
+            raise GatewayError(ErrorCode.UNKNOWN_TASK, f"no running task {task_id}")
+        await self._control(self._runner.stop_task(task_id))
+
+    def fork_point(self, query_id: str | None) -> tuple[ForkPoint | None, list[ev.EventBody]]:
+        """Where a fork resumes, and the transcript it starts with: the conversation so far, or the
+        part before `query_id`. No fork point when there is no conversation to continue."""
+        transcript = [e for e in self._transcript if not isinstance(e, ev.ConversationReset)]
+        if query_id is None:
+            resume_at = None
+        elif query_id in self._fork_points:
+            resume_at = self._fork_points[query_id]
+            start = next((i for i, e in enumerate(transcript) if isinstance(e, ev.UserQuery) and e.query_id == query_id), 0)
+            transcript = transcript[:start]
+            if resume_at is None:  # the query began the conversation: the fork starts a fresh one
+                return None, []
+        else:
+            raise GatewayError(ErrorCode.UNKNOWN_QUERY, f"no query {query_id} has run in this conversation")
+        if self.claude_session_id is None:
+            return None, []
+        return ForkPoint(self.claude_session_id, resume_at), transcript
+
+    def seed(self, fork_of: ForkPoint | None, transcript: list[ev.EventBody]) -> None:
+        """Start a fork from its source's conversation (before `start`): its CLI resumes it, its
+        clients see the transcript it had."""
+        self.fork_of, self.claude_session_id = fork_of, fork_of.claude_session_id if fork_of else None
+        for event in transcript:
+            self.emit(event)
+
+    async def _rewind_files(self, query_id: str, actor: ev.Actor) -> None:
+        if not self.spec.profile.enable_file_checkpointing:
+            raise GatewayError(ErrorCode.FORBIDDEN_OPTION, f"profile {self.spec.profile.name!r} does not keep file checkpoints")
+        message_uuid = self._query_uuids.get(query_id)
+        if message_uuid is None:
+            raise GatewayError(ErrorCode.UNKNOWN_QUERY, f"no query {query_id} in this session")
+        await self._control((await self._running_agent()).rewind_files(message_uuid))
+        self.emit(ev.FilesRewound(query_id=query_id, by=actor))
+
+    async def _mcp_status(self) -> dict[str, Any]:
+        raw = await self._control((await self._running_agent()).get_mcp_status())
+        declared = self.spec.profile.mcp_servers
+        servers = [s for s in raw.get("mcpServers", []) if s.get("name") in declared]
+        return {"mcpServers": msgspec.to_builtins(msgspec.convert(servers, list[McpServerStatus]))}
+
+    async def _context_usage(self) -> dict[str, Any]:
+        raw = await self._control((await self._running_agent()).get_context_usage())
+        return msgspec.to_builtins(msgspec.convert(raw, ContextUsage))  # type: ignore[no-any-return]
+
+    async def _control(self, call: Any) -> Any:
         try:
-            await asyncio.wait_for(call, CONTROL_TIMEOUT_S)
+            return await asyncio.wait_for(call, CONTROL_TIMEOUT_S)
         except Exception as exc:  # a timeout, or the CLI refusing or gone
             log.warning("session %s: control call failed: %r", self.id, exc)
             raise GatewayError(ErrorCode.AGENT_ERROR, "the agent did not accept the request") from exc
@@ -679,6 +844,10 @@ class Session:
         self.spec.profile.check_mode(mode)
         if self._runner is not None:
             await self._control(self._runner.set_permission_mode(mode))
+        self._mode_applied(mode, actor)
+
+    def _mode_applied(self, mode: str, actor: ev.Actor) -> None:
+        """The CLI runs in `mode` now (a mode change, or a `setMode` suggestion applied)."""
         self.permission_mode = mode
         self.emit(ev.PermissionModeChanged(mode=mode, by=actor))
 
@@ -712,6 +881,7 @@ class Session:
         self.approvals.cancel_all()
         self._drop_current("the conversation was reset")  # the interrupted turn didn't end in time
         self._streaming.clear()
+        self._thinking.clear()
         self._set_state("running", "conversation_reset")  # holds new queries back until the reset is done
         failed: GatewayError | None = None
         try:
@@ -795,6 +965,8 @@ class Session:
             allowed_models=profile.models,
             allowed_modes=list(profile.permission_modes),
             limits=self.limits,
+            rate_limit=self.rate_limit,
+            tasks=list(self._tasks.values()),
         )
 
     async def snapshot(self) -> Snapshot:
@@ -806,6 +978,7 @@ class Session:
             session=self.info(),
             transcript=list(self._transcript),  # type: ignore[arg-type]
             streaming_text="".join(self._streaming) or None,
+            streaming_thinking="".join(self._thinking) or None,
         )
 
     # ---- run-and-poll ----------------------------------------------------------------------

@@ -4,6 +4,8 @@ import dataclasses
 import re
 from typing import Any
 
+import msgspec
+
 from claude_agent_sdk import (
     AssistantMessage,
     RateLimitEvent,
@@ -63,6 +65,26 @@ def is_local_command_echo(msg: UserMessage) -> bool:
     return isinstance(msg.content, str) and msg.content.startswith("<local-command-")
 
 
+def task_event(msg: TaskStartedMessage | TaskProgressMessage | TaskNotificationMessage | TaskUpdatedMessage) -> ev.Task:
+    """One shape for the four task messages; the CLI's own fields stay in `data`."""
+    task = ev.Task(subtype=msg.subtype, task_id=msg.task_id, data=scrub(msg.data))  # type: ignore[arg-type]
+    if isinstance(msg, TaskUpdatedMessage):
+        task.status = msg.status or msg.patch.get("status")
+        task.description = msg.patch.get("description")
+        return task
+    task.tool_use_id = msg.tool_use_id
+    if isinstance(msg, TaskNotificationMessage):
+        task.status, task.summary = msg.status, msg.summary
+        task.usage = dict(msg.usage) if msg.usage else None
+        return task
+    task.status, task.description = "running", msg.description
+    if isinstance(msg, TaskStartedMessage):
+        task.task_type = msg.task_type
+    else:
+        task.last_tool_name, task.usage = msg.last_tool_name, dict(msg.usage)
+    return task
+
+
 def stream_event(msg: StreamEvent) -> ev.Stream:
     """Token deltas and block boundaries: most of a turn's messages, forwarded as they are."""
     return ev.Stream(event=msg.event, parent_tool_use_id=msg.parent_tool_use_id)
@@ -86,7 +108,11 @@ def to_event(msg: Any, query_id: str | None) -> ev.EventBody | None:
         if is_local_command_echo(msg):
             return None
         return ev.UserMessage(
-            content=content(msg.content), parent_tool_use_id=msg.parent_tool_use_id, tool_use_result=msg.tool_use_result
+            content=content(msg.content),
+            parent_tool_use_id=msg.parent_tool_use_id,
+            tool_use_result=msg.tool_use_result,
+            uuid=msg.uuid,
+            origin=dict(msg.origin) if msg.origin else None,
         )
     if isinstance(msg, ResultMessage):
         return ev.TurnResult(
@@ -103,11 +129,21 @@ def to_event(msg: Any, query_id: str | None) -> ev.EventBody | None:
             terminal_reason=msg.terminal_reason,
             permission_denials=msg.permission_denials,
             errors=[e for e in msg.errors if not INTERNAL_ERROR.match(e)] if msg.errors else msg.errors,
+            structured_output=msg.structured_output,
+            model_usage=msgspec.convert(msg.model_usage, dict[str, ev.ModelUsage]) if msg.model_usage else None,
+            api_error_status=msg.api_error_status,
+            deferred_tool_use=msgspec.convert(dataclasses.asdict(msg.deferred_tool_use), ev.DeferredToolUse) if msg.deferred_tool_use else None,
+            origin=dict(msg.origin) if msg.origin else None,
         )
     if isinstance(msg, _TASK_TYPES):
-        return ev.Task(subtype=msg.subtype, data=scrub(msg.data))
+        return task_event(msg)
     if isinstance(msg, SystemMessage):
         return ev.System(subtype=msg.subtype, data=scrub(msg.data))
     if isinstance(msg, RateLimitEvent):
-        return ev.RateLimit(info=msg.rate_limit_info.raw or dataclasses.asdict(msg.rate_limit_info))
+        info = msg.rate_limit_info
+        return ev.RateLimit(info=ev.RateLimitInfo(
+            status=info.status, resets_at=info.resets_at, rate_limit_type=info.rate_limit_type, utilization=info.utilization,
+            overage_status=info.overage_status, overage_resets_at=info.overage_resets_at,
+            overage_disabled_reason=info.overage_disabled_reason,
+        ))
     return None

@@ -87,6 +87,19 @@ async def delete_session(request: Request) -> Response:
     return reply(session.info())
 
 
+async def fork_session(request: Request) -> Response:
+    """The `fork` frame over HTTP: run by the session's owner, whichever replica that is."""
+    caller, session = await http_common.session(request)
+    body = await http_common.decode(request, ht.ForkSession, empty=b"{}")
+    frame = cf.Fork(id="fork_" + secrets.token_hex(8), query_id=body.query_id)
+    ack = await session.execute(frame, http_common.actor(request, caller))
+    assert ack.result is not None
+    forked = await http_common.manager(request).get(caller, ack.result["session_id"])
+    snapshot = await forked.snapshot()
+    info = snapshot.session
+    return reply(ht.SessionStatus(session=info, run=latest_run(snapshot)), 201, {"Location": f"/v1/sessions/{forked.id}", **cursor_header(info)})
+
+
 async def get_snapshot(request: Request) -> Response:
     _, session = await http_common.session(request)
     snapshot = await session.snapshot()
@@ -204,9 +217,12 @@ _CURSOR = {"type": "string", "pattern": "^(([^:]*:)?[0-9]{1,18})?$", "maxLength"
 _BAD_BODY = (E.BAD_JSON, E.BAD_FRAME, E.FRAME_TOO_LARGE)
 _SESSION = (E.UNAUTHORIZED, E.SESSION_NOT_FOUND, E.OWNER_UNREACHABLE)
 _OPEN = (E.PROFILE_NOT_FOUND, E.FORBIDDEN_OPTION, E.MODEL_NOT_ALLOWED, E.MODE_NOT_ALLOWED, E.TOO_MANY_SESSIONS, E.AT_CAPACITY, E.AGENT_UNAVAILABLE)
+_FORK = (E.SESSION_CLOSED, E.UNKNOWN_QUERY, E.TOO_MANY_SESSIONS, E.AT_CAPACITY, E.AGENT_UNAVAILABLE, E.AGENT_ERROR)
 _FRAME = (
     E.UNKNOWN_TYPE, E.SESSION_CLOSED, E.MODEL_NOT_ALLOWED, E.MODE_NOT_ALLOWED, E.UNKNOWN_REQUEST,
-    E.REQUEST_ALREADY_RESOLVED, E.INVALID_ANSWER, E.QUEUE_FULL, E.AT_CAPACITY, E.AGENT_ERROR,
+    E.REQUEST_ALREADY_RESOLVED, E.INVALID_ANSWER, E.QUEUE_FULL, E.AGENT_ERROR,
+    E.SUGGESTION_NOT_ALLOWED, E.FORBIDDEN_OPTION, E.UNKNOWN_TASK, E.UNKNOWN_QUERY, E.UNKNOWN_MCP_SERVER, E.AGENT_UNAVAILABLE, E.TOO_MANY_SESSIONS,
+    E.AT_CAPACITY,
 )
 
 OPERATIONS = (
@@ -233,6 +249,8 @@ OPERATIONS = (
               )),
     Operation("POST", "/v1/sessions/{session_id}/frames", post_frame, "Execute one client frame (query, interrupt, answers, model/mode change, reset, close); the reply is its ack.",
               Ack, body=cf.SessionFrame, errors=(*_SESSION, *_BAD_BODY, *_FRAME), params=(SESSION_ID, CONNECTION_ID)),
+    Operation("POST", "/v1/sessions/{session_id}/fork", fork_session, "Continue the conversation in a new session of the caller: from now, or from just before `query_id` (edit and resend, try again).",
+              ht.SessionStatus, 201, ht.ForkSession, (*_SESSION, *_BAD_BODY, *_FORK), headers=("Location", "Last-Event-ID"), params=(SESSION_ID,)),
     Operation("GET", "/v1/sessions/{session_id}/snapshot", get_snapshot, "State and transcript to rebuild a view from (after a `reset`); `Last-Event-ID` names its position.",
               Snapshot, errors=_SESSION, params=(SESSION_ID,), headers=("Last-Event-ID",)),
     Operation("GET", "/v1/sessions/{session_id}/runs/{run_id}", get_run, "A run's status, messages and result so far.",

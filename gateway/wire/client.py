@@ -10,6 +10,9 @@ FrameId = Annotated[str, Meta(min_length=1, max_length=FRAME_ID_MAX)]
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 PermissionMode = Literal["default", "acceptEdits", "plan", "bypassPermissions", "dontAsk", "auto"]
 NonEmpty = Annotated[str, Meta(min_length=1)]
+# Text that follows a command on its line: one line, so it can't carry a second command.
+OneLine = Annotated[str, Meta(max_length=2000, pattern=r"^[^\r\n]*$")]
+PermissionUpdateType = Literal["addRules", "replaceRules", "removeRules", "setMode", "addDirectories", "removeDirectories"]
 
 
 # ---- prompt content blocks ---------------------------------------------------------------
@@ -78,6 +81,34 @@ ContentBlock = TextBlock | ImageBlock | DocumentBlock
 Prompt = NonEmpty | Annotated[list[ContentBlock], Meta(min_length=1, max_length=100)]
 
 
+class OutputFormat(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Structured output: every turn ends with JSON matching `schema` (a JSON Schema object) in
+    its result's `structured_output`."""
+
+    type: Literal["json_schema"] = "json_schema"
+    schema: dict[str, Any]
+
+
+Effort = Literal["low", "medium", "high", "xhigh", "max"]
+EFFORTS: tuple[Effort, ...] = ("low", "medium", "high", "xhigh", "max")  # least to most
+
+
+class Thinking(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, omit_defaults=True):
+    """Extended thinking, as the SDK's `thinking` option: `adaptive` (the model decides), `enabled`
+    with a token budget, or `disabled`. `display` `summarized` streams a summary of the thinking,
+    `omitted` none."""
+
+    type: Literal["adaptive", "enabled", "disabled"]
+    budget_tokens: Annotated[int, Meta(ge=1024)] | None = None
+    display: Literal["summarized", "omitted"] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.type == "enabled") != (self.budget_tokens is not None):
+            raise ValueError("`budget_tokens` goes with `type: enabled`, and only with it")
+        if self.type == "disabled" and self.display is not None:
+            raise ValueError("`display` does not apply to `type: disabled`")
+
+
 class ClientFrame(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
     id: FrameId
 
@@ -92,6 +123,9 @@ class Open(ClientFrame, tag="open"):
     disallowed_tools: list[Name] | None = None
     max_turns: Annotated[int, Meta(ge=1)] | None = None
     max_budget_usd: Annotated[float, Meta(gt=0)] | None = None
+    output_format: OutputFormat | None = None
+    thinking: Thinking | None = None
+    effort: Effort | None = None
 
 
 class Attach(ClientFrame, tag="attach"):
@@ -155,6 +189,64 @@ class ResetConversation(ClientFrame, tag="reset_conversation"):
     mode: Literal["soft", "hard"] = "soft"
 
 
+class GetContextUsage(ClientFrame, tag="get_context_usage"):
+    """How full the context window is, by category; the ack's result is a `ContextUsage`."""
+
+
+class Compact(ClientFrame, tag="compact"):
+    """Summarise the conversation so far to free context (the CLI's `/compact`). It runs as a
+    query (`query_id` is this frame's id) with its own `result`; `instructions` steer the summary."""
+
+    instructions: OneLine | None = None
+
+
+class RewindFiles(ClientFrame, tag="rewind_files"):
+    """Put the files the agent edited back as they were when query `query_id` was sent (profiles
+    with `enable_file_checkpointing`). The conversation itself is not rewound."""
+
+    query_id: Name
+
+
+CommandName = Annotated[str, Meta(pattern=r"^[a-z0-9][a-z0-9:_-]{0,63}$")]
+
+
+class RunCommand(ClientFrame, tag="run_command"):
+    """Run one of the CLI's slash commands the profile lists (`command` without the slash), as a
+    query whose `query_id` is this frame's id. Prompts are never run as commands."""
+
+    command: CommandName
+    args: OneLine | None = None
+
+
+class GetMcpStatus(ClientFrame, tag="get_mcp_status"):
+    """The profile's MCP servers: connection status, server info and tools."""
+
+
+class ReconnectMcpServer(ClientFrame, tag="reconnect_mcp_server"):
+    name: Name
+
+
+class ToggleMcpServer(ClientFrame, tag="toggle_mcp_server"):
+    """Disable a server (its tools go away) or enable it again."""
+
+    name: Name
+    enabled: bool
+
+
+class Fork(ClientFrame, tag="fork"):
+    """A new session of the same principal and settings, continuing this conversation: from its
+    current point, or from just before query `query_id` ("edit and resend", "try again"). The ack's
+    result names the new session (`session_id`); this one goes on unchanged."""
+
+    query_id: Name | None = None
+
+
+class StopTask(ClientFrame, tag="stop_task"):
+    """Stop a running background task (one of `session.tasks`); its `task` events follow."""
+
+    task_id: Name
+
+
 class Close(ClientFrame, tag="close"):
     pass
 
@@ -171,6 +263,15 @@ SessionFrame = (
     | SetModel
     | SetPermissionMode
     | ResetConversation
+    | GetContextUsage
+    | Compact
+    | StopTask
+    | RewindFiles
+    | Fork
+    | RunCommand
+    | GetMcpStatus
+    | ReconnectMcpServer
+    | ToggleMcpServer
     | Close
 )
 AnyClientFrame = Open | Attach | Ping | SessionFrame

@@ -54,11 +54,14 @@ class AssistantMessage(EventBody, tag="assistant_message"):
 
 
 class UserMessage(EventBody, tag="user_message"):
-    """A user-role message from the agent loop: tool results, interruption notices."""
+    """A user-role message from the agent loop: tool results, interruption notices. `origin` says
+    what produced a message no person typed (`{"kind": "task-notification"}`...)."""
 
     content: str | list[dict[str, Any]]
     parent_tool_use_id: str | None = None
     tool_use_result: Any = None
+    uuid: str | None = None
+    origin: dict[str, Any] | None = None
 
 
 class System(EventBody, tag="system"):
@@ -68,15 +71,53 @@ class System(EventBody, tag="system"):
     data: dict[str, Any]
 
 
-class Task(EventBody, tag="task"):
-    """Background task progress: task_started, task_progress, task_notification, task_updated."""
+TaskSubtype = Literal["task_started", "task_progress", "task_notification", "task_updated"]
 
-    subtype: str
+
+class Task(EventBody, tag="task"):
+    """A background task (a long or backgrounded shell command, a subagent) started, progressed,
+    reported back (`task_notification`: completed, failed or stopped) or changed (`task_updated`).
+    `status` is `running` until a terminal one: `completed`, `failed`, `stopped`, `killed`.
+    `data` is the CLI's whole message, host paths removed."""
+
+    subtype: TaskSubtype
+    task_id: str
     data: dict[str, Any]
+    status: str | None = None
+    description: str | None = None
+    task_type: str | None = None  # local_bash, local_agent, ...
+    tool_use_id: str | None = None
+    last_tool_name: str | None = None
+    summary: str | None = None
+    usage: dict[str, Any] | None = None
+
+
+class ModelUsage(msgspec.Struct, kw_only=True, rename="camel"):
+    """One model's share of a turn, spelled as the CLI spells it. `contextWindow` is the model's
+    window in tokens: with the input of the turn's last request it tells how full the context is."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_input_tokens: int = 0
+    cache_creation_input_tokens: int = 0
+    thinking_tokens: int = 0
+    web_search_requests: int = 0
+    cost_usd: float = msgspec.field(default=0.0, name="costUSD")
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+
+
+class DeferredToolUse(msgspec.Struct, kw_only=True):
+    """A tool call a PreToolUse hook deferred: the turn stopped before running it."""
+
+    id: str
+    name: str
+    input: dict[str, Any]
 
 
 class TurnResult(EventBody, tag="result"):
-    """A turn ended. `cost_usd` is this turn's cost; `total_cost_usd` the session's so far."""
+    """A turn ended. `cost_usd` is this turn's cost; `total_cost_usd` the session's so far.
+    `structured_output` is the JSON the agent returned when the session has an `output_format`."""
 
     query_id: str | None
     subtype: str
@@ -92,6 +133,11 @@ class TurnResult(EventBody, tag="result"):
     terminal_reason: str | None = None
     permission_denials: list[Any] | None = None
     errors: list[str] | None = None
+    structured_output: Any = None
+    model_usage: dict[str, ModelUsage] | None = None
+    api_error_status: int | None = None
+    deferred_tool_use: DeferredToolUse | None = None
+    origin: dict[str, Any] | None = None
 
 
 class PermissionRequest(EventBody, tag="permission_request"):
@@ -140,6 +186,13 @@ class PermissionModeChanged(EventBody, tag="permission_mode_changed"):
     by: Actor
 
 
+class FilesRewound(EventBody, tag="files_rewound"):
+    """`rewind_files` put the files back as they were when `query_id` was sent."""
+
+    query_id: str
+    by: Actor
+
+
 class ConversationReset(EventBody, tag="conversation_reset"):
     mode: Literal["soft", "hard"]
     by: Actor
@@ -153,8 +206,26 @@ class AgentError(EventBody, tag="error"):
     recoverable: bool
 
 
+RateLimitStatus = Literal["allowed", "allowed_warning", "rejected"]
+
+
+class RateLimitInfo(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    """The API's subscription rate-limit state, spelled as the CLI spells it. `resetsAt` is unix
+    seconds; `utilization` 0-1; `rateLimitType` the window (`five_hour`, `seven_day`, ...)."""
+
+    status: RateLimitStatus
+    resets_at: int | None = None
+    rate_limit_type: str | None = None
+    utilization: float | None = None
+    overage_status: RateLimitStatus | None = None
+    overage_resets_at: int | None = None
+    overage_disabled_reason: str | None = None
+
+
 class RateLimit(EventBody, tag="rate_limit"):
-    info: dict[str, Any]
+    """The rate-limit state changed; the latest is also `session.rate_limit`."""
+
+    info: RateLimitInfo
 
 
 AnyEvent = (
@@ -173,6 +244,7 @@ AnyEvent = (
     | ModelChanged
     | PermissionModeChanged
     | ConversationReset
+    | FilesRewound
     | AgentError
     | RateLimit
 )

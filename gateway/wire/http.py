@@ -6,7 +6,7 @@ import msgspec
 
 from gateway.profiles import Profile
 from gateway.wire import events as ev
-from gateway.wire.client import FrameId, Open, Prompt
+from gateway.wire.client import FrameId, Name, Open, Prompt
 from gateway.wire.server import SessionInfo
 
 
@@ -18,6 +18,13 @@ class CreateSession(Open, tag=False):
 
     id: FrameId | None = None  # type: ignore[assignment]  # optional here, unlike on a frame
     prompt: Prompt | None = None
+
+
+class ForkSession(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """`POST /v1/sessions/{id}/fork`: continue the conversation in a new session, from now or from
+    just before query `query_id` (the `fork` frame's fields)."""
+
+    query_id: Name | None = None
 
 
 RunStatus = Literal["pending", "running", "awaiting_approval", "completed", "error", "cancelled"]
@@ -38,6 +45,7 @@ class Run(msgspec.Struct, kw_only=True):
     pending: list[ev.PermissionRequest | ev.Question]
     streaming_text: str | None = None
     result: ev.TurnResult | None = None
+    structured_output: Any = None  # the result's, when the session has an output_format
     epoch: str
     last_seq: int
 
@@ -62,7 +70,8 @@ class ClosedSessions(msgspec.Struct):
     closed: list[str]
 
 
-_PRIVATE_PROFILE_FIELDS = ("env", "system_prompt", "append_system_prompt")
+# Server commands, URLs and headers, agents' prompts and hooks are the operator's: `get_mcp_status` names the servers.
+_PRIVATE_PROFILE_FIELDS = ("env", "system_prompt", "append_system_prompt", "mcp_servers", "agents", "hooks")
 ProfileView = msgspec.defstruct(
     "ProfileView",
     [(f.name, f.type) for f in msgspec.structs.fields(Profile) if f.name not in _PRIVATE_PROFILE_FIELDS],

@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from gateway.wire.events import AnyEvent, PermissionRequest, Question, SessionState
+from gateway.wire.events import AnyEvent, PermissionRequest, Question, RateLimitInfo, SessionState
 
 
 class ServerFrame(msgspec.Struct, tag_field="type", kw_only=True, omit_defaults=True):
@@ -42,6 +42,43 @@ class Pong(ServerFrame, tag="pong"):
     ts: int
 
 
+class ContextCategory(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    name: str
+    tokens: int
+    is_deferred: bool = False  # loaded on demand: not in the context yet
+
+
+class ContextUsage(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    """`get_context_usage`'s result, spelled as the CLI spells it (its `/context`), without host
+    details (memory file paths) or drawing data. `percentage` (0-100) is `totalTokens` of `maxTokens`,
+    the window less the auto-compact buffer; `rawMaxTokens` is the model's whole window."""
+
+    categories: list[ContextCategory]
+    total_tokens: int
+    max_tokens: int
+    raw_max_tokens: int
+    percentage: float
+    model: str | None = None
+    is_auto_compact_enabled: bool | None = None
+    auto_compact_threshold: int | None = None
+
+
+class McpTool(msgspec.Struct, kw_only=True, omit_defaults=True):
+    name: str
+    description: str | None = None
+
+
+class McpServerStatus(msgspec.Struct, kw_only=True, rename="camel", omit_defaults=True):
+    """One of the profile's MCP servers, as the CLI reports it (its config, a host detail, left out).
+    `status`: connected, failed, needs-auth, pending or disabled."""
+
+    name: str
+    status: str
+    server_info: dict[str, Any] | None = None
+    error: str | None = None
+    tools: list[McpTool] | None = None
+
+
 class SessionLimits(msgspec.Struct, kw_only=True):
     """The bounds a client plans around. The log keeps at most `log_max_events`, `log_max_bytes` and
     `log_max_age_s` of events (whichever is smallest; a cursor older than that gets a `reset`); a
@@ -54,6 +91,16 @@ class SessionLimits(msgspec.Struct, kw_only=True):
     transcript_max_events: int
     max_queued_queries: int
     max_frame_bytes: int
+
+
+class TaskInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """A background task still running (from its `task` events), so a client attaching later sees it."""
+
+    task_id: str
+    description: str | None = None
+    task_type: str | None = None
+    tool_use_id: str | None = None
+    last_tool_name: str | None = None
 
 
 class SessionInfo(msgspec.Struct, kw_only=True):
@@ -73,6 +120,8 @@ class SessionInfo(msgspec.Struct, kw_only=True):
     allowed_models: list[str] | None
     allowed_modes: list[str]
     limits: SessionLimits
+    rate_limit: RateLimitInfo | None = None  # the latest `rate_limit` event's
+    tasks: list[TaskInfo] = []  # background tasks still running
 
 
 class Attached(ServerFrame, tag="attached"):
@@ -90,7 +139,8 @@ class Snapshot(msgspec.Struct, kw_only=True):
 
     session: SessionInfo
     transcript: list[AnyEvent]
-    streaming_text: str | None = None
+    streaming_text: str | None = None  # an assistant message's text still being streamed
+    streaming_thinking: str | None = None  # its thinking, streamed before the text
 
 
 ResetReason = Literal["cursor_too_old", "cursor_ahead", "epoch_mismatch"]

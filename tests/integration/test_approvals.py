@@ -210,3 +210,105 @@ async def test_cli_death_with_a_pending_request_goes_straight_to_idle(gateway: R
         ("permission_request", None), ("state", "awaiting_approval"), ("request_resolved", "cancelled"),
         ("error", None), ("result", "agent_exited"), ("state", "idle"),
     ]
+
+
+def write_to(path: str) -> str:
+    return 'SCRIPT:{"steps": [[{"tool": "Write", "input": {"file_path": "%s", "content": "x"}}], [{"text": "wrote: {result}"}]]}' % path
+
+
+def read_of(path: str) -> str:
+    return 'SCRIPT:{"steps": [[{"tool": "Read", "input": {"file_path": "%s"}}], [{"text": "read: {result}"}]]}' % path
+
+
+async def allow(client: WsClient, request: dict, apply: list[int]) -> dict:
+    return await client.request({"type": "permission_response", "request_id": request["request_id"], "decision": "allow", "apply_suggestions": apply})
+
+
+async def session_mode(gateway: RunningGateway, session_id: str) -> str:
+    """The mode a tab attaching now is told: `SessionInfo.permission_mode`."""
+    tab = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    try:
+        return (await attach(tab, session_id))["session"]["permission_mode"]
+    finally:
+        await tab.close()
+
+
+async def test_suggestions_a_profile_does_not_permit_are_refused_and_the_request_stays_pending(gateway: RunningGateway, alice: WsClient, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The default profile permits only `addRules`: the CLI's `setMode` (acceptEdits) and
+    `addDirectories` suggestions for a write outside the working directory are refused."""
+    attached = await open_session(alice)
+    await query(alice, write_to(f"{tmp_path}/out.txt"))
+    request = await alice.event("permission_request")
+    assert [s["type"] for s in request["suggestions"]] == ["setMode", "addDirectories"]
+    for index in (0, 1, 1, 0):
+        refused = await allow(alice, request, [index])
+        assert refused["type"] == "error" and refused["code"] == "suggestion_not_allowed", refused
+        assert request["suggestions"][index]["type"] in refused["message"]
+    assert "request_resolved" not in alice.kinds()
+    await allow(alice, request, [])
+    await alice.event("result")
+    assert "permission_mode_changed" not in alice.kinds()
+    assert await session_mode(gateway, attached["session"]["session_id"]) == "default"
+
+
+async def test_a_set_mode_suggestion_is_checked_like_set_permission_mode_and_changes_the_session(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from gateway.profiles import DEMO_PROFILE
+
+    may_set = msgspec.structs.replace(DEMO_PROFILE, name="may_set", permission_updates=["addRules", "setMode"])
+    narrow_modes = msgspec.structs.replace(may_set, name="narrow", permission_modes=["default", "plan"])
+    async with run_gateway(settings, {"may_set": may_set, "narrow": narrow_modes}) as gw:
+        client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        # acceptEdits is outside this profile's modes: refused as set_permission_mode would be.
+        await open_session(client, profile="narrow")
+        await query(client, "SCRIPT:write")
+        request = await client.event("permission_request")
+        assert request["suggestions"] == [{"type": "setMode", "destination": "session", "mode": "acceptEdits"}]
+        assert (await allow(client, request, [0]))["code"] == "mode_not_allowed"
+        await client.request({"type": "permission_response", "request_id": request["request_id"], "decision": "deny"})
+        await client.event("result")
+        await client.request({"type": "close"})
+        await client.close()
+
+        client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        attached = await open_session(client, profile="may_set")
+        await query(client, "SCRIPT:write")
+        request = await client.event("permission_request")
+        assert (await allow(client, request, [0]))["type"] == "ack"
+        changed = await client.event("permission_mode_changed")
+        assert changed["mode"] == "acceptEdits" and changed["by"]["principal"] == "alice"
+        await client.event("result")
+        assert await session_mode(gw, attached["session"]["session_id"]) == "acceptEdits"
+        # The CLI switched too: the next edit runs without asking.
+        work = gw.app.state.settings.sessions_dir / attached["session"]["session_id"] / "work"
+        again = await query(client, write_to(f"{work}/again.txt"))
+        await client.event("result", lambda e: e["query_id"] == again["id"])
+        assert sum(f["event"]["kind"] == "permission_request" for f in client.events) == 1
+        await client.close()
+
+
+async def test_an_add_directories_suggestion_applies_when_the_profile_permits_it(settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from gateway.profiles import DEMO_PROFILE
+
+    dirs = msgspec.structs.replace(DEMO_PROFILE, permission_updates=["addRules", "addDirectories"])
+    (tmp_path / "seen.txt").write_text("outside-the-workdir")
+    async with run_gateway(settings, {"default": dirs}) as gw:
+        client = await WsClient.connect(gw.ws_url, TOKENS["alice"])
+        await open_session(client, allowed_tools=[])  # Read asks, as it does outside the profile's directories
+        # Before: reading outside the working directory asks.
+        first = await query(client, read_of(f"{tmp_path}/seen.txt"))
+        request = await client.event("permission_request")
+        await client.request({"type": "permission_response", "request_id": request["request_id"], "decision": "deny"})
+        await client.event("result", lambda e: e["query_id"] == first["id"])
+        await query(client, write_to(f"{tmp_path}/out.txt"))
+        request = await client.event("permission_request", lambda e: e["tool_name"] == "Write")
+        assert request["suggestions"][1] == {"type": "addDirectories", "destination": "session", "directories": [str(tmp_path)]}
+        assert (await allow(client, request, [0]))["code"] == "suggestion_not_allowed"  # setMode is not permitted
+        assert (await allow(client, request, [1]))["type"] == "ack"
+        await client.event("result", lambda e: e["query_id"] != first["id"])
+        assert (tmp_path / "out.txt").read_text() == "x"
+        # After: the directory is the agent's for this session, so the read runs without asking.
+        last = await query(client, read_of(f"{tmp_path}/seen.txt"))
+        await client.event("result", lambda e: e["query_id"] == last["id"])
+        assert sum(f["event"]["kind"] == "permission_request" for f in client.events) == 2
+        assert "outside-the-workdir" in result_text(tool_results(client)[-1])
+        await client.close()

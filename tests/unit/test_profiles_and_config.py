@@ -81,3 +81,75 @@ def test_tickets_expire_to_the_millisecond(monkeypatch) -> None:  # type: ignore
     monkeypatch.setattr(time, "time", lambda: now + 60.01)
     assert auth.principal_for_ticket(ticket) is None
     assert auth.principal_for_ticket(ticket[:-2] + "xx") is None
+
+
+def _update(kind: str, **fields):  # type: ignore[no-untyped-def]
+    from claude_agent_sdk.types import PermissionRuleValue, PermissionUpdate
+
+    rules = [PermissionRuleValue(tool_name=t, rule_content=c) for t, c in fields.pop("rules", [])]
+    return PermissionUpdate(type=kind, rules=rules or None, **fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("update", [
+    _update("replaceRules", rules=[("Bash", None)], behavior="allow"),
+    _update("removeRules", rules=[("Bash", "rm *")], behavior="deny"),
+    _update("setMode", mode="acceptEdits"),
+    _update("addDirectories", directories=["/"]),
+    _update("removeDirectories", directories=["/tmp"]),
+])
+def test_only_add_rules_suggestions_are_applied_by_default(update) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(GatewayError) as refused:
+        DEMO_PROFILE.check_update(update, "Bash")
+    assert refused.value.code == ErrorCode.SUGGESTION_NOT_ALLOWED and update.type in refused.value.message
+    DEMO_PROFILE.check_update(_update("addRules", rules=[("Bash", "npm test")], behavior="allow"), "Bash")
+
+
+def test_a_rule_suggestion_may_name_only_the_tool_being_answered() -> None:
+    every = Profile(name="every", permission_updates=["addRules", "replaceRules", "removeRules"])
+    for kind in ("addRules", "replaceRules", "removeRules"):
+        with pytest.raises(GatewayError) as refused:
+            every.check_update(_update(kind, rules=[("Bash", "ls"), ("Write", None)], behavior="allow"), "Bash")
+        assert refused.value.code == ErrorCode.SUGGESTION_NOT_ALLOWED and "Write" in refused.value.message
+        every.check_update(_update(kind, rules=[("Bash", "ls")], behavior="allow"), "Bash")
+
+
+def test_a_set_mode_suggestion_must_name_a_mode_of_the_profile() -> None:
+    modes = Profile(name="modes", permission_updates=["setMode"], permission_modes=["default", "plan"])
+    modes.check_update(_update("setMode", mode="plan"), "Write")
+    with pytest.raises(GatewayError) as refused:
+        modes.check_update(_update("setMode", mode="acceptEdits"), "Write")
+    assert refused.value.code == ErrorCode.MODE_NOT_ALLOWED
+
+
+def test_thinking_and_effort_may_only_narrow() -> None:
+    from gateway.wire.client import Thinking
+
+    enabled = Profile(name="t", thinking=Thinking(type="enabled", budget_tokens=4000, display="summarized"), effort="medium")
+    spec = narrow(enabled, Open(id="o", thinking=Thinking(type="enabled", budget_tokens=2000, display="omitted"), effort="low"))
+    assert spec.thinking == Thinking(type="enabled", budget_tokens=2000, display="omitted") and spec.effort == "low"
+    assert narrow(enabled, Open(id="o")).thinking == enabled.thinking
+    assert narrow(enabled, Open(id="o", thinking=Thinking(type="disabled"))).thinking == Thinking(type="disabled")
+    default = Profile(name="d")  # the CLI's own defaults: thinking may only be turned off, effort lowered from high
+    assert narrow(default, Open(id="o", thinking=Thinking(type="disabled"), effort="high")).effort == "high"
+    wider = [
+        (enabled, Open(id="o", thinking=Thinking(type="enabled", budget_tokens=4001))),
+        (enabled, Open(id="o", thinking=Thinking(type="adaptive"))),
+        (enabled, Open(id="o", effort="high")),
+        (default, Open(id="o", thinking=Thinking(type="adaptive"))),
+        (default, Open(id="o", effort="xhigh")),
+        (Profile(name="a", thinking=Thinking(type="adaptive", display="omitted")), Open(id="o", thinking=Thinking(type="adaptive", display="summarized"))),
+    ]
+    for profile, frame in wider:
+        with pytest.raises(GatewayError) as refused:
+            narrow(profile, frame)
+        assert refused.value.code == ErrorCode.FORBIDDEN_OPTION, frame
+
+
+def test_thinking_budget_goes_with_enabled_only() -> None:
+    import msgspec
+
+    from gateway.wire.client import Thinking
+
+    for bad in ({"type": "enabled"}, {"type": "adaptive", "budget_tokens": 2000}, {"type": "disabled", "display": "omitted"}):
+        with pytest.raises(msgspec.ValidationError):
+            msgspec.convert(bad, Thinking)

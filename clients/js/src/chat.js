@@ -111,6 +111,9 @@
  * @property {JsonObject | null} usage this turn's token usage
  * @property {string | null} result the final text
  * @property {string[]} errors
+ * @property {unknown} structuredOutput the agent's JSON, when the session has an `output_format`
+ * @property {{ [model: string]: import('./protocol.js').ModelUsage } | null} modelUsage per model, with its `contextWindow`
+ * @property {number | null} contextPercent how full the context window was at this turn's last request (0-100), when known
  */
 /**
  * @typedef {object} NoticeItem Something to show between messages (errors, model changes, resets, ...).
@@ -124,6 +127,25 @@
  * @typedef {UserItem | TextItem | ThinkingItem | ToolItem | ApprovalItem | QuestionCardItem | ResultItem | NoticeItem} ChatItem
  */
 /** @typedef {ApprovalItem | QuestionCardItem} PendingItem */
+
+/** A task with one of these statuses has ended. */
+const TERMINAL_TASK_STATUSES = new Set(['completed', 'failed', 'stopped', 'killed']);
+/**
+ * How full the context was at a turn's last model request: that request's input tokens (fresh,
+ * cached and cache-written; a result's own usage sums every request of the turn) over the model's
+ * window. Null without both.
+ * @param {JsonObject | null} requestUsage
+ * @param {{ [model: string]: import('./protocol.js').ModelUsage } | null | undefined} modelUsage
+ * @returns {number | null}
+ */
+function contextPercent(requestUsage, modelUsage) {
+  const usage = /** @type {any} */ (requestUsage ?? {});
+  const models = Object.values(modelUsage ?? {});
+  const window = Math.max(0, ...models.map((m) => m.contextWindow ?? 0));
+  if (!window || typeof usage.input_tokens !== 'number') return null;
+  const used = usage.input_tokens + (usage.cache_read_input_tokens ?? 0) + (usage.cache_creation_input_tokens ?? 0);
+  return Math.min(100, Math.round((used / window) * 1000) / 10);
+}
 
 const BUSY = new Set(['running', 'awaiting_approval', 'interrupted']);
 const INTERRUPT_MARK = '[Request interrupted by user';
@@ -168,7 +190,8 @@ export class ChatState {
     /** The session's cost so far (USD). */ this.totalCostUsd = 0;
     /** @type {string | null} the query whose turn is running */ this.currentQueryId = null;
     /** @type {ResultItem | null} */ this.lastResult = null;
-    /** @type {JsonObject | null} the latest rate-limit report */ this.rateLimit = null;
+    /** @type {import('./protocol.js').RateLimitInfo | null} the latest rate-limit report */ this.rateLimit = null;
+    /** @type {Map<string, import('./protocol.js').TaskInfo>} background tasks still running, by id */ this.tasks = new Map();
     /** Increases on every change. */ this.version = 0;
     /** @private @type {ChatItem[]} */ this._items = [];
     /** @private @type {Map<string, number>} */ this._index = new Map();
@@ -178,6 +201,8 @@ export class ChatState {
     this._streams = new Map();
     /** @private @type {Set<string>} text/thinking items whose final text arrived */
     this._final = new Set();
+    /** @private @type {JsonObject | null} the usage of the latest top-level model request (its input is the context) */
+    this._requestUsage = null;
     /** @private */ this._interrupted = false;
     /** @private */ this._seqKey = 0;
   }
@@ -236,6 +261,8 @@ export class ChatState {
     this.allowedModels = info.allowed_models;
     this.allowedModes = info.allowed_modes;
     this.sessionState = info.state;
+    if (info.rate_limit) this.rateLimit = info.rate_limit; // the replay's own `rate_limit` events may be gone
+    this.tasks = new Map((info.tasks ?? []).map((t) => [t.task_id, t]));
     // `turns` is not taken from here: the replay that follows an attach counts its results.
     this.version++;
   }
@@ -252,7 +279,29 @@ export class ChatState {
   }
 
   /**
-   * Rebuild from a `reset` frame's snapshot: the transcript, then the text still streaming.
+   * Keep `tasks` as the gateway keeps `session.tasks`: in from the start, out at a terminal status.
+   * @param {import('./protocol.js').TaskEvent} event
+   * @private
+   */
+  _task(event) {
+    const tasks = new Map(this.tasks);
+    if (event.status && TERMINAL_TASK_STATUSES.has(event.status)) {
+      tasks.delete(event.task_id);
+    } else if (event.subtype === 'task_started') {
+      tasks.set(event.task_id, {
+        task_id: event.task_id, description: event.description, task_type: event.task_type, tool_use_id: event.tool_use_id,
+      });
+    } else if (event.subtype === 'task_progress' && tasks.has(event.task_id)) {
+      tasks.set(event.task_id, { ...tasks.get(event.task_id), task_id: event.task_id, last_tool_name: event.last_tool_name });
+    } else {
+      return;
+    }
+    this.tasks = tasks;
+    this.version++;
+  }
+
+  /**
+   * Rebuild from a `reset` frame's snapshot: the transcript, then the thinking and text still streaming.
    * @param {Snapshot} snapshot
    */
   applySnapshot(snapshot) {
@@ -262,9 +311,11 @@ export class ChatState {
     this.setInfo(snapshot.session);
     for (const event of snapshot.transcript) this.apply(event);
     this.notePending(snapshot.session.pending);
-    if (snapshot.streaming_text) {
-      const key = `t:snapshot:${snapshot.session.last_seq}`;
-      this._add({ type: 'text', key, messageId: null, text: snapshot.streaming_text, streaming: true, parentToolUseId: null });
+    // The block still being written continues with the deltas that follow (see `_stream`).
+    for (const [type, text] of /** @type {const} */ ([['thinking', snapshot.streaming_thinking], ['text', snapshot.streaming_text]])) {
+      if (!text) continue;
+      const key = `${type === 'text' ? 't' : 'th'}:snapshot:${snapshot.session.last_seq}`;
+      this._add({ type, key, messageId: null, text, streaming: true, parentToolUseId: null });
       this._streams.set('', { messageId: '', blocks: new Map([[-1, key]]) });
     }
     this.sessionState = snapshot.session.state;
@@ -307,6 +358,7 @@ export class ChatState {
         break;
       case 'assistant_message':
         this._assistant(event.content, event.message_id ?? null, event.parent_tool_use_id ?? null);
+        if (!event.parent_tool_use_id && event.usage) this._requestUsage = event.usage;
         if (event.error) this._notice('error', 'assistant_error', `The model reported an error: ${event.error}`);
         break;
       case 'user_message':
@@ -357,6 +409,9 @@ export class ChatState {
         this.permissionMode = event.mode;
         this._notice('info', 'permission_mode_changed', `Permission mode changed to ${event.mode}`);
         break;
+      case 'files_rewound':
+        this._notice('info', 'files_rewound', 'Files put back as they were before that message');
+        break;
       case 'conversation_reset': {
         // The gateway starts the transcript again here, keeping only the queries sent while the
         // reset ran (still queued: they run next, in the new conversation); so does the chat, so
@@ -366,6 +421,7 @@ export class ChatState {
         this._index.clear();
         this._final.clear();
         this._streams.clear();
+        this._requestUsage = null;
         for (const item of waiting) this._add(item);
         this._notice('info', 'conversation_reset', event.mode === 'hard' ? 'New conversation (agent restarted)' : 'New conversation');
         break;
@@ -375,6 +431,9 @@ export class ChatState {
         break;
       case 'rate_limit':
         this.rateLimit = event.info;
+        break;
+      case 'task':
+        this._task(event);
         break;
       case 'system':
         if (event.subtype === 'compact_boundary') this._notice('info', 'compacted', 'Earlier messages were summarised to save context');
@@ -461,11 +520,12 @@ export class ChatState {
           // A block that started before this client attached (after a snapshot, say): reuse the
           // snapshot's streaming text when there is one, else start an item here.
           const stream = this._lane(lane);
-          key = stream.blocks.get(-1) ?? `t:${stream.messageId || 'late'}:${e.index}:${++this._seqKey}`;
+          const type = d.type === 'text_delta' ? 'text' : 'thinking';
+          const resumed = stream.blocks.get(-1);
+          key = resumed && this.get(resumed)?.type === type ? resumed : `t:${stream.messageId || 'late'}:${e.index}:${++this._seqKey}`;
           stream.blocks.delete(-1);
           stream.blocks.set(e.index, key);
           if (!this._index.has(key)) {
-            const type = d.type === 'text_delta' ? 'text' : 'thinking';
             this._add({ type, key, messageId: stream.messageId || null, text: '', streaming: true, parentToolUseId: parent });
           }
         }
@@ -623,6 +683,8 @@ export class ChatState {
       subtype: event.subtype, isError: event.is_error, interrupted, durationMs: event.duration_ms, durationApiMs: event.duration_api_ms,
       numTurns: event.num_turns, costUsd: cost, totalCostUsd: this.totalCostUsd, usage: event.usage ?? null,
       result: event.result ?? null, errors: event.errors ?? [],
+      structuredOutput: event.structured_output ?? null, modelUsage: event.model_usage ?? null,
+      contextPercent: contextPercent(this._requestUsage, event.model_usage),
     };
     this._add(item);
     this.lastResult = item;

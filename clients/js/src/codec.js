@@ -111,6 +111,11 @@ const PERMISSION_MODES = ['default', 'acceptEdits', 'plan', 'bypassPermissions',
 const actor = shape({ required: { principal: str }, optional: { connection: nullable(str) } });
 const content = oneOf(str, arr(obj));
 const answers = mapOf(oneOf(str, arr(str)));
+const RATE_LIMIT_STATUSES = ['allowed', 'allowed_warning', 'rejected'];
+const rateLimitInfo = shape({
+  required: { status: literal(...RATE_LIMIT_STATUSES) },
+  optional: { resetsAt: nullable(num), rateLimitType: nullable(str), utilization: nullable(num), overageStatus: nullable(literal(...RATE_LIMIT_STATUSES)) },
+});
 
 /** @type {Record<EventKind, Check>} */
 const EVENT_SHAPES = {
@@ -124,14 +129,26 @@ const EVENT_SHAPES = {
       message_id: nullable(str), parent_tool_use_id: nullable(str), usage: nullable(obj), error: nullable(str), stop_reason: nullable(str),
     },
   }),
-  user_message: shape({ required: { content }, optional: { parent_tool_use_id: nullable(str), tool_use_result: any } }),
+  user_message: shape({
+    required: { content },
+    optional: { parent_tool_use_id: nullable(str), tool_use_result: any, uuid: nullable(str), origin: nullable(obj) },
+  }),
   system: shape({ required: { subtype: str, data: obj } }),
-  task: shape({ required: { subtype: str, data: obj } }),
+  task: shape({
+    required: { subtype: str, task_id: str, data: obj },
+    optional: {
+      status: nullable(str), description: nullable(str), task_type: nullable(str), tool_use_id: nullable(str),
+      last_tool_name: nullable(str), summary: nullable(str), usage: nullable(obj),
+    },
+  }),
   result: shape({
     required: { query_id: nullable(str), subtype: str, is_error: bool, duration_ms: num, duration_api_ms: num, num_turns: int },
     optional: {
       cost_usd: nullable(num), total_cost_usd: nullable(num), usage: nullable(obj), result: nullable(str), stop_reason: nullable(str),
       terminal_reason: nullable(str), permission_denials: nullable(arr(any)), errors: nullable(arr(str)),
+      structured_output: any, model_usage: nullable(mapOf(shape({ required: { inputTokens: num, outputTokens: num, costUSD: num } }))),
+      api_error_status: nullable(int), deferred_tool_use: nullable(shape({ required: { id: str, name: str, input: obj } })),
+      origin: nullable(obj),
     },
   }),
   permission_request: shape({
@@ -152,8 +169,9 @@ const EVENT_SHAPES = {
   model_changed: shape({ required: { model: str, by: actor } }),
   permission_mode_changed: shape({ required: { mode: str, by: actor } }),
   conversation_reset: shape({ required: { mode: literal('soft', 'hard'), by: actor } }),
+  files_rewound: shape({ required: { query_id: str, by: actor } }),
   error: shape({ required: { code: str, message: str }, optional: { recoverable: bool } }),
-  rate_limit: shape({ required: { info: obj } }),
+  rate_limit: shape({ required: { info: rateLimitInfo } }),
 };
 
 /** Event kinds this client knows (a newer gateway may send others; they are passed through). */
@@ -186,6 +204,7 @@ const sessionInfo = shape({
       },
     }),
   },
+  optional: { rate_limit: nullable(rateLimitInfo), tasks: arr(shape({ required: { task_id: str } })) },
 });
 
 /** @type {Record<ServerFrame['type'], Check>} */
@@ -198,7 +217,9 @@ const SERVER_SHAPES = {
   reset: shape({
     required: {
       reason: str,
-      snapshot: shape({ required: { session: sessionInfo, transcript: arr(eventBody) }, optional: { streaming_text: nullable(str) } }),
+      snapshot: shape({
+        required: { session: sessionInfo, transcript: arr(eventBody) }, optional: { streaming_text: nullable(str), streaming_thinking: nullable(str) },
+      }),
     },
     optional: { id: nullable(str), connection: nullable(str) },
   }),
@@ -295,6 +316,14 @@ const frameId = all(str, len(1, 128));
 const name = all(str, len(1, 200));
 const mode = literal(...PERMISSION_MODES);
 const prompt = oneOf(all(str, len(1, Infinity)), all(arr(obj), len(1, 100)));
+/** @type {Check} text after a command, on its line: one line, so it can't carry a second command */
+const oneLine = all(str, len(0, 2000), (v, p) => (/[\r\n]/.test(String(v)) ? `${p} must be one line` : null));
+const thinkingDisplay = literal('summarized', 'omitted');
+const thinking = oneOf(
+  shape({ strict: true, required: { type: literal('adaptive') }, optional: { display: thinkingDisplay } }),
+  shape({ strict: true, required: { type: literal('enabled'), budget_tokens: all(int, atLeast(1024)) }, optional: { display: thinkingDisplay } }),
+  shape({ strict: true, required: { type: literal('disabled') } }),
+);
 
 /** @type {Record<ClientFrame['type'], Check>} */
 const CLIENT_SHAPES = {
@@ -304,6 +333,8 @@ const CLIENT_SHAPES = {
     optional: {
       profile: name, model: nullable(name), permission_mode: nullable(mode), allowed_tools: nullable(arr(name)),
       disallowed_tools: nullable(arr(name)), max_turns: nullable(all(int, atLeast(1))), max_budget_usd: nullable(all(num, atLeast(0, true))),
+      output_format: nullable(shape({ strict: true, required: { schema: obj }, optional: { type: literal('json_schema') } })),
+      thinking: nullable(thinking), effort: nullable(literal('low', 'medium', 'high', 'xhigh', 'max')),
     },
   }),
   attach: shape({
@@ -325,6 +356,15 @@ const CLIENT_SHAPES = {
   set_model: shape({ strict: true, required: { type: str, id: frameId, model: name } }),
   set_permission_mode: shape({ strict: true, required: { type: str, id: frameId, mode } }),
   reset_conversation: shape({ strict: true, required: { type: str, id: frameId }, optional: { mode: literal('soft', 'hard') } }),
+  get_context_usage: shape({ strict: true, required: { type: str, id: frameId } }),
+  compact: shape({ strict: true, required: { type: str, id: frameId }, optional: { instructions: nullable(oneLine) } }),
+  stop_task: shape({ strict: true, required: { type: str, id: frameId, task_id: name } }),
+  rewind_files: shape({ strict: true, required: { type: str, id: frameId, query_id: name } }),
+  fork: shape({ strict: true, required: { type: str, id: frameId }, optional: { query_id: nullable(name) } }),
+  run_command: shape({ strict: true, required: { type: str, id: frameId, command: all(str, len(1, 64)) }, optional: { args: nullable(oneLine) } }),
+  get_mcp_status: shape({ strict: true, required: { type: str, id: frameId } }),
+  reconnect_mcp_server: shape({ strict: true, required: { type: str, id: frameId, name } }),
+  toggle_mcp_server: shape({ strict: true, required: { type: str, id: frameId, name, enabled: bool } }),
   close: shape({ strict: true, required: { type: str, id: frameId } }),
   ping: shape({ strict: true, required: { type: str, id: frameId } }),
 };

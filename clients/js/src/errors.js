@@ -15,6 +15,7 @@ export const ErrorCodes = Object.freeze({
   FORBIDDEN_OPTION: 'forbidden_option',
   MODEL_NOT_ALLOWED: 'model_not_allowed',
   MODE_NOT_ALLOWED: 'mode_not_allowed',
+  SUGGESTION_NOT_ALLOWED: 'suggestion_not_allowed',
   UNKNOWN_REQUEST: 'unknown_request',
   REQUEST_ALREADY_RESOLVED: 'request_already_resolved',
   INVALID_ANSWER: 'invalid_answer',

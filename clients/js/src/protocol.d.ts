@@ -36,6 +36,22 @@ export interface OpenFrame {
   disallowed_tools?: string[] | null;
   max_turns?: number | null;
   max_budget_usd?: number | null;
+  /** Structured output (only when the profile lets clients choose one). */
+  output_format?: OutputFormat | null;
+  /** Extended thinking; may only narrow the profile's. */
+  thinking?: ThinkingConfig | null;
+  /** At most the profile's (`high` when it sets none). */
+  effort?: Effort | null;
+}
+export type Effort = "low" | "medium" | "high" | "xhigh" | "max";
+export type ThinkingConfig =
+  | { type: "adaptive"; display?: "summarized" | "omitted" }
+  | { type: "enabled"; budget_tokens: number; display?: "summarized" | "omitted" }
+  | { type: "disabled" };
+/** Every turn ends with JSON matching `schema` in its result's `structured_output`. */
+export interface OutputFormat {
+  type?: "json_schema";
+  schema: JsonObject;
 }
 export interface AttachFrame {
   type: "attach";
@@ -86,6 +102,65 @@ export interface ResetConversationFrame {
   id: string;
   mode?: "soft" | "hard";
 }
+/** How full the context window is; the ack's `result` is a `ContextUsage`. */
+export interface GetContextUsageFrame {
+  type: "get_context_usage";
+  id: string;
+}
+/** Summarise the conversation (the CLI's `/compact`); runs as a query with this frame's id. */
+export interface CompactFrame {
+  type: "compact";
+  id: string;
+  instructions?: string | null;
+}
+/** Put the agent's file changes back as they were when `query_id` was sent. */
+export interface RewindFilesFrame {
+  type: "rewind_files";
+  id: string;
+  query_id: string;
+}
+/** Continue the conversation in a new session, from now or from just before `query_id`; the ack's result is `{session_id}`. */
+export interface ForkFrame {
+  type: "fork";
+  id: string;
+  query_id?: string | null;
+}
+/** Run one of the profile's slash commands (without the slash) as a query. */
+export interface RunCommandFrame {
+  type: "run_command";
+  id: string;
+  command: string;
+  args?: string | null;
+}
+export interface GetMcpStatusFrame {
+  type: "get_mcp_status";
+  id: string;
+}
+export interface ReconnectMcpServerFrame {
+  type: "reconnect_mcp_server";
+  id: string;
+  name: string;
+}
+export interface ToggleMcpServerFrame {
+  type: "toggle_mcp_server";
+  id: string;
+  name: string;
+  enabled: boolean;
+}
+/** One of the profile's MCP servers (`get_mcp_status`), spelled as the CLI spells it. */
+export interface McpServerStatus {
+  name: string;
+  status: "connected" | "failed" | "needs-auth" | "pending" | "disabled" | (string & {});
+  serverInfo?: JsonObject | null;
+  error?: string | null;
+  tools?: { name: string; description?: string | null }[] | null;
+}
+/** Stop a running background task. */
+export interface StopTaskFrame {
+  type: "stop_task";
+  id: string;
+  task_id: string;
+}
 export interface CloseFrame {
   type: "close";
   id: string;
@@ -103,6 +178,15 @@ export type SessionFrame =
   | SetModelFrame
   | SetPermissionModeFrame
   | ResetConversationFrame
+  | GetContextUsageFrame
+  | CompactFrame
+  | StopTaskFrame
+  | RewindFilesFrame
+  | ForkFrame
+  | RunCommandFrame
+  | GetMcpStatusFrame
+  | ReconnectMcpServerFrame
+  | ToggleMcpServerFrame
   | CloseFrame;
 export type ClientFrame = OpenFrame | AttachFrame | PingFrame | SessionFrame;
 export type ClientFrameType = ClientFrame["type"];
@@ -152,6 +236,10 @@ export interface UserMessageEvent {
   content: string | ContentBlock[];
   parent_tool_use_id?: string | null;
   tool_use_result?: unknown;
+  /** The CLI's id for this message. */
+  uuid?: string | null;
+  /** What produced a message no person typed, e.g. `{kind: "task-notification"}`. */
+  origin?: JsonObject | null;
 }
 export interface SystemEvent {
   kind: "system";
@@ -160,8 +248,27 @@ export interface SystemEvent {
 }
 export interface TaskEvent {
   kind: "task";
-  subtype: string;
+  subtype: "task_started" | "task_progress" | "task_notification" | "task_updated" | (string & {});
+  task_id: string;
+  /** `running`, then a terminal one: `completed`, `failed`, `stopped`, `killed`. */
+  status?: string | null;
+  description?: string | null;
+  /** `local_bash` (a shell command), `local_agent` (a subagent), ... */
+  task_type?: string | null;
+  tool_use_id?: string | null;
+  last_tool_name?: string | null;
+  summary?: string | null;
+  usage?: JsonObject | null;
+  /** The CLI's whole message, host paths removed. */
   data: JsonObject;
+}
+/** A background task still running (`session.tasks`). */
+export interface TaskInfo {
+  task_id: string;
+  description?: string | null;
+  task_type?: string | null;
+  tool_use_id?: string | null;
+  last_tool_name?: string | null;
 }
 export interface ResultEvent {
   kind: "result";
@@ -181,6 +288,24 @@ export interface ResultEvent {
   terminal_reason?: string | null;
   permission_denials?: unknown[] | null;
   errors?: string[] | null;
+  /** The agent's JSON, when the session has an `output_format`. */
+  structured_output?: unknown;
+  /** Per model, spelled as the CLI spells it; `contextWindow` with the input tokens tells how full the context is. */
+  model_usage?: { [model: string]: ModelUsage } | null;
+  api_error_status?: number | null;
+  deferred_tool_use?: { id: string; name: string; input: JsonObject } | null;
+  origin?: JsonObject | null;
+}
+export interface ModelUsage {
+  inputTokens: number;
+  outputTokens: number;
+  cacheReadInputTokens: number;
+  cacheCreationInputTokens: number;
+  thinkingTokens: number;
+  webSearchRequests: number;
+  costUSD: number;
+  contextWindow?: number | null;
+  maxOutputTokens?: number | null;
 }
 export interface PermissionRequestEvent {
   kind: "permission_request";
@@ -236,6 +361,11 @@ export interface PermissionModeChangedEvent {
   mode: string;
   by: Actor;
 }
+export interface FilesRewoundEvent {
+  kind: "files_rewound";
+  query_id: string;
+  by: Actor;
+}
 export interface ConversationResetEvent {
   kind: "conversation_reset";
   mode: "soft" | "hard";
@@ -247,9 +377,20 @@ export interface AgentErrorEvent {
   message: string;
   recoverable?: boolean;
 }
+export type RateLimitStatus = "allowed" | "allowed_warning" | "rejected";
+/** The subscription rate-limit state, spelled as the CLI spells it; `resetsAt` is unix seconds. */
+export interface RateLimitInfo {
+  status: RateLimitStatus;
+  resetsAt?: number | null;
+  rateLimitType?: string | null;
+  utilization?: number | null;
+  overageStatus?: RateLimitStatus | null;
+  overageResetsAt?: number | null;
+  overageDisabledReason?: string | null;
+}
 export interface RateLimitEvent {
   kind: "rate_limit";
-  info: JsonObject;
+  info: RateLimitInfo;
 }
 
 export type SessionEvent =
@@ -268,6 +409,7 @@ export type SessionEvent =
   | ModelChangedEvent
   | PermissionModeChangedEvent
   | ConversationResetEvent
+  | FilesRewoundEvent
   | AgentErrorEvent
   | RateLimitEvent;
 export type EventKind = SessionEvent["kind"];
@@ -353,6 +495,21 @@ export interface SessionInfo {
   allowed_models: string[] | null;
   allowed_modes: string[];
   limits: SessionLimits;
+  /** The latest `rate_limit` event's info. */
+  rate_limit?: RateLimitInfo | null;
+  /** Background tasks still running. */
+  tasks?: TaskInfo[];
+}
+/** `get_context_usage`'s result, spelled as the CLI spells it. `percentage` (0-100) is `totalTokens` of `maxTokens`. */
+export interface ContextUsage {
+  categories: { name: string; tokens: number; isDeferred?: boolean }[];
+  totalTokens: number;
+  maxTokens: number;
+  rawMaxTokens: number;
+  percentage: number;
+  model?: string | null;
+  isAutoCompactEnabled?: boolean | null;
+  autoCompactThreshold?: number | null;
 }
 /** Reply to `open`/`attach`: events after `after` follow (replay), then the live tail. */
 export interface AttachedFrame {
@@ -366,7 +523,10 @@ export interface AttachedFrame {
 export interface Snapshot {
   session: SessionInfo;
   transcript: SessionEvent[];
+  /** The text streamed so far of an assistant message still being written. */
   streaming_text?: string | null;
+  /** Its thinking streamed so far, while the thinking block is still being written. */
+  streaming_thinking?: string | null;
 }
 /** Why a cursor can't be served; new reasons may be added within version 1 (treat them alike). */
 export type ResetReason = "cursor_too_old" | "cursor_ahead" | "epoch_mismatch";

@@ -462,6 +462,78 @@ export class GatewaySession extends Emitter {
     await this.send({ type: 'reset_conversation', mode });
   }
 
+  /**
+   * Put the files the agent changed back as they were when query `queryId` was sent (profiles
+   * with `enable_file_checkpointing`); everyone gets `files_rewound`.
+   * @param {string} queryId
+   */
+  async rewindFiles(queryId) {
+    await this.send({ type: 'rewind_files', query_id: queryId });
+  }
+
+  /**
+   * Continue this conversation in a new session (same principal and settings): from now, or from
+   * just before query `queryId` ("edit and resend", "try again"). Resolves with the new session's
+   * id; open it with `client.attach(sessionId)`.
+   * @param {string} [queryId]
+   * @returns {Promise<string>}
+   */
+  async fork(queryId) {
+    const result = await this.send(queryId ? { type: 'fork', query_id: queryId } : { type: 'fork' });
+    return String(/** @type {{ session_id: string }} */ (/** @type {unknown} */ (result)).session_id);
+  }
+
+  /**
+   * Run one of the slash commands the profile lists (`command` without the slash), as a query.
+   * @param {string} command
+   * @param {string} [args]
+   * @returns {Promise<{ query_id: string, queued: boolean, position: number }>}
+   */
+  async runCommand(command, args) {
+    const result = await this.send(args ? { type: 'run_command', command, args } : { type: 'run_command', command });
+    return /** @type {{ query_id: string, queued: boolean, position: number }} */ (/** @type {unknown} */ (result));
+  }
+
+  /** The profile's MCP servers: status, server info and tools. @returns {Promise<import('./protocol.js').McpServerStatus[]>} */
+  async getMcpStatus() {
+    const result = /** @type {{ mcpServers?: import('./protocol.js').McpServerStatus[] } | null} */ (await this.send({ type: 'get_mcp_status' }));
+    return result?.mcpServers ?? [];
+  }
+
+  /** @param {string} name one of the profile's MCP servers */
+  async reconnectMcpServer(name) {
+    await this.send({ type: 'reconnect_mcp_server', name });
+  }
+
+  /** Disable one of the profile's MCP servers (its tools go away) or enable it again. @param {string} name @param {boolean} enabled */
+  async toggleMcpServer(name, enabled) {
+    await this.send({ type: 'toggle_mcp_server', name, enabled });
+  }
+
+  /** Stop a running background task (one of `chat.tasks`); its `task` events follow. @param {string} taskId */
+  async stopTask(taskId) {
+    await this.send({ type: 'stop_task', task_id: taskId });
+  }
+
+  /**
+   * How full the context window is, by category (works mid-turn too).
+   * @returns {Promise<import('./protocol.js').ContextUsage>}
+   */
+  async getContextUsage() {
+    return /** @type {import('./protocol.js').ContextUsage} */ (/** @type {unknown} */ (await this.send({ type: 'get_context_usage' })));
+  }
+
+  /**
+   * Summarise the conversation to free context. It runs as a query: resolves like `query()` with
+   * its `query_id`; its `result` event ends it.
+   * @param {string} [instructions] what the summary should keep
+   * @returns {Promise<{ query_id: string, queued: boolean, position: number }>}
+   */
+  async compact(instructions) {
+    const result = await this.send(instructions ? { type: 'compact', instructions } : { type: 'compact' });
+    return /** @type {{ query_id: string, queued: boolean, position: number }} */ (/** @type {unknown} */ (result));
+  }
+
   // ---- receiving -------------------------------------------------------------------------
 
   /**

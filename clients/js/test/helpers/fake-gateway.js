@@ -86,9 +86,19 @@ export class FakeGateway {
     if (done) return { ...done, duplicate: true };
     if (this.closed) return { type: 'error', id: frame.id, code: 'session_closed', message: 'closed' };
     let result = null;
-    if (frame.type === 'query') {
-      this.emit({ kind: 'user_query', query_id: frame.id, prompt: frame.prompt, by: { principal: 'alice' } });
+    if (frame.type === 'query' || frame.type === 'compact') {
+      const prompt = frame.type === 'query' ? frame.prompt : `/compact${frame.instructions ? ` ${frame.instructions}` : ''}`;
+      this.emit({ kind: 'user_query', query_id: frame.id, prompt, by: { principal: 'alice' } });
       result = { query_id: frame.id, queued: false, position: 0 };
+    } else if (frame.type === 'get_mcp_status') {
+      result = { mcpServers: [{ name: 'github', status: 'connected', tools: [{ name: 'search' }] }] };
+    } else if (frame.type === 'run_command') {
+      this.emit({ kind: 'user_query', query_id: frame.id, prompt: `/${frame.command}`, by: { principal: 'alice' } });
+      result = { query_id: frame.id, queued: false, position: 0 };
+    } else if (frame.type === 'fork') {
+      result = { session_id: `s_fork_${frame.query_id ?? 'now'}` };
+    } else if (frame.type === 'get_context_usage') {
+      result = { categories: [{ name: 'Messages', tokens: 2806 }], totalTokens: 11781, maxTokens: 167000, rawMaxTokens: 200000, percentage: 7 };
     } else if (frame.type === 'set_model') {
       if (frame.model === 'nope') return { type: 'error', id: frame.id, code: 'model_not_allowed', message: 'not allowed' };
       this.emit({ kind: 'model_changed', model: frame.model, by: { principal: 'alice' } });
