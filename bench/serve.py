@@ -1,5 +1,9 @@
 """One benchmark server process: `python -m bench.serve gateway|real|baseline PORT [auto|asyncio|uvloop]
-[--redis-url URL --replica-id ID] [--log-max-events N]`.
+[--redis-url URL --replica-id ID] [--log-max-events N] [--ws WS]`.
+
+WS is the uvicorn WebSocket implementation: `gateway` (default; the protocol `agent-gateway serve`
+runs, `GatewayWebSocketProtocol` on websockets-sansio), or a uvicorn name (`websockets`,
+`websockets-sansio`, `wsproto`).
 
 All run under uvicorn with the WebSocket settings `agent-gateway serve` uses (gateway/cli.py).
 `gateway` is the real app with the synthetic agent in place of the runner (no SDK, no CLI); `real`
@@ -22,6 +26,7 @@ from bench import baseline_app, stages
 from bench.synthetic_agent import SyntheticAgent
 from gateway.app import create_app
 from gateway.config import Settings
+from gateway.transports.ws_protocol import GatewayWebSocketProtocol
 
 TOKEN = "bench-token-0123456789"
 MAX_SESSIONS = 64
@@ -46,6 +51,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--redis-url", default="")
     parser.add_argument("--replica-id", default="")
     parser.add_argument("--log-max-events", type=int, default=Settings().log_max_events)
+    parser.add_argument("--ws", default="gateway")
     args = parser.parse_args(argv)
     sessions_dir = Path(tempfile.mkdtemp(prefix="bench-sessions-"))
     atexit.register(shutil.rmtree, sessions_dir, True)
@@ -62,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         port=args.port,
         log_level="warning",
         loop=settings.event_loop,
+        ws=GatewayWebSocketProtocol if args.ws == "gateway" else args.ws,  # type: ignore[arg-type]
         ws_max_size=settings.max_frame_bytes * 4,
         ws_ping_interval=settings.ws_ping_interval_s,
         ws_ping_timeout=settings.ws_ping_timeout_s,

@@ -26,8 +26,15 @@ class Settings(msgspec.Struct, kw_only=True):
     anthropic_base_url: str = ""
     sessions_dir: Path = Path("var/sessions")
     cli_path: str = ""
-    max_sessions: int = 100
+    max_sessions: int = 2000
     max_sessions_per_principal: int = 10
+    max_live_clis: int = 150
+    max_starting_clis: int = 4
+    memory_reserve_mb: int = 1024
+    cli_memory_mb: int = 128
+    hibernate_after_s: float = 300.0
+    pool_size: int = 2
+    pool_refill_interval_s: float = 1.0
     max_queued_queries: int = 20
     idle_timeout_s: float = 900.0
     turn_watchdog_s: float = 900.0
@@ -91,8 +98,15 @@ HELP: dict[str, str] = {
     "anthropic_base_url": "Anthropic API base URL handed to the CLI (also read from ANTHROPIC_BASE_URL).",
     "sessions_dir": "Root for per-session working and config directories.",
     "cli_path": "Path to the Claude Code CLI; empty uses the one bundled with claude-agent-sdk.",
-    "max_sessions": "Live sessions per process.",
-    "max_sessions_per_principal": "Live sessions per principal.",
+    "max_sessions": "Open sessions per process, hibernated ones included (beyond it `open` gets `too_many_sessions`).",
+    "max_sessions_per_principal": "Open sessions per principal, hibernated ones included.",
+    "max_live_clis": "CLIs running or starting per process. At the limit an `open` or a wake-up hibernates the longest-idle session that may hibernate, else it is refused with `at_capacity` (HTTP 503 + Retry-After).",
+    "max_starting_clis": "CLIs starting at once (a start costs about 0.5 s of CPU); further starts wait their turn.",
+    "memory_reserve_mb": "Memory (MiB) kept free on the node: a CLI starts only while the available memory (MemAvailable, and the headroom of this process's cgroup when it has a limit) exceeds this plus `cli_memory_mb`; otherwise as at `max_live_clis`.",
+    "cli_memory_mb": "Memory (MiB) one CLI is expected to take (measured: about 105 MiB USS); counted against the available memory for CLIs started since it was last read.",
+    "pool_size": "Warm pool: CLIs started ahead of `open` for each profile, so an `open` takes one instead of waiting for a start. They count against `max_live_clis` and are the first stopped at a limit. An `open` narrowing only the model or permission mode takes one (narrowed with control requests before `idle`); one narrowing tools, max_turns or max_budget_usd starts its own CLI. 0: no pool.",
+    "pool_refill_interval_s": "The warm pool starts at most one CLI per this interval, not within it of an `open` taking one, and only while no session's CLI is starting (a start costs about 0.5 s of CPU).",
+    "hibernate_after_s": "A session whose CLI has had no activity for this long (no turn running, no approval pending) hibernates: its CLI stops, the session stays open, and the next query resumes the conversation in a new CLI. 0: never (and no hibernating to make room).",
     "max_queued_queries": "Queries a session queues while a turn runs.",
     "idle_timeout_s": "A session with no client and no activity for this long is closed and its CLI stopped; a busy one (a turn running, an approval pending) after this plus `turn_watchdog_s`.",
     "turn_watchdog_s": "A running turn whose CLI sends nothing for this long is ended (`result` `agent_unresponsive`) and the CLI replaced; the conversation resumes on the next query. Waiting on an approval or a question doesn't count (they have `approval_timeout_s`). Keep it above the longest a tool may run without output (Bash allows 10 minutes).",

@@ -25,6 +25,9 @@ from prometheus_client.registry import Collector
 from gateway.sessions.approvals import EXPIRED_MESSAGE, QUESTION_TOOL, PermissionResult
 from gateway.wire.events import SessionState
 
+if typing.TYPE_CHECKING:
+    from gateway.sessions.admission import Capacity
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 Transport = Literal["ws", "sse"]
 TRANSPORTS: tuple[Transport, ...] = typing.get_args(Transport)
@@ -99,9 +102,10 @@ class TransportMetrics:
 
 
 class GatewayMetrics:
-    def __init__(self, sessions: Callable[[], Iterable[SessionLike]] = tuple) -> None:
+    def __init__(self, sessions: Callable[[], Iterable[SessionLike]] = tuple, capacity: "Capacity | None" = None) -> None:
         self.registry = CollectorRegistry()
         self._sessions = sessions
+        self._capacity = capacity
         self._forgotten_events = 0  # events of sessions no longer held, so the total never goes down
         self.opened = 0
         self.transports: dict[Transport, TransportMetrics] = {t: TransportMetrics() for t in TRANSPORTS}
@@ -147,6 +151,17 @@ class GatewayMetrics:
         yield CounterMetricFamily("gateway_sessions_opened", "Sessions opened.", value=self.opened)
         yield CounterMetricFamily("gateway_events", "Events emitted by sessions (numbered and logged).", value=events)
         yield GaugeMetricFamily("gateway_approvals_pending", "Permission requests and questions waiting for an answer.", value=pending)
+        if self._capacity is not None:
+            capacity = self._capacity
+            yield GaugeMetricFamily("gateway_clis_live", "Sessions holding a CLI slot (running, starting or promised).", value=capacity.live())
+            yield CounterMetricFamily("gateway_hibernations", "Sessions hibernated (idle, or to make room).", value=capacity.hibernations)
+            yield GaugeMetricFamily("gateway_pool_ready", "Warm-pool CLIs started and waiting for a session.", value=len(capacity.spare) if capacity.spare is not None else 0)
+            refusals = CounterMetricFamily(
+                "gateway_capacity_refusals", "Opens and wake-ups refused with `at_capacity`, by the limit hit.", labels=["limit"]
+            )
+            for limit, count in capacity.refusals.items():
+                refusals.add_metric([limit], count)
+            yield refusals
         families = {
             "open": GaugeMetricFamily("gateway_connections_open", "WebSockets and SSE streams open.", labels=["transport"]),
             "per_send": HistogramMetricFamily(

@@ -14,7 +14,6 @@ import collections
 import contextlib
 import itertools
 import logging
-import secrets
 import shutil
 import sys
 import time
@@ -34,11 +33,13 @@ from gateway.events.redis_log import RedisEventLog
 from gateway.metrics import GatewayMetrics
 from gateway.profiles import Profile, SessionSpec, narrow, opened_as
 from gateway.sessions import proctree
+from gateway.sessions.admission import Capacity
 from gateway.sessions.agent_options import build_options, keep_sandbox_placeholders, launched_cli
 from gateway.sessions.checks import ProfileProbe
 from gateway.sessions.handle import SessionHandle
-from gateway.sessions.runner import AgentRunner, SdkRunner
-from gateway.sessions.session import BUSY_STATES, Session
+from gateway.sessions.pool import Warm, WarmPool, new_session_id
+from gateway.sessions.runner import AgentRunner, RunnerHooks, SdkRunner
+from gateway.sessions.session import BUSY_STATES, READY_STATES, ForkPoint, Session
 from gateway.store.conversations import RedisSessionStore
 from gateway.wire.client import Open
 from gateway.wire.codec import encode
@@ -84,7 +85,15 @@ class SessionManager:
         self._cli_serial = itertools.count(1)
         self._process_watchdog: asyncio.subprocess.Process | None = None
         launched_cli(settings.cli_path)  # looked up now, not on the event loop
-        self.metrics = GatewayMetrics(self._sessions.values)
+        self.capacity = Capacity(settings, self._sessions.values)
+        self._capacity_task: asyncio.Task[None] | None = None
+        # Pooled CLIs are SDK CLIs: with another runner factory (tests' fakes) there is no pool.
+        self.pool: WarmPool | None = None
+        if runner_factory is None and settings.pool_size > 0:
+            self.pool = WarmPool(settings, profiles, self._pooled_runner, self.capacity, self._remove_dir)
+            self.capacity.spare = self.pool
+        self._pool_task: asyncio.Task[None] | None = None
+        self.metrics = GatewayMetrics(self._sessions.values, self.capacity)
         self.cluster = ClusterNode(settings, self) if settings.redis_url else None
         # With Redis, every CLI's transcript too, so a new CLI (any replica's) resumes from it.
         self._conversations = None if self.cluster is None else RedisSessionStore(
@@ -134,9 +143,34 @@ class SessionManager:
         existing = self._sessions.get(self._opened.get((principal, frame.id), ""))
         if existing is not None and not existing.closed:  # a closed one is gone: the open makes a new one
             return existing
-        session_id = "s_" + secrets.token_urlsafe(16)
+        # A pooled CLI is taken first: the session is named by it (its directories are the CLI's).
+        warm = self._take_warm(frame)
+        session_id = warm.session_id if warm is not None else new_session_id()
+        try:
+            session = await self._open_named(principal, frame, session_id, warm)
+        except BaseException:
+            if warm is not None and self.pool is not None:
+                self.pool.put_back(warm)  # nothing adopted it
+            raise
+        if warm is not None and self.pool is not None and session.id != warm.session_id:
+            self.pool.put_back(warm)  # an earlier copy of this `open` made the session
+        return session
+
+    def _take_warm(self, frame: Open) -> Warm | None:
+        """A pooled CLI that can serve the session `frame` asks for (None: it starts its own; options
+        that are refused are refused by `_open`)."""
+        profile = self.profiles.get(frame.profile)
+        if self.pool is None or profile is None:
+            return None
+        try:
+            spec = narrow(profile, frame)
+        except GatewayError:
+            return None
+        return self.pool.take(spec)
+
+    async def _open_named(self, principal: str, frame: Open, session_id: str, warm: Warm | None) -> SessionHandle:
         if self.cluster is None:
-            return await self._open(principal, frame, session_id)
+            return await self._open(principal, frame, session_id, warm)
         registry = self.cluster.registry
         earlier = await registry.reserve_open(principal, frame.id, session_id)
         if earlier is not None:
@@ -145,7 +179,7 @@ class SessionManager:
                 return found
             await registry.reserve_open(principal, frame.id, session_id, replace=True)
         try:
-            return await self._open(principal, frame, session_id)
+            return await self._open(principal, frame, session_id, warm)
         except BaseException:
             await registry.unreserve_open(principal, frame.id)
             raise
@@ -159,12 +193,12 @@ class SessionManager:
             await asyncio.sleep(OPENED_WAIT_STEP_S)
         return None
 
-    async def _open(self, principal: str, frame: Open, session_id: str) -> Session:
+    async def _open(self, principal: str, frame: Open, session_id: str, warm: Warm | None) -> Session:
         profile = self.profiles.get(frame.profile)
         if profile is None:
             raise GatewayError(ErrorCode.PROFILE_NOT_FOUND, f"no profile {frame.profile!r}")
         spec = narrow(profile, frame)
-        session = await self._new_session(principal, spec, session_id, frame)
+        session = await self._new_session(principal, spec, session_id, frame, warm)
         session.start()
         self._opened[(principal, frame.id)] = session.id
         if len(self._opened) > 10_000:
@@ -172,30 +206,35 @@ class SessionManager:
         log.info("session %s opened by %s (profile %s)", session.id, principal, profile.name, extra={"session_id": session.id})
         return session
 
-    async def _new_session(self, principal: str, spec: SessionSpec, session_id: str, opened_by: Open) -> Session:
-        """A session (not started) within the limits; with Redis, claimed and registered with the
-        `open` that narrowed it (an adopting replica narrows its profile again by it)."""
+    async def _new_session(self, principal: str, spec: SessionSpec, session_id: str, opened_by: Open, warm: Warm | None = None) -> Session:
+        """A session (not started) within the limits, with a CLI slot (or its pooled CLI's); with
+        Redis, claimed and registered with the `open` that narrowed it (an adopting replica narrows
+        its profile again by it)."""
         if self.live_count() >= self.settings.max_sessions:
             raise GatewayError(ErrorCode.TOO_MANY_SESSIONS, "this gateway is at its session limit; try again later")
         live = self.live_count(principal) if self.cluster is None else await self.cluster.registry.live_count(principal)
         if live >= self.settings.max_sessions_per_principal:
             raise GatewayError(ErrorCode.TOO_MANY_SESSIONS, f"at most {self.settings.max_sessions_per_principal} sessions per principal")
-        cluster = self.cluster
-        log_store: EventLog
-        if cluster is None:
-            log_store = MemoryEventLog(self.settings.log_max_events, self.settings.log_max_bytes, self.settings.log_max_age_s)
-        else:
-            fence = await cluster.ownership.claim(session_id)
-            log_store = await RedisEventLog.create(
-                cluster.redis, cluster.keys(session_id), self.settings, fence=fence, on_fenced=lambda: self._fenced(session_id),
-            )
-        session = self._session(session_id, principal, spec, log_store)
-        if cluster is not None:
-            await cluster.registry.register(principal, cluster.replica_id, session.info(), encode(opened_by))
-        self._sessions[session.id] = session
+        with self.capacity.creating(warm is not None):  # or `at_capacity`, before the session exists anywhere
+            cluster = self.cluster
+            log_store: EventLog
+            if cluster is None:
+                log_store = MemoryEventLog(self.settings.log_max_events, self.settings.log_max_bytes, self.settings.log_max_age_s)
+            else:
+                fence = await cluster.ownership.claim(session_id)
+                log_store = await RedisEventLog.create(
+                    cluster.redis, cluster.keys(session_id), self.settings, fence=fence, on_fenced=lambda: self._fenced(session_id),
+                )
+            session = self._session(session_id, principal, spec, log_store, warm, cli_granted=True)  # the slot `creating` gave
+            if cluster is not None:
+                await cluster.registry.register(principal, cluster.replica_id, session.info(), encode(opened_by))
+            self._sessions[session.id] = session
         return session
 
-    def _session(self, session_id: str, principal: str, spec: SessionSpec, log_store: EventLog) -> Session:
+    def _session(
+        self, session_id: str, principal: str, spec: SessionSpec, log_store: EventLog, warm: Warm | None = None, cli_granted: bool = False,
+    ) -> Session:
+        """`cli_granted`: admission already gave it a CLI slot (`capacity.creating`)."""
         cluster = self.cluster
         return Session(
             session_id=session_id,
@@ -212,6 +251,9 @@ class SessionManager:
             turn_watchdog_s=self.settings.turn_watchdog_s,
             metrics=self.metrics.session(),
             forker=self.fork,
+            capacity=self.capacity,
+            warm=warm,
+            cli_granted=cli_granted,
         )
 
     # ---- failover (with Redis) -------------------------------------------------------------
@@ -258,13 +300,14 @@ class SessionManager:
     async def fork(self, source: Session, query_id: str | None) -> Session:
         """A new session of `source`'s principal and settings continuing its conversation (from
         before `query_id`, or all of it): its CLI transcript is copied into the new session's
-        config directory, and its first CLI resumes it with `fork_session`."""
+        config directory, and its first CLI resumes it with `fork_session` (a cold start: no
+        pooled CLI has that transcript)."""
         if self.shutting_down:
             raise GatewayError(ErrorCode.AGENT_UNAVAILABLE, "the gateway is shutting down; try again in a moment")
         if source.closed:
             raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed")
         fork_of, transcript = source.fork_point(query_id)
-        session = await self._new_session(source.principal, source.spec, "s_" + secrets.token_urlsafe(16), opened_as(source.spec))
+        session = await self._new_session(source.principal, source.spec, new_session_id(), opened_as(source.spec))
         session.model, session.permission_mode = source.model, source.permission_mode
         if fork_of is not None:
             try:
@@ -281,7 +324,7 @@ class SessionManager:
     def _copy_transcript(self, source: Session, target: Session, claude_session_id: str) -> None:
         """The CLI finds a transcript under its config directory, by working directory: copy it there."""
         def project(session: Session) -> Path:
-            root = self._session_dir(session)
+            root = self._session_dir(session.id)
             return root / "home" / ".claude" / "projects" / project_key_for_directory(root / "work")
 
         src, dst = project(source), project(target)
@@ -290,11 +333,21 @@ class SessionManager:
         if (src / claude_session_id).is_dir():  # subagent transcripts
             shutil.copytree(src / claude_session_id, dst / claude_session_id, dirs_exist_ok=True)
 
-    def _session_dir(self, session: Session) -> Path:
-        return self._sessions_root / session.id
+    def _session_dir(self, session_id: str) -> Path:
+        return self._sessions_root / session_id
 
     def _sdk_runner(self, session: Session, resume: str | None) -> AgentRunner:
-        root = self._session_dir(session)
+        return self._build_runner(session.id, session.spec, session, resume, session.model, session.permission_mode, session.fork_of)
+
+    def _pooled_runner(self, session_id: str, spec: SessionSpec, hooks: RunnerHooks) -> SdkRunner:
+        return self._build_runner(session_id, spec, hooks, None, spec.model, spec.permission_mode)
+
+    def _build_runner(
+        self, session_id: str, spec: SessionSpec, hooks: RunnerHooks, resume: str | None, model: str | None, mode: str,
+        fork_of: ForkPoint | None = None,
+    ) -> SdkRunner:
+        """A CLI for the session `session_id`, in its directories (resuming a fork's source with `fork_session`)."""
+        root = self._session_dir(session_id)
         workdir, home = root / "work", root / "home"
 
         def prepare() -> None:
@@ -304,12 +357,10 @@ class SessionManager:
                 keep_sandbox_placeholders(shared)
 
         marker = f"{self._owner}/{next(self._cli_serial)}"
-        options = build_options(
-            self.settings, session.spec, workdir, home, marker, resume, session.model, session.permission_mode, self._conversations
-        )
-        if session.fork_of is not None and resume == session.fork_of.claude_session_id:
-            options.fork_session, options.resume_session_at = True, session.fork_of.resume_at
-        return SdkRunner(options, session, prepare)
+        options = build_options(self.settings, spec, workdir, home, marker, resume, model, mode, self._conversations)
+        if fork_of is not None and resume == fork_of.claude_session_id:
+            options.fork_session, options.resume_session_at = True, fork_of.resume_at
+        return SdkRunner(options, hooks, prepare)
 
     # ---- closing ---------------------------------------------------------------------------
 
@@ -334,14 +385,17 @@ class SessionManager:
     async def _remove_files(self, session: Session) -> None:
         """A closed session's working and config directories go with it, and so do its conversations
         in Redis (else they expire after `conversation_ttl_s`)."""
-        root = self._session_dir(session)
+        root = self._session_dir(session.id)
         if self._conversations is not None:
             project_key = await asyncio.to_thread(project_key_for_directory, root / "work")  # as the SDK keyed them
             try:
                 await self._conversations.delete_project(project_key)
             except RedisError as exc:
                 log.warning("session %s: its conversations stay in Redis until they expire: %s", session.id, exc)
-        await asyncio.to_thread(shutil.rmtree, root, True)
+        await self._remove_dir(session.id)
+
+    async def _remove_dir(self, session_id: str) -> None:
+        await asyncio.to_thread(shutil.rmtree, self._session_dir(session_id), True)
 
     async def start(self) -> None:
         """End what gateways that are gone left running under the sessions directory, start the
@@ -357,6 +411,9 @@ class SessionManager:
         if self.cluster is not None:
             await self.cluster.start()
         self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
+        self._capacity_task = asyncio.create_task(self.capacity.run(), name="session-capacity")
+        if self.pool is not None:
+            self._pool_task = asyncio.create_task(self.pool.run(), name="warm-pool")
 
     async def _reap_forever(self) -> None:
         interval = max(0.05, min(self.settings.idle_timeout_s / 4, 30.0))
@@ -379,7 +436,7 @@ class SessionManager:
                         self.metrics.forget(session)
                 continue
             timeout_s = self.settings.idle_timeout_s
-            if session.state not in ("idle", "failed"):
+            if session.state not in READY_STATES:
                 timeout_s += self.settings.turn_watchdog_s
             if session.connections == 0 and quiet_ms > timeout_s * 1000:
                 if self.cluster is not None and await self.cluster.watched(session.id):
@@ -423,10 +480,11 @@ class SessionManager:
         (for up to SHUTDOWN_DRAIN_S; they detach when their outbox has drained) while the CLIs stop.
         """
         self.shutting_down = True
-        if self._reaper is not None:
-            self._reaper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._reaper
+        for task in (self._reaper, self._capacity_task, self._pool_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         handed_over = [] if self.cluster is None else await self._drain(self.cluster)
         # Closed ones too: a close a client started may still be stopping its CLI; this waits for it.
         closing = asyncio.gather(*(self.close(s, "shutdown") for s in self._sessions.values()), return_exceptions=True)
@@ -436,6 +494,8 @@ class SessionManager:
                     await asyncio.sleep(0.02)
         await closing
         await asyncio.gather(*self._stopping, return_exceptions=True)
+        if self.pool is not None:
+            await self.pool.close()
         if self.cluster is not None:
             await self.cluster.stop()
         if self._process_watchdog is not None:

@@ -78,7 +78,7 @@ class SdkRunner:
         self._prepare = prepare  # file-system setup (the session's directories): run in a thread, off the loop
         self._stderr: collections.deque[str] = collections.deque(maxlen=20)
         self._options = options
-        self._options.can_use_tool = hooks.can_use_tool
+        self._options.can_use_tool = self._can_use_tool  # through `_hooks`, which `adopt` may change
         self._options.stderr = self._stderr.append
         self._client: ClaudeSDKClient | None = None
         self._task: asyncio.Task[None] | None = None
@@ -133,6 +133,13 @@ class SdkRunner:
     @property
     def alive(self) -> bool:
         return self._client is not None
+
+    def adopt(self, hooks: RunnerHooks) -> None:
+        """Report to `hooks` from now on: a pooled CLI taken by a session."""
+        self._hooks = hooks
+
+    async def _can_use_tool(self, tool_name: str, tool_input: dict[str, Any], ctx: ToolPermissionContext) -> PermissionResult:
+        return await self._hooks.can_use_tool(tool_name, tool_input, ctx)
 
     async def _end_leftovers(self) -> None:
         """End what the CLI started and left running (its socat, a start-up `npm root`): they carry

@@ -30,6 +30,8 @@ from gateway.events.feed import EventFeed, Sink
 from gateway.events.log import EventLog
 from gateway.metrics import GatewayMetrics, SessionMetrics
 from gateway.profiles import SessionSpec
+from gateway.sessions.admission import Capacity
+from gateway.sessions.pool import Warm
 from gateway.sessions.approvals import Approvals, PermissionResult
 from gateway.sessions.runner import AgentRunner
 from gateway.sessions.translate import stream_event, to_event
@@ -61,7 +63,7 @@ TRANSCRIPT_KINDS = (
     ev.AgentRecovered,
 )
 BUSY_STATES = ("running", "awaiting_approval", "interrupted")
-READY_STATES = ("idle", "failed")
+READY_STATES = ("idle", "failed", "hibernated")  # a query starts at once (a hibernated session's wakes its CLI first)
 # Sent without `client_composed`, so the CLI runs it as its own command (the only such message).
 # Events that change what `info()` says other than the position: the registry is told of these only.
 DESCRIBED_KINDS = (
@@ -134,6 +136,9 @@ class Session:
         turn_watchdog_s: float = 900.0,
         metrics: SessionMetrics | None = None,
         forker: Callable[["Session", str | None], Awaitable["Session"]] | None = None,
+        capacity: Capacity | None = None,
+        warm: Warm | None = None,
+        cli_granted: bool = False,
     ) -> None:
         self.id = session_id
         self.principal = principal
@@ -195,6 +200,10 @@ class Session:
         self._guard: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()  # stuck CLIs being stopped; close waits for them
         self.metrics = metrics or GatewayMetrics().session()
+        self._capacity = capacity
+        self._warm = warm  # a pooled CLI to adopt instead of starting the first one
+        self._cli_granted = cli_granted or warm is not None  # a CLI slot promised (by `open`, or a query to a session without a CLI) and not yet used
+        self._asleep: asyncio.Task[None] | None = None  # the CLI that hibernation stopped, while it stops
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -322,9 +331,23 @@ class Session:
         """Called with `_runner_lock` held."""
         if self.closed:
             raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed")
-        model, mode = self.model, self.permission_mode  # what the factory builds the runner with
+        self.reserve_cli()
         try:
-            runner = await self._started_runner(self.claude_session_id)
+            await self._start_runner_granted()
+        finally:
+            self._cli_granted = False  # used by the runner now, or given back
+
+    async def _start_runner_granted(self) -> None:
+        if self._asleep is not None:  # the hibernated CLI finishes writing the conversation before it is resumed
+            await asyncio.shield(self._asleep)
+        model, mode = self.model, self.permission_mode  # what the factory builds the runner with
+        warm, self._warm = self._warm, None
+        runner: AgentRunner | None = None
+        if warm is not None:
+            runner = await self._adopt(warm)
+        try:
+            if runner is None:
+                runner = await self._started_runner(self.claude_session_id)
         except Exception as exc:
             if self.claude_session_id is None or NO_CONVERSATION not in str(exc):
                 log.warning("session %s: agent failed to start: %r", self.id, exc)
@@ -352,8 +375,70 @@ class Session:
 
     async def _started_runner(self, resume: str | None) -> AgentRunner:
         runner = self._runner_factory(self, resume)
-        await self.metrics.cli_start(runner.start())
+        if self._capacity is None:
+            await self.metrics.cli_start(runner.start())
+            return runner
+        self._capacity.starting += 1
+        try:
+            async with self._capacity.starts:  # starts are CPU-bound: a few at a time
+                await self.metrics.cli_start(runner.start())
+        finally:
+            self._capacity.starting -= 1
         return runner
+
+    async def _adopt(self, warm: Warm) -> AgentRunner | None:
+        """Take a pooled CLI, narrowed to this session's model and mode; None when it is gone or
+        refused the narrowing (it is stopped: the caller starts a CLI of its own, never a wider one)."""
+        runner = warm.runner
+        runner.adopt(self)
+        try:
+            if not runner.alive:
+                raise ConnectionError("the pooled agent exited")
+            if self.model != warm.model:
+                await self._control(runner.set_model(self.model))
+            if self.permission_mode != warm.permission_mode:
+                await self._control(runner.set_permission_mode(self.permission_mode))
+            return runner
+        except (GatewayError, ConnectionError) as exc:
+            log.warning("session %s: the pooled agent could not be used (%s); starting one", self.id, exc)
+            await runner.stop()
+            return None
+
+    # ---- capacity: CLI slots and hibernation -----------------------------------------------
+
+    @property
+    def holds_cli(self) -> bool:
+        """Whether this session counts against the CLI limit: a CLI runs or starts, or is promised."""
+        return not self.closed and (self._runner is not None or self._cli_granted)
+
+    def reserve_cli(self) -> None:
+        """Secure a CLI slot before the CLI is needed, or raise `at_capacity` (a no-op with one held)."""
+        if not self.holds_cli:
+            if self._capacity is not None:
+                self._capacity.admit(self)
+            self._cli_granted = True
+
+    @property
+    def can_hibernate(self) -> bool:
+        """Idle with a CLI, and nothing in flight that needs it: no turn, query, approval, reset or start."""
+        return (
+            self.state == "idle" and self._runner is not None and self._current_query is None and not self._queue
+            and not len(self.approvals) and not self._runner_lock.locked() and not self._reset_lock.locked()
+        )
+
+    def hibernate(self, reason: str) -> bool:
+        """Stop the CLI of an idle session and keep the rest: its log, clients and conversation (the
+        transcript stays in its config directory). The next query resumes it in a new CLI."""
+        if not self.can_hibernate:
+            return False
+        runner, self._runner = self._runner, None
+        assert runner is not None
+        self._set_state("hibernated", reason)
+        log.info("session %s hibernated (%s)", self.id, reason, extra={"session_id": self.id})
+        self._asleep = asyncio.create_task(runner.stop(), name=f"session-hibernate-{self.id}")
+        self._retiring.add(self._asleep)
+        self._asleep.add_done_callback(self._retiring.discard)
+        return True
 
     async def _stop_runner(self) -> None:
         """Called with `_runner_lock` held."""
@@ -378,6 +463,12 @@ class Session:
                 query_id, message = self._queue.popleft()
                 await self._dispatch(query_id, message)
 
+    async def _wake_cli(self) -> None:
+        """A hibernated session's CLI starts again, resuming the conversation: `starting`, then the
+        caller goes on (`running` for a query)."""
+        self._set_state("starting", "wake")
+        await self._ensure_runner()
+
     def _start_failed(self, exc: GatewayError) -> None:
         """No CLI runs now; the next query tries to start one."""
         self.emit(ev.AgentError(code="agent_start_failed", message=exc.message, recoverable=True))
@@ -388,12 +479,16 @@ class Session:
         self._fork_points[query_id] = self._last_uuid
         if len(self._fork_points) > self.limits.transcript_max_events:
             self._fork_points.popitem(last=False)
-        self._set_state("running")
-        self.emit(ev.TurnStarted(query_id=query_id))
-        if self._guard is not None:
-            self._guard.cancel()  # the last turn's: it ended, and stops at its next look anyway
-        self._guard = asyncio.create_task(self._guard_turn(query_id), name=f"session-guard-{self.id}")
         try:
+            if self.state == "hibernated":
+                await self._wake_cli()
+                if self._current_query != query_id:  # a reset or close dropped it while the CLI started
+                    return
+            self._set_state("running")
+            self.emit(ev.TurnStarted(query_id=query_id))
+            if self._guard is not None:
+                self._guard.cancel()  # the last turn's: it ended, and stops at its next look anyway
+            self._guard = asyncio.create_task(self._guard_turn(query_id), name=f"session-guard-{self.id}")
             await self._ensure_runner()
             if self._current_query != query_id:  # a reset or close dropped it while the CLI started
                 return
@@ -731,6 +826,7 @@ class Session:
     def _enqueue(self, query_id: str, prompt: str | list[Any], actor: ev.Actor, composed: bool = True) -> dict[str, Any]:
         if len(self._queue) >= self.limits.max_queued_queries:
             raise GatewayError(ErrorCode.QUEUE_FULL, f"{self.limits.max_queued_queries} queries are already queued")
+        self.reserve_cli()  # refused now (`at_capacity`) rather than failing once queued
         queued = self.state not in READY_STATES or bool(self._queue) or self._reset_lock.locked()
         message = _query_message(prompt, composed)
         self._query_uuids[query_id] = message["uuid"]

@@ -19,7 +19,7 @@ from starlette.routing import Route
 from gateway.sessions import checks
 from gateway.sessions.runs import latest_run, run_view
 from gateway.transports import http_common, sse
-from gateway.transports.problems import problem
+from gateway.transports.problems import error_problem, problem
 from gateway.wire import client as cf
 from gateway.wire import http as ht
 from gateway.wire.codec import decode_client_frame
@@ -114,7 +114,7 @@ async def post_frame(request: Request) -> Response:
     try:
         ack = await session.execute(frame, actor)
     except GatewayError as exc:
-        return problem(exc.code, exc.message, frame.id)
+        return error_problem(exc, frame.id)
     return reply(ack)
 
 
@@ -219,12 +219,13 @@ CONNECTION_ID = Param(
 _CURSOR = {"type": "string", "pattern": "^(([^:]*:)?[0-9]{1,18})?$", "maxLength": 200}
 _BAD_BODY = (E.BAD_JSON, E.BAD_FRAME, E.FRAME_TOO_LARGE)
 _SESSION = (E.UNAUTHORIZED, E.SESSION_NOT_FOUND, E.OWNER_UNREACHABLE)
-_OPEN = (E.PROFILE_NOT_FOUND, E.FORBIDDEN_OPTION, E.MODEL_NOT_ALLOWED, E.MODE_NOT_ALLOWED, E.TOO_MANY_SESSIONS, E.AGENT_UNAVAILABLE)
-_FORK = (E.SESSION_CLOSED, E.UNKNOWN_QUERY, E.TOO_MANY_SESSIONS, E.AGENT_UNAVAILABLE, E.AGENT_ERROR)
+_OPEN = (E.PROFILE_NOT_FOUND, E.FORBIDDEN_OPTION, E.MODEL_NOT_ALLOWED, E.MODE_NOT_ALLOWED, E.TOO_MANY_SESSIONS, E.AT_CAPACITY, E.AGENT_UNAVAILABLE)
+_FORK = (E.SESSION_CLOSED, E.UNKNOWN_QUERY, E.TOO_MANY_SESSIONS, E.AT_CAPACITY, E.AGENT_UNAVAILABLE, E.AGENT_ERROR)
 _FRAME = (
     E.UNKNOWN_TYPE, E.SESSION_CLOSED, E.MODEL_NOT_ALLOWED, E.MODE_NOT_ALLOWED, E.UNKNOWN_REQUEST,
     E.REQUEST_ALREADY_RESOLVED, E.INVALID_ANSWER, E.QUEUE_FULL, E.AGENT_ERROR,
     E.SUGGESTION_NOT_ALLOWED, E.FORBIDDEN_OPTION, E.UNKNOWN_TASK, E.UNKNOWN_QUERY, E.UNKNOWN_MCP_SERVER, E.AGENT_UNAVAILABLE, E.TOO_MANY_SESSIONS,
+    E.AT_CAPACITY,
 )
 
 OPERATIONS = (

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from gateway import __version__
 from gateway.transports.http_api import OPERATIONS, Operation
 from gateway.transports.problems import PROBLEM_TYPE, STATUS
+from gateway.wire.errors import ErrorCode
 from gateway.wire.http import Problem
 from gateway.wire.server import Attached, EventFrame, Reset
 
@@ -31,6 +32,7 @@ _HEADERS = {
     "Last-Event-ID": "The stream position (`<epoch>:<seq>`) the body reflects; open the event stream from there.",
     "X-Connection-Id": "This stream's connection id; send it with POSTs to tie them to this stream.",
 }
+_RETRY_AFTER = "With `at_capacity`: seconds to wait before trying again (also `retry_after_ms` in the body)."
 
 
 def _types(ops: tuple[Operation, ...]) -> list[Any]:
@@ -86,6 +88,8 @@ def _operation(op: Operation, schemas: dict[Any, dict[str, Any]]) -> dict[str, A
             "description": "Problem: " + ", ".join(f"`{c}`" for c in codes),
             "content": _json(schemas[Problem], PROBLEM_TYPE),
         }
+        if ErrorCode.AT_CAPACITY in codes:
+            responses[str(status)]["headers"] = {"Retry-After": {"description": _RETRY_AFTER, "schema": {"type": "string"}}}
     out["responses"] = responses
     out["security"] = [{"bearer": []}, {"ticket": []}] if op.auth else []
     return out

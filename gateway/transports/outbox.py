@@ -12,6 +12,7 @@ client it drops still finds its cursor in the log and resumes without loss.
 
 import asyncio
 import collections
+from collections.abc import Callable
 
 from gateway.config import Settings
 
@@ -53,7 +54,8 @@ class Outbox:
         self._sent_at = -flush_window_s  # when the last batch left (loop time)
         self._timer: asyncio.TimerHandle | None = None
         self._ready = asyncio.Event()
-        self.overflow = asyncio.Event()  # set once: a sender stuck on a stalled peer can't notice by itself
+        # Called once, on overflow: a sender stuck on a stalled peer can't notice by itself.
+        self.on_overflow: Callable[[], None] | None = None
         self.overflowed = False  # the same fact as a plain attribute: `push` reads it per frame
         self.ended = False
 
@@ -68,7 +70,8 @@ class Outbox:
         # The bounds are on backlog: one frame larger than the bound on its own still goes out.
         if (self._bytes > self._max_bytes or self._over_frames()) and len(self._frames) > 1:
             self.overflowed = True
-            self.overflow.set()
+            if self.on_overflow is not None:
+                self.on_overflow()
             self._frames.clear()  # nothing more will be sent on this connection; free it now
             self._bytes = self._replay_frames = self._replay_bytes = 0
             self._ready.set()

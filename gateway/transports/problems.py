@@ -3,6 +3,7 @@
 `STATUS` is the one place an error code gets its HTTP status; the docs and `/openapi.json` read it too.
 """
 
+import math
 from collections.abc import Mapping
 
 import msgspec
@@ -38,6 +39,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNKNOWN_MCP_SERVER: 404,
     ErrorCode.TOO_MANY_SESSIONS: 429,
     ErrorCode.QUEUE_FULL: 429,
+    ErrorCode.AT_CAPACITY: 503,
     ErrorCode.AGENT_UNAVAILABLE: 503,
     ErrorCode.AGENT_ERROR: 502,
     ErrorCode.OWNER_UNREACHABLE: 503,
@@ -54,18 +56,28 @@ def problem_type(code: ErrorCode) -> str:
     return f"urn:agent-gateway:problem:{code}"
 
 
-def problem(code: ErrorCode, detail: str, frame_id: str | None = None, headers: Mapping[str, str] | None = None) -> Response:
+def problem(
+    code: ErrorCode, detail: str, frame_id: str | None = None, headers: Mapping[str, str] | None = None, retry_after_ms: int | None = None,
+) -> Response:
     status = STATUS[code]
-    body = Problem(type=problem_type(code), title=code.replace("_", " "), status=status, detail=detail, code=code, id=frame_id)
+    body = Problem(
+        type=problem_type(code), title=code.replace("_", " "), status=status, detail=detail, code=code, id=frame_id, retry_after_ms=retry_after_ms,
+    )
     headers = dict(headers or {})
     if code == ErrorCode.UNAUTHORIZED:
         headers["WWW-Authenticate"] = 'Bearer realm="agent-gateway"'
+    if retry_after_ms is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after_ms / 1000)))  # whole seconds (RFC 9110)
     return Response(_encode(body), status, headers, media_type=PROBLEM_TYPE)
+
+
+def error_problem(exc: GatewayError, frame_id: str | None = None) -> Response:
+    return problem(exc.code, exc.message, frame_id, retry_after_ms=exc.retry_after_ms)
 
 
 async def gateway_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, GatewayError)
-    return problem(exc.code, exc.message, getattr(exc, "frame_id", None))
+    return error_problem(exc, getattr(exc, "frame_id", None))
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

@@ -1,7 +1,9 @@
 """The WebSocket transport: `/v1/ws`. One socket attaches to one session; frames go both ways.
 
 Every frame the gateway sends goes through the connection's Outbox, drained by one sender task,
-so replies and events keep one order and a slow client costs a bounded amount of memory.
+so replies and events keep one order and a slow client costs a bounded amount of memory. An idle
+connection holds two tasks (sender, receiver) and no other waiter: the first to end, or the
+outbox overflowing, ends the connection through a done-callback (memory per socket, bench/capacity.py).
 """
 
 import asyncio
@@ -34,6 +36,8 @@ def new_connection_id() -> str:
 
 
 class WebSocketConnection:
+    __slots__ = ("ws", "id", "actor", "principal", "manager", "settings", "outbox", "session", "_close_code")  # one per socket
+
     def __init__(self, ws: WebSocket, principal: str, manager: SessionManager, settings: Settings) -> None:
         self.ws = ws
         self.id = new_connection_id()
@@ -48,16 +52,24 @@ class WebSocketConnection:
     async def run(self) -> None:
         logs.bind(self.principal, self.id)
         self.manager.metrics.ws.open += 1
-        tasks = {
+        ended = asyncio.get_running_loop().create_future()
+
+        def end(_: object = None) -> None:
+            if not ended.done():
+                ended.set_result(None)
+
+        tasks = (
             asyncio.create_task(self._send_forever(), name=f"ws-sender-{self.id}"),
             asyncio.create_task(self._receive_forever(), name=f"ws-receiver-{self.id}"),
-            # The sender may be blocked in a send to a peer that stopped reading: watch the bound apart.
-            asyncio.create_task(self.outbox.overflow.wait(), name=f"ws-overflow-{self.id}"),
-        }
+        )
+        for task in tasks:
+            task.add_done_callback(end)
+        # The sender may be blocked in a send to a peer that stopped reading: the bound is watched apart.
+        self.outbox.on_overflow = end
         try:
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:  # a bug, not the peer leaving: say so with 1011 (if the peer is still there)
-                error = None if task.cancelled() else task.exception()
+            await ended
+            for task in tasks:  # a bug, not the peer leaving: say so with 1011 (if the peer is still there)
+                error = None if not task.done() or task.cancelled() else task.exception()
                 if error is not None and not isinstance(error, WebSocketDisconnect) and self._close_code is None:
                     log.error("connection %s failed", self.id, exc_info=error)
                     self._close_code = (CloseCode.INTERNAL_ERROR, "internal error: reconnect and resume")

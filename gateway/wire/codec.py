@@ -122,7 +122,7 @@ def _explain_type(loose: dict[str, Any], text: str) -> str:
 
 def error_frame(exc: GatewayError, frame_id: str | None = None) -> bytes:
     frame_id = getattr(exc, "frame_id", None) or frame_id
-    return encode(Error(id=frame_id, code=str(exc.code), message=exc.message))
+    return encode(Error(id=frame_id, code=str(exc.code), message=exc.message, retry_after_ms=exc.retry_after_ms))
 
 
 def frame_bytes(frame: ServerFrame) -> bytes:

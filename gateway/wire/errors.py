@@ -27,6 +27,7 @@ class ErrorCode(StrEnum):
     UNKNOWN_QUERY = "unknown_query"
     UNKNOWN_MCP_SERVER = "unknown_mcp_server"
     TOO_MANY_SESSIONS = "too_many_sessions"
+    AT_CAPACITY = "at_capacity"
     QUEUE_FULL = "queue_full"
     AGENT_UNAVAILABLE = "agent_unavailable"
     AGENT_ERROR = "agent_error"
@@ -53,7 +54,8 @@ class CloseCode(IntEnum):
 class GatewayError(Exception):
     """An error a client caused or can act on; becomes an `error` frame or a problem document."""
 
-    def __init__(self, code: ErrorCode, message: str) -> None:
+    def __init__(self, code: ErrorCode, message: str, retry_after_ms: int | None = None) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.retry_after_ms = retry_after_ms  # when trying again may succeed (`at_capacity`)

@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 import msgspec
 
-SessionState = Literal["starting", "idle", "running", "awaiting_approval", "interrupted", "closed", "failed"]
+SessionState = Literal["starting", "idle", "running", "awaiting_approval", "interrupted", "hibernated", "closed", "failed"]
 
 
 class Actor(msgspec.Struct, omit_defaults=True):

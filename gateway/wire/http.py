@@ -140,7 +140,8 @@ class Readiness(msgspec.Struct, kw_only=True):
 class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
     """An RFC 9457 problem document; `code` is the same stable code a WebSocket `error` frame carries.
 
-    `id` is the id of the frame that failed, when one could be read.
+    `id` is the id of the frame that failed, when one could be read. `retry_after_ms` (with
+    `at_capacity`) is the `Retry-After` header in milliseconds.
     """
 
     type: str
@@ -149,3 +150,4 @@ class Problem(msgspec.Struct, kw_only=True, omit_defaults=True):
     detail: str
     code: str
     id: str | None = None
+    retry_after_ms: int | None = None

@@ -29,9 +29,12 @@ class Ack(ServerFrame, tag="ack"):
 
 
 class Error(ServerFrame, tag="error"):
+    """`retry_after_ms`: with `at_capacity`, how long to wait before trying again."""
+
     code: str
     message: str
     id: str | None = None
+    retry_after_ms: int | None = None
 
 
 class Pong(ServerFrame, tag="pong"):

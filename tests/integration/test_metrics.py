@@ -15,7 +15,7 @@ from tests.support.http import ApiClient
 from tests.support.raw_ws import StalledSocket
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-LABELS = {"state", "transport", "kind", "outcome", "le"}
+LABELS = {"limit", "state", "transport", "kind", "outcome", "le"}
 BURST = "SCRIPT:" + json.dumps({"steps": [[{"text": "y", "repeat": 700_000}]], "chunk": 7000})
 
 

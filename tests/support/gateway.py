@@ -54,6 +54,7 @@ def test_settings(tmp: Path, model_url: str, **overrides: Any) -> Settings:
         demo="off",
         scrub_environment=False,
         idle_timeout_s=600,
+        pool_size=0,  # tests count the CLIs they start; the pool's own tests turn it on
     )
     return msgspec.structs.replace(base, **overrides)
 
