@@ -15,6 +15,7 @@ from tests.support.client import WsClient
 from tests.support.cluster import Cluster, find_nginx, run_cluster
 from tests.support.flows import attach, open_session, query
 from tests.support.gateway import TOKENS
+from tests.support.http import ApiClient
 
 
 @pytest.fixture
@@ -80,3 +81,60 @@ async def test_one_conversation_through_nginx_with_every_connection_on_another_r
     assert [f["event"] for f in third.events] == [f["event"] for f in first.events + second.events]
     for client in (second, third):
         await client.close()
+
+
+async def test_a_chat_through_nginx_on_three_replicas_reaches_every_client_once_in_order(cluster: Cluster) -> None:
+    """Issue 8's whole case through the shipped nginx.conf, round robin and no stickiness: three tabs
+    on three replicas stream one chat; an approval is answered from two replicas that may not run the
+    session (the first answer wins); a socket cut mid-turn resumes through the next replica; an SSE
+    stream resumes with Last-Event-ID through yet another. Every client ends with every event once,
+    in order (each client checks on arrival)."""
+    tabs = [await WsClient.connect(cluster.ws_url, TOKENS["alice"]) for _ in range(3)]
+    served = [t.ws.response.headers["x-replica"] for t in tabs]  # type: ignore[union-attr]
+    assert sorted(served) == ["r1", "r2", "r3"], served
+    session_id = (await open_session(tabs[0]))["session"]["session_id"]
+    for tab in tabs[1:]:
+        await attach(tab, session_id)
+
+    await query(tabs[1], "SCRIPT:bash")
+    request = await tabs[2].event("permission_request", timeout=60)
+    answer = {"type": "permission_response", "request_id": request["request_id"], "decision": "allow"}
+    await tabs[1].send({**answer, "id": "a1"})
+    await tabs[2].send({**answer, "id": "a2"})
+    replies = [await tabs[1].until(lambda f: f.get("id") == "a1"), await tabs[2].until(lambda f: f.get("id") == "a2")]
+    assert sorted(r["type"] for r in replies) == ["ack", "error"], replies
+    assert [r["code"] for r in replies if r["type"] == "error"] == ["request_already_resolved"]
+    for tab in tabs:
+        assert (await tab.event("request_resolved", timeout=60))["outcome"] == "allowed"
+        await tab.event("result", timeout=60)
+
+    ack = await query(tabs[0], "SCRIPT:long")
+    await tabs[2].event("stream", lambda e: e["event"].get("delta", {}).get("type") == "text_delta", timeout=60)
+    cut = tabs[2]
+    cut.abort()  # mid-turn, no close frame
+    resumed = await WsClient.connect(cluster.ws_url, TOKENS["alice"])
+    assert resumed.ws.response.headers["x-replica"] != served[2]  # type: ignore[union-attr]
+    resumed.resume_from(cut)
+    resumed.events = cut.events
+    assert (await attach(resumed, session_id, after=cut.last_seq, epoch=cut.epoch))["type"] == "attached"
+    tabs[2] = resumed
+    for tab in tabs:
+        await tab.event("result", lambda e: e["query_id"] == ack["id"], timeout=60)
+    top = max(tab.last_seq for tab in tabs)
+    for tab in tabs:
+        while tab.last_seq < top:
+            await tab.recv(timeout=30)
+        assert [f["seq"] for f in tab.events] == list(range(1, top + 1))
+        assert [f["event"] for f in tab.events] == [f["event"] for f in tabs[0].events]
+
+    api = ApiClient(cluster.url)
+    try:
+        half = top // 2
+        api.session_id, api.epoch, api.last_seq, api.events = session_id, tabs[0].epoch, half, list(tabs[0].events[:half])
+        async with api.stream() as stream:  # Last-Event-ID: the middle of the chat
+            await stream.event("result", lambda e: e["query_id"] == ack["id"], timeout=60)
+        assert [f["event"] for f in api.events] == [f["event"] for f in tabs[0].events]
+    finally:
+        await api.close()
+        for tab in tabs:
+            await tab.close()
