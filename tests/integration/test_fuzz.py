@@ -195,8 +195,7 @@ def still_running(seen: dict[int, str]) -> list[str]:
 async def test_no_input_wedges_a_session(tmp_path: Path, model_url: str) -> None:
     frames = corpus(FRAMES)
     assert len(frames) > FRAMES // 2, len(frames)
-    # No warm pool: its pre-started CLIs would outlive the session on purpose, and this test counts what does.
-    async with gateway_process(tmp_path, model_url, AGENT_GATEWAY_POOL_SIZE="0") as (proc, port):
+    async with gateway_process(tmp_path, model_url) as (proc, port):
         seen: dict[int, str] = {}
         watcher = asyncio.create_task(watch_processes(proc.pid, seen))
         url = f"ws://127.0.0.1:{port}/v1/ws"

@@ -23,6 +23,7 @@ async def gateway_process(tmp: Path, model_url: str, **env: str) -> AsyncIterato
         "AGENT_GATEWAY_TOKENS": ",".join(f"{p}={t}" for p, t in TOKENS.items()),
         "AGENT_GATEWAY_SESSIONS_DIR": str(tmp / "sessions"),
         "AGENT_GATEWAY_DEMO": "off",
+        "AGENT_GATEWAY_POOL_SIZE": "0",  # as in-process test gateways: tests count the CLIs they start
         "ANTHROPIC_BASE_URL": model_url,
         "ANTHROPIC_API_KEY": "sk-test",
         **env,
