@@ -106,7 +106,7 @@ const shape = ({ required = {}, optional = {}, strict = false }) => (v, p) => {
 
 // ---- events ----------------------------------------------------------------------------------
 
-const SESSION_STATES = ['starting', 'idle', 'running', 'awaiting_approval', 'interrupted', 'closed', 'failed'];
+const SESSION_STATES = ['starting', 'idle', 'running', 'awaiting_approval', 'interrupted', 'closed', 'failed', 'hibernated'];
 const PERMISSION_MODES = ['default', 'acceptEdits', 'plan', 'bypassPermissions', 'dontAsk', 'auto'];
 const actor = shape({ required: { principal: str }, optional: { connection: nullable(str) } });
 const content = oneOf(str, arr(obj));
@@ -170,6 +170,7 @@ const EVENT_SHAPES = {
   permission_mode_changed: shape({ required: { mode: str, by: actor } }),
   conversation_reset: shape({ required: { mode: literal('soft', 'hard'), by: actor } }),
   files_rewound: shape({ required: { query_id: str, by: actor } }),
+  agent_recovered: shape({ required: { reason: literal('owner_lost', 'handover'), ownerless_ms: all(int, atLeast(0)) } }),
   error: shape({ required: { code: str, message: str }, optional: { recoverable: bool } }),
   rate_limit: shape({ required: { info: rateLimitInfo } }),
 };

@@ -9,7 +9,7 @@
 // Shared
 
 export type PermissionMode = "default" | "acceptEdits" | "plan" | "bypassPermissions" | "dontAsk" | "auto";
-export type SessionState = "starting" | "idle" | "running" | "awaiting_approval" | "interrupted" | "closed" | "failed";
+export type SessionState = "starting" | "idle" | "running" | "awaiting_approval" | "interrupted" | "closed" | "failed" | "hibernated";
 export type JsonObject = { [key: string]: unknown };
 /** Anthropic content block (text, image, document, tool_use, tool_result, thinking, ...). */
 export interface ContentBlock {
@@ -366,6 +366,12 @@ export interface FilesRewoundEvent {
   query_id: string;
   by: Actor;
 }
+/** Another replica runs the session from now on (its owner was lost, or handed it over); nothing logged is lost. */
+export interface AgentRecoveredEvent {
+  kind: "agent_recovered";
+  reason: "owner_lost" | "handover";
+  ownerless_ms: number;
+}
 export interface ConversationResetEvent {
   kind: "conversation_reset";
   mode: "soft" | "hard";
@@ -410,6 +416,7 @@ export type SessionEvent =
   | PermissionModeChangedEvent
   | ConversationResetEvent
   | FilesRewoundEvent
+  | AgentRecoveredEvent
   | AgentErrorEvent
   | RateLimitEvent;
 export type EventKind = SessionEvent["kind"];
