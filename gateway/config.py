@@ -65,6 +65,8 @@ class Settings(msgspec.Struct, kw_only=True):
     redis_key_prefix: str = "ag"
     redis_pool_size: int = 64
     redis_timeout_s: float = 2.0
+    redis_buffer_events: int = 10_000
+    redis_buffer_bytes: int = 33_554_432
     conversation_ttl_s: float = 86400.0
     replica_id: str = ""
     lease_ttl_s: float = 10.0
@@ -137,6 +139,8 @@ HELP: dict[str, str] = {
     "redis_key_prefix": "Prefix of every Redis key this gateway writes (several deployments can share one Redis).",
     "redis_pool_size": "Connections in the Redis connection pool of one replica.",
     "redis_timeout_s": "Connect and command timeout for Redis (a slow Redis never blocks the event loop: commands are async; this bounds how long one may wait).",
+    "redis_buffer_events": "With Redis: events per session held in memory while Redis can't be written (an outage); past it the oldest unwritten ones are dropped, and clients whose position falls among them get a `reset` with a snapshot when Redis is back.",
+    "redis_buffer_bytes": "With Redis: bytes per session held in memory while Redis can't be written; past it as `redis_buffer_events`.",
     "conversation_ttl_s": "With Redis: how long a conversation's transcript stays in Redis after its last turn (a closed session's is deleted at once). A session that outlives it without a turn can no longer be resumed on a new CLI.",
     "replica_id": "This replica's name in the cluster registry; random per process when empty (it must be unique among live replicas).",
     "lease_ttl_s": "With Redis: how long a replica's claim on a session outlives its last renewal (renewed every third of it); a replica gone longer than this loses its sessions.",

@@ -5,12 +5,16 @@ none is, raising the fence in the same step); only a lease that ran out unreleas
 an orphan, so a live owner's sessions are never taken. Every replica looks every `lease_ttl_s / 3`
 (jittered, so they don't all ask at once) and tries the orphans in its own random order: when an
 owner dies, its sessions spread over the survivors instead of all going to the first to look.
+After Redis was unreachable (or paused) for this replica, it adopts nothing for a lease time once
+Redis answers again: the owners were cut off too, their leases ran out with nobody at fault, and
+they take them again within that time (`Ownership.renew`) -- a Redis fault moves no session.
 """
 
 import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 
 from redis.exceptions import RedisError
@@ -25,9 +29,12 @@ Adopt = Callable[[Orphan, int], Awaitable[None]]
 
 
 class Adopter:
-    def __init__(self, ownership: Ownership, interval_s: float, adopt: Adopt) -> None:
+    def __init__(self, ownership: Ownership, interval_s: float, adopt: Adopt, quiet_s: float) -> None:
         self._ownership = ownership
         self._interval_s = interval_s
+        self._quiet_s = quiet_s
+        self._failing = False
+        self._quiet_until = 0.0  # monotonic: no adoption by a look before then
         self._adopt = adopt
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
@@ -47,9 +54,19 @@ class Adopter:
         while True:
             await asyncio.sleep(self._interval_s * random.uniform(0.5, 1.0))
             try:
-                await self.look()
+                if time.monotonic() >= self._quiet_until:
+                    await self.look()
+                else:
+                    await self._ownership.orphans(1)  # only whether Redis answers
             except (RedisError, OSError) as exc:
-                log.warning("looking for sessions without an owner failed (retrying): %r", exc)
+                if not self._failing:
+                    log.warning("looking for sessions without an owner failed (retrying): %r", exc)
+                self._failing = True
+                continue
+            if self._failing:
+                self._failing = False
+                self._quiet_until = time.monotonic() + self._quiet_s
+                log.warning("Redis answers again: no adoption for %.0f s while owners take their leases again", self._quiet_s)
 
     async def look(self) -> int:
         """One pass: adopt what orphans this replica wins. Returns how many it adopted."""

@@ -55,6 +55,10 @@ class LocalSessions(Protocol):
         """Another replica owns the session now: stop running it here, writing nothing more."""
         ...
 
+    async def restore(self, session_id: str, log_lost: bool) -> None:
+        """Redis lost the session's registry entry (and, `log_lost`, its log) while this replica runs it."""
+        ...
+
 
 class ClusterNode:
     def __init__(self, settings: Settings, local: LocalSessions) -> None:
@@ -62,12 +66,12 @@ class ClusterNode:
         self.replica_id = settings.replica_id or "r_" + secrets.token_hex(4)
         self.redis = connect(settings)
         self._followers: dict[str, LogFollower] = {}
-        self.hub = PubSubHub(self.redis, settings.redis_timeout_s)
+        self.hub = PubSubHub(self.redis, settings.redis_timeout_s, on_reconnect=lambda: self.ownership.renew_soon())
         self.writer = PipelineWriter(self.redis)
         self.registry = Registry(self.redis, self.writer, settings)
-        self.ownership = Ownership(self.redis, settings, self.replica_id, self._lost, self._followers.keys)
+        self.ownership = Ownership(self.redis, settings, self.replica_id, self._lost, self._followers.keys, local.restore)
         self.rpc = RpcNode(self.redis, self.hub, settings, self.replica_id, self._serve)
-        self.adopter = Adopter(self.ownership, settings.lease_ttl_s / 3, local.adopt)
+        self.adopter = Adopter(self.ownership, settings.lease_ttl_s / 3, local.adopt, settings.lease_ttl_s)
         self._local = local
         self._users: dict[str, int] = {}  # attaches using each session's follower
         self._turns: dict[str, asyncio.Lock] = {}  # a follower's start and stop take turns
@@ -204,7 +208,7 @@ class ClusterNode:
             assert request.actor is not None
             return _encode(await session.execute(decode_client_frame(bytes(request.frame)), request.actor))
         if request.op == "snapshot":
-            return _encode(session.snapshot_now())
+            return _encode(await session.committed_snapshot())
         if request.op == "cancel_query":
             return _encode(await session.cancel_query(request.arg or ""))
         await self._local.close(session, request.arg or "closed by client")

@@ -9,6 +9,15 @@ replica that missed losing its lease (paused past the TTL) can't write after the
 All leases and this replica's heartbeat are renewed in ONE pipeline every `lease_ttl_s / 3`, with a
 `watched` mark (TTL `lease_ttl_s`) on every session this replica follows for its clients, which keeps
 the owner from reaping a session that only other replicas' clients are attached to.
+
+Redis faults: a lease that ran out while Redis was unreachable (or paused) is taken again by the
+renewal as long as the fence is still this replica's token (nobody claimed the session meanwhile:
+every claim raises it). A session whose keys Redis lost altogether (restarted empty) is claimed
+again -- fence and lease set only where there is no fence, in one script -- provided this replica's
+lease was still in force when it last could reach Redis (a replica that was paused past its lease
+doesn't: another may have adopted the session before Redis lost it); its owner then registers it
+and writes its log again (`on_restored`). While renewals fail, a session keeps running (`may_run`):
+its events wait in its log's buffer, shown to nobody, until the fence says whose the session is.
 """
 
 import asyncio
@@ -16,7 +25,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Awaitable, Callable, Collection
 from typing import NamedTuple
 
 from redis.asyncio import Redis
@@ -35,13 +44,34 @@ redis.call('SET', KEYS[1], ARGV[1] .. ':' .. token, 'PX', ARGV[2])
 return {1, token}
 """
 
-# KEYS: owner, then every other key of the session; ARGV: our lease value, lease ms, retention s.
+# KEYS: owner, meta, then every other key of the session; ARGV: our lease value, lease ms, retention s,
+# our fencing token, 1 when a session Redis lost may be claimed again. Returns RENEWED, RETAKEN (the
+# lease had run out, nobody claimed the session since), RECLAIMED (Redis had lost it: claimed again),
+# UNREGISTERED (held, but its registry entry is missing), or LOST (another replica claimed it).
 _RENEW = """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
+local holder = redis.call('GET', KEYS[1])
+local result = 1
+if holder ~= ARGV[1] then
+  if holder then return 0 end
+  local fence = redis.call('HGET', KEYS[2], 'fence')
+  if fence then
+    if fence ~= ARGV[4] then return 0 end
+    result = 2
+  else
+    if ARGV[5] ~= '1' then return 0 end
+    redis.call('HSET', KEYS[2], 'fence', ARGV[4])
+    result = 3
+  end
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
 for i = 2, #KEYS do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
-return 1
+if result == 1 and redis.call('HEXISTS', KEYS[2], 'principal') == 0 then result = 4 end
+return result
 """
+LOST, RENEWED, RETAKEN, RECLAIMED, UNREGISTERED = range(5)
+RETRY_S = (0.1, 1.0)  # renewals while Redis fails: soon, so leases are back within a second of it
 
 # KEYS: owner, meta; ARGV: our replica id, lease ms. Adopt a session whose lease ran out: one replica
 # wins (the lease is set only where none is), and the fence is raised first, so the owner that lost
@@ -70,6 +100,11 @@ return 0
 """
 
 
+Restored = Callable[[str, bool], Awaitable[None]]
+"""Called for a held session whose registry entry Redis lost: re-register it and, when its log was
+lost too (the claim was taken again), write the log again."""
+
+
 class ClaimRefused(Exception):
     """Another replica holds the session's lease."""
 
@@ -82,7 +117,7 @@ class Orphan(NamedTuple):
 class Ownership:
     def __init__(
         self, redis: Redis, settings: Settings, replica_id: str, on_lost: Callable[[str], None],
-        watched: Callable[[], Collection[str]] = tuple,
+        watched: Callable[[], Collection[str]] = tuple, on_restored: Restored | None = None,
     ) -> None:
         self.replica_id = replica_id
         self._redis = redis
@@ -90,7 +125,10 @@ class Ownership:
         self._lease_ms = int(settings.lease_ttl_s * 1000)
         self._retention_s = int(settings.log_max_age_s + settings.idle_timeout_s) + 1
         self._on_lost = on_lost
+        self._on_restored = on_restored
         self._watched = watched
+        self._cut_at: float | None = None  # when renewals began to fail (monotonic); None: they succeed
+        self._soon = asyncio.Event()  # cuts the wait for the next renewal short
         self._held: dict[str, str] = {}  # session id -> our lease value
         self._deadline: dict[str, float] = {}  # session id -> monotonic time its lease may run out
         self._claim = redis.register_script(_CLAIM)
@@ -105,11 +143,15 @@ class Ownership:
     def holds(self, session_id: str) -> bool:
         return session_id in self._held
 
-    def fresh(self, session_id: str) -> bool:
-        """Whether this replica's lease on the session is surely still in force: its last renewal (or
-        claim) was sent less than `lease_ttl_s` ago by this process's clock, and Redis started the
-        lease's time later than that. Past it another replica may have adopted the session."""
-        return time.monotonic() < self._deadline.get(session_id, 0.0)
+    def may_run(self, session_id: str) -> bool:
+        """Whether the session may go on here: this replica's lease on it is surely still in force
+        (its last renewal or claim was sent less than `lease_ttl_s` ago by this process's clock, and
+        Redis started the lease's time later than that), or was when Redis became unreachable (its
+        events then wait, shown to nobody, until the fence says whose the session is). Past that (a
+        paused process) another replica may have adopted the session."""
+        if time.monotonic() < self._deadline.get(session_id, 0.0):
+            return True
+        return self._cut_at is not None and session_id in self._held and self._cut_at < self._deadline[session_id]
 
     async def claim(self, session_id: str) -> int:
         """Become the session's owner; the fencing token its log writes under."""
@@ -186,6 +228,16 @@ class Ownership:
     def start(self) -> None:
         self._task = asyncio.create_task(self._renew_forever(), name="lease-renewal")
 
+    def renew_soon(self) -> None:
+        """Redis is back (the pub/sub connection was re-established): renew now, not at the next tick."""
+        self._soon.set()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._soon.wait()
+        self._soon.clear()
+
     async def stop(self) -> None:
         """Stop renewing and drop this replica from the live list (its leases then run out)."""
         if self._task is not None:
@@ -197,17 +249,31 @@ class Ownership:
 
     async def _renew_forever(self) -> None:
         interval = self._lease_ms / 3000
+        retry = RETRY_S[0]
         while True:
+            sent = time.monotonic()
             try:
                 await self.renew()
             except (RedisError, OSError) as exc:  # the fence keeps a lease lost meanwhile safe
-                log.warning("lease renewal failed (retrying): %r", exc)
-            await asyncio.sleep(interval * random.uniform(0.9, 1.0))
+                if self._cut_at is None:
+                    self._cut_at = sent
+                    log.warning("lease renewal failed; sessions here keep running and retry (%r)", exc)
+                await self._pause(min(retry, interval) * random.uniform(0.5, 1.0))
+                retry = min(retry * 2, RETRY_S[1])
+                continue
+            if self._cut_at is not None:
+                log.warning("lease renewals resumed after %.1f s", time.monotonic() - self._cut_at)
+                self._cut_at = None
+            retry = RETRY_S[0]
+            await self._pause(interval * random.uniform(0.9, 1.0))
 
     async def renew(self) -> list[str]:
         """One pipeline: this replica's heartbeat and every lease it holds. Returns the sessions lost."""
         held = list(self._held.items())
         sent = time.monotonic()
+        # A session Redis lost is claimed again only if this replica's lease held up to when it last
+        # reached Redis: one paused past its lease may have been adopted by another before the loss.
+        reached = sent if self._cut_at is None else self._cut_at
         async with self._redis.pipeline(transaction=False) as pipe:
             if self._listed:
                 pipe.zadd(keys.replicas(self._prefix), {self.replica_id: int(time.time() * 1000)})
@@ -218,16 +284,33 @@ class Ownership:
                 pipe.zadd(self._leases, {session_id: expiry for session_id, _ in held})
             for session_id, value in held:
                 k = keys.SessionKeys.of(self._prefix, session_id)
-                await self._renew(keys=[k.owner, k.meta, k.log, k.acks], args=[value, self._lease_ms, self._retention_s], client=pipe)
+                token = value.rpartition(":")[2]
+                may_reclaim = int(reached < self._deadline.get(session_id, 0.0))
+                await self._renew(
+                    keys=[k.owner, k.meta, k.log, k.acks], args=[value, self._lease_ms, self._retention_s, token, may_reclaim], client=pipe,
+                )
             results = await pipe.execute()
         renewed = results[len(results) - len(held):]
-        for (session_id, value), ok in zip(held, renewed):
-            if ok and self._held.get(session_id) == value:
-                self._deadline[session_id] = sent + self._lease_ms / 1000
-        lost = [sid for (sid, value), ok in zip(held, renewed) if not ok and self._held.get(sid) == value]
+        lost, restored = [], []
+        for (session_id, value), outcome in zip(held, renewed):
+            if self._held.get(session_id) != value:  # released or forgotten meanwhile
+                continue
+            if outcome == LOST:
+                lost.append(session_id)
+                continue
+            self._deadline[session_id] = sent + self._lease_ms / 1000
+            if outcome == RETAKEN:
+                log.warning("session %s: its lease ran out while Redis was unreachable; taken again", session_id)
+            elif outcome in (RECLAIMED, UNREGISTERED):
+                restored.append((session_id, outcome == RECLAIMED))
         for session_id in lost:
             log.error("session %s: lease lost; this replica stops writing it", session_id)
             del self._held[session_id]
             self._deadline.pop(session_id, None)
             self._on_lost(session_id)
+        for session_id, log_lost in restored:
+            if log_lost:
+                log.warning("session %s: Redis lost its keys; claimed again, its log and registry entry are written again", session_id)
+            if self._on_restored is not None:
+                await self._on_restored(session_id, log_lost)
         return lost

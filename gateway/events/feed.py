@@ -1,7 +1,11 @@
-"""Numbers events, encodes each once, logs it and hands the bytes to every attached sink.
+"""Numbers events, encodes each once, logs it and hands the bytes to every attached sink once the
+log has committed it (at once in memory; once written, for a shared store).
 
 An attach may await its log read: the sink is subscribed (to a buffer) before the read and switched
 to direct delivery after the merge, so replay and live tail meet exactly whatever the read awaits.
+Sinks are given committed events only, in order, without a gap: when the log lost events it never
+committed (a store's write buffer overflowed), the sinks are ended instead, and their clients resume
+into a reset.
 """
 
 import time
@@ -101,6 +105,10 @@ class EventFeed:
         self.log = log
         self._sinks: set[Sink] = set()
         self.last_ts = 0  # unix ms of the last event
+        self._deferred = log.deferred
+        self._given = log.committed_seq  # the last seq the sinks were given (deferred log)
+        if log.deferred:
+            log.on_commit = self._committed
 
     @property
     def epoch(self) -> str:
@@ -115,14 +123,24 @@ class EventFeed:
         ts = self.last_ts = int(time.time() * 1000)
         frame = _encode(EventFrame(seq=seq, epoch=self.log.epoch, ts=ts, event=event))
         self.log.append(seq, ts, frame)
-        for sink in self._sinks:
-            sink.push(frame)
+        if not self._deferred:
+            for sink in self._sinks:
+                sink.push(frame)
         return seq
 
+    def _committed(self, first: int, frames: list[bytes]) -> None:
+        if first != self._given + 1:
+            self.end()  # lost before they were written: no sink is given a gap
+        self._given = first + len(frames) - 1
+        sinks = self._sinks
+        for frame in frames:
+            for sink in sinks:
+                sink.push(frame)
+
     async def attach(self, sink: Sink, after: int) -> list[bytes] | None:
-        """Subscribe `sink` and return the frames after `after` (None: can't be served in full);
-        see `buffered_attach`."""
-        return await buffered_attach(self._sinks, sink, after, lambda: self.log.last_seq, self.log.read_after)
+        """Subscribe `sink` and return the committed frames after `after` (None: can't be served in
+        full); see `buffered_attach`."""
+        return await buffered_attach(self._sinks, sink, after, lambda: self.log.committed_seq, self.log.read_after)
 
     def subscribe(self, sink: Sink) -> None:
         self._sinks.add(sink)

@@ -6,6 +6,8 @@ reconnected) is held while the gap is read from the Stream, then delivered in or
 below `last_seq` is dropped. When the gap can't be read any more (trimmed, or the log was replaced
 by a new epoch) the sinks are ended rather than given a hole: their clients resume and get a reset.
 The sinks end on the log's end marker, or when a read after a reconnect finds the session closed.
+A log missing from Redis while the follower fills a gap (Redis restarted empty) is waited for, up to
+RESTORE_WAIT_S, while its owner claims the session again and writes the log again in the same epoch.
 """
 
 import asyncio
@@ -27,7 +29,8 @@ READ_CHUNK = 2000  # Stream entries per read
 # A cursor from the owner's replica can be a flush ahead of the Stream (the owner's clients get each
 # event before it is written); an attach waits this long for the follower to get there, not a reset.
 CATCH_UP_S = 1.0
-BACKOFF_S = (0.05, 2.0)
+BACKOFF_S = (0.05, 1.0)
+RESTORE_WAIT_S = 15.0  # a gone log is waited for this long (its owner renews every lease_ttl_s / 3) before it counts as lost
 
 # KEYS: log. ARGV: the seq to read after, at most how many. Returns the first seq read (0: none) and
 # the frames joined by "\n": one bulk string, split in C, instead of a parsed reply per entry.
@@ -193,13 +196,18 @@ class LogFollower:
     async def _fill_gap(self) -> None:
         """Read the Stream after `last_seq` (retrying while Redis is away), deliver it, then the held batches."""
         backoff = BACKOFF_S[0]
+        failing, gone_until = False, asyncio.get_running_loop().time() + RESTORE_WAIT_S
         while True:
             try:
                 epoch, state = await self._redis.hmget(self._keys.meta, "epoch", "state")
+                if epoch is None and asyncio.get_running_loop().time() < gone_until:
+                    raise LogGone("not written again yet")
                 frames = await self._read_after(self._last) if epoch is not None and epoch.decode() == self.epoch else None
                 break
-            except (RedisError, OSError) as exc:
-                log.warning("%s: reading the gap failed, retrying: %r", self._keys.log, exc)
+            except (RedisError, OSError, LogGone) as exc:
+                if not failing:
+                    log.warning("%s: reading the gap failed, retrying: %r", self._keys.log, exc)
+                failing = True
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, BACKOFF_S[1])
         self._filling = None

@@ -2,11 +2,16 @@
 
 Appends are synchronous and O(1) (they run on the hot path, once per event); reads and closing are
 async, so a log backed by a store can await it without the feed or the transports caring which it is.
+An event is *committed* once it is where any replica that takes the session over finds it: at once
+in memory; once written for a shared store (`deferred`), which then hands the committed frames to
+`on_commit`. Clients are shown committed events only, so no client ever holds an event that a
+replica taking the session over would not have.
 """
 
 import secrets
 import time
-from typing import Protocol
+from collections.abc import Callable
+from typing import ClassVar, Protocol
 
 
 def new_epoch() -> str:
@@ -18,9 +23,23 @@ class EventLog(Protocol):
     """Append-only storage of encoded event frames, numbered from 1 without gaps."""
 
     epoch: str
+    deferred: ClassVar[bool]
+    """False: an appended event is committed at once. True: later, handed to `on_commit`."""
+    on_commit: Callable[[int, list[bytes]], None] | None
+    """Set by the feed of a deferred log: called with (first seq, frames) as frames are committed;
+    a first seq past the previous call's last + 1 means the frames between were lost (never written)."""
 
     @property
     def last_seq(self) -> int: ...
+
+    @property
+    def committed_seq(self) -> int:
+        """The last seq a client may be shown."""
+        ...
+
+    async def committed(self, seq: int) -> None:
+        """Return once every event up to `seq` is committed (or the log is closed)."""
+        ...
 
     @property
     def first_seq(self) -> int:
@@ -48,8 +67,11 @@ class MemoryEventLog:
     per ~1/64 of its size instead of on every append.
     """
 
+    deferred: ClassVar[bool] = False
+
     def __init__(self, max_events: int, max_bytes: int, max_age_s: float) -> None:
         self.epoch = new_epoch()
+        self.on_commit: Callable[[int, list[bytes]], None] | None = None
         self._max_events = max_events
         self._max_bytes = max_bytes
         self._max_age_ms = int(max_age_s * 1000)
@@ -62,6 +84,13 @@ class MemoryEventLog:
     @property
     def last_seq(self) -> int:
         return self._first_seq + len(self._frames) - self._head - 1
+
+    @property
+    def committed_seq(self) -> int:
+        return self.last_seq
+
+    async def committed(self, seq: int) -> None:
+        """Everything in memory is committed."""
 
     @property
     def first_seq(self) -> int:
@@ -96,6 +125,21 @@ class MemoryEventLog:
             return None
         start = self._head + (seq + 1 - self._first_seq)
         return self._frames[start:]
+
+    def entries_after(self, seq: int) -> tuple[list[bytes], list[int]]:
+        """The frames after `seq` (from the first held when `seq` is older) and their stamps."""
+        start = self._head + max(0, seq + 1 - self._first_seq)
+        return self._frames[start:], self._stamps[start:]
+
+    def drop_through(self, seq: int) -> None:
+        """Evict every entry up to `seq` (the newest stays: see `_evict`)."""
+        head, newest = self._head, len(self._frames) - 1
+        stop = min(newest, head + seq + 1 - self._first_seq)
+        while head < stop:
+            self._bytes -= len(self._frames[head])
+            head += 1
+        self._first_seq += head - self._head
+        self._head = head
 
     @property
     def bytes(self) -> int:

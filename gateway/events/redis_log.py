@@ -8,13 +8,17 @@ miss nothing the owner's own clients get. Retention is decided once, by the tail
 with the log's bounds, evicting in 1/64 steps): the script trims the Stream to the tail's first seq, so
 a cursor is refused by Redis exactly when the owner would refuse it. Every write checks the fencing
 token first, inside the script: once another replica has claimed the session, this log writes nothing.
+An event is committed (shown to the owner's own clients, through `on_commit`) only once Redis holds
+it, so no client ever sees an event that a replica adopting the session would not find.
 
-`append` is O(1) and never awaits: the entry goes to the tail (which serves the owner's own attaches
-without a round trip) and to the pending queue, and wakes the one flusher task, which sends everything
-pending in one EVALSHA (at most one in flight; a burst goes out in a few large batches, not per event).
-An unreachable Redis costs retries with backoff in that task; the pending queue is bounded meanwhile
-(the log's bounds, at least MIN_PENDING_*; past them its oldest entries are dropped and followers see
-a gap they can't fill, which they report rather than hide).
+`append` is O(1) and never awaits: the entry goes to the tail and to the pending queue, and wakes the
+one flusher task, which sends everything pending in one EVALSHA (at most one in flight; a burst goes
+out in a few large batches, not per event). An unreachable Redis costs retries with backoff in that
+task; the pending queue is bounded meanwhile (`redis_buffer_events`/`_bytes`): past it its oldest
+entries are dropped, and the tail with them, so the log written when Redis is back starts after them
+and a client whose position falls among them gets a reset, never a gap. A Redis that came back empty
+(restarted without persistence) is written again from the tail, same epoch, once the owner has
+re-established its claim (`restore`); until then, like an outage, writes wait.
 """
 
 import asyncio
@@ -36,9 +40,7 @@ log = logging.getLogger("gateway.events.redis")
 
 FLUSH_WINDOW_S = 0.002  # how long a flush waits for company once an event arrives
 MAX_BATCH = 1024  # entries per flush: a long burst doesn't make one huge command
-# The pending queue holds at least this much, however small the log's bounds: only an outage fills it.
-MIN_PENDING_EVENTS, MIN_PENDING_BYTES = 10_000, 32 << 20
-BACKOFF_S = (0.05, 2.0)
+BACKOFF_S = (0.05, 1.0)
 
 # KEYS: log, meta. ARGV: fence, epoch, ttl s.
 _CREATE = """
@@ -53,11 +55,20 @@ return 1
 # KEYS: log, meta, acks, live channel. ARGV: fence, epoch, first seq kept, bytes kept, ttl s, ended (1/0),
 # then the batch: its first seq, its entry count, its frames joined by "\n" (an encoded frame has no raw
 # newline) and their stamps joined by " " -- two arguments however long the batch, so the client packs
-# no per-entry arguments. Entries at or below last_seq are skipped, so a retried flush (its reply lost)
-# adds nothing twice; the new ones are published as they came, a suffix of the joined frames.
+# no per-entry arguments -- and 1 when the batch starts writing the log again (Redis lost it). Entries
+# at or below last_seq are skipped, so a retried flush (its reply lost) adds nothing twice; the new ones
+# are published as they came, a suffix of the joined frames. No fence at all (`FENCED false`): the meta
+# hash is gone (Redis lost it) until the owner claims the session again; no epoch (`NOLOG`): claimed
+# again, not written again yet.
 _APPEND = """
 local fence = redis.call('HGET', KEYS[2], 'fence')
 if fence ~= ARGV[1] then return redis.error_reply('FENCED ' .. tostring(fence)) end
+if ARGV[11] == '1' then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[2], 'epoch', ARGV[2], 'last_seq', 0)
+elseif not redis.call('HGET', KEYS[2], 'epoch') then
+  return redis.error_reply('NOLOG')
+end
 local last = tonumber(redis.call('HGET', KEYS[2], 'last_seq') or '0')
 local seq, count, body, stamps = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], ARGV[10]
 local pos, spos, new_pos, first, added = 1, 1, nil, nil, 0
@@ -98,9 +109,17 @@ def _fenced(exc: ResponseError) -> bool:
     return str(exc).startswith("FENCED")
 
 
+def _lost_by_redis(exc: ResponseError) -> bool:
+    """Redis lost the session's keys (restarted empty): writes wait for the owner to claim it again."""
+    return str(exc) == "FENCED false"
+
+
 class RedisEventLog:
+    deferred = True
+
     def __init__(self, redis: Redis, keys: SessionKeys, settings: Settings, fence: int, on_fenced: Callable[[], None]) -> None:
         self.epoch = new_epoch()
+        self.on_commit: Callable[[int, list[bytes]], None] | None = None
         self._redis = redis
         self._keys = keys
         self._fence = fence
@@ -116,11 +135,15 @@ class RedisEventLog:
         self._pending_stamps: collections.deque[int] = collections.deque()
         self._pending_first = 1
         self._pending_bytes = 0
-        self._max_pending = max(settings.log_max_events, MIN_PENDING_EVENTS)
-        self._max_pending_bytes = max(settings.log_max_bytes, MIN_PENDING_BYTES)
-        self._flushed = 0  # the last seq Redis holds
+        self._max_pending = settings.redis_buffer_events
+        self._max_pending_bytes = settings.redis_buffer_bytes
+        self._overflowing = False  # entries were dropped since the last write: logged once
+        self._rewrite = False  # the next flush writes the log again from its start (Redis lost it)
+        self._flushed = 0  # the last seq Redis holds, and the owner's clients were given
         self._ending: bool | None = None  # set by close: None while open, else its `ended`
         self._wake = asyncio.Event()
+        self._retry = asyncio.Event()  # cuts a backoff short: the owner claimed the session again
+        self._waiting: list[tuple[int, asyncio.Future[None]]] = []  # `committed` callers
         self._task: asyncio.Task[None] | None = None
         self.fenced = False
 
@@ -170,6 +193,21 @@ class RedisEventLog:
         """The last seq Redis holds (other replicas see up to here)."""
         return self._flushed
 
+    @property
+    def committed_seq(self) -> int:
+        return self._flushed
+
+    async def committed(self, seq: int) -> None:
+        if seq <= self._flushed or self._task is None or self._task.done():
+            return
+        waiter = (seq, asyncio.get_running_loop().create_future())
+        self._waiting.append(waiter)
+        try:
+            await waiter[1]
+        finally:
+            if waiter in self._waiting:
+                self._waiting.remove(waiter)
+
     def append(self, seq: int, ts_ms: int, frame: bytes) -> None:
         self._tail.append(seq, ts_ms, frame)
         frames = self._pending_frames
@@ -178,6 +216,12 @@ class RedisEventLog:
         self._pending_bytes += len(frame)
         if len(frames) > self._max_pending or self._pending_bytes > self._max_pending_bytes:
             self._drop_pending(1)
+            # Never written: the log goes on after it, so a cursor among the dropped is refused (reset).
+            self._tail.drop_through(self._pending_first - 1)
+            if not self._overflowing:
+                self._overflowing = True
+                log.error("%s: Redis write buffer full (%d events, %d bytes): the oldest unwritten events are dropped; "
+                          "clients that have not seen them get a reset", self._keys.log, len(frames), self._pending_bytes)
         self._wake.set()
 
     def _drop_pending(self, count: int) -> None:
@@ -186,6 +230,13 @@ class RedisEventLog:
             self._pending_bytes -= len(frames.popleft())
             stamps.popleft()
         self._pending_first += count
+
+    def restore(self) -> None:
+        """Redis lost the log and this replica claimed the session again: write the tail again, in the
+        same epoch (clients that were given part of it resume where they are)."""
+        self._rewrite = True
+        self._wake.set()
+        self._retry.set()
 
     async def read_after(self, seq: int) -> list[bytes] | None:
         """From the tail: it holds what Redis holds and what is still on its way there."""
@@ -209,53 +260,85 @@ class RedisEventLog:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+            self._wake_waiting(all_=True)
+
+    def _wake_waiting(self, all_: bool = False) -> None:
+        still = []
+        for seq, reached in self._waiting:
+            if all_ or seq <= self._flushed:
+                if not reached.done():
+                    reached.set_result(None)
+            else:
+                still.append((seq, reached))
+        self._waiting = still
 
     async def _flush_forever(self) -> None:
         backoff = BACKOFF_S[0]
         failing = False
         while True:
-            if not self._pending_frames and self._ending is None:
+            if not self._pending_frames and not self._rewrite and self._ending is None:
                 await self._wake.wait()
                 self._wake.clear()
                 # The SDK hands over one message per loop turn: a flush sent at once would carry one
-                # or two. Letting a short window fill costs other replicas a millisecond or two and
-                # saves a round trip (and Redis's per-call work) per event; the owner's own clients
-                # read the tail and don't wait.
+                # or two. Letting a short window fill costs every client a millisecond or two and
+                # saves a round trip (and Redis's per-call work) per event.
                 if len(self._pending_frames) < MAX_BATCH and self._ending is None:
                     await asyncio.sleep(FLUSH_WINDOW_S)
                 continue
             try:
                 done = await self._flush()
             except (RedisError, OSError) as exc:  # OOM and the like are response errors too: retried
-                if isinstance(exc, ResponseError) and _fenced(exc):
+                if isinstance(exc, ResponseError) and _fenced(exc) and not _lost_by_redis(exc):
                     log.error("%s: fenced off (%s): another replica owns the session; this log stops writing", self._keys.log, exc)
                     self.fenced = True
+                    self._wake_waiting(all_=True)
                     self._on_fenced()
                     return
+                if isinstance(exc, ResponseError) and str(exc) == "NOLOG":  # claimed again: write it all again
+                    self._rewrite = True
+                    continue
                 if not failing:
-                    log.warning("%s: Redis write failed, retrying with backoff: %r", self._keys.log, exc)
+                    log.warning("%s: Redis write failed, buffering and retrying with backoff: %r", self._keys.log, exc)
                 failing = True
-                await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
+                self._retry.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(backoff * random.uniform(0.5, 1.0)):
+                        await self._retry.wait()
                 backoff = min(backoff * 2, BACKOFF_S[1])
                 continue
             if failing:
-                log.info("%s: Redis writes resumed at seq %d", self._keys.log, self._flushed)
-            failing, backoff = False, BACKOFF_S[0]
+                log.warning("%s: Redis writes resumed; written up to seq %d", self._keys.log, self._flushed)
+            failing, backoff, self._overflowing = False, BACKOFF_S[0], False
             if done:
                 return
 
     async def _flush(self) -> bool:
-        """One round trip: the oldest pending entries (at most MAX_BATCH). True: closed and all written."""
-        tail, frames = self._tail, self._pending_frames
+        """One round trip: the oldest pending entries (at most MAX_BATCH), then the ones Redis took
+        committed. True: closed and all written."""
+        tail = self._tail
+        if self._rewrite:  # everything the tail holds goes again (a retry after a lost reply too)
+            frames, stamps = tail.entries_after(0)
+            self._pending_frames, self._pending_stamps = collections.deque(frames), collections.deque(stamps)
+            self._pending_first, self._pending_bytes = tail.first_seq, tail.bytes
+        frames = self._pending_frames
         count = min(len(frames), MAX_BATCH)
         final = self._ending is not None and count == len(frames)
         ended = final and self._ending
+        first, batch = self._pending_first, list(itertools.islice(frames, count))
         args = [
             self._fence, self.epoch, tail.first_seq, tail.bytes, self._closed_ttl_s if ended else self._ttl_s, int(bool(ended)),
-            self._pending_first, count, b"\n".join(itertools.islice(frames, count)), " ".join(map(str, itertools.islice(self._pending_stamps, count))),
+            first, count, b"\n".join(batch), " ".join(map(str, itertools.islice(self._pending_stamps, count))), int(self._rewrite),
         ]
         k = self._keys
-        self._flushed = int(await self._append_script(keys=[k.log, k.meta, k.acks, k.live], args=args))
+        last = int(await self._append_script(keys=[k.log, k.meta, k.acks, k.live], args=args))
+        self._rewrite = False
+        # Entries written again after Redis lost them were committed before: not given twice.
+        start = max(self._flushed + 1, first)
+        self._flushed = max(self._flushed, last)
+        if last >= start and self.on_commit is not None:
+            self.on_commit(start, batch[start - first:last + 1 - first])
+        if self._waiting:
+            self._wake_waiting()
         # Appends (and drops past the bound) went on meanwhile: drop what Redis now holds.
-        self._drop_pending(max(0, min(len(frames), self._flushed + 1 - self._pending_first)))
+        self._drop_pending(max(0, min(len(frames), last + 1 - self._pending_first)))
         return final and not frames

@@ -245,7 +245,7 @@ class SessionManager:
             on_closed=self._closed,
             on_described=None if cluster is None else self._described,
             ack_store=None if cluster is None else cluster.acks(session_id),
-            lease=None if cluster is None else lambda: cluster.ownership.fresh(session_id),
+            lease=None if cluster is None else lambda: cluster.ownership.may_run(session_id),
             on_lease_lapsed=lambda: self.abandon(session_id),
             limits=session_limits(self.settings),
             turn_watchdog_s=self.settings.turn_watchdog_s,
@@ -296,6 +296,18 @@ class SessionManager:
             task = asyncio.create_task(session.leave(), name=f"abandon-{session_id}")
             self._stopping.add(task)
             task.add_done_callback(self._stopped)
+
+    async def restore(self, session_id: str, log_lost: bool) -> None:
+        """Redis lost a session this replica runs (restarted empty) and the renewal claimed it again:
+        register it again and, `log_lost`, write its log again from the tail (same epoch), so other
+        replicas find it and their clients resume where they were."""
+        session = self._sessions.get(session_id)
+        if session is None or session.closed or self.cluster is None:
+            return  # not registered yet (being opened), or closing: nothing to restore
+        await self.cluster.registry.register(session.principal, self.cluster.replica_id, session.info(), encode(opened_as(session.spec)))
+        self._described(session)
+        if log_lost and isinstance(session.feed.log, RedisEventLog):
+            session.feed.log.restore()
 
     async def fork(self, source: Session, query_id: str | None) -> Session:
         """A new session of `source`'s principal and settings continuing its conversation (from

@@ -26,7 +26,7 @@ from claude_agent_sdk import (
 from claude_agent_sdk.types import TERMINAL_TASK_STATUSES, ToolPermissionContext
 
 from gateway import PROTOCOL_VERSION, logs
-from gateway.events.feed import EventFeed, Sink
+from gateway.events.feed import EventFeed, Pending, Sink
 from gateway.events.log import EventLog
 from gateway.metrics import GatewayMetrics, SessionMetrics
 from gateway.profiles import SessionSpec
@@ -1019,6 +1019,8 @@ class Session:
         all be served (then there is no replay). One place for both transports, so WebSocket and SSE
         clients resume by the same rules. The caller queues both before it awaits anything: the feed
         merged the replay with what was emitted while it was read, and delivers the rest directly.
+        A snapshot holds every event emitted: with a log that commits later (Redis), the reset waits
+        until the log has committed them all, so no client holds state a new owner would not have.
         """
         if epoch is None or epoch == self.feed.epoch:
             frames = await self.feed.attach(sink, after)
@@ -1026,10 +1028,25 @@ class Session:
                 self.connections += 1
                 attached = Attached(id=reply_id, connection=connection, after=after, session=self.info(), protocol=PROTOCOL_VERSION)
                 return attached, frames
-        self.connections += 1
         snapshot = self.snapshot_now()  # no await before subscribing: the snapshot and the live tail meet
-        self.feed.subscribe(sink)
-        return Reset(id=reply_id, reason=reset_reason(epoch, after, snapshot.session), connection=connection, snapshot=snapshot), []
+        position, tail, log_store = snapshot.session.last_seq, [], self.feed.log
+        if log_store.committed_seq < position:
+            pending = Pending(log_store.committed_seq + 1)  # what is committed while the reset waits
+            self.feed.subscribe(pending)
+            try:
+                await log_store.committed(position)
+            finally:
+                self.feed.detach(pending)
+            if pending.ended:
+                if not self.closed:  # events were lost, not written (an outage's buffer overflowed): again
+                    return await self.attach(sink, reply_id, connection, after, epoch)
+            else:
+                tail = pending.merge([], position) or []
+                self.feed.subscribe(sink)
+        else:
+            self.feed.subscribe(sink)
+        self.connections += 1
+        return Reset(id=reply_id, reason=reset_reason(epoch, after, snapshot.session), connection=connection, snapshot=snapshot), tail
 
     def detach(self, sink: Sink) -> None:
         self.feed.detach(sink)
@@ -1061,6 +1078,13 @@ class Session:
     async def snapshot(self) -> Snapshot:
         """Async like a remote session's (the transports hold either)."""
         return self.snapshot_now()
+
+    async def committed_snapshot(self) -> Snapshot:
+        """A snapshot once the log holds every event it reflects (what another replica's client is
+        given with a reset: nothing in it is lost should this replica die)."""
+        snapshot = self.snapshot_now()
+        await self.feed.log.committed(snapshot.session.last_seq)
+        return snapshot
 
     def snapshot_now(self) -> Snapshot:
         return Snapshot(

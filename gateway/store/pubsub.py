@@ -6,6 +6,11 @@ the connection drops, messages published until it is back are lost: every subscr
 subscribed is told (`on_resubscribed`, once Redis has confirmed the new subscription) so it can read
 what it missed from where it is kept (a session's Stream). One reader task, owned by the hub, reads
 the connection; it reconnects with jittered backoff and never blocks the event loop.
+
+No thundering herd after a Redis restart: every replica reconnects after its own jittered backoff,
+re-sends all its channels in one SUBSCRIBE, and spreads its subscribers' catch-up reads over up to
+RESUBSCRIBE_SPREAD_S (at most RESUBSCRIBES_PER_S a second), rather than all reading at once through
+a connection pool that refuses what it can't hold.
 """
 
 import asyncio
@@ -22,6 +27,7 @@ from redis.exceptions import RedisError
 log = logging.getLogger("gateway.pubsub")
 
 BACKOFF_S = (0.05, 2.0)
+RESUBSCRIBES_PER_S, RESUBSCRIBE_SPREAD_S = 500, 2.0
 
 
 class _Subscription:
@@ -34,18 +40,23 @@ class _Subscription:
 
 
 class PubSubHub:
-    def __init__(self, redis: Redis, timeout_s: float) -> None:
+    def __init__(self, redis: Redis, timeout_s: float, on_reconnect: Callable[[], None] | None = None) -> None:
         self._pubsub = redis.pubsub()
+        self._on_reconnected = on_reconnect  # told at once: Redis is back
         self._timeout_s = timeout_s
         self._subscriptions: dict[bytes, _Subscription] = {}
         self._resubscribing: set[bytes] = set()  # channels sent again after a reconnect, not yet confirmed
         self._connected = asyncio.Event()  # the connection exists: the reader has something to read
         self._task: asyncio.Task[None] | None = None
+        self._spread: set[asyncio.TimerHandle] = set()  # resubscribed subscribers not told yet
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._read_forever(), name="pubsub-reader")
 
     async def stop(self) -> None:
+        for handle in self._spread:
+            handle.cancel()
+        self._spread.clear()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -78,8 +89,10 @@ class PubSubHub:
 
     def _on_reconnect(self, connection: Connection) -> None:
         """redis-py reconnected (and re-sent every SUBSCRIBE): tell each subscriber once Redis confirms."""
-        log.info("pub/sub connection re-established; %d channels to confirm", len(self._subscriptions))
+        log.warning("pub/sub connection re-established; %d channels to confirm", len(self._subscriptions))
         self._resubscribing = set(self._subscriptions)
+        if self._on_reconnected is not None:
+            self._call(self._on_reconnected)
 
     async def _read_forever(self) -> None:
         await self._connected.wait()
@@ -88,7 +101,8 @@ class PubSubHub:
             try:
                 message = await self._pubsub.get_message(timeout=None)
             except (RedisError, OSError) as exc:
-                log.warning("pub/sub connection lost, reconnecting: %r", exc)
+                if backoff == BACKOFF_S[0]:  # once per outage, not per attempt
+                    log.warning("pub/sub connection lost, reconnecting with backoff: %r", exc)
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.0))
                 backoff = min(backoff * 2, BACKOFF_S[1])
                 continue
@@ -109,7 +123,17 @@ class PubSubHub:
             elif channel in self._resubscribing:
                 self._resubscribing.discard(channel)
                 if subscription.on_resubscribed is not None:
-                    self._call(subscription.on_resubscribed)
+                    self._tell_later(subscription.on_resubscribed)
+
+    def _tell_later(self, callback: Callable[[], None]) -> None:
+        spread = min(RESUBSCRIBE_SPREAD_S, len(self._subscriptions) / RESUBSCRIBES_PER_S)
+
+        def tell() -> None:
+            self._spread.discard(handle)
+            self._call(callback)
+
+        handle = asyncio.get_running_loop().call_later(random.uniform(0, spread), tell)
+        self._spread.add(handle)
 
     def _deliver(self, subscription: _Subscription, data: bytes) -> None:
         self._call(subscription.on_message, data)

@@ -106,12 +106,17 @@ async def test_a_closed_orphan_is_not_adopted_and_leaves_the_lease_list(tmp_path
 
 async def test_a_lease_is_fresh_only_within_its_ttl_of_its_last_renewal_sent(tmp_path, redis_url, redis) -> None:  # type: ignore[no-untyped-def]
     a = Ownership(redis, settings(tmp_path, redis_url, lease_ttl_s=0.6), "a", lambda sid: None)
+    b = Ownership(redis, settings(tmp_path, redis_url, lease_ttl_s=0.6), "b", lambda sid: None)
     await a.claim("s1")
-    assert a.fresh("s1") and not a.fresh("s2")
+    await a.claim("s2")
+    assert a.may_run("s1") and not a.may_run("s3")
     await asyncio.sleep(0.4)
     await a.renew()  # in time: fresh for another 0.6 s from when it was sent
     await asyncio.sleep(0.3)
-    assert a.fresh("s1")
+    assert a.may_run("s1")
     await asyncio.sleep(0.4)  # no renewal since (a paused process): Redis may have let the lease go
-    assert not a.fresh("s1")
-    assert await a.renew() == ["s1"] and not a.fresh("s1")
+    assert not a.may_run("s1")
+    await redis.hset(keys.SessionKeys.of("ag", "s1").meta, "state", "idle")
+    assert await b.adopt("s1") is not None  # one of them was adopted meanwhile
+    assert await a.renew() == ["s1"] and not a.may_run("s1")
+    assert a.may_run("s2")  # the other was not: the fence is still a's, so a takes its lease again

@@ -165,13 +165,68 @@ async def test_an_unreachable_redis_delays_writes_without_blocking(tmp_path) -> 
             feed.emit(EVENT)
             await asyncio.sleep(0)
         assert time.perf_counter() - started < 0.25  # emits and attaches never wait on Redis
-        assert sink.seqs() == list(range(1, 101)) and await feed.attach(Recorder(), 50) is not None
+        # Shown to nobody before Redis holds them: an owner dying now takes nothing a client saw.
+        assert sink.seqs() == [] and await feed.attach(Recorder(), 0) == []
         await asyncio.sleep(0.5)
         server.resume()
         await wait_for(lambda: log.flushed_seq == 100)
         assert await stream_seqs(redis, log) == list(range(1, 101))
+        assert sink.seqs() == list(range(1, 101))  # then all of them, in order, once
         await log.close(ended=False)
     finally:
         server.resume()
         await redis.aclose()
         server.stop()
+
+
+async def test_an_overflowing_buffer_restarts_the_log_after_the_lost_events(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    server = RedisServer(tmp_path / "redis").start()
+    redis = Redis.from_url(server.url, socket_timeout=0.3, socket_connect_timeout=0.3)
+    try:
+        log = await claimed_log(redis, redis_timeout_s=0.3, redis_buffer_events=20)
+        feed = EventFeed(log)
+        sink = Recorder()
+        await feed.attach(sink, 0)
+        for _ in range(5):
+            feed.emit(EVENT)
+        await wait_for(lambda: sink.seqs() == [1, 2, 3, 4, 5])
+        server.pause()
+        for _ in range(50):  # 30 more than the buffer holds
+            feed.emit(EVENT)
+        server.resume()
+        await wait_for(lambda: log.flushed_seq == 55)
+        assert sink.ended and sink.seqs() == [1, 2, 3, 4, 5]  # ended (its client resumes), never given a gap
+        assert await stream_seqs(redis, log) == list(range(36, 56))
+        assert await redis.hget(log._keys.meta, "first_seq") == b"36"
+        assert await feed.attach(Recorder(), 5) is None  # a cursor among the lost ones: a reset
+        assert await feed.attach(Recorder(), 35) is not None
+        await log.close(ended=False)
+    finally:
+        server.resume()
+        await redis.aclose()
+        server.stop()
+
+
+async def test_a_log_redis_lost_is_written_again_in_the_same_epoch_once_claimed_again(redis: Redis) -> None:
+    log = await claimed_log(redis)
+    feed = EventFeed(log)
+    sink = Recorder()
+    await feed.attach(sink, 0)
+    for _ in range(10):
+        feed.emit(EVENT)
+    await wait_for(lambda: log.flushed_seq == 10)
+    keys = log._keys
+    await redis.delete(keys.meta, keys.log)  # as a Redis restarted without persistence
+    for _ in range(5):
+        feed.emit(EVENT)
+    await asyncio.sleep(0.2)
+    assert not log.fenced and sink.seqs() == list(range(1, 11))  # waits: nothing shown until it is written
+    await redis.hset(keys.meta, "fence", 1)  # the owner's renewal claimed it again (same token)
+    log.restore()
+    await wait_for(lambda: log.flushed_seq == 15)
+    assert await stream_seqs(redis, log) == list(range(1, 16))
+    assert await redis.hget(keys.meta, "epoch") == log.epoch.encode() and sink.seqs() == list(range(1, 16))
+    await redis.hincrby(keys.meta, "fence", 1)  # a real takeover still fences it off
+    feed.emit(EVENT)
+    await wait_for(lambda: log.fenced)
+    await log.close(ended=False)
