@@ -54,10 +54,10 @@ class Adopter:
         while True:
             await asyncio.sleep(self._interval_s * random.uniform(0.5, 1.0))
             try:
-                if time.monotonic() >= self._quiet_until:
-                    await self.look()
-                else:
+                if self._failing or time.monotonic() < self._quiet_until:
                     await self._ownership.orphans(1)  # only whether Redis answers
+                else:
+                    await self.look()
             except (RedisError, OSError) as exc:
                 if not self._failing:
                     log.warning("looking for sessions without an owner failed (retrying): %r", exc)
@@ -78,8 +78,9 @@ class Adopter:
         return adopted
 
     async def adopt(self, orphan: Orphan) -> bool:
-        """Adopt one session unless another replica was first (or this one is stopping)."""
-        if self._stopped:
+        """Adopt one session unless another replica was first (or this one is stopping, or holds it:
+        its renewal takes the lease again)."""
+        if self._stopped or self._ownership.holds(orphan.session_id):
             return False
         fence = await self._ownership.adopt(orphan.session_id)
         if fence is None:
