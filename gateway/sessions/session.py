@@ -239,8 +239,8 @@ class Session:
         async with self._runner_lock:  # a reset's CLI start still in flight finishes, then stops here
             await self._stop_runner()
         await asyncio.gather(*self._retiring, return_exceptions=True)
+        await self.feed.log.close(ended=True)  # first: a log that commits later gives its clients the last events
         self.feed.end()
-        await self.feed.log.close(ended=True)
         if self._on_closed is not None:
             await self._on_closed(self)
 
