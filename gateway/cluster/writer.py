@@ -52,15 +52,22 @@ class PipelineWriter:
             log.warning("%d queued writes lost at shutdown: %r", len(self._queued), exc)
 
     async def _write_forever(self) -> None:
+        failing = False
         while True:
             await self._wake.wait()
             self._wake.clear()
             try:
                 await self.flush()
             except (RedisError, OSError) as exc:
-                log.warning("queued writes failed (retrying): %r", exc)
+                if not failing:  # once per outage
+                    log.warning("queued writes failed (retrying every %g s): %r", RETRY_S, exc)
+                failing = True
                 await asyncio.sleep(RETRY_S)
                 self._wake.set()
+                continue
+            if failing:
+                log.warning("queued writes resumed")
+            failing = False
 
     async def flush(self) -> None:
         """Send everything queued in one pipeline."""

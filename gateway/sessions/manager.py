@@ -429,9 +429,17 @@ class SessionManager:
 
     async def _reap_forever(self) -> None:
         interval = max(0.05, min(self.settings.idle_timeout_s / 4, 30.0))
+        failing = False
         while True:
             await asyncio.sleep(interval)
-            await self.reap()
+            try:
+                await self.reap()
+            except (RedisError, OSError) as exc:  # Redis away: the next pass tries again
+                if not failing:
+                    log.warning("reaping idle sessions failed while Redis is unreachable (retrying): %r", exc)
+                failing = True
+                continue
+            failing = False
 
     async def reap(self) -> None:
         """Close sessions quiet with no client past the timeout; forget closed ones past retention.
