@@ -763,6 +763,11 @@ class Session:
             raise
         if self._ack_store is not None:
             self._ack_store.put(ack)
+        # An ack follows the events its frame caused: with a log that commits later, once they are given
+        # (a close's `closed` too: its task, started by the frame, emits it in its first step).
+        if isinstance(frame, cf.Close):
+            await asyncio.sleep(0)
+        await self.feed.log.committed(self.feed.last_seq)
         return ack
 
     async def _execute(self, frame: cf.ClientFrame, actor: ev.Actor) -> dict[str, Any] | None:
