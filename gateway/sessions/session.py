@@ -190,8 +190,8 @@ class Session:
         self._on_closed = on_closed
         self._on_described = on_described  # sync, O(1): told when `info()` changes beyond the position
         self._ack_store = ack_store
-        # With Redis: whether this replica's lease surely still holds; an event emitted past it is
-        # neither delivered nor logged, and the session leaves (`on_lease_lapsed`).
+        # With Redis: whether this replica may still run the session (`Ownership.may_run`); an event
+        # emitted past it is neither delivered nor logged, and the session leaves (`on_lease_lapsed`).
         self._lease = lease
         self._on_lease_lapsed = on_lease_lapsed
         self._turn_watchdog_s = turn_watchdog_s
