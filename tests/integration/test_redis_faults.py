@@ -70,9 +70,9 @@ async def result_of(tab: WsClient, query_id: str) -> dict[str, Any]:
     return await tab.event("result", lambda e: e["query_id"] == query_id, timeout=60)
 
 
-async def two_tabs(cluster: list[tuple[Any, int]]) -> tuple[WsClient, WsClient, str]:
-    """A session on r1 with a tab there, and a tab following it on r2."""
-    (_, port1), (_, port2) = cluster
+async def two_tabs(cluster: list[tuple[Any, int]], on: int = 0) -> tuple[WsClient, WsClient, str]:
+    """A session on replica `on` with a tab there, and a tab following it on the other replica."""
+    port1, port2 = cluster[on][1], cluster[1 - on][1]
     tab = await ws(port1)
     session_id = (await open_session(tab))["session"]["session_id"]
     other = await ws(port2)
@@ -117,34 +117,36 @@ async def test_an_unreachable_redis_pauses_clients_then_everything_is_written_in
 async def test_a_redis_restarted_empty_gets_the_session_back_and_clients_go_on(tmp_path: Path, model_url: str, own_redis: RedisServer) -> None:
     async with replicas(tmp_path, model_url, own_redis.url, **FAST) as cluster:
         (first, port1), (second, port2) = cluster
-        tab, other, session_id = await two_tabs(cluster)
-        query_id = (await query(tab, LONG))["result"]["query_id"]
-        await streaming(tab, 5)
-        epoch = tab.epoch
+        sessions = [await two_tabs(cluster, on) for on in (0, 1)]  # one owned by each replica
+        queries = [(await query(tab, LONG))["result"]["query_id"] for tab, _, _ in sessions]
+        for tab, _, _ in sessions:
+            await streaming(tab, 5)
+        epochs = [tab.epoch for tab, _, _ in sessions]
         own_redis.kill()
         await asyncio.sleep(1)
-        own_redis.start()  # same port, no data: the fence, leases, registry and log are gone
+        own_redis.start()  # same port, no data: the fences, leases, registry and logs are gone
         back = time.monotonic()
-        recovered_s = await next_event_after(tab, back)
-        print(f"\nRedis restarted empty: the owner's tab had events again {recovered_s * 1000:.0f} ms after Redis was back")
+        recovered_s = max(await asyncio.gather(*(next_event_after(tab, back) for tab, _, _ in sessions)))
+        print(f"\nRedis restarted empty: both owners' tabs had events again {recovered_s * 1000:.0f} ms after Redis was back")
         assert recovered_s < RECOVERY_S
-        done = await result_of(tab, query_id)
-        assert done["subtype"] == "success"
-        await result_of(other, query_id)  # the tab on the other replica went on too, without a gap
-        assert other.epoch == tab.epoch == epoch
-        assert not [f for f in other.frames if f["type"] == "reset"]
+        for (tab, other, session_id), query_id, epoch, name, port in zip(sessions, queries, epochs, ("r1", "r2"), (port2, port1)):
+            assert (await result_of(tab, query_id))["subtype"] == "success"
+            await result_of(other, query_id)  # the tab on the other replica went on too, without a gap
+            assert other.epoch == tab.epoch == epoch
+            assert not [f for f in other.frames if f["type"] == "reset"]
+            assert await owner(own_redis.url, session_id) == name
+            log = await logged(own_redis.url, session_id)
+            assert log[-1]["seq"] == tab.last_seq and {f["epoch"] for f in log} == {epoch}  # written again, same epoch
+            assert [f["seq"] for f in log] == list(range(log[0]["seq"], tab.last_seq + 1))
+            # The registry knows it again: a tab on the other replica finds it and its query runs there.
+            late = await ws(port)
+            late.resume_from(tab)
+            assert (await attach(late, session_id, after=tab.last_seq, epoch=epoch))["type"] == "attached"
+            again = (await query(late, "SCRIPT:hello"))["result"]["query_id"]
+            assert (await result_of(late, again))["subtype"] == "success"
         assert first.poll() is None and second.poll() is None
-        assert await owner(own_redis.url, session_id) == "r1"
-        log = await logged(own_redis.url, session_id)
-        assert log[-1]["seq"] == tab.last_seq and {f["epoch"] for f in log} == {epoch}  # written again, same epoch
-        assert [f["seq"] for f in log] == list(range(log[0]["seq"], tab.last_seq + 1))
-        # The registry knows it again: a tab on the other replica finds it and its query runs.
-        late = await ws(port2)
-        late.resume_from(tab)
-        assert (await attach(late, session_id, after=tab.last_seq, epoch=epoch))["type"] == "attached"
-        again = (await query(late, "SCRIPT:hello"))["result"]["query_id"]
-        assert (await result_of(late, again))["subtype"] == "success"
         await until_ready(port1, 200)
+        await until_ready(port2, 200)
 
 
 async def test_an_overflowing_outage_buffer_ends_in_a_reset_never_a_gap(tmp_path: Path, model_url: str, own_redis: RedisServer) -> None:
