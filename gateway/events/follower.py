@@ -26,8 +26,9 @@ from gateway.store.pubsub import PubSubHub
 log = logging.getLogger("gateway.events.follower")
 
 READ_CHUNK = 2000  # Stream entries per read
-# A cursor from the owner's replica can be a flush ahead of the Stream (the owner's clients get each
-# event before it is written); an attach waits this long for the follower to get there, not a reset.
+# A cursor from another replica's client can be ahead of what this follower has received yet (every
+# client gets an event once it is written, but the live message takes its time to get here); an
+# attach waits this long for the follower to get there, not a reset.
 CATCH_UP_S = 1.0
 BACKOFF_S = (0.05, 1.0)
 RESTORE_WAIT_S = 15.0  # a gone log is waited for this long (its owner renews every lease_ttl_s / 3) before it counts as lost
