@@ -238,7 +238,8 @@ def test_replay_and_live_are_exact_on_both_replicas(redis_url: str, ops: list[tu
                 else:
                     side = feed if op == "attach_owner" else follower
                     sink = Recorder()
-                    attaches.append((op, arg, side.last_seq, sink, asyncio.create_task(side.attach(sink, arg))))
+                    top_then = log.committed_seq if op == "attach_owner" else follower.last_seq  # what each can serve
+                    attaches.append((op, arg, top_then, sink, asyncio.create_task(side.attach(sink, arg))))
             replicas.hub.drop = 0
             emit(feed, 1)  # a last batch shows the follower any gap before it
             await settle()
