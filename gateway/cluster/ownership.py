@@ -312,5 +312,10 @@ class Ownership:
             if log_lost:
                 log.warning("session %s: Redis lost its keys; claimed again, its log and registry entry are written again", session_id)
             if self._on_restored is not None:
-                await self._on_restored(session_id, log_lost)
+                try:
+                    await self._on_restored(session_id, log_lost)
+                except (RedisError, OSError):
+                    raise  # Redis failed again: the next renewal finds the entry missing and retries
+                except Exception:  # a bug there must not stop the renewals every lease depends on
+                    log.exception("session %s: registering it again failed", session_id)
         return lost
