@@ -120,3 +120,30 @@ async def test_a_lease_is_fresh_only_within_its_ttl_of_its_last_renewal_sent(tmp
     assert await b.adopt("s1") is not None  # one of them was adopted meanwhile
     assert await a.renew() == ["s1"] and not a.may_run("s1")
     assert a.may_run("s2")  # the other was not: the fence is still a's, so a takes its lease again
+
+
+async def test_a_session_redis_lost_is_claimed_again_only_by_an_owner_whose_lease_held(tmp_path, redis_url, redis) -> None:  # type: ignore[no-untyped-def]
+    restored: list[tuple[str, bool]] = []
+
+    async def on_restored(session_id: str, log_lost: bool) -> None:
+        restored.append((session_id, log_lost))
+
+    a = Ownership(redis, settings(tmp_path, redis_url, lease_ttl_s=0.6), "a", lambda sid: None, on_restored=on_restored)
+    token = await a.claim("s1")
+    stale = await a.claim("s2")
+    await asyncio.sleep(0.7)  # the leases ran out (Redis unreachable, say)
+    assert await a.renew() == [] and a.may_run("s1")  # nobody claimed them since (the fence is a's): taken again
+    for sid in ("s1", "s2"):
+        k = keys.SessionKeys.of("ag", sid)
+        await redis.delete(k.owner, k.meta)  # as a Redis restarted empty
+    assert await a.renew() == [] and restored == [("s1", True), ("s2", True)]
+    assert await redis.hget(keys.SessionKeys.of("ag", "s1").meta, "fence") == str(token).encode()
+    assert await redis.get(keys.SessionKeys.of("ag", "s2").owner) == f"a:{stale}".encode()
+
+    restored.clear()
+    await asyncio.sleep(0.7)  # no renewal for longer than the lease, then Redis lost everything
+    for sid in ("s1", "s2"):
+        k = keys.SessionKeys.of("ag", sid)
+        await redis.delete(k.owner, k.meta)
+    assert sorted(await a.renew()) == ["s1", "s2"] and restored == []  # not claimed again: let go
+    assert await redis.exists(keys.SessionKeys.of("ag", "s1").owner) == 0
