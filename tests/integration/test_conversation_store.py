@@ -137,8 +137,9 @@ async def test_a_cli_started_while_redis_is_frozen_fails_fast_and_the_next_query
     tmp_path: Path, model_url: str, model_server: ScriptedModelServer
 ) -> None:
     """A new CLI reads its conversation from Redis before it starts: with Redis frozen that read fails
-    within `redis_timeout_s` (the query ends `agent_unavailable`, nothing hangs), and once Redis is
-    back the next query resumes the whole conversation."""
+    within `redis_timeout_s` (the query ends `agent_unavailable`, nothing hangs; the client is given
+    the ack and the events once Redis holds them), and once Redis is back the next query resumes the
+    whole conversation."""
     server = RedisServer(tmp_path / "redis").start()
     try:
         async with run_gateway(make_settings(tmp_path, model_url, redis_url=server.url, redis_timeout_s=0.5)) as gw:
@@ -151,13 +152,16 @@ async def test_a_cli_started_while_redis_is_frozen_fails_fast_and_the_next_query
             await alice.event("error", lambda e: e["code"] == "agent_exited")
             server.pause()
             try:
-                started = time.monotonic()
-                refused = await query(alice, "SCRIPT:hello turn-two")
-                result = await alice.event("result", lambda e: e["query_id"] == refused["id"], timeout=30)
-                assert result["subtype"] == "agent_unavailable", result
-                assert time.monotonic() - started < 10
+                sent_ms = time.time() * 1000
+                await alice.send({"type": "query", "id": "q-frozen", "prompt": "SCRIPT:hello turn-two"})
+                await asyncio.sleep(3)  # the CLI's start fails meanwhile (its events wait for Redis)
             finally:
+                resumed_ms = time.time() * 1000
                 server.resume()
+            result = await alice.event("result", lambda e: e["query_id"] == "q-frozen", timeout=30)
+            assert result["subtype"] == "agent_unavailable", result
+            [emitted] = [f["ts"] for f in alice.events if f["event"]["kind"] == "result" and f["event"]["query_id"] == "q-frozen"]
+            assert sent_ms < emitted < resumed_ms  # it failed fast: while Redis was still frozen (3 s)
             model_server.requests.clear()
             again = await query(alice, "SCRIPT:hello turn-three")
             assert (await alice.event("result", lambda e: e["query_id"] == again["id"], timeout=60))["is_error"] is False
