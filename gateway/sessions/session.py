@@ -78,6 +78,10 @@ class ForkPoint(msgspec.Struct, frozen=True):
 
     claude_session_id: str
     resume_at: str | None  # None: the whole conversation
+    # What the fork inherits so it can be forked again before any query of its transcript: the
+    # last message it starts after, and the fork points of the queries it was forked with.
+    last_uuid: str | None = None
+    fork_points: dict[str, str | None] = {}
 
 
 _decode_event = msgspec.json.Decoder(EventFrame).decode
@@ -866,12 +870,16 @@ class Session:
             raise GatewayError(ErrorCode.UNKNOWN_QUERY, f"no query {query_id} has run in this conversation")
         if self.claude_session_id is None:
             return None, []
-        return ForkPoint(self.claude_session_id, resume_at), transcript
+        inherited = {e.query_id: self._fork_points[e.query_id] for e in transcript if isinstance(e, ev.UserQuery) and e.query_id in self._fork_points}
+        return ForkPoint(self.claude_session_id, resume_at, resume_at if query_id else self._last_uuid, inherited), transcript
 
     def seed(self, fork_of: ForkPoint | None, transcript: list[ev.EventBody]) -> None:
         """Start a fork from its source's conversation (before `start`): its CLI resumes it, its
         clients see the transcript it had."""
         self.fork_of, self.claude_session_id = fork_of, fork_of.claude_session_id if fork_of else None
+        if fork_of is not None:
+            self._last_uuid = fork_of.last_uuid
+            self._fork_points.update(fork_of.fork_points)
         for event in transcript:
             self.emit(event)
 
