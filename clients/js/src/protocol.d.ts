@@ -561,6 +561,8 @@ export interface Profile {
   models?: string[] | null;
   permission_mode?: string;
   permission_modes?: string[];
+  /** Sessions keep file checkpoints: `rewind_files` works. */
+  enable_file_checkpointing?: boolean;
   [key: string]: unknown;
 }
 export interface Ticket {
