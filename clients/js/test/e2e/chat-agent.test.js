@@ -283,7 +283,9 @@ describe('chat page: context, tasks, thinking, rewind, fork', () => {
     assert.deepEqual(await texts(page, '#items .msg-user .text'), [one, three], 'the last prompt again, after the same history');
     const after = await testClient(gw.url).getSession(edited);
     assert.deepEqual([after.turns, after.last_seq], [before.turns, before.last_seq], 'the edited chat stays as it was');
+    const regenerated = await sessionId(page);
     await page.close();
+    await Promise.all([source, edited, regenerated].map((id) => testClient(gw.url).closeSession(id))); // within the session limit
   });
 
   test('no errors in the page', () => {

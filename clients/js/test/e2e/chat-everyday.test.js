@@ -284,12 +284,17 @@ for (const viewport of VIEWPORTS) {
       assert.deepEqual(await prompts(), ['SCRIPT:long', 'Say hello'], 'the edited prompt after the history before it');
       assert.equal(await focused(page), 'textarea#prompt');
       const edited = await sessionId(page);
+      const api = testClient(gw.url);
+      assert.equal((await api.getSession(first)).turns, 2, 'the first chat stays as it was');
+      // Three chats for one test: each is closed once done with, within the principal's session limit (10).
+      await api.closeSession(first);
       await page.click('#items .result.last .regenerate');
       await switched(edited);
       assert.deepEqual(await prompts(), ['SCRIPT:long', 'Say hello'], 'the last prompt again, after the same history');
-      assert.equal((await testClient(gw.url).getSession(first)).turns, 2, 'the first chat stays as it was');
       await shot(page, '06-code-and-actions');
+      const regenerated = await sessionId(page);
       await page.close();
+      await Promise.all([edited, regenerated].map((id) => api.closeSession(id)));
     });
 
     test('chat list: new chat keeps the old one, switch back, rename, delete only when confirmed', async () => {
