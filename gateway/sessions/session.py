@@ -291,9 +291,12 @@ class Session:
     async def leave(self) -> None:
         """Another replica runs the session from now on (it adopted it, or this one hands it over):
         from now on it emits nothing, its CLI stops, what its log still holds goes to Redis (a log
-        fenced off writes nothing), and its clients here are ended so they resume at the new owner."""
+        fenced off writes nothing), and its clients here are ended so they resume at the new owner.
+        A frame still waiting here on the CLI (a reset on its turn, a control call on its start)
+        stops waiting and is refused: no CLI starts here again."""
         self._sealed = True
         self._queue.clear()
+        self._stop_waiting("the session left this replica")
         for task in (self._pump_task, self._guard):
             if task is not None:
                 task.cancel()
@@ -327,10 +330,17 @@ class Session:
             if self._runner is None:
                 await self._start_runner()
 
-    async def _start_runner(self) -> None:
-        """Called with `_runner_lock` held."""
+    def _check_here(self) -> None:
+        """Raise unless the session still runs here: it is closed, or it left for another replica
+        (a frame refused so is sent again to the next owner)."""
         if self.closed:
             raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed")
+        if self._sealed:
+            raise GatewayError(ErrorCode.OWNER_UNREACHABLE, "this session moved to another replica; send the frame again")
+
+    async def _start_runner(self) -> None:
+        """Called with `_runner_lock` held. Never once the session closed or left: nothing would stop that CLI."""
+        self._check_here()
         self.reserve_cli()
         try:
             await self._start_runner_granted()
@@ -612,7 +622,7 @@ class Session:
             self.state = state
             self.metrics.state_changed(state)
             self.emit(ev.StateChanged(state=state, reason=reason))
-            self._sealed = state == "closed"
+            self._sealed = self._sealed or state == "closed"  # a session that left stays quiet too
 
     def _sync_state(self) -> None:
         """Approvals changed: move between running and awaiting_approval. A request the SDK cancels
@@ -745,10 +755,7 @@ class Session:
         if known is not None:
             first = await asyncio.shield(known)
             return Ack(id=first.id, result=first.result, duplicate=True)
-        if self.closed:
-            raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed")
-        if self._sealed:  # it left this replica: the frame runs at the next owner
-            raise GatewayError(ErrorCode.OWNER_UNREACHABLE, "this session moved to another replica; send the frame again")
+        self._check_here()
         running = asyncio.ensure_future(self._execute_once(frame, actor))
         self._acks[frame.id] = running
         if len(self._acks) > 1000:
@@ -967,6 +974,7 @@ class Session:
             turn_over = self._turn_done.is_set()
             if self.closed:  # closed while the reset waited: nothing is left to reset
                 return
+            self._check_here()  # it left this replica meanwhile: the reset runs at the next owner
         self.approvals.cancel_all()
         self._drop_current("the conversation was reset")  # the interrupted turn didn't end in time
         self._streaming.clear()
