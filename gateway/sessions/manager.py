@@ -81,6 +81,7 @@ class SessionManager:
         self._reaper: asyncio.Task[None] | None = None
         self.shutting_down = False
         self._stopping: set[asyncio.Task[None]] = set()  # closes finishing after their callers were answered
+        self._unrecorded: dict[str, Session] = {}  # closed here, not yet marked closed in Redis (the reaper retries)
         self._owner = proctree.new_owner()  # in every CLI's marker
         self._cli_serial = itertools.count(1)
         self._process_watchdog: asyncio.subprocess.Process | None = None
@@ -217,19 +218,41 @@ class SessionManager:
             raise GatewayError(ErrorCode.TOO_MANY_SESSIONS, f"at most {self.settings.max_sessions_per_principal} sessions per principal")
         with self.capacity.creating(warm is not None):  # or `at_capacity`, before the session exists anywhere
             cluster = self.cluster
-            log_store: EventLog
             if cluster is None:
                 log_store = MemoryEventLog(self.settings.log_max_events, self.settings.log_max_bytes, self.settings.log_max_age_s)
+                session = self._session(session_id, principal, spec, log_store, warm, cli_granted=True)  # the slot `creating` gave
             else:
-                fence = await cluster.ownership.claim(session_id)
-                log_store = await RedisEventLog.create(
-                    cluster.redis, cluster.keys(session_id), self.settings, fence=fence, on_fenced=lambda: self._fenced(session_id),
-                )
-            session = self._session(session_id, principal, spec, log_store, warm, cli_granted=True)  # the slot `creating` gave
-            if cluster is not None:
-                await cluster.registry.register(principal, cluster.replica_id, session.info(), encode(opened_by))
+                session = await self._claimed(cluster, principal, spec, session_id, opened_by, warm)
             self._sessions[session.id] = session
         return session
+
+    async def _claimed(self, cluster: ClusterNode, principal: str, spec: SessionSpec, session_id: str, opened_by: Open, warm: Warm | None) -> Session:
+        """A new session claimed and registered; should Redis fail (or the `open` be cancelled: its
+        handshake timed out) after the claim, nothing of it stays: no lease renewed forever, no
+        session listed `starting` forever."""
+        fence = await cluster.ownership.claim(session_id)
+        log_store: RedisEventLog | None = None
+        session: Session | None = None
+        try:
+            log_store = await RedisEventLog.create(
+                cluster.redis, cluster.keys(session_id), self.settings, fence=fence, on_fenced=lambda: self._fenced(session_id),
+            )
+            session = self._session(session_id, principal, spec, log_store, warm, cli_granted=True)
+            await cluster.registry.register(principal, cluster.replica_id, session.info(), encode(opened_by))
+            return session
+        except BaseException:
+            await asyncio.shield(self._unclaim(cluster, session_id, log_store, session))
+            raise
+
+    async def _unclaim(self, cluster: ClusterNode, session_id: str, log_store: RedisEventLog | None, session: Session | None) -> None:
+        with contextlib.suppress(RedisError, OSError):
+            if session is not None:  # its registration may have been written before the error
+                await cluster.registry.closed(msgspec.structs.replace(session.info(), state="closed"))
+        with contextlib.suppress(RedisError, OSError):
+            if log_store is not None:
+                await log_store.close(ended=True)
+        with contextlib.suppress(RedisError, OSError):
+            await cluster.ownership.release(session_id)
 
     def _session(
         self, session_id: str, principal: str, spec: SessionSpec, log_store: EventLog, warm: Warm | None = None, cli_granted: bool = False,
@@ -309,13 +332,16 @@ class SessionManager:
         fork_of, transcript = source.fork_point(query_id)
         session = await self._new_session(source.principal, source.spec, new_session_id(), opened_as(source.spec))
         session.model, session.permission_mode = source.model, source.permission_mode
-        if fork_of is not None:
-            try:
-                await asyncio.to_thread(self._copy_transcript, source, session, fork_of.claude_session_id)
-            except OSError as exc:
-                self._sessions.pop(session.id, None)
-                log.warning("session %s: fork failed to copy the transcript: %r", source.id, exc)
-                raise GatewayError(ErrorCode.AGENT_ERROR, "the conversation could not be copied") from exc
+        try:
+            if fork_of is not None:
+                try:
+                    await asyncio.to_thread(self._copy_transcript, source, session, fork_of.claude_session_id)
+                except OSError as exc:
+                    log.warning("session %s: fork failed to copy the transcript: %r", source.id, exc)
+                    raise GatewayError(ErrorCode.AGENT_ERROR, "the conversation could not be copied") from exc
+        except BaseException:  # it was never started: it goes (lease, registry entry, files) rather than stay `starting`
+            await asyncio.shield(session.close("the fork failed"))
+            raise
         session.seed(fork_of, transcript)
         session.start()
         log.info("session %s forked from %s (before %s)", session.id, source.id, query_id or "now")
@@ -378,9 +404,21 @@ class SessionManager:
     async def _closed(self, session: Session) -> None:
         """A closed session's files go; in the cluster its description is final and its lease released."""
         if self.cluster is not None:
-            await self.cluster.registry.closed(session.info())
-            await self.cluster.ownership.release(session.id)
+            await self._record_closed(self.cluster, session)
+            with contextlib.suppress(RedisError, OSError):  # else the lease runs out: nothing renews it now
+                await self.cluster.ownership.release(session.id)
         await self._remove_files(session)
+
+    async def _record_closed(self, cluster: ClusterNode, session: Session) -> None:
+        """Mark the session closed in the registry; on a Redis error the reaper's next pass tries again
+        (else it stayed listed, and counted, as live)."""
+        try:
+            await cluster.registry.closed(session.info())
+        except (RedisError, OSError) as exc:
+            log.warning("session %s: could not be marked closed in Redis (retrying): %r", session.id, exc)
+            self._unrecorded[session.id] = session
+        else:
+            self._unrecorded.pop(session.id, None)
 
     async def _remove_files(self, session: Session) -> None:
         """A closed session's working and config directories go with it, and so do its conversations
@@ -419,7 +457,10 @@ class SessionManager:
         interval = max(0.05, min(self.settings.idle_timeout_s / 4, 30.0))
         while True:
             await asyncio.sleep(interval)
-            await self.reap()
+            try:
+                await self.reap()
+            except Exception:  # Redis unreachable, say: the next pass tries again
+                log.exception("reaping sessions failed")
 
     async def reap(self) -> None:
         """Close sessions quiet with no client past the timeout; forget closed ones past retention.
@@ -427,6 +468,9 @@ class SessionManager:
         A busy session (a turn running, an approval pending, a CLI starting) gets the turn watchdog's
         time on top: whatever it waits on, its CLI never runs forever with nobody there.
         """
+        if self.cluster is not None:
+            for unrecorded in list(self._unrecorded.values()):
+                await self._record_closed(self.cluster, unrecorded)
         now = time.time() * 1000
         for session in list(self._sessions.values()):
             quiet_ms = now - session.last_activity
@@ -480,11 +524,10 @@ class SessionManager:
         (for up to SHUTDOWN_DRAIN_S; they detach when their outbox has drained) while the CLIs stop.
         """
         self.shutting_down = True
-        for task in (self._reaper, self._capacity_task, self._pool_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        background = [task for task in (self._reaper, self._capacity_task, self._pool_task) if task is not None]
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)  # one that failed doesn't stop the drain
         handed_over = [] if self.cluster is None else await self._drain(self.cluster)
         # Closed ones too: a close a client started may still be stopping its CLI; this waits for it.
         closing = asyncio.gather(*(self.close(s, "shutdown") for s in self._sessions.values()), return_exceptions=True)

@@ -1,0 +1,150 @@
+"""The session manager of two replicas on a real Redis, their CLIs fake runners (exact timing, no
+processes): what a Redis error, a stale owner or a close racing a handover leaves behind."""
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from gateway.cluster import keys
+from gateway.cluster.ownership import Orphan
+from gateway.cluster.rpc import Request
+from gateway.config import Settings
+from gateway.profiles import DEMO_PROFILE
+from gateway.sessions.manager import SessionManager
+from gateway.sessions.session import Session
+from gateway.wire.client import Open
+from gateway.wire.errors import ErrorCode, GatewayError
+from tests.support import gateway as gw
+from tests.unit.test_session_races import Fleet, settle
+
+
+def replica_settings(tmp_path: Path, redis_url: str, name: str, **overrides: Any) -> Settings:
+    return gw.test_settings(tmp_path / name, "http://model.invalid", redis_url=redis_url, replica_id=name, **overrides)
+
+
+@contextlib.asynccontextmanager
+async def replica(settings: Settings) -> AsyncIterator[tuple[SessionManager, Fleet]]:
+    fleet = Fleet()
+    manager = SessionManager(settings, {"default": DEMO_PROFILE}, fleet)
+    await manager.start()
+    try:
+        yield manager, fleet
+    finally:
+        await manager.shutdown()
+
+
+@pytest.fixture
+async def a(tmp_path: Path, redis_url: str) -> AsyncIterator[tuple[SessionManager, Fleet]]:
+    async with replica(replica_settings(tmp_path, redis_url, "ra")) as found:
+        yield found
+
+
+async def opened(manager: SessionManager, frame_id: str = "o1") -> Session:
+    session = await manager.open("alice", Open(id=frame_id))
+    assert isinstance(session, Session)
+    await settle()
+    return session
+
+
+async def meta(manager: SessionManager, session_id: str, field: str) -> bytes | None:
+    assert manager.cluster is not None
+    return await manager.cluster.redis.hget(keys.SessionKeys.of(manager.settings.redis_key_prefix, session_id).meta, field)
+
+
+async def lease(manager: SessionManager, session_id: str) -> bytes | None:
+    assert manager.cluster is not None
+    return await manager.cluster.redis.get(keys.SessionKeys.of(manager.settings.redis_key_prefix, session_id).owner)
+
+
+def failing_once(real: Any) -> Any:
+    calls = 0
+
+    async def call(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RedisConnectionError("Redis went away")
+        return await real(*args, **kwargs)
+
+    return call
+
+
+async def test_a_redis_error_marking_a_session_closed_still_releases_it_and_the_reaper_retries(
+    a: tuple[SessionManager, Fleet], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    manager, fleet = a
+    assert manager.cluster is not None
+    session = await opened(manager)
+    registry = manager.cluster.registry
+    failing = failing_once(registry.closed)
+
+    async def closed(info: Any) -> None:
+        registry.forget(info.session_id)  # the description queued before is dropped, then the write fails
+        await failing(info)
+
+    monkeypatch.setattr(registry, "closed", closed)
+    await manager.close(session, "closed by client")
+    assert not fleet.current.alive
+    assert not manager.cluster.ownership.holds(session.id) and await lease(manager, session.id) is None  # not renewed forever
+    meta_key = keys.SessionKeys.of(manager.settings.redis_key_prefix, session.id).meta
+    assert await manager.cluster.redis.ttl(meta_key) > manager.settings.closed_retention_s  # not final yet
+    await manager.reap()  # the next pass records it
+    assert await meta(manager, session.id, "state") == b"closed"
+    assert await manager.cluster.redis.ttl(meta_key) <= manager.settings.closed_retention_s
+    assert await manager.cluster.registry.live_count("alice") == 0
+
+
+async def test_the_reaper_survives_a_failing_pass_and_shutdown_drains(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = replica_settings(tmp_path, redis_url, "ra", idle_timeout_s=0.2)  # a pass every 0.05 s
+    async with replica(settings) as (manager, fleet):
+        assert manager.cluster is not None
+        session = await opened(manager)
+        monkeypatch.setattr(manager.cluster, "watched", failing_once(manager.cluster.watched))
+        await settle(0.5)
+        assert manager._reaper is not None and not manager._reaper.done()
+        assert session.closed  # a later pass reaped it
+    assert not fleet.current.alive
+
+
+async def test_a_session_that_fails_to_register_leaves_no_lease(a: tuple[SessionManager, Fleet], monkeypatch: pytest.MonkeyPatch) -> None:
+    manager, fleet = a
+    assert manager.cluster is not None
+    claimed: list[str] = []
+    claim = manager.cluster.ownership.claim
+
+    async def claiming(session_id: str) -> int:
+        claimed.append(session_id)
+        return await claim(session_id)
+
+    monkeypatch.setattr(manager.cluster.ownership, "claim", claiming)
+    monkeypatch.setattr(manager.cluster.registry, "register", failing_once(manager.cluster.registry.register))
+    with pytest.raises(RedisConnectionError):
+        await manager.open("alice", Open(id="o1"))
+    [session_id] = claimed
+    assert not manager.cluster.ownership.holds(session_id) and await lease(manager, session_id) is None
+    assert await manager.cluster.redis.zscore(keys.leases(manager.settings.redis_key_prefix), session_id) is None
+    assert fleet.runners == [] and manager.live_count() == 0
+    # A request forwarded for it is answered, not polled for forever.
+    request = Request(id="x", sender="rb", sid=session_id, op="snapshot")
+    with pytest.raises(GatewayError) as missing:
+        async with asyncio.timeout(2):
+            await manager.cluster._serve(request)
+    assert missing.value.code == ErrorCode.SESSION_NOT_FOUND
+
+
+async def test_a_fork_that_cannot_copy_its_transcript_leaves_no_session(a: tuple[SessionManager, Fleet]) -> None:
+    manager, fleet = a
+    assert manager.cluster is not None
+    source = await opened(manager)
+    source.claude_session_id = "cs"  # as if a turn ran: there is a conversation to copy, yet no file of it
+    with pytest.raises(GatewayError):
+        await manager.fork(source, None)
+    forks = [s for s in manager._sessions.values() if s is not source]
+    assert all(s.closed for s in forks)
+    assert [e.info.session_id for e in await manager.cluster.registry.list_for("alice") if not e.closed] == [source.id]
+    assert set(manager.cluster.ownership._held) == {source.id}
