@@ -64,7 +64,7 @@ class ClusterNode:
         self._followers: dict[str, LogFollower] = {}
         self.hub = PubSubHub(self.redis, settings.redis_timeout_s)
         self.writer = PipelineWriter(self.redis)
-        self.registry = Registry(self.redis, self.writer, settings)
+        self.registry = Registry(self.redis, self.writer, settings, self.replica_id)
         self.ownership = Ownership(self.redis, settings, self.replica_id, self._lost, self._followers.keys)
         self.rpc = RpcNode(self.redis, self.hub, settings, self.replica_id, self._serve)
         self.adopter = Adopter(self.ownership, settings.lease_ttl_s / 3, local.adopt)

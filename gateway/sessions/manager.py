@@ -402,23 +402,31 @@ class SessionManager:
         self.cluster.registry.changed(session.id, session.info, lambda: session.claude_session_id)
 
     async def _closed(self, session: Session) -> None:
-        """A closed session's files go; in the cluster its description is final and its lease released."""
+        """A closed session's files go; in the cluster its description is final and its lease released.
+        A session another replica runs by now (this one was fenced off, or lost or let go the lease
+        before the close) is that replica's: only its files here go, not its description, lease or
+        conversations in Redis."""
         if self.cluster is not None:
-            await self._record_closed(self.cluster, session)
+            ours = self.cluster.ownership.holds(session.id) and await self._record_closed(self.cluster, session)
             with contextlib.suppress(RedisError, OSError):  # else the lease runs out: nothing renews it now
                 await self.cluster.ownership.release(session.id)
+            if not ours:
+                log.warning("session %s: closed here after another replica took it over; left to that one", session.id)
+                await self._remove_dir(session.id)
+                return
         await self._remove_files(session)
 
-    async def _record_closed(self, cluster: ClusterNode, session: Session) -> None:
-        """Mark the session closed in the registry; on a Redis error the reaper's next pass tries again
-        (else it stayed listed, and counted, as live)."""
+    async def _record_closed(self, cluster: ClusterNode, session: Session) -> bool:
+        """Mark the session closed in the registry; False when another replica owns it. On a Redis
+        error the reaper's next pass tries again (else it stayed listed, and counted, as live)."""
         try:
-            await cluster.registry.closed(session.info())
+            ours = await cluster.registry.closed(session.info())
         except (RedisError, OSError) as exc:
             log.warning("session %s: could not be marked closed in Redis (retrying): %r", session.id, exc)
             self._unrecorded[session.id] = session
-        else:
-            self._unrecorded.pop(session.id, None)
+            return True
+        self._unrecorded.pop(session.id, None)
+        return ours
 
     async def _remove_files(self, session: Session) -> None:
         """A closed session's working and config directories go with it, and so do its conversations
@@ -473,6 +481,8 @@ class SessionManager:
                 await self._record_closed(self.cluster, unrecorded)
         now = time.time() * 1000
         for session in list(self._sessions.values()):
+            if self._sessions.get(session.id) is not session:  # another replica took it over during this pass
+                continue
             quiet_ms = now - session.last_activity
             if session.closed:
                 if quiet_ms > self.settings.closed_retention_s * 1000:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from claude_agent_sdk import project_key_for_directory
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.cluster import keys
@@ -148,3 +149,30 @@ async def test_a_fork_that_cannot_copy_its_transcript_leaves_no_session(a: tuple
     assert all(s.closed for s in forks)
     assert [e.info.session_id for e in await manager.cluster.registry.list_for("alice") if not e.closed] == [source.id]
     assert set(manager.cluster.ownership._held) == {source.id}
+
+
+async def test_a_replica_that_lost_a_session_cannot_close_it_for_the_next_owner(tmp_path: Path, redis_url: str) -> None:
+    """Replica A pauses past its lease and B adopts the session; a close A runs before it notices
+    (a DELETE, the reaper) ends only A's copy: B's session stays live, its conversation kept."""
+    shared = tmp_path / "sessions"  # the replicas' sessions directories have the same path: the same conversation keys
+    async with replica(replica_settings(tmp_path, redis_url, "ra", sessions_dir=shared)) as (a, _), \
+            replica(replica_settings(tmp_path, redis_url, "rb", sessions_dir=shared)) as (b, b_fleet):
+        assert a.cluster is not None and b.cluster is not None and a._conversations is not None
+        stale = await opened(a)
+        project_key = project_key_for_directory(shared.resolve() / stale.id / "work")
+        await a._conversations.append({"project_key": project_key, "session_id": "cs"}, [{"type": "user", "uuid": "u1"}])
+        await a.cluster.redis.delete(keys.SessionKeys.of(a.settings.redis_key_prefix, stale.id).owner)  # A's lease ran out
+        fence = await b.cluster.ownership.adopt(stale.id)
+        assert fence is not None
+        await b.adopt(Orphan(stale.id, 0), fence)
+        await settle()
+        assert a.cluster.ownership.holds(stale.id)  # A hasn't noticed
+        await a.close(stale, "closed by client")
+        await a.cluster.writer.flush()
+        entry = await b.cluster.registry.lookup(stale.id)
+        assert entry is not None and entry.owner == "rb" and not entry.closed
+        assert await meta(b, stale.id, "state") != b"closed"
+        assert await lease(b, stale.id) is not None
+        assert await a._conversations.load({"project_key": project_key, "session_id": "cs"})
+        running = b.owned(stale.id)
+        assert running is not None and not running.closed and b_fleet.current.alive
