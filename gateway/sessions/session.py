@@ -413,6 +413,9 @@ class Session:
             log.warning("session %s: the pooled agent could not be used (%s); starting one", self.id, exc)
             await runner.stop()
             return None
+        except BaseException:  # cancelled: the session closed or left while it was narrowed; nothing else would stop it
+            await asyncio.shield(runner.stop())
+            raise
 
     # ---- capacity: CLI slots and hibernation -----------------------------------------------
 

@@ -6,9 +6,15 @@ from typing import Any
 
 import pytest
 
-from gateway.wire.client import Query, ResetConversation
+from gateway.config import Settings
+from gateway.events.log import MemoryEventLog
+from gateway.profiles import DEMO_PROFILE, narrow
+from gateway.sessions.manager import session_limits
+from gateway.sessions.pool import Warm
+from gateway.sessions.session import Session
+from gateway.wire.client import Open, Query, ResetConversation
 from gateway.wire.errors import ErrorCode, GatewayError
-from tests.unit.test_session_races import ALICE, Fleet, fleet, session, settle  # noqa: F401 (fixtures)
+from tests.unit.test_session_races import ALICE, FakeRunner, Fleet, fleet, session, settle  # noqa: F401 (fixtures)
 
 
 async def test_a_reset_waiting_on_a_deaf_turn_starts_no_cli_once_the_session_left(session: Any, fleet: Fleet) -> None:
@@ -30,3 +36,26 @@ async def test_a_reset_waiting_on_a_deaf_turn_starts_no_cli_once_the_session_lef
     with pytest.raises(GatewayError):  # a control frame that waited on the CLI's lock starts none either
         await s._ensure_runner()
     assert len(fleet.runners) == 1
+
+
+class SlowToNarrow(FakeRunner):
+    """A pooled CLI: adopted by a session, then told its model (which takes a while)."""
+
+    def adopt(self, hooks: Session) -> None:
+        self.hooks = hooks
+
+    async def set_model(self, model: str | None) -> None:
+        await asyncio.sleep(0.5)
+
+
+async def test_a_pooled_cli_being_narrowed_stops_when_the_session_closes(fleet: Fleet) -> None:
+    spec = narrow(DEMO_PROFILE, Open(id="o"))
+    pooled = SlowToNarrow(None, fleet)  # type: ignore[arg-type]
+    await pooled.start()
+    warm = Warm("s1", pooled, spec.profile.name, "another-model", spec.permission_mode)  # type: ignore[arg-type]
+    s = Session(session_id="s1", principal="alice", spec=spec, log_store=MemoryEventLog(10_000, 1 << 26, 3600), runner_factory=fleet,
+                limits=session_limits(Settings()), warm=warm)
+    s.start()
+    await settle()  # narrowing it to the session's model
+    await s.close("closed by client")
+    assert not pooled.alive and fleet.runners == []
