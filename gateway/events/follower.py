@@ -58,6 +58,7 @@ class LogFollower:
         self._waiting: list[tuple[int, asyncio.Future[None]]] = []  # attaches waiting for a seq
         self._started = False
         self.ended = False
+        self.session_closed = False  # it ended because the session closed (not on a gap)
 
     @classmethod
     async def start(cls, redis: Redis, hub: PubSubHub, keys: SessionKeys) -> "LogFollower":
@@ -119,8 +120,9 @@ class LogFollower:
     def detach(self, sink: Sink) -> None:
         self._sinks.discard(sink)
 
-    def end(self) -> None:
+    def end(self, closed: bool = True) -> None:
         self.ended = True
+        self.session_closed = closed
         for sink in list(self._sinks):
             sink.end()
         self._sinks.clear()
@@ -232,4 +234,4 @@ class LogFollower:
 
     def _lost(self, why: str) -> None:
         log.error("%s: follower can't continue without a gap (%s); its clients resume", self._keys.log, why)
-        self.end()
+        self.end(closed=False)

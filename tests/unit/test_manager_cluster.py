@@ -18,7 +18,9 @@ from gateway.config import Settings
 from gateway.profiles import DEMO_PROFILE
 from gateway.sessions.manager import SessionManager
 from gateway.sessions.session import Session
-from gateway.wire.client import Open
+from gateway.cluster.remote import RemoteSession
+from gateway.wire.client import Close, Open
+from gateway.wire.events import Actor
 from gateway.wire.errors import ErrorCode, GatewayError
 from tests.support import gateway as gw
 from tests.unit.test_session_races import Fleet, settle
@@ -176,3 +178,32 @@ async def test_a_replica_that_lost_a_session_cannot_close_it_for_the_next_owner(
         assert await a._conversations.load({"project_key": project_key, "session_id": "cs"})
         running = b.owned(stale.id)
         assert running is not None and not running.closed and b_fleet.current.alive
+
+
+class Ending:
+    def __init__(self) -> None:
+        self.ended = asyncio.Event()
+
+    def push(self, frame: bytes) -> None: ...
+
+    def end(self) -> None:
+        self.ended.set()
+
+
+@pytest.mark.parametrize("closed_by", ["a tab on the owner", "this tab"])
+async def test_a_session_followed_from_another_replica_is_seen_closed_when_its_log_ends(tmp_path: Path, redis_url: str, closed_by: str) -> None:
+    """The transports close a client whose events ended 4009 if its session closed, else 1012 (resume elsewhere)."""
+    async with replica(replica_settings(tmp_path, redis_url, "ra")) as (a, _), replica(replica_settings(tmp_path, redis_url, "rb")) as (b, _):
+        session = await opened(a)
+        remote = await b.get("alice", session.id)
+        assert isinstance(remote, RemoteSession)
+        sink = Ending()
+        await remote.attach(sink, "at1", "c2", session.last_seq, session.epoch)
+        if closed_by == "this tab":
+            await remote.execute(Close(id="c1"), Actor(principal="alice", connection="c2"))
+        else:
+            await a.close(session, "closed by client")
+        async with asyncio.timeout(5):
+            await sink.ended.wait()
+        assert remote.closed
+        remote.detach(sink)
