@@ -29,6 +29,7 @@ _ack = msgspec.json.Decoder(Ack).decode
 _info = msgspec.json.Decoder(SessionInfo).decode
 _snapshot = msgspec.json.Decoder(Snapshot).decode
 _bool = msgspec.json.Decoder(bool).decode
+FOLLOW_TRIES = 3  # followers started for one attach, should each end on a gap before it is subscribed
 
 
 class _Seq(msgspec.Struct):
@@ -101,8 +102,20 @@ class RemoteSession:
         return snapshot
 
     async def attach(self, sink: Sink, reply_id: str, connection: str, after: int, epoch: str | None) -> tuple[Attached | Reset, list[bytes]]:
-        """As `Session.attach`: the caller queues the first frame and the replay before it awaits."""
-        follower = self._follower = await self._node.follow(self.id)
+        """As `Session.attach`: the caller queues the first frame and the replay before it awaits.
+        A follower that ended on a gap while the attach waited on it is replaced by a new one, which
+        reads the log again (one that ended with the session leaves the sink unsubscribed: `closed`)."""
+        for _ in range(FOLLOW_TRIES):
+            follower = self._follower = await self._node.follow(self.id)
+            first, frames = await self._attach(follower, sink, reply_id, connection, after, epoch)
+            if not follower.ended or follower.session_closed:
+                return first, frames
+            self.detach(sink)
+        raise GatewayError(ErrorCode.OWNER_UNREACHABLE, "the session's events can't be followed right now; attach again")
+
+    async def _attach(
+        self, follower: LogFollower, sink: Sink, reply_id: str, connection: str, after: int, epoch: str | None,
+    ) -> tuple[Attached | Reset, list[bytes]]:
         try:
             if epoch is None or epoch == follower.epoch:
                 frames = await follower.attach(sink, after)

@@ -112,9 +112,16 @@ class LogFollower:
             finally:
                 if waiter in self._waiting:
                     self._waiting.remove(waiter)
-        return await buffered_attach(self._sinks, sink, after, lambda: self._last, self._read_after)
+        frames = await buffered_attach(self._sinks, sink, after, lambda: self._last, self._read_after)
+        if self.ended:  # during the wait (the session closed, or a gap it can't fill): nothing more reaches the sink
+            self._sinks.discard(sink)
+        return frames
 
     def subscribe(self, sink: Sink) -> None:
+        """Deliver to `sink` from now on; one subscribed once the follower ended is ended at once."""
+        if self.ended:
+            sink.end()
+            return
         self._sinks.add(sink)
 
     def detach(self, sink: Sink) -> None:
