@@ -57,6 +57,7 @@ log = logging.getLogger("gateway.session")
 CONTROL_TIMEOUT_S = 15.0
 NO_CONVERSATION = "No conversation found"  # the CLI's refusal to resume a conversation it never saved
 GUARD_TICK_S = 1.0  # how often a running turn's guard looks at it
+ACKS_KEPT = 1000  # frame ids whose ack a re-sent copy gets back (beyond the Redis ack records)
 TRANSCRIPT_KINDS = (
     ev.UserQuery, ev.AssistantMessage, ev.UserMessage, ev.TurnResult, ev.PermissionRequest, ev.Question,
     ev.RequestResolved, ev.ModelChanged, ev.PermissionModeChanged, ev.ConversationReset, ev.AgentError, ev.FilesRewound,
@@ -250,7 +251,9 @@ class Session:
         `expired`, the query whose turn it started without a `result` one of subtype `owner_lost`)
         and `agent_recovered`. Queries it had not started yet run here: after a handover they are
         queued again; from an owner that died they end `owner_lost` too (it may have started one
-        without the log saying so). The next CLI resumes conversation `conversation`."""
+        without the log saying so). The next CLI resumes conversation `conversation`. A query the
+        log holds counts as run here: a copy re-sent after the lost owner's ack record (written after
+        the ack) was lost gets the ack back instead of running twice."""
         self.model, self.permission_mode, self.created_at = last.model, last.permission_mode, last.created_at
         self.turns, self._cost_before_runner = last.turns, last.total_cost_usd
         self.claude_session_id = conversation
@@ -260,6 +263,7 @@ class Session:
             event = _decode_event(frame).event
             if isinstance(event, ev.UserQuery):
                 open_queries[event.query_id] = event
+                self._acked(Ack(id=event.query_id, result={"query_id": event.query_id, "queued": event.queued, "position": 0}))
             elif isinstance(event, ev.TurnStarted) and event.query_id in open_queries:
                 open_queries[event.query_id] = None
             elif isinstance(event, ev.TurnResult) and event.query_id is not None:
@@ -282,6 +286,14 @@ class Session:
             else:
                 self._end_query(query_id, "owner_lost", f"{why} before this query ended; send it again")
         self.emit(ev.AgentRecovered(reason=reason, ownerless_ms=ownerless_ms))
+
+    def _acked(self, ack: Ack) -> None:
+        """Remember a frame id as run, with its ack."""
+        done: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
+        done.set_result(ack)
+        self._acks[ack.id] = done
+        if len(self._acks) > ACKS_KEPT:
+            self._acks.popitem(last=False)
 
     def hold(self) -> None:
         """The replica is draining: the running turn may finish, queued and new queries wait (for the
@@ -761,7 +773,7 @@ class Session:
         self._check_here()
         running = asyncio.ensure_future(self._execute_once(frame, actor))
         self._acks[frame.id] = running
-        if len(self._acks) > 1000:
+        if len(self._acks) > ACKS_KEPT:
             self._acks.popitem(last=False)
         return await asyncio.shield(running)
 

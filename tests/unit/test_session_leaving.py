@@ -59,3 +59,25 @@ async def test_a_pooled_cli_being_narrowed_stops_when_the_session_closes(fleet: 
     await settle()  # narrowing it to the session's model
     await s.close("closed by client")
     assert not pooled.alive and fleet.runners == []
+
+
+async def test_a_query_the_lost_owner_logged_is_not_run_again_when_re_sent(session: Any, fleet: Fleet) -> None:
+    """The ack record is written after the ack: a query re-sent to the replica that adopted the session
+    finds its `user_query` in the log instead, and is acked as the duplicate it is."""
+    lost, _ = session
+    await lost.execute(Query(id="q1", prompt="hi"), ALICE)
+    await settle()
+    frames = await lost.feed.log.read_after(0)
+    spec = narrow(DEMO_PROFILE, Open(id="o"))
+    adopted = Session(session_id="s1", principal="alice", spec=spec, log_store=MemoryEventLog(10_000, 1 << 26, 3600), runner_factory=fleet,
+                      limits=session_limits(Settings()))
+    adopted.recover(frames, lost.info(), "cs", "owner_lost", 0)
+    adopted.start()
+    await settle()
+    try:
+        ack = await adopted.execute(Query(id="q1", prompt="hi"), ALICE)
+        await settle()
+        assert ack.duplicate and ack.result["query_id"] == "q1"  # type: ignore[index]
+        assert fleet.current.sent == [] and adopted.state == "idle"
+    finally:
+        await adopted.close("test over")
