@@ -322,9 +322,10 @@ class SessionManager:
 
     async def fork(self, source: Session, query_id: str | None) -> Session:
         """A new session of `source`'s principal and settings continuing its conversation (from
-        before `query_id`, or all of it): its CLI transcript is copied into the new session's
-        config directory, and its first CLI resumes it with `fork_session` (a cold start: no
-        pooled CLI has that transcript)."""
+        before `query_id`, or all of it): its CLI transcript is copied to the new session (in
+        Redis when the conversations are kept there: a CLI resumed from Redis writes only there;
+        else into its config directory), and its first CLI resumes it with `fork_session` (a cold
+        start: no pooled CLI has that transcript)."""
         if self.shutting_down:
             raise GatewayError(ErrorCode.AGENT_UNAVAILABLE, "the gateway is shutting down; try again in a moment")
         if source.closed:
@@ -335,8 +336,9 @@ class SessionManager:
         try:
             if fork_of is not None:
                 try:
-                    await asyncio.to_thread(self._copy_transcript, source, session, fork_of.claude_session_id)
-                except OSError as exc:
+                    if not await self._copy_stored(source, session, fork_of.claude_session_id):
+                        await asyncio.to_thread(self._copy_transcript, source, session, fork_of.claude_session_id)
+                except (OSError, RedisError) as exc:
                     log.warning("session %s: fork failed to copy the transcript: %r", source.id, exc)
                     raise GatewayError(ErrorCode.AGENT_ERROR, "the conversation could not be copied") from exc
         except BaseException:  # it was never started: it goes (lease, registry entry, files) rather than stay `starting`
@@ -346,6 +348,17 @@ class SessionManager:
         session.start()
         log.info("session %s forked from %s (before %s)", session.id, source.id, query_id or "now")
         return session
+
+    async def _copy_stored(self, source: Session, target: Session, claude_session_id: str) -> bool:
+        """Copy the conversation in Redis, where its CLIs keep it (not with file checkpoints: those
+        stay on disk). False when it isn't there."""
+        if self._conversations is None or source.spec.profile.enable_file_checkpointing:
+            return False
+        return await self._conversations.copy(claude_session_id, await self._project_key(source.id), await self._project_key(target.id))
+
+    async def _project_key(self, session_id: str) -> str:
+        """The SDK's key of the session's conversations (from its working directory's path)."""
+        return await asyncio.to_thread(project_key_for_directory, self._session_dir(session_id) / "work")
 
     def _copy_transcript(self, source: Session, target: Session, claude_session_id: str) -> None:
         """The CLI finds a transcript under its config directory, by working directory: copy it there."""
@@ -431,9 +444,8 @@ class SessionManager:
     async def _remove_files(self, session: Session) -> None:
         """A closed session's working and config directories go with it, and so do its conversations
         in Redis (else they expire after `conversation_ttl_s`)."""
-        root = self._session_dir(session.id)
         if self._conversations is not None:
-            project_key = await asyncio.to_thread(project_key_for_directory, root / "work")  # as the SDK keyed them
+            project_key = await self._project_key(session.id)
             try:
                 await self._conversations.delete_project(project_key)
             except RedisError as exc:
