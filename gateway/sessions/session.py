@@ -23,7 +23,7 @@ from claude_agent_sdk import (
     SystemMessage,
     UserMessage,
 )
-from claude_agent_sdk.types import TERMINAL_TASK_STATUSES, ToolPermissionContext
+from claude_agent_sdk.types import TERMINAL_TASK_STATUSES, PermissionResultDeny, ToolPermissionContext
 
 from gateway import PROTOCOL_VERSION, logs
 from gateway.events.feed import EventFeed, Sink
@@ -72,6 +72,23 @@ DESCRIBED_KINDS = (
     ev.RequestResolved, ev.TurnResult, ev.UserQuery,
 )
 CLEAR_MESSAGE = {"type": "user", "message": {"role": "user", "content": "/clear"}, "parent_tool_use_id": None}  # failed: the CLI couldn't start; the next query tries again
+
+
+class _Retired:
+    """The hooks of a CLI its session stopped or replaced: what it still says (a late `result` of
+    an abandoned turn, say) reaches no session, and it may ask nothing."""
+
+    def on_message(self, message: Any) -> None:
+        pass
+
+    def on_exit(self, runner: AgentRunner, error: BaseException | None) -> None:
+        pass
+
+    async def can_use_tool(self, tool_name: str, tool_input: dict[str, Any], ctx: ToolPermissionContext) -> PermissionResult:
+        return PermissionResultDeny(message="this agent was stopped")
+
+
+RETIRED = _Retired()
 
 
 class ForkPoint(msgspec.Struct, frozen=True):
@@ -458,6 +475,7 @@ class Session:
             return False
         runner, self._runner = self._runner, None
         assert runner is not None
+        runner.adopt(RETIRED)
         self._set_state("hibernated", reason)
         log.info("session %s hibernated (%s)", self.id, reason, extra={"session_id": self.id})
         self._asleep = asyncio.create_task(runner.stop(), name=f"session-hibernate-{self.id}")
@@ -470,6 +488,7 @@ class Session:
         runner, self._runner = self._runner, None
         self._tasks.clear()
         if runner is not None:
+            runner.adopt(RETIRED)  # a reset's new CLI, say, gets none of this one's last words
             await runner.stop()
 
     async def _pump(self) -> None:
@@ -562,6 +581,7 @@ class Session:
         self._drop_current(why, "agent_unresponsive")
         self._set_state("idle", "agent_unresponsive")
         if runner is not None:
+            runner.adopt(RETIRED)  # its turn's late `result` would end the next query
             retire = asyncio.create_task(runner.stop(), name=f"session-retire-{self.id}")
             self._retiring.add(retire)
             retire.add_done_callback(self._retiring.discard)

@@ -12,7 +12,7 @@ from gateway.profiles import DEMO_PROFILE, narrow
 from gateway.sessions.manager import session_limits
 from gateway.sessions.pool import Warm
 from gateway.sessions.session import Session
-from gateway.wire.client import Open, Query, ResetConversation
+from gateway.wire.client import Interrupt, Open, Query, ResetConversation
 from gateway.wire.errors import ErrorCode, GatewayError
 from tests.unit.test_session_races import ALICE, FakeRunner, Fleet, fleet, session, settle  # noqa: F401 (fixtures)
 
@@ -40,9 +40,6 @@ async def test_a_reset_waiting_on_a_deaf_turn_starts_no_cli_once_the_session_lef
 
 class SlowToNarrow(FakeRunner):
     """A pooled CLI: adopted by a session, then told its model (which takes a while)."""
-
-    def adopt(self, hooks: Session) -> None:
-        self.hooks = hooks
 
     async def set_model(self, model: str | None) -> None:
         await asyncio.sleep(0.5)
@@ -81,3 +78,26 @@ async def test_a_query_the_lost_owner_logged_is_not_run_again_when_re_sent(sessi
         assert fleet.current.sent == [] and adopted.state == "idle"
     finally:
         await adopted.close("test over")
+
+
+async def test_a_late_result_from_an_abandoned_cli_ends_no_query(session: Any, fleet: Fleet, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The turn's CLI ignored the interrupt and was replaced; its `result`, arriving while it stops,
+    is neither a result without a query nor the end of the next query."""
+    monkeypatch.setattr("gateway.sessions.session.CONTROL_TIMEOUT_S", 0.1)
+    monkeypatch.setattr("gateway.sessions.session.GUARD_TICK_S", 0.05)
+    s, sink = session
+    await s.execute(Query(id="q1", prompt="hi"), ALICE)
+    await settle()
+    stuck = fleet.current
+    fleet.deaf = True
+    await s.execute(Interrupt(id="i1"), ALICE)  # acked, never honoured: the turn is abandoned, its CLI stopped
+    await settle(0.4)
+    assert [r["subtype"] for r in sink.results("q1")] == ["agent_unresponsive"]
+    fleet.deaf = False
+    await s.execute(Query(id="q2", prompt="again"), ALICE)
+    await settle()
+    assert fleet.current is not stuck
+    stuck.result()
+    assert [e.get("query_id") for e in sink.events if e["kind"] == "result"] == ["q1"] and s.state == "running"
+    fleet.current.result()
+    assert [r["subtype"] for r in sink.results("q2")] == ["success"]
