@@ -584,8 +584,11 @@ class SessionManager:
         ]
         sessions = [await self.get(principal, session_id) for session_id in idle]
         closes = [self._close_in_background(s, "closed_idle") for s in sessions]
+        forwarded = [task for s, task in zip(sessions, closes) if isinstance(s, RemoteSession)]
+        if forwarded:  # closed once its owner answers (which may take an adoption's time)
+            await asyncio.wait(forwarded)
         while any(not s.closed and not task.done() for s, task in zip(sessions, closes)):
-            await asyncio.sleep(0)  # a close marks its session closed in its first step
+            await asyncio.sleep(0)  # a local close marks its session closed in its first step
         return idle
 
     def _close_in_background(self, session: SessionHandle, reason: str) -> "asyncio.Task[None]":

@@ -207,3 +207,26 @@ async def test_a_session_followed_from_another_replica_is_seen_closed_when_its_l
             await sink.ended.wait()
         assert remote.closed
         remote.detach(sink)
+
+
+async def test_closing_idle_sessions_another_replica_runs_waits_without_spinning(tmp_path: Path, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    async with replica(replica_settings(tmp_path, redis_url, "ra")) as (a, _), replica(replica_settings(tmp_path, redis_url, "rb")) as (b, _):
+        session = await opened(a)
+        close = a.close
+
+        async def slow_close(handle: Any, reason: str) -> None:  # the owner takes a while to answer
+            await asyncio.sleep(0.3)
+            await close(handle, reason)
+
+        monkeypatch.setattr(a, "close", slow_close)
+        sleep, turns = asyncio.sleep, 0
+
+        async def counting(delay: float, *args: Any) -> Any:
+            nonlocal turns
+            turns += delay == 0
+            return await sleep(delay, *args)
+
+        monkeypatch.setattr(asyncio, "sleep", counting)
+        assert await b.close_idle("alice", 0) == [session.id]
+        monkeypatch.setattr(asyncio, "sleep", sleep)
+        assert session.closed and turns < 20
