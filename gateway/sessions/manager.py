@@ -483,7 +483,8 @@ class SessionManager:
                 log.exception("reaping sessions failed")
 
     async def reap(self) -> None:
-        """Close sessions quiet with no client past the timeout; forget closed ones past retention.
+        """Close sessions quiet with no client past the timeout; forget closed ones past retention;
+        apply the logs' age retention (in memory it is otherwise applied only by an append).
 
         A busy session (a turn running, an approval pending, a CLI starting) gets the turn watchdog's
         time on top: whatever it waits on, its CLI never runs forever with nobody there.
@@ -495,6 +496,8 @@ class SessionManager:
         for session in list(self._sessions.values()):
             if self._sessions.get(session.id) is not session:  # another replica took it over during this pass
                 continue
+            if isinstance(session.feed.log, MemoryEventLog):
+                session.feed.log.expire(int(now))
             quiet_ms = now - session.last_activity
             if session.closed:
                 if quiet_ms > self.settings.closed_retention_s * 1000:

@@ -1,5 +1,5 @@
-"""The session manager of two replicas on a real Redis, their CLIs fake runners (exact timing, no
-processes): what a Redis error, a stale owner or a close racing a handover leaves behind."""
+"""The session manager with fake runners (exact timing, no CLI processes), mostly as two replicas on a
+real Redis: what a Redis error, a stale owner or a close racing a handover leaves behind; and its reaper."""
 
 import asyncio
 import contextlib
@@ -230,3 +230,16 @@ async def test_closing_idle_sessions_another_replica_runs_waits_without_spinning
         assert await b.close_idle("alice", 0) == [session.id]
         monkeypatch.setattr(asyncio, "sleep", sleep)
         assert session.closed and turns < 20
+
+
+async def test_the_reaper_applies_age_retention_to_quiet_logs(tmp_path: Path) -> None:
+    settings = gw.test_settings(tmp_path, "http://model.invalid", log_max_age_s=0.2)  # in memory
+    manager = SessionManager(settings, {"default": DEMO_PROFILE}, Fleet())
+    try:
+        session = await opened(manager)
+        assert session.feed.log.first_seq == 1 and session.last_seq > 1
+        await settle(0.3)
+        await manager.reap()
+        assert session.feed.log.first_seq == session.last_seq  # the newest is always kept
+    finally:
+        await manager.shutdown()
