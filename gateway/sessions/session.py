@@ -298,7 +298,7 @@ class Session:
             self.emit(ev.RequestResolved(request_id=request_id, outcome="expired", message=why))
         for query_id, waiting in open_queries.items():
             if waiting is not None and reason == "handover":
-                self._queue.append((query_id, _query_message(waiting.prompt)))
+                self._queue.append((query_id, _query_message(waiting.prompt, composed=not waiting.command)))
                 self._wake.set()
             else:
                 self._end_query(query_id, "owner_lost", f"{why} before this query ended; send it again")
@@ -875,7 +875,7 @@ class Session:
         if len(self._query_uuids) > self.limits.transcript_max_events:
             self._query_uuids.popitem(last=False)
         self._queue.append((query_id, message))
-        self.emit(ev.UserQuery(query_id=query_id, prompt=prompt, by=actor, queued=queued))
+        self.emit(ev.UserQuery(query_id=query_id, prompt=prompt, by=actor, queued=queued, command=not composed))
         self._wake.set()
         # position: 0 when the query starts at once, else its place in the line (1 runs next).
         return {"query_id": query_id, "queued": queued, "position": len(self._queue) if queued else 0}

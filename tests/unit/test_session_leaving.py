@@ -12,7 +12,7 @@ from gateway.profiles import DEMO_PROFILE, narrow
 from gateway.sessions.manager import session_limits
 from gateway.sessions.pool import Warm
 from gateway.sessions.session import Session
-from gateway.wire.client import Interrupt, Open, Query, ResetConversation
+from gateway.wire.client import Compact, Interrupt, Open, Query, ResetConversation
 from gateway.wire.errors import ErrorCode, GatewayError
 from tests.unit.test_session_races import ALICE, FakeRunner, Fleet, fleet, session, settle  # noqa: F401 (fixtures)
 
@@ -101,3 +101,26 @@ async def test_a_late_result_from_an_abandoned_cli_ends_no_query(session: Any, f
     assert [e.get("query_id") for e in sink.events if e["kind"] == "result"] == ["q1"] and s.state == "running"
     fleet.current.result()
     assert [r["subtype"] for r in sink.results("q2")] == ["success"]
+
+
+async def test_a_command_queued_at_a_handover_runs_as_a_command_at_the_next_owner(session: Any, fleet: Fleet) -> None:
+    left, _ = session
+    await left.execute(Query(id="q1", prompt="hi"), ALICE)
+    await left.execute(Compact(id="c1"), ALICE)  # queued behind q1
+    await left.execute(Query(id="q2", prompt="/compact"), ALICE)  # a client's text, whatever it looks like
+    await settle()
+    frames = await left.feed.log.read_after(0)
+    spec = narrow(DEMO_PROFILE, Open(id="o"))
+    adopted = Session(session_id="s1", principal="alice", spec=spec, log_store=MemoryEventLog(10_000, 1 << 26, 3600), runner_factory=fleet,
+                      limits=session_limits(Settings()))
+    adopted.recover(frames, left.info(), "cs", "handover", 0)
+    adopted.start()
+    try:
+        await settle()
+        fleet.current.result()  # the compact's turn
+        await settle()
+        compact, text = fleet.current.sent
+        assert compact["message"]["content"] == "/compact" and "client_composed" not in compact
+        assert text["message"]["content"] == "/compact" and text["client_composed"] is True
+    finally:
+        await adopted.close("test over")
