@@ -1035,6 +1035,8 @@ class Session:
                     self._set_state("idle", "conversation_reset")
                 else:
                     self._start_failed(failed)
+        if not self.closed:
+            self._check_here()  # it left this replica while the CLI was replaced: the reset runs at the next owner
 
     async def _clear_conversation(self) -> bool:
         """Ask the CLI for `/clear`; False when it didn't confirm (the caller replaces the CLI)."""

@@ -38,6 +38,21 @@ async def test_a_reset_waiting_on_a_deaf_turn_starts_no_cli_once_the_session_lef
     assert len(fleet.runners) == 1
 
 
+async def test_a_reset_waiting_on_a_cli_start_is_refused_once_the_session_left(session: Any, fleet: Fleet) -> None:
+    s, _ = session
+    fleet.current.die()
+    fleet.start_delay = 0.2
+    await s.execute(Query(id="q1", prompt="hi"), ALICE)
+    await settle()  # the pump starts a CLI for q1
+    reset = asyncio.create_task(s.execute(ResetConversation(id="r1", mode="hard"), ALICE))
+    await settle()
+    await s.leave()
+    with pytest.raises(GatewayError) as refused:
+        await reset
+    assert refused.value.code == ErrorCode.OWNER_UNREACHABLE
+    assert not any(r.alive for r in fleet.runners)
+
+
 class SlowToNarrow(FakeRunner):
     """A pooled CLI: adopted by a session, then told its model (which takes a while)."""
 
