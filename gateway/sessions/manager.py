@@ -245,6 +245,7 @@ class SessionManager:
             raise
 
     async def _unclaim(self, cluster: ClusterNode, session_id: str, log_store: RedisEventLog | None, session: Session | None) -> None:
+        """Undo what `_claimed` made of a session so far, each step whatever became of the others."""
         with contextlib.suppress(RedisError, OSError):
             if session is not None:  # its registration may have been written before the error
                 await cluster.registry.closed(msgspec.structs.replace(session.info(), state="closed"))
