@@ -64,7 +64,7 @@ class ClusterNode:
         self._followers: dict[str, LogFollower] = {}
         self.hub = PubSubHub(self.redis, settings.redis_timeout_s)
         self.writer = PipelineWriter(self.redis)
-        self.registry = Registry(self.redis, self.writer, settings)
+        self.registry = Registry(self.redis, self.writer, settings, self.replica_id)
         self.ownership = Ownership(self.redis, settings, self.replica_id, self._lost, self._followers.keys)
         self.rpc = RpcNode(self.redis, self.hub, settings, self.replica_id, self._serve)
         self.adopter = Adopter(self.ownership, settings.lease_ttl_s / 3, local.adopt)
@@ -195,9 +195,11 @@ class ClusterNode:
         if request.op == "adopt":
             return _encode(await self.adopter.adopt(Orphan(request.sid, 0)))
         session = self._local.owned(request.sid)
-        while session is None and self.ownership.holds(request.sid):  # this replica is adopting it right now
-            await asyncio.sleep(OWNER_POLL_S)
-            session = self._local.owned(request.sid)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.lease_ttl_s):  # an adoption takes moments, never a lease
+                while session is None and self.ownership.holds(request.sid):  # this replica is adopting it right now
+                    await asyncio.sleep(OWNER_POLL_S)
+                    session = self._local.owned(request.sid)
         if session is None:
             raise GatewayError(ErrorCode.SESSION_NOT_FOUND, f"no session {request.sid}")
         if request.op == "execute":

@@ -220,6 +220,9 @@ class Ownership:
                 k = keys.SessionKeys.of(self._prefix, session_id)
                 await self._renew(keys=[k.owner, k.meta, k.log, k.acks], args=[value, self._lease_ms, self._retention_s], client=pipe)
             results = await pipe.execute()
+        let_go = {sid: 0 for sid, value in held if self._held.get(sid) != value}  # released or handed over meanwhile
+        if let_go:  # the pipeline listed them again, as running for another lease: back to run out (or gone)
+            await self._redis.zadd(self._leases, let_go, xx=True)
         renewed = results[len(results) - len(held):]
         for (session_id, value), ok in zip(held, renewed):
             if ok and self._held.get(session_id) == value:

@@ -62,6 +62,10 @@ class AgentRunner(Protocol):
 
     async def toggle_mcp_server(self, name: str, enabled: bool) -> None: ...
 
+    def adopt(self, hooks: RunnerHooks) -> None:
+        """Report to `hooks` from now on."""
+        ...
+
     async def stop(self) -> None: ...
 
 

@@ -159,6 +159,20 @@ class RedisSessionStore(SessionStore):
 
     # ---- beyond the protocol -------------------------------------------------------------
 
+    async def copy(self, session_id: str, from_project: str, to_project: str) -> bool:
+        """Copy a conversation (its subagent transcripts too) to another project key: a fork's, whose
+        CLI resumes it from there. False when there is nothing to copy."""
+        source: SessionKey = {"project_key": from_project, "session_id": session_id}
+        entries = await self.load(source)
+        if entries is None:
+            return False
+        await self.append({"project_key": to_project, "session_id": session_id}, entries)
+        for subpath in await self.list_subkeys({"project_key": from_project, "session_id": session_id}):
+            sub = await self.load({**source, "subpath": subpath})
+            if sub:
+                await self.append({"project_key": to_project, "session_id": session_id, "subpath": subpath}, sub)
+        return True
+
     async def delete_project(self, project_key: str) -> None:
         """Every conversation under a project key: a closed gateway session's (its cwd is its own)."""
         sessions = await self._redis.zrange(self._project(project_key) + "sessions", 0, -1)

@@ -115,3 +115,24 @@ async def test_a_lease_is_fresh_only_within_its_ttl_of_its_last_renewal_sent(tmp
     await asyncio.sleep(0.4)  # no renewal since (a paused process): Redis may have let the lease go
     assert not a.fresh("s1")
     assert await a.renew() == ["s1"] and not a.fresh("s1")
+
+
+async def test_a_session_handed_over_during_a_renewal_stays_listed_as_run_out(tmp_path, redis_url, redis) -> None:  # type: ignore[no-untyped-def]
+    """The renewal's pipeline, sent after the handover, must not list the session's lease as running
+    for another TTL: the survivors adopt it at once (the handover RPC may have failed)."""
+    a = Ownership(redis, settings(tmp_path, redis_url), "a", lambda sid: None)
+    await a.claim("s1")
+    gate = asyncio.Event()
+    renew_one = a._renew
+
+    async def gated(**kwargs):  # type: ignore[no-untyped-def]
+        await gate.wait()
+        return await renew_one(**kwargs)
+
+    a._renew = gated
+    renewing = asyncio.create_task(a.renew())
+    await asyncio.sleep(0.01)  # its list of leases is taken
+    assert await a.hand_over("s1")
+    gate.set()
+    await renewing
+    assert [sid for sid, _ in await a.orphans(10)] == ["s1"]

@@ -69,6 +69,9 @@ class FakeRunner:
 
     async def set_model(self, model: str | None) -> None: ...
 
+    def adopt(self, hooks: Session) -> None:
+        self.hooks = hooks
+
     async def set_permission_mode(self, mode: str) -> None: ...
 
     async def stop(self) -> None:

@@ -209,6 +209,8 @@ export interface UserQueryEvent {
   prompt: string | ContentBlock[];
   by: Actor;
   queued?: boolean;
+  /** Run as the agent's own command (`compact`, `run_command`), not as the text sent. */
+  command?: boolean;
 }
 export interface TurnStartedEvent {
   kind: "turn_started";
