@@ -23,6 +23,7 @@ from gateway.sessions.manager import SessionManager
 from gateway.sessions.handle import SessionHandle
 from gateway.sessions.session import now_ms
 from gateway.transports.outbox import SlowConsumer, connection_outbox
+from gateway.transports.quota import ConnectionQuota
 from gateway.wire import client as cf
 from gateway.wire.codec import FrameError, decode_client_frame, error_frame, frame_bytes, frame_id_of
 from gateway.wire.errors import CloseCode, ErrorCode, GatewayError
@@ -40,16 +41,17 @@ def new_connection_id() -> str:
 
 class WebSocketConnection:
     __slots__ = (  # one per socket
-        "ws", "id", "actor", "principal", "manager", "settings", "outbox", "session", "_close_code", "_task", "_sender", "_ending",
+        "ws", "id", "actor", "principal", "manager", "settings", "quota", "outbox", "session", "_close_code", "_task", "_sender", "_ending",
     )
 
-    def __init__(self, ws: WebSocket, principal: str, manager: SessionManager, settings: Settings) -> None:
+    def __init__(self, ws: WebSocket, principal: str, manager: SessionManager, settings: Settings, quota: ConnectionQuota) -> None:
         self.ws = ws
         self.id = new_connection_id()
         self.actor = Actor(principal=principal, connection=self.id)
         self.principal = principal
         self.manager = manager
         self.settings = settings
+        self.quota = quota  # counts the socket while it is attached
         self.outbox = connection_outbox(settings)
         self.session: SessionHandle | None = None
         self._close_code: tuple[int, str] | None = None
@@ -107,6 +109,7 @@ class WebSocketConnection:
         if self.session is not None:
             self.session.detach(self.outbox)
             self.session = None
+            self.quota.give_back(self.principal)
 
     # ---- sending ---------------------------------------------------------------------------
 
@@ -202,11 +205,16 @@ class WebSocketConnection:
         elif isinstance(frame, (cf.Open, cf.Attach)):
             if self.session is not None:
                 raise GatewayError(ErrorCode.ALREADY_ATTACHED, f"this socket is attached to {self.session.id}; open another socket")
-            if isinstance(frame, cf.Open):
-                session = await self.manager.open(self.principal, frame)
-                await self._attach(session, frame.id, 0, None)
-            else:
-                await self._attach(await self.manager.get(self.principal, frame.session_id), frame.id, frame.after, frame.epoch)
+            self.quota.take(self.principal)  # before `open` makes a session for a socket that can't have it
+            try:
+                if isinstance(frame, cf.Open):
+                    session = await self.manager.open(self.principal, frame)
+                    await self._attach(session, frame.id, 0, None)
+                else:
+                    await self._attach(await self.manager.get(self.principal, frame.session_id), frame.id, frame.after, frame.epoch)
+            finally:
+                if self.session is None:  # not attached after all
+                    self.quota.give_back(self.principal)
         elif self.session is None:
             raise GatewayError(ErrorCode.NOT_ATTACHED, "send open or attach first")
         else:
@@ -235,5 +243,5 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     if principal is None:
         await ws.close(CloseCode.UNAUTHORIZED, "unauthorized")
         return
-    connection = WebSocketConnection(ws, principal, state.manager, state.settings)
+    connection = WebSocketConnection(ws, principal, state.manager, state.settings, state.connections)
     await connection.run()

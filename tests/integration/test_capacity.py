@@ -87,6 +87,25 @@ async def test_pending_approval_prevents_hibernation(sleepy: RunningGateway) -> 
     await alice.close()
 
 
+async def test_hibernated_sessions_count_against_the_principals_session_quota(sleepy: RunningGateway) -> None:
+    """Hibernating frees a CLI, not a place in `max_sessions_per_principal`: a principal can't
+    pile up sleeping sessions past its quota; closing one gives its place back."""
+    sleepy.app.state.settings.max_sessions_per_principal = 1
+    alice = await WsClient.connect(sleepy.ws_url, TOKENS["alice"])
+    await open_session(alice)
+    await alice.state("hibernated", timeout=10)
+    tab = await WsClient.connect(sleepy.ws_url, TOKENS["alice"])
+    refused = await tab.request({"type": "open"})
+    assert refused["type"] == "error" and refused["code"] == "too_many_sessions", refused
+    bob = await WsClient.connect(sleepy.ws_url, TOKENS["bob"])
+    assert (await open_session(bob))["type"] == "attached"  # another principal's quota is its own
+    await alice.request({"type": "close"})
+    await alice.state("closed")
+    assert (await open_session(tab))["type"] == "attached"
+    for client in (alice, tab, bob):
+        await client.close()
+
+
 async def test_at_capacity_is_refused_over_ws_and_http_while_existing_sessions_work(tmp_path: Path, model_url: str) -> None:
     settings = make_settings(tmp_path, model_url, max_live_clis=1, hibernate_after_s=0)  # no hibernating to make room
     async with run_gateway(settings) as gateway:
