@@ -330,6 +330,9 @@ async def socket_memory(kind: str, ws: str, count: int, python: str) -> float:
             sockets += batch
         await asyncio.sleep(2)
         grown = rss_kb(pid) - before
+        held = sum(1 for transport, c in sockets if not transport.is_closing() and (c.session_id or kind == "baseline"))
+        if held < count:  # a refused or dropped socket would make the figure a lie
+            raise RuntimeError(f"{kind} on {ws}: {held} of {count} sockets attached")
         for transport, _ in sockets:
             transport.close()
         owner.close()
