@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     atexit.register(shutil.rmtree, sessions_dir, True)
     settings = Settings(
         tokens=f"bench={TOKEN}", max_sessions=MAX_SESSIONS, max_sessions_per_principal=MAX_SESSIONS, demo="off", event_loop=args.loop,
+        max_connections_per_principal=1 << 30,  # every bench client is one principal
         cli_path=str(STANDIN_CLI), anthropic_api_key="bench", tool_env_isolation="off",
         sessions_dir=sessions_dir, redis_url=args.redis_url, replica_id=args.replica_id, log_max_events=args.log_max_events,
     )

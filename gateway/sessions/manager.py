@@ -40,7 +40,7 @@ from gateway.sessions.handle import SessionHandle
 from gateway.sessions.pool import Warm, WarmPool, new_session_id
 from gateway.sessions.runner import AgentRunner, RunnerHooks, SdkRunner
 from gateway.sessions.session import BUSY_STATES, READY_STATES, ForkPoint, Session
-from gateway.store.conversations import RedisSessionStore
+from gateway.store.conversations import RedisSessionStore, SessionConversations
 from gateway.wire.client import Open
 from gateway.wire.codec import encode
 from gateway.wire.errors import ErrorCode, GatewayError
@@ -306,7 +306,7 @@ class SessionManager:
         reason: RecoveryReason = "owner_lost" if found.handed_over_ms is None else "handover"
         session.recover(frames, found.info, found.conversation, reason, ownerless_ms)
         self._sessions[session_id] = session
-        session.start()
+        session.start(asleep=found.info.state == "hibernated")  # a sleeping session costs its adopter no CLI
         log.warning("session %s adopted (%s) after %d ms without an owner", session_id, reason, ownerless_ms)
 
     def abandon(self, session_id: str) -> None:
@@ -355,11 +355,7 @@ class SessionManager:
         stay on disk). False when it isn't there."""
         if self._conversations is None or source.spec.profile.enable_file_checkpointing:
             return False
-        return await self._conversations.copy(claude_session_id, await self._project_key(source.id), await self._project_key(target.id))
-
-    async def _project_key(self, session_id: str) -> str:
-        """The SDK's key of the session's conversations (from its working directory's path)."""
-        return await asyncio.to_thread(project_key_for_directory, self._session_dir(session_id) / "work")
+        return await self._conversations.copy(claude_session_id, source.id, target.id)
 
     def _copy_transcript(self, source: Session, target: Session, claude_session_id: str) -> None:
         """The CLI finds a transcript under its config directory, by working directory: copy it there."""
@@ -397,7 +393,8 @@ class SessionManager:
                 keep_sandbox_placeholders(shared)
 
         marker = f"{self._owner}/{next(self._cli_serial)}"
-        options = build_options(self.settings, spec, workdir, home, marker, resume, model, mode, self._conversations)
+        conversations = None if self._conversations is None else SessionConversations(self._conversations, session_id)
+        options = build_options(self.settings, spec, workdir, home, marker, resume, model, mode, conversations)
         if fork_of is not None and resume == fork_of.claude_session_id:
             options.fork_session, options.resume_session_at = True, fork_of.resume_at
         return SdkRunner(options, hooks, prepare)
@@ -446,9 +443,8 @@ class SessionManager:
         """A closed session's working and config directories go with it, and so do its conversations
         in Redis (else they expire after `conversation_ttl_s`)."""
         if self._conversations is not None:
-            project_key = await self._project_key(session.id)
             try:
-                await self._conversations.delete_project(project_key)
+                await self._conversations.delete_project(session.id)
             except RedisError as exc:
                 log.warning("session %s: its conversations stay in Redis until they expire: %s", session.id, exc)
         await self._remove_dir(session.id)

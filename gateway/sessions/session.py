@@ -229,12 +229,17 @@ class Session:
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, asleep: bool = False) -> None:
         """Start the session's pump, which starts the first CLI: `open` answers at once, and
-        queries sent while the CLI starts (about 0.5 s) queue behind it."""
-        self.emit(ev.StateChanged(state="starting"))
+        queries sent while the CLI starts (about 0.5 s) queue behind it. `asleep`: a session adopted
+        while hibernated stays so, with no CLI until something needs one (as if it woke here)."""
+        if asleep:
+            self._set_state("hibernated", "adopted")
+        else:
+            self.emit(ev.StateChanged(state="starting"))
         # Its tasks (and the CLI's reader) log as the session's, not as the connection's that opened it.
-        self._pump_task = asyncio.create_task(self._pump(), name=f"session-pump-{self.id}", context=logs.session_context(self.id, self.principal))
+        pump = self._pump(start_cli=not asleep)
+        self._pump_task = asyncio.create_task(pump, name=f"session-pump-{self.id}", context=logs.session_context(self.id, self.principal))
 
     async def close(self, reason: str) -> None:
         """Close the session. A later caller (shutdown, while a tab's close still stops the CLI)
@@ -495,15 +500,16 @@ class Session:
             runner.adopt(RETIRED)  # a reset's new CLI, say, gets none of this one's last words
             await runner.stop()
 
-    async def _pump(self) -> None:
-        """The one task that starts the CLI, then sends queued queries one turn at a time
-        (restarting a dead CLI first)."""
-        try:
-            await self._ensure_runner()
-            if self.state == "starting":  # else a reset sent meanwhile holds the state and sets it when done
-                self._set_state("idle")
-        except GatewayError as exc:
-            self._start_failed(exc)
+    async def _pump(self, start_cli: bool) -> None:
+        """The one task that starts the CLI (unless the session begins hibernated), then sends
+        queued queries one turn at a time (restarting a dead CLI, or waking a hibernated one, first)."""
+        if start_cli:
+            try:
+                await self._ensure_runner()
+                if self.state == "starting":  # else a reset sent meanwhile holds the state and sets it when done
+                    self._set_state("idle")
+            except GatewayError as exc:
+                self._start_failed(exc)
         while True:
             await self._wake.wait()
             self._wake.clear()
