@@ -40,7 +40,7 @@ from gateway.sessions.handle import SessionHandle
 from gateway.sessions.pool import Warm, WarmPool, new_session_id
 from gateway.sessions.runner import AgentRunner, RunnerHooks, SdkRunner
 from gateway.sessions.session import BUSY_STATES, READY_STATES, ForkPoint, Session
-from gateway.store.conversations import RedisSessionStore
+from gateway.store.conversations import RedisSessionStore, SessionConversations
 from gateway.wire.client import Open
 from gateway.wire.codec import encode
 from gateway.wire.errors import ErrorCode, GatewayError
@@ -357,7 +357,8 @@ class SessionManager:
                 keep_sandbox_placeholders(shared)
 
         marker = f"{self._owner}/{next(self._cli_serial)}"
-        options = build_options(self.settings, spec, workdir, home, marker, resume, model, mode, self._conversations)
+        conversations = None if self._conversations is None else SessionConversations(self._conversations, session_id)
+        options = build_options(self.settings, spec, workdir, home, marker, resume, model, mode, conversations)
         if fork_of is not None and resume == fork_of.claude_session_id:
             options.fork_session, options.resume_session_at = True, fork_of.resume_at
         return SdkRunner(options, hooks, prepare)
@@ -385,11 +386,9 @@ class SessionManager:
     async def _remove_files(self, session: Session) -> None:
         """A closed session's working and config directories go with it, and so do its conversations
         in Redis (else they expire after `conversation_ttl_s`)."""
-        root = self._session_dir(session.id)
         if self._conversations is not None:
-            project_key = await asyncio.to_thread(project_key_for_directory, root / "work")  # as the SDK keyed them
             try:
-                await self._conversations.delete_project(project_key)
+                await self._conversations.delete_project(session.id)  # its CLIs' key (SessionConversations)
             except RedisError as exc:
                 log.warning("session %s: its conversations stay in Redis until they expire: %s", session.id, exc)
         await self._remove_dir(session.id)

@@ -7,8 +7,8 @@ script, atomically), and no call reads or writes more than the keys it names —
 an entry whose `uuid` the key already holds is skipped (the SDK retries a failed batch, and a
 batch that failed after it landed must not land twice).
 
-Keys, with `P` the key prefix, `pk` the SDK's project key (the sanitized cwd: one per gateway
-session) and `sid` the CLI's session id as a hash tag (one conversation, one Cluster slot):
+Keys, with `P` the key prefix, `pk` the project key (the gateway session's id: sessions reach the
+store through `SessionConversations`, not by the SDK's sanitized cwd, which differs between replicas) and `sid` the CLI's session id as a hash tag (one conversation, one Cluster slot):
     P:cs:{sid}:pk:main              List   the main transcript, one JSON entry per element
     P:cs:{sid}:pk:main:ids          Set    uuids already in it
     P:cs:{sid}:pk:sub:<subpath>     List   a subagent transcript
@@ -160,7 +160,7 @@ class RedisSessionStore(SessionStore):
     # ---- beyond the protocol -------------------------------------------------------------
 
     async def delete_project(self, project_key: str) -> None:
-        """Every conversation under a project key: a closed gateway session's (its cwd is its own)."""
+        """Every conversation under a project key: a closed gateway session's."""
         sessions = await self._redis.zrange(self._project(project_key) + "sessions", 0, -1)
         async with self._redis.pipeline(transaction=False) as pipe:
             for raw in sessions:
@@ -189,3 +189,35 @@ def _storage_time(previous: dict[str, Any]) -> int:
     """Now in epoch ms, strictly after the previous write's stamp (two appends in one millisecond
     still order), on the clock `list_sessions` reports."""
     return max(int(time.time() * 1000), int(previous.get("mtime") or 0) + 1)
+
+
+class SessionConversations(SessionStore):
+    """One gateway session's view of the store, keyed by the session's id instead of the project key
+    the SDK derives from the CLI's working directory. That directory lies under the replica's
+    `sessions_dir`, so it differs between replicas whose directories differ: keyed by it, a session
+    adopted by such a replica would resume with nothing and its agent forget the conversation."""
+
+    def __init__(self, store: RedisSessionStore, project_key: str) -> None:
+        self._store = store
+        self.project_key = project_key
+
+    def _key(self, key: Any) -> Any:
+        return {**key, "project_key": self.project_key}
+
+    async def append(self, key: SessionKey, entries: list[SessionStoreEntry]) -> None:
+        await self._store.append(self._key(key), entries)
+
+    async def load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
+        return await self._store.load(self._key(key))
+
+    async def list_sessions(self, project_key: str) -> list[SessionStoreListEntry]:
+        return await self._store.list_sessions(self.project_key)
+
+    async def list_session_summaries(self, project_key: str) -> list[SessionSummaryEntry]:
+        return await self._store.list_session_summaries(self.project_key)
+
+    async def delete(self, key: SessionKey) -> None:
+        await self._store.delete(self._key(key))
+
+    async def list_subkeys(self, key: SessionListSubkeysKey) -> list[str]:
+        return await self._store.list_subkeys(self._key(key))

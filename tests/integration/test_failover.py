@@ -293,3 +293,24 @@ async def test_a_rolling_restart_during_active_chats_loses_nothing(tmp_path: Pat
             )
         for chat in chats:
             await chat.tab.close()
+
+
+async def test_an_adopted_session_keeps_its_conversation_though_the_adopter_keeps_sessions_elsewhere(
+    tmp_path: Path, model_url: str, redis_url: str, model_server: Any,
+) -> None:
+    """Each replica has its own sessions directory (r1/sessions, r2/sessions): the adopter's CLI runs
+    in another working directory, and still resumes the conversation from Redis."""
+    async with replicas(tmp_path, model_url, redis_url, AGENT_GATEWAY_LEASE_TTL_S=LEASE_S) as cluster, clients(cluster) as (one, two):
+        created = await one.create(prompt="SCRIPT:hello turn-one")
+        session_id, first_run = created["session"]["session_id"], created["run"]["run_id"]
+        await poll_run(one, session_id, first_run, "completed")
+        os.kill(cluster[0][0].pid, signal.SIGKILL)
+        cluster[0][0].wait()
+        model_server.requests.clear()
+        two.session_id = session_id
+        ack = await two.frame({"type": "query", "id": next_id("q"), "prompt": "SCRIPT:hello turn-two"})
+        done = await poll_run(two, session_id, ack["result"]["query_id"], "completed")
+        assert done["result"]["is_error"] is False and await owner(redis_url, session_id) == "r2"
+        sent = [str(m) for r in model_server.requests for m in r.body.get("messages", [])]
+        assert any("turn-two" in m for m in sent)
+        assert any("turn-one" in m for m in sent), "the adopter's CLI did not see the earlier turn"
