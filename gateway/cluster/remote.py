@@ -90,7 +90,7 @@ class RemoteSession:
         except GatewayError as exc:  # the owner may be gone, or have handed the session over
             if exc.code not in (ErrorCode.OWNER_UNREACHABLE, ErrorCode.SESSION_NOT_FOUND):
                 raise
-            owner = await self._node.next_owner(self.id, self._owner)
+            owner = await self._node.next_owner(self.id, self._owner, answered=exc.code == ErrorCode.SESSION_NOT_FOUND)
             if owner is None:
                 raise
         self._owner = owner

@@ -208,6 +208,7 @@ class Session:
         # the interrupted turn's end and the reset's `/clear`).
         self._reset_lock = asyncio.Lock()
         self._sealed = False  # `closed` was the last event: whatever finishes after it stays quiet
+        self._lapsed = False  # sealed because its lease lapsed: the session goes on at another replica
         self._holding = False  # draining: no new turn starts here
         self._on_closed = on_closed
         self._on_described = on_described  # sync, O(1): told when `info()` changes beyond the position
@@ -610,7 +611,7 @@ class Session:
         if self._lease is not None and not self._lease():
             # Another replica may run the session by now: nothing more is shown or written from here.
             log.error("session %s: its lease may have run out; this replica lets it go", self.id)
-            self._sealed = True
+            self._sealed = self._lapsed = True
             if self._on_lease_lapsed is not None:
                 self._on_lease_lapsed()
             return self.feed.last_seq
@@ -810,6 +811,8 @@ class Session:
     async def _execute_once(self, frame: cf.ClientFrame, actor: ev.Actor) -> Ack:
         try:
             ack = Ack(id=frame.id, result=await self._execute(frame, actor))
+            if self._lapsed:  # its lease lapsed meanwhile: what it did was neither shown nor written
+                raise GatewayError(ErrorCode.OWNER_UNREACHABLE, "this session moved to another replica; send the frame again")
         except BaseException:
             self._acks.pop(frame.id, None)  # not executed: the same id may be tried again
             raise
