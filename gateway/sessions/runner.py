@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient, ResultMessage
+from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient, ResultMessage, StreamEvent
 from claude_agent_sdk.types import PermissionResultAllow, PermissionResultDeny, ToolPermissionContext
 
 from gateway.sessions import proctree
@@ -108,14 +108,18 @@ class SdkRunner:
             raise
 
     async def _run(self, ready: asyncio.Future[None]) -> None:
-        client = ClaudeSDKClient(self._options, transport=chunked_transport(self._options))
+        transport = chunked_transport(self._options, self._on_message)  # stream events mostly come by `_on_message`
+        client = ClaudeSDKClient(self._options, transport=transport)
         error: BaseException | None = None
         try:
             await client.connect()
             self._client = client
             ready.set_result(None)
             async for message in client.receive_messages():
-                if isinstance(message, ResultMessage):
+                if message.__class__ is StreamEvent:
+                    if transport is not None:
+                        transport.delivered(message.uuid)
+                elif isinstance(message, ResultMessage):
                     self.claude_session_id = message.session_id
                 self._hooks.on_message(message)
         except asyncio.CancelledError:
@@ -133,6 +137,9 @@ class SdkRunner:
             log.warning("CLI stderr (last lines): %s", " | ".join(self._stderr))
         if not self._stopping:
             self._hooks.on_exit(self, error)
+
+    def _on_message(self, message: Any) -> None:
+        self._hooks.on_message(message)  # through `_hooks`, which `adopt` may change
 
     @property
     def alive(self) -> bool:
