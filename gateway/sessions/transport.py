@@ -16,8 +16,9 @@ all the gateway's own work on a token. Given `deliver`, the transport parses a `
 the SDK's parser and hands it to `deliver` itself, in the query layer's reading task, unless
 messages it did hand to the query layer may not have reached the reader yet: then it hands that
 event to the query layer too and reads no further until the reader reports (`delivered`) that it
-got it, so nothing is in flight there any more. So the reader gets every message once, in the CLI's
-order. The query layer still sees every control message, every other message, and the first stream
+got it, so nothing is in flight there any more (one without a uuid can't be waited for: it goes
+that way, and so do the stream events after it until one can). So the reader gets every message
+once, in the CLI's order. The query layer still sees every control message, every other message, and the first stream
 event after any of them: what it does on a stream event (a turn is under way: reopen the run, clear
 the run-end ceiling) it has done by then, and would only do again on the ones it doesn't see.
 """
