@@ -1,5 +1,8 @@
 """A session's running agent: one ClaudeSDKClient, its CLI process and the single task that reads it.
 
+Messages reach the session in the CLI's order: stream events straight from the transport, in the
+SDK's reading task, the rest through the SDK's query layer and this runner's task (see `transport`).
+
 Kept apart from `Session` so a session can outlive its CLI: restart after a crash, resume with `resume=`.
 However the CLI ends, nothing it started outlives the runner (see `proctree`).
 """
@@ -23,7 +26,8 @@ PermissionResult = PermissionResultAllow | PermissionResultDeny
 
 
 class RunnerHooks(Protocol):
-    """What a runner calls back into; `on_message` runs on the reader task and must not block."""
+    """What a runner calls back into; `on_message` runs on a reading task (the runner's or the SDK's)
+    and must not block or await."""
 
     def on_message(self, message: Any) -> None: ...
 
