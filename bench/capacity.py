@@ -19,7 +19,6 @@ import os
 import secrets
 import shutil
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -291,9 +290,9 @@ def _cmdline(pid: int) -> str:
 
 
 @contextlib.contextmanager
-def socket_server(kind: str, ws: str) -> Iterator[tuple[int, int]]:
+def socket_server(kind: str, ws: str, python: str) -> Iterator[tuple[int, int]]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.serve", kind, str(port), "auto", "--ws", ws], cwd=ROOT)
+    proc = subprocess.Popen([python, "-m", "bench.serve", kind, str(port), "auto", "--ws", ws], cwd=ROOT)
     try:
         wait_listening(proc, port, kind)
         yield port, proc.pid
@@ -313,9 +312,9 @@ class Attacher(load.Client):
         super().send(self._first if frame["type"] == "open" else frame)
 
 
-async def socket_memory(kind: str, ws: str, count: int) -> float:
+async def socket_memory(kind: str, ws: str, count: int, python: str) -> float:
     """KB of server RSS per idle attached socket (the server's RSS growth over `count` sockets)."""
-    with socket_server(kind, ws) as (port, pid):
+    with socket_server(kind, ws, python) as (port, pid):
         loop = asyncio.get_running_loop()
         _, owner = await loop.create_connection(lambda: load.Client(HOST, port, SOCKET_TOKEN), HOST, port)
         await asyncio.wait_for(owner.attached, 30)
@@ -330,6 +329,9 @@ async def socket_memory(kind: str, ws: str, count: int) -> float:
             sockets += batch
         await asyncio.sleep(2)
         grown = rss_kb(pid) - before
+        held = sum(1 for transport, c in sockets if not transport.is_closing() and (c.session_id or kind == "baseline"))
+        if held < count:  # a refused or dropped socket would make the figure a lie
+            raise RuntimeError(f"{kind} on {ws}: {held} of {count} sockets attached")
         for transport, _ in sockets:
             transport.close()
         owner.close()
@@ -337,12 +339,14 @@ async def socket_memory(kind: str, ws: str, count: int) -> float:
         return grown / count
 
 
-async def sockets_report(count: int, impls: list[str]) -> dict[str, dict[str, float]]:
+async def sockets_report(count: int, impls: list[str], python: str) -> dict[str, dict[str, float]]:
+    """Per implementation: KB per socket for the gateway and the bare endpoint, their ratio, and the
+    sockets one process held (every one attached, or the run fails)."""
     out = {}
     for ws in impls:
-        gateway_kb = await socket_memory("gateway", ws, count)
-        bare_kb = await socket_memory("baseline", ws, count)
-        out[ws] = {"gateway_kb": gateway_kb, "bare_kb": bare_kb, "ratio": gateway_kb / bare_kb}
+        gateway_kb = await socket_memory("gateway", ws, count, python)
+        bare_kb = await socket_memory("baseline", ws, count, python)
+        out[ws] = {"sockets": count, "gateway_kb": gateway_kb, "bare_kb": bare_kb, "ratio": gateway_kb / bare_kb}
     return out
 
 
@@ -366,7 +370,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     finally:
         model.stop()
     if args.only in (None, "sockets"):
-        report["sockets"] = await sockets_report(args.sockets, args.ws.split(","))
+        report["sockets"] = await sockets_report(args.sockets, args.ws.split(","), args.python)
     report["load_after"] = load_average()
     return report
 
@@ -379,6 +383,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--wakes", type=int, default=10, help="hibernated sessions woken and timed")
     parser.add_argument("--sockets", type=int, default=2000, help="idle sockets per server in the memory run")
     parser.add_argument("--ws", default="gateway,websockets", help="uvicorn WebSocket implementations to compare (bench.serve names)")
+    parser.add_argument("--python", default=sys.executable, help="interpreter of the socket servers (e.g. a venv that adds wsproto)")
     parser.add_argument("--only", choices=("open", "density", "sockets"))
     report = asyncio.run(run(parser.parse_args(argv)))
     print(json.dumps(_rounded(report), indent=2))

@@ -57,6 +57,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def wakeups(pid: int) -> int:
+    """Times the process's main thread (its event loop) went to sleep and was woken: its voluntary
+    context switches, from /proc/<pid>/status. Per event, a count that load on the host moves little."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    return 0
+
+
 class Reader:
     """What a client checks and measures of the frames it gets, whatever transport carries them."""
 
@@ -247,6 +257,7 @@ class Result:
     seconds: float  # first delta emitted to last delta received
     server_cpu_s: float
     client_cpu_s: float
+    server_wakeups: int
     events: int
     messages: int
     latencies_us: list[float]
@@ -287,14 +298,14 @@ async def _run(
     if stages_file:  # the sampler writes every WRITE_S: let it catch up with a quiet server
         await asyncio.sleep(2.5 * stages.WRITE_S)
     stages0 = stages.read(Path(stages_file)) if stages_file else {}
-    cpu0, own0 = cpu_seconds(server_pid), time.process_time()
+    cpu0, own0, wake0 = cpu_seconds(server_pid), time.process_time(), wakeups(server_pid)
     events0, messages0 = sum(c.events for c in clients), sum(c.messages for c in clients)
     for c in sockets:
         c.send({"type": "query", "id": "q1", "prompt": prompt})
     await asyncio.wait([asyncio.ensure_future(c.done) for c in clients], timeout=timeout_s)
     if stages_file:
         await asyncio.sleep(2.5 * stages.WRITE_S)
-    cpu1, own1 = cpu_seconds(server_pid), time.process_time()
+    cpu1, own1, wake1 = cpu_seconds(server_pid), time.process_time(), wakeups(server_pid)
     stages1 = stages.read(Path(stages_file)) if stages_file else {}
     latencies = sorted(ns / 1000 for c in clients for ns in c.latencies_ns)
     started = [c.first_emit_ns for c in clients if c.deltas]
@@ -307,6 +318,7 @@ async def _run(
         seconds=seconds,
         server_cpu_s=cpu1 - cpu0,
         client_cpu_s=own1 - own0,
+        server_wakeups=wake1 - wake0,
         events=sum(c.events for c in clients) - events0,
         messages=sum(c.messages for c in clients) - messages0,
         latencies_us=latencies,

@@ -1,5 +1,5 @@
 """One benchmark server process: `python -m bench.serve gateway|real|baseline PORT [auto|asyncio|uvloop]
-[--redis-url URL --replica-id ID] [--log-max-events N] [--ws WS]`.
+[--redis-url URL --replica-id ID] [--log-max-events N] [--ws WS] [--send-flush-window-ms MS]`.
 
 WS is the uvicorn WebSocket implementation: `gateway` (default; the protocol `agent-gateway serve`
 runs, `GatewayWebSocketProtocol` on websockets-sansio), or a uvicorn name (`websockets`,
@@ -52,13 +52,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--replica-id", default="")
     parser.add_argument("--log-max-events", type=int, default=Settings().log_max_events)
     parser.add_argument("--ws", default="gateway")
+    parser.add_argument("--send-flush-window-ms", type=float, default=Settings().send_flush_window_ms)
     args = parser.parse_args(argv)
     sessions_dir = Path(tempfile.mkdtemp(prefix="bench-sessions-"))
     atexit.register(shutil.rmtree, sessions_dir, True)
     settings = Settings(
         tokens=f"bench={TOKEN}", max_sessions=MAX_SESSIONS, max_sessions_per_principal=MAX_SESSIONS, demo="off", event_loop=args.loop,
+        max_connections_per_principal=1 << 30,  # every bench client is one principal
         cli_path=str(STANDIN_CLI), anthropic_api_key="bench", tool_env_isolation="off",
         sessions_dir=sessions_dir, redis_url=args.redis_url, replica_id=args.replica_id, log_max_events=args.log_max_events,
+        send_flush_window_ms=args.send_flush_window_ms,
     )
     if os.environ.get(stages.ENV):
         stages.install(os.environ[stages.ENV])

@@ -134,6 +134,11 @@ class SyntheticAgent:
     async def set_permission_mode(self, mode: str) -> None:
         pass
 
+    def adopt(self, hooks: RunnerHooks) -> None:
+        """Report to `hooks` from now on (a stopping session retires its runner this way, then stops it,
+        which cancels the producer before it runs again)."""
+        self._hooks = hooks
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()

@@ -21,6 +21,7 @@ from gateway.profiles import Profile, load_profiles
 from gateway.sessions.manager import RunnerFactory, SessionManager
 from gateway.transports import http_api, metrics_endpoint, openapi
 from gateway.transports.problems import EXCEPTION_HANDLERS
+from gateway.transports.quota import ConnectionQuota
 from gateway.transports.websocket import websocket_endpoint
 
 log = logging.getLogger("gateway")
@@ -61,6 +62,7 @@ def create_app(settings: Settings, profiles: dict[str, Profile] | None = None, r
     app.state.settings = settings
     app.state.manager = manager
     app.state.auth = auth
+    app.state.connections = ConnectionQuota(settings)
     app.state.check_lock = asyncio.Lock()
     return app
 

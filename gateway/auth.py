@@ -90,6 +90,11 @@ class Authenticator:
 
 
 def offered_subprotocols(conn: HTTPConnection) -> list[str]:
+    """From the ASGI scope's `subprotocols` (some servers, e.g. uvicorn on wsproto, take the header
+    out of `headers`), else from the header."""
+    offered = conn.scope.get("subprotocols")
+    if offered is not None:
+        return list(offered)
     raw = conn.headers.get("sec-websocket-protocol", "")
     return [p.strip() for p in raw.split(",") if p.strip()]
 

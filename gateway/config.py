@@ -28,6 +28,7 @@ class Settings(msgspec.Struct, kw_only=True):
     cli_path: str = ""
     max_sessions: int = 2000
     max_sessions_per_principal: int = 10
+    max_connections_per_principal: int = 100
     max_live_clis: int = 150
     max_starting_clis: int = 4
     memory_reserve_mb: int = 1024
@@ -102,6 +103,7 @@ HELP: dict[str, str] = {
     "cli_path": "Path to the Claude Code CLI; empty uses the one bundled with claude-agent-sdk.",
     "max_sessions": "Open sessions per process, hibernated ones included (beyond it `open` gets `too_many_sessions`).",
     "max_sessions_per_principal": "Open sessions per principal, hibernated ones included.",
+    "max_connections_per_principal": "WebSockets attached to a session plus SSE streams, per principal, on this process; past it `open`/`attach` get `too_many_connections` (the socket stays up, unattached) and an SSE request gets 429.",
     "max_live_clis": "CLIs running or starting per process. At the limit an `open` or a wake-up hibernates the longest-idle session that may hibernate, else it is refused with `at_capacity` (HTTP 503 + Retry-After).",
     "max_starting_clis": "CLIs starting at once (a start costs about 0.5 s of CPU); further starts wait their turn.",
     "memory_reserve_mb": "Memory (MiB) kept free on the node: a CLI starts only while the available memory (MemAvailable, and the headroom of this process's cgroup when it has a limit) exceeds this plus `cli_memory_mb`; otherwise as at `max_live_clis`.",

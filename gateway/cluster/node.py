@@ -68,7 +68,7 @@ class ClusterNode:
         self._followers: dict[str, LogFollower] = {}
         self.hub = PubSubHub(self.redis, settings.redis_timeout_s, on_reconnect=lambda: self.ownership.renew_soon())
         self.writer = PipelineWriter(self.redis)
-        self.registry = Registry(self.redis, self.writer, settings)
+        self.registry = Registry(self.redis, self.writer, settings, self.replica_id)
         self.ownership = Ownership(self.redis, settings, self.replica_id, self._lost, self._followers.keys, local.restore)
         self.rpc = RpcNode(self.redis, self.hub, settings, self.replica_id, self._serve)
         self.adopter = Adopter(self.ownership, settings.lease_ttl_s / 3, local.adopt, settings.lease_ttl_s)
@@ -156,22 +156,27 @@ class ClusterNode:
         """Whether another replica has clients attached to the session (the owner then doesn't reap it)."""
         return bool(await self.redis.exists(keys.watched(self.settings.redis_key_prefix, session_id)))
 
-    async def next_owner(self, session_id: str, gone: str) -> str | None:
-        """The replica that runs the session now that `gone` didn't answer for it or no longer has it:
-        when `gone` handed it over, or is gone itself (nothing listens on its channel), waits up to
-        `ownerless_wait_s` for the adoption. None when `gone` still has it (slow, or paused: it loses
-        the session once its lease runs out), when no adoption came, or when the session is over."""
+    async def next_owner(self, session_id: str, gone: str, answered: bool) -> str | None:
+        """The replica that runs the session now that `gone` didn't answer for it (`answered` False) or
+        answered it doesn't run it: when `gone` handed it over, or is gone itself (nothing listens on
+        its channel), or answered, waits up to `ownerless_wait_s` for the adoption. A replica restarted
+        under `gone`'s id answers until it adopts the session itself: the fence, raised by every
+        adoption, tells that apart from the dead process's lease. None when `gone` still has it (slow,
+        or paused: it loses the session once its lease runs out), when no adoption came, or when the
+        session is over."""
         meta = self.keys(session_id).meta
         channel = keys.replica_channel(self.settings.redis_key_prefix, gone)
+        before: bytes | None = None
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self.settings.ownerless_wait_s):
                 while True:
-                    owner, state, handed_over = await self.redis.hmget(meta, ("owner", "state", "handed_over"))
+                    owner, state, handed_over, fence = await self.redis.hmget(meta, ("owner", "state", "handed_over", "fence"))
                     if state in (None, b"closed"):
                         return None
-                    if owner is not None and owner.decode() != gone:
+                    before = fence if before is None else before
+                    if owner is not None and (owner.decode() != gone or fence != before):
                         return owner.decode()
-                    if handed_over is None and (await self.redis.pubsub_numsub(channel))[0][1]:
+                    if not answered and handed_over is None and (await self.redis.pubsub_numsub(channel))[0][1]:
                         return None
                     await asyncio.sleep(OWNER_POLL_S)
         return None
@@ -199,9 +204,11 @@ class ClusterNode:
         if request.op == "adopt":
             return _encode(await self.adopter.adopt(Orphan(request.sid, 0)))
         session = self._local.owned(request.sid)
-        while session is None and self.ownership.holds(request.sid):  # this replica is adopting it right now
-            await asyncio.sleep(OWNER_POLL_S)
-            session = self._local.owned(request.sid)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.settings.lease_ttl_s):  # an adoption takes moments, never a lease
+                while session is None and self.ownership.holds(request.sid):  # this replica is adopting it right now
+                    await asyncio.sleep(OWNER_POLL_S)
+                    session = self._local.owned(request.sid)
         if session is None:
             raise GatewayError(ErrorCode.SESSION_NOT_FOUND, f"no session {request.sid}")
         if request.op == "execute":

@@ -290,6 +290,9 @@ class Ownership:
                     keys=[k.owner, k.meta, k.log, k.acks], args=[value, self._lease_ms, self._retention_s, token, may_reclaim], client=pipe,
                 )
             results = await pipe.execute()
+        let_go = {sid: 0 for sid, value in held if self._held.get(sid) != value}  # released or handed over meanwhile
+        if let_go:  # the pipeline listed them again, as running for another lease: back to run out (or gone)
+            await self._redis.zadd(self._leases, let_go, xx=True)
         renewed = results[len(results) - len(held):]
         lost, restored = [], []
         for (session_id, value), outcome in zip(held, renewed):

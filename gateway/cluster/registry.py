@@ -6,7 +6,9 @@ it: `open` (the `open` frame that made it), `conversation` (its CLI conversation
 draining owner's handover and the adoption, `handed_over` (unix ms); per principal, the ZSET `P:principal:<p>` of its
 session ids; per `open` frame id, `P:opened:<p>:<id>` names the session it made. The owner writes
 `info` when something in it other than the event count changes (state, model, mode, approvals, a
-turn's cost), through the replica's `PipelineWriter`, never once per event; `last_seq`, kept in the
+turn's cost), through the replica's `PipelineWriter`, never once per event, and only while `owner`
+names it (one script): a replica that lost the session unknowingly (paused past its lease, fenced)
+can't describe, or close, the next owner's; `last_seq`, kept in the
 same hash by the log's append script, is the fresher position and wins over the one inside `info`.
 A closed session's description is final. Index entries whose meta hash has expired are dropped when
 a listing meets them.
@@ -62,10 +64,19 @@ def _entry(fields: list[bytes | None]) -> Entry | None:
 
 _FIELDS = ("principal", "owner", "info", "last_seq")
 
+# KEYS: meta. ARGV: the writing replica, the TTL to give the hash (0: keep it), then field, value pairs.
+_DESCRIBE = """
+if redis.call('HGET', KEYS[1], 'owner') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+if ARGV[2] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 1
+"""
+
 
 class Registry:
-    def __init__(self, redis: Redis, writer: PipelineWriter, settings: Settings) -> None:
+    def __init__(self, redis: Redis, writer: PipelineWriter, settings: Settings, replica_id: str) -> None:
         self._redis = redis
+        self._replica_id = replica_id
         self._writer = writer
         self._prefix = settings.redis_key_prefix
         self._retention_s = int(settings.log_max_age_s + settings.idle_timeout_s) + 1
@@ -123,15 +134,14 @@ class Registry:
     async def live_count(self, principal: str) -> int:
         return sum(1 for entry in await self.list_for(principal) if not entry.closed)
 
-    async def closed(self, info: SessionInfo) -> None:
+    async def closed(self, info: SessionInfo) -> bool:
         """The session's final description; its meta hash now expires after `closed_retention_s`.
-        Written at once, never overwritten by an older description queued or in flight."""
+        Written at once, never overwritten by an older description queued or in flight. False: this
+        replica is not the session's owner (another one adopted it), and nothing was written."""
         self._writer.discard(("info", info.session_id))
-        k = self._keys(info.session_id)
-        async with self._writer.sending, self._redis.pipeline(transaction=False) as pipe:
-            pipe.hset(k.meta, mapping={"state": "closed", "last_activity": info.last_activity, "info": _encode(info)})
-            pipe.expire(k.meta, self._closed_retention_s)
-            await pipe.execute()
+        fields = ("state", "closed", "last_activity", info.last_activity, "info", _encode(info))
+        async with self._writer.sending:
+            return bool(await self._redis.eval(_DESCRIBE, 1, self._keys(info.session_id).meta, self._replica_id, self._closed_retention_s, *fields))
 
     async def adoption(self, session_id: str) -> Adoption | None:
         """What a replica adopting the session needs; None when it is gone or was never complete."""
@@ -154,8 +164,7 @@ class Registry:
         """The session's description changed: the writer stores `describe()` soon (sync, O(1))."""
         def write(pipe: Pipeline) -> None:
             info = describe()
-            pipe.hset(self._keys(session_id).meta, mapping={
-                "state": info.state, "last_activity": info.last_activity, "info": _encode(info), "conversation": conversation() or "",
-            })
+            fields = ("state", info.state, "last_activity", info.last_activity, "info", _encode(info), "conversation", conversation() or "")
+            pipe.eval(_DESCRIBE, 1, self._keys(session_id).meta, self._replica_id, 0, *fields)
 
         self._writer.put(("info", session_id), write)

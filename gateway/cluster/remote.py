@@ -4,7 +4,8 @@ Every operation but attach is forwarded to the owner over RPC and answered with 
 attach follows the session's log in Redis through this replica's one `LogFollower` of the session,
 by the rules `Session.attach` follows: the replay from the Stream, or a `reset` with the owner's
 snapshot, then every later event exactly once. The description (`info()`) is the last one this
-replica saw: the registry's at lookup, then each forwarded reply's. An owner that doesn't
+replica saw: the registry's at lookup, then each forwarded reply's; it is closed, too, once the log
+this replica follows for it ended with the session. An owner that doesn't
 answer may be gone: the operation then waits (bounded) for the replica that adopts the session and
 goes there; the owner's ack records make a frame the lost owner did run count once.
 """
@@ -16,6 +17,7 @@ from gateway.cluster.node import ClusterNode
 from gateway.cluster.registry import Entry
 from gateway.cluster.rpc import Op
 from gateway.events.feed import Pending, Sink
+from gateway.events.follower import LogFollower
 from gateway.sessions.session import reset_reason
 from gateway.wire import client as cf
 from gateway.wire.codec import encode
@@ -27,6 +29,7 @@ _ack = msgspec.json.Decoder(Ack).decode
 _info = msgspec.json.Decoder(SessionInfo).decode
 _snapshot = msgspec.json.Decoder(Snapshot).decode
 _bool = msgspec.json.Decoder(bool).decode
+FOLLOW_TRIES = 3  # followers started for one attach, should each end on a gap before it is subscribed
 
 
 class _Seq(msgspec.Struct):
@@ -62,10 +65,13 @@ class RemoteSession:
         self._info = entry.info
         self._node = node
         self._sinks: dict[Sink, Sink] = {}  # a client's sink -> what the follower delivers to
+        self._follower: LogFollower | None = None
 
     @property
     def closed(self) -> bool:
-        return self._info.state == "closed"
+        """Whether the session closed, as far as this replica knows: its transports tell a client
+        whose events ended 4009 (closed) from 1012 (moved: resume) by it."""
+        return self._info.state == "closed" or (self._follower is not None and self._follower.session_closed)
 
     @property
     def epoch(self) -> str:
@@ -84,7 +90,7 @@ class RemoteSession:
         except GatewayError as exc:  # the owner may be gone, or have handed the session over
             if exc.code not in (ErrorCode.OWNER_UNREACHABLE, ErrorCode.SESSION_NOT_FOUND):
                 raise
-            owner = await self._node.next_owner(self.id, self._owner)
+            owner = await self._node.next_owner(self.id, self._owner, answered=exc.code == ErrorCode.SESSION_NOT_FOUND)
             if owner is None:
                 raise
         self._owner = owner
@@ -96,8 +102,20 @@ class RemoteSession:
         return snapshot
 
     async def attach(self, sink: Sink, reply_id: str, connection: str, after: int, epoch: str | None) -> tuple[Attached | Reset, list[bytes]]:
-        """As `Session.attach`: the caller queues the first frame and the replay before it awaits."""
-        follower = await self._node.follow(self.id)
+        """As `Session.attach`: the caller queues the first frame and the replay before it awaits.
+        A follower that ended on a gap while the attach waited on it is replaced by a new one, which
+        reads the log again (one that ended with the session leaves the sink unsubscribed: `closed`)."""
+        for _ in range(FOLLOW_TRIES):
+            follower = self._follower = await self._node.follow(self.id)
+            first, frames = await self._attach(follower, sink, reply_id, connection, after, epoch)
+            if not follower.ended or follower.session_closed:
+                return first, frames
+            self.detach(sink)
+        raise GatewayError(ErrorCode.OWNER_UNREACHABLE, "the session's events can't be followed right now; attach again")
+
+    async def _attach(
+        self, follower: LogFollower, sink: Sink, reply_id: str, connection: str, after: int, epoch: str | None,
+    ) -> tuple[Attached | Reset, list[bytes]]:
         try:
             if epoch is None or epoch == follower.epoch:
                 frames = await follower.attach(sink, after)

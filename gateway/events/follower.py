@@ -62,6 +62,7 @@ class LogFollower:
         self._waiting: list[tuple[int, asyncio.Future[None]]] = []  # attaches waiting for a seq
         self._started = False
         self.ended = False
+        self.session_closed = False  # it ended because the session closed (not on a gap)
 
     @classmethod
     async def start(cls, redis: Redis, hub: PubSubHub, keys: SessionKeys) -> "LogFollower":
@@ -115,16 +116,24 @@ class LogFollower:
             finally:
                 if waiter in self._waiting:
                     self._waiting.remove(waiter)
-        return await buffered_attach(self._sinks, sink, after, lambda: self._last, self._read_after)
+        frames = await buffered_attach(self._sinks, sink, after, lambda: self._last, self._read_after)
+        if self.ended:  # during the wait (the session closed, or a gap it can't fill): nothing more reaches the sink
+            self._sinks.discard(sink)
+        return frames
 
     def subscribe(self, sink: Sink) -> None:
+        """Deliver to `sink` from now on; one subscribed once the follower ended is ended at once."""
+        if self.ended:
+            sink.end()
+            return
         self._sinks.add(sink)
 
     def detach(self, sink: Sink) -> None:
         self._sinks.discard(sink)
 
-    def end(self) -> None:
+    def end(self, closed: bool = True) -> None:
         self.ended = True
+        self.session_closed = closed
         for sink in list(self._sinks):
             sink.end()
         self._sinks.clear()
@@ -241,4 +250,4 @@ class LogFollower:
 
     def _lost(self, why: str) -> None:
         log.error("%s: follower can't continue without a gap (%s); its clients resume", self._keys.log, why)
-        self.end()
+        self.end(closed=False)

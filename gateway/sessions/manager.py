@@ -40,7 +40,7 @@ from gateway.sessions.handle import SessionHandle
 from gateway.sessions.pool import Warm, WarmPool, new_session_id
 from gateway.sessions.runner import AgentRunner, RunnerHooks, SdkRunner
 from gateway.sessions.session import BUSY_STATES, READY_STATES, ForkPoint, Session
-from gateway.store.conversations import RedisSessionStore
+from gateway.store.conversations import RedisSessionStore, SessionConversations
 from gateway.wire.client import Open
 from gateway.wire.codec import encode
 from gateway.wire.errors import ErrorCode, GatewayError
@@ -81,6 +81,7 @@ class SessionManager:
         self._reaper: asyncio.Task[None] | None = None
         self.shutting_down = False
         self._stopping: set[asyncio.Task[None]] = set()  # closes finishing after their callers were answered
+        self._unrecorded: dict[str, Session] = {}  # closed here, not yet marked closed in Redis (the reaper retries)
         self._owner = proctree.new_owner()  # in every CLI's marker
         self._cli_serial = itertools.count(1)
         self._process_watchdog: asyncio.subprocess.Process | None = None
@@ -217,19 +218,42 @@ class SessionManager:
             raise GatewayError(ErrorCode.TOO_MANY_SESSIONS, f"at most {self.settings.max_sessions_per_principal} sessions per principal")
         with self.capacity.creating(warm is not None):  # or `at_capacity`, before the session exists anywhere
             cluster = self.cluster
-            log_store: EventLog
             if cluster is None:
                 log_store = MemoryEventLog(self.settings.log_max_events, self.settings.log_max_bytes, self.settings.log_max_age_s)
+                session = self._session(session_id, principal, spec, log_store, warm, cli_granted=True)  # the slot `creating` gave
             else:
-                fence = await cluster.ownership.claim(session_id)
-                log_store = await RedisEventLog.create(
-                    cluster.redis, cluster.keys(session_id), self.settings, fence=fence, on_fenced=lambda: self._fenced(session_id),
-                )
-            session = self._session(session_id, principal, spec, log_store, warm, cli_granted=True)  # the slot `creating` gave
-            if cluster is not None:
-                await cluster.registry.register(principal, cluster.replica_id, session.info(), encode(opened_by))
+                session = await self._claimed(cluster, principal, spec, session_id, opened_by, warm)
             self._sessions[session.id] = session
         return session
+
+    async def _claimed(self, cluster: ClusterNode, principal: str, spec: SessionSpec, session_id: str, opened_by: Open, warm: Warm | None) -> Session:
+        """A new session claimed and registered; should Redis fail (or the `open` be cancelled: its
+        handshake timed out) after the claim, nothing of it stays: no lease renewed forever, no
+        session listed `starting` forever."""
+        fence = await cluster.ownership.claim(session_id)
+        log_store: RedisEventLog | None = None
+        session: Session | None = None
+        try:
+            log_store = await RedisEventLog.create(
+                cluster.redis, cluster.keys(session_id), self.settings, fence=fence, on_fenced=lambda: self._fenced(session_id),
+            )
+            session = self._session(session_id, principal, spec, log_store, warm, cli_granted=True)
+            await cluster.registry.register(principal, cluster.replica_id, session.info(), encode(opened_by))
+            return session
+        except BaseException:
+            await asyncio.shield(self._unclaim(cluster, session_id, log_store, session))
+            raise
+
+    async def _unclaim(self, cluster: ClusterNode, session_id: str, log_store: RedisEventLog | None, session: Session | None) -> None:
+        """Undo what `_claimed` made of a session so far, each step whatever became of the others."""
+        with contextlib.suppress(RedisError, OSError):
+            if session is not None:  # its registration may have been written before the error
+                await cluster.registry.closed(msgspec.structs.replace(session.info(), state="closed"))
+        with contextlib.suppress(RedisError, OSError):
+            if log_store is not None:
+                await log_store.close(ended=True)
+        with contextlib.suppress(RedisError, OSError):
+            await cluster.ownership.release(session_id)
 
     def _session(
         self, session_id: str, principal: str, spec: SessionSpec, log_store: EventLog, warm: Warm | None = None, cli_granted: bool = False,
@@ -282,7 +306,7 @@ class SessionManager:
         reason: RecoveryReason = "owner_lost" if found.handed_over_ms is None else "handover"
         session.recover(frames, found.info, found.conversation, reason, ownerless_ms)
         self._sessions[session_id] = session
-        session.start()
+        session.start(asleep=found.info.state == "hibernated")  # a sleeping session costs its adopter no CLI
         log.warning("session %s adopted (%s) after %d ms without an owner", session_id, reason, ownerless_ms)
 
     def abandon(self, session_id: str) -> None:
@@ -311,9 +335,10 @@ class SessionManager:
 
     async def fork(self, source: Session, query_id: str | None) -> Session:
         """A new session of `source`'s principal and settings continuing its conversation (from
-        before `query_id`, or all of it): its CLI transcript is copied into the new session's
-        config directory, and its first CLI resumes it with `fork_session` (a cold start: no
-        pooled CLI has that transcript)."""
+        before `query_id`, or all of it): its CLI transcript is copied to the new session (in
+        Redis when the conversations are kept there: a CLI resumed from Redis writes only there;
+        else into its config directory), and its first CLI resumes it with `fork_session` (a cold
+        start: no pooled CLI has that transcript)."""
         if self.shutting_down:
             raise GatewayError(ErrorCode.AGENT_UNAVAILABLE, "the gateway is shutting down; try again in a moment")
         if source.closed:
@@ -321,17 +346,28 @@ class SessionManager:
         fork_of, transcript = source.fork_point(query_id)
         session = await self._new_session(source.principal, source.spec, new_session_id(), opened_as(source.spec))
         session.model, session.permission_mode = source.model, source.permission_mode
-        if fork_of is not None:
-            try:
-                await asyncio.to_thread(self._copy_transcript, source, session, fork_of.claude_session_id)
-            except OSError as exc:
-                self._sessions.pop(session.id, None)
-                log.warning("session %s: fork failed to copy the transcript: %r", source.id, exc)
-                raise GatewayError(ErrorCode.AGENT_ERROR, "the conversation could not be copied") from exc
+        try:
+            if fork_of is not None:
+                try:
+                    if not await self._copy_stored(source, session, fork_of.claude_session_id):
+                        await asyncio.to_thread(self._copy_transcript, source, session, fork_of.claude_session_id)
+                except (OSError, RedisError) as exc:
+                    log.warning("session %s: fork failed to copy the transcript: %r", source.id, exc)
+                    raise GatewayError(ErrorCode.AGENT_ERROR, "the conversation could not be copied") from exc
+        except BaseException:  # it was never started: it goes (lease, registry entry, files) rather than stay `starting`
+            await asyncio.shield(session.close("the fork failed"))
+            raise
         session.seed(fork_of, transcript)
         session.start()
         log.info("session %s forked from %s (before %s)", session.id, source.id, query_id or "now")
         return session
+
+    async def _copy_stored(self, source: Session, target: Session, claude_session_id: str) -> bool:
+        """Copy the conversation in Redis, where its CLIs keep it (not with file checkpoints: those
+        stay on disk). False when it isn't there."""
+        if self._conversations is None or source.spec.profile.enable_file_checkpointing:
+            return False
+        return await self._conversations.copy(claude_session_id, source.id, target.id)
 
     def _copy_transcript(self, source: Session, target: Session, claude_session_id: str) -> None:
         """The CLI finds a transcript under its config directory, by working directory: copy it there."""
@@ -369,7 +405,8 @@ class SessionManager:
                 keep_sandbox_placeholders(shared)
 
         marker = f"{self._owner}/{next(self._cli_serial)}"
-        options = build_options(self.settings, spec, workdir, home, marker, resume, model, mode, self._conversations)
+        conversations = None if self._conversations is None else SessionConversations(self._conversations, session_id)
+        options = build_options(self.settings, spec, workdir, home, marker, resume, model, mode, conversations)
         if fork_of is not None and resume == fork_of.claude_session_id:
             options.fork_session, options.resume_session_at = True, fork_of.resume_at
         return SdkRunner(options, hooks, prepare)
@@ -388,20 +425,38 @@ class SessionManager:
         self.cluster.registry.changed(session.id, session.info, lambda: session.claude_session_id)
 
     async def _closed(self, session: Session) -> None:
-        """A closed session's files go; in the cluster its description is final and its lease released."""
+        """A closed session's files go; in the cluster its description is final and its lease released.
+        A session another replica runs by now (this one was fenced off, or lost or let go the lease
+        before the close) is that replica's: only its files here go, not its description, lease or
+        conversations in Redis."""
         if self.cluster is not None:
-            await self.cluster.registry.closed(session.info())
-            await self.cluster.ownership.release(session.id)
+            ours = self.cluster.ownership.holds(session.id) and await self._record_closed(self.cluster, session)
+            with contextlib.suppress(RedisError, OSError):  # else the lease runs out: nothing renews it now
+                await self.cluster.ownership.release(session.id)
+            if not ours:
+                log.warning("session %s: closed here after another replica took it over; left to that one", session.id)
+                await self._remove_dir(session.id)
+                return
         await self._remove_files(session)
+
+    async def _record_closed(self, cluster: ClusterNode, session: Session) -> bool:
+        """Mark the session closed in the registry; False when another replica owns it. On a Redis
+        error the reaper's next pass tries again (else it stayed listed, and counted, as live)."""
+        try:
+            ours = await cluster.registry.closed(session.info())
+        except (RedisError, OSError) as exc:
+            log.warning("session %s: could not be marked closed in Redis (retrying): %r", session.id, exc)
+            self._unrecorded[session.id] = session
+            return True
+        self._unrecorded.pop(session.id, None)
+        return ours
 
     async def _remove_files(self, session: Session) -> None:
         """A closed session's working and config directories go with it, and so do its conversations
         in Redis (else they expire after `conversation_ttl_s`)."""
-        root = self._session_dir(session.id)
         if self._conversations is not None:
-            project_key = await asyncio.to_thread(project_key_for_directory, root / "work")  # as the SDK keyed them
             try:
-                await self._conversations.delete_project(project_key)
+                await self._conversations.delete_project(session.id)
             except RedisError as exc:
                 log.warning("session %s: its conversations stay in Redis until they expire: %s", session.id, exc)
         await self._remove_dir(session.id)
@@ -439,16 +494,26 @@ class SessionManager:
                     log.warning("reaping idle sessions failed while Redis is unreachable (retrying): %r", exc)
                 failing = True
                 continue
+            except Exception:  # a bug in one pass must not end the reaper
+                log.exception("reaping sessions failed")
             failing = False
 
     async def reap(self) -> None:
-        """Close sessions quiet with no client past the timeout; forget closed ones past retention.
+        """Close sessions quiet with no client past the timeout; forget closed ones past retention;
+        apply the logs' age retention (in memory it is otherwise applied only by an append).
 
         A busy session (a turn running, an approval pending, a CLI starting) gets the turn watchdog's
         time on top: whatever it waits on, its CLI never runs forever with nobody there.
         """
+        if self.cluster is not None:
+            for unrecorded in list(self._unrecorded.values()):
+                await self._record_closed(self.cluster, unrecorded)
         now = time.time() * 1000
         for session in list(self._sessions.values()):
+            if self._sessions.get(session.id) is not session:  # another replica took it over during this pass
+                continue
+            if isinstance(session.feed.log, MemoryEventLog):
+                session.feed.log.expire(int(now))
             quiet_ms = now - session.last_activity
             if session.closed:
                 if quiet_ms > self.settings.closed_retention_s * 1000:
@@ -500,11 +565,10 @@ class SessionManager:
         (for up to SHUTDOWN_DRAIN_S; they detach when their outbox has drained) while the CLIs stop.
         """
         self.shutting_down = True
-        for task in (self._reaper, self._capacity_task, self._pool_task):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+        background = [task for task in (self._reaper, self._capacity_task, self._pool_task) if task is not None]
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)  # one that failed doesn't stop the drain
         handed_over = [] if self.cluster is None else await self._drain(self.cluster)
         # Closed ones too: a close a client started may still be stopping its CLI; this waits for it.
         closing = asyncio.gather(*(self.close(s, "shutdown") for s in self._sessions.values()), return_exceptions=True)
@@ -539,8 +603,11 @@ class SessionManager:
         ]
         sessions = [await self.get(principal, session_id) for session_id in idle]
         closes = [self._close_in_background(s, "closed_idle") for s in sessions]
+        forwarded = [task for s, task in zip(sessions, closes) if isinstance(s, RemoteSession)]
+        if forwarded:  # closed once its owner answers (which may take an adoption's time)
+            await asyncio.wait(forwarded)
         while any(not s.closed and not task.done() for s, task in zip(sessions, closes)):
-            await asyncio.sleep(0)  # a close marks its session closed in its first step
+            await asyncio.sleep(0)  # a local close marks its session closed in its first step
         return idle
 
     def _close_in_background(self, session: SessionHandle, reason: str) -> "asyncio.Task[None]":

@@ -19,7 +19,7 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from claude_agent_sdk.types import PermissionResultDeny, ToolPermissionContext
 
@@ -32,12 +32,8 @@ from gateway.wire.client import Open
 log = logging.getLogger("gateway.pool")
 
 
-class PooledRunner(AgentRunner, Protocol):
-    def adopt(self, hooks: RunnerHooks) -> None: ...
-
-
 # (session id, spec, hooks) -> a runner for that future session, not started.
-PoolBuilder = Callable[[str, SessionSpec, RunnerHooks], PooledRunner]
+PoolBuilder = Callable[[str, SessionSpec, RunnerHooks], AgentRunner]
 
 
 @dataclass
@@ -45,7 +41,7 @@ class Warm:
     """A started CLI waiting for a session: the id that session will have, and what the CLI runs with."""
 
     session_id: str
-    runner: PooledRunner
+    runner: AgentRunner
     runner_profile: str
     model: str | None
     permission_mode: str

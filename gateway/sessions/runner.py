@@ -1,5 +1,8 @@
 """A session's running agent: one ClaudeSDKClient, its CLI process and the single task that reads it.
 
+Messages reach the session in the CLI's order: stream events straight from the transport, in the
+SDK's reading task, the rest through the SDK's query layer and this runner's task (see `transport`).
+
 Kept apart from `Session` so a session can outlive its CLI: restart after a crash, resume with `resume=`.
 However the CLI ends, nothing it started outlives the runner (see `proctree`).
 """
@@ -11,7 +14,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
-from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient, ResultMessage
+from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient, ResultMessage, StreamEvent
 from claude_agent_sdk.types import PermissionResultAllow, PermissionResultDeny, ToolPermissionContext
 
 from gateway.sessions import proctree
@@ -23,7 +26,8 @@ PermissionResult = PermissionResultAllow | PermissionResultDeny
 
 
 class RunnerHooks(Protocol):
-    """What a runner calls back into; `on_message` runs on the reader task and must not block."""
+    """What a runner calls back into; `on_message` runs on a reading task (the runner's or the SDK's)
+    and must not block or await."""
 
     def on_message(self, message: Any) -> None: ...
 
@@ -61,6 +65,10 @@ class AgentRunner(Protocol):
     async def reconnect_mcp_server(self, name: str) -> None: ...
 
     async def toggle_mcp_server(self, name: str, enabled: bool) -> None: ...
+
+    def adopt(self, hooks: RunnerHooks) -> None:
+        """Report to `hooks` from now on."""
+        ...
 
     async def stop(self) -> None: ...
 
@@ -104,14 +112,18 @@ class SdkRunner:
             raise
 
     async def _run(self, ready: asyncio.Future[None]) -> None:
-        client = ClaudeSDKClient(self._options, transport=chunked_transport(self._options))
+        transport = chunked_transport(self._options, self._on_message)  # stream events mostly come by `_on_message`
+        client = ClaudeSDKClient(self._options, transport=transport)
         error: BaseException | None = None
         try:
             await client.connect()
             self._client = client
             ready.set_result(None)
             async for message in client.receive_messages():
-                if isinstance(message, ResultMessage):
+                if message.__class__ is StreamEvent:
+                    if transport is not None:
+                        transport.delivered(message.uuid)
+                elif isinstance(message, ResultMessage):
                     self.claude_session_id = message.session_id
                 self._hooks.on_message(message)
         except asyncio.CancelledError:
@@ -129,6 +141,9 @@ class SdkRunner:
             log.warning("CLI stderr (last lines): %s", " | ".join(self._stderr))
         if not self._stopping:
             self._hooks.on_exit(self, error)
+
+    def _on_message(self, message: Any) -> None:
+        self._hooks.on_message(message)  # through `_hooks`, which `adopt` may change
 
     @property
     def alive(self) -> bool:

@@ -23,7 +23,7 @@ from claude_agent_sdk import (
     SystemMessage,
     UserMessage,
 )
-from claude_agent_sdk.types import TERMINAL_TASK_STATUSES, ToolPermissionContext
+from claude_agent_sdk.types import TERMINAL_TASK_STATUSES, PermissionResultDeny, ToolPermissionContext
 
 from gateway import PROTOCOL_VERSION, logs
 from gateway.events.feed import EventFeed, Pending, Sink
@@ -57,6 +57,7 @@ log = logging.getLogger("gateway.session")
 CONTROL_TIMEOUT_S = 15.0
 NO_CONVERSATION = "No conversation found"  # the CLI's refusal to resume a conversation it never saved
 GUARD_TICK_S = 1.0  # how often a running turn's guard looks at it
+ACKS_KEPT = 1000  # frame ids whose ack a re-sent copy gets back (beyond the Redis ack records)
 TRANSCRIPT_KINDS = (
     ev.UserQuery, ev.AssistantMessage, ev.UserMessage, ev.TurnResult, ev.PermissionRequest, ev.Question,
     ev.RequestResolved, ev.ModelChanged, ev.PermissionModeChanged, ev.ConversationReset, ev.AgentError, ev.FilesRewound,
@@ -73,11 +74,32 @@ DESCRIBED_KINDS = (
 CLEAR_MESSAGE = {"type": "user", "message": {"role": "user", "content": "/clear"}, "parent_tool_use_id": None}  # failed: the CLI couldn't start; the next query tries again
 
 
+class _Retired:
+    """The hooks of a CLI its session stopped or replaced: what it still says (a late `result` of
+    an abandoned turn, say) reaches no session, and it may ask nothing."""
+
+    def on_message(self, message: Any) -> None:
+        pass
+
+    def on_exit(self, runner: AgentRunner, error: BaseException | None) -> None:
+        pass
+
+    async def can_use_tool(self, tool_name: str, tool_input: dict[str, Any], ctx: ToolPermissionContext) -> PermissionResult:
+        return PermissionResultDeny(message="this agent was stopped")
+
+
+RETIRED = _Retired()
+
+
 class ForkPoint(msgspec.Struct, frozen=True):
     """Where a forked session's first CLI resumes: the source's CLI session, up to a message."""
 
     claude_session_id: str
     resume_at: str | None  # None: the whole conversation
+    # What the fork inherits so it can be forked again before any query of its transcript: the
+    # last message it starts after, and the fork points of the queries it was forked with.
+    last_uuid: str | None = None
+    fork_points: dict[str, str | None] = {}
 
 
 _decode_event = msgspec.json.Decoder(EventFrame).decode
@@ -186,6 +208,7 @@ class Session:
         # the interrupted turn's end and the reset's `/clear`).
         self._reset_lock = asyncio.Lock()
         self._sealed = False  # `closed` was the last event: whatever finishes after it stays quiet
+        self._lapsed = False  # sealed because its lease lapsed: the session goes on at another replica
         self._holding = False  # draining: no new turn starts here
         self._on_closed = on_closed
         self._on_described = on_described  # sync, O(1): told when `info()` changes beyond the position
@@ -207,12 +230,17 @@ class Session:
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> None:
+    def start(self, asleep: bool = False) -> None:
         """Start the session's pump, which starts the first CLI: `open` answers at once, and
-        queries sent while the CLI starts (about 0.5 s) queue behind it."""
-        self.emit(ev.StateChanged(state="starting"))
+        queries sent while the CLI starts (about 0.5 s) queue behind it. `asleep`: a session adopted
+        while hibernated stays so, with no CLI until something needs one (as if it woke here)."""
+        if asleep:
+            self._set_state("hibernated", "adopted")
+        else:
+            self.emit(ev.StateChanged(state="starting"))
         # Its tasks (and the CLI's reader) log as the session's, not as the connection's that opened it.
-        self._pump_task = asyncio.create_task(self._pump(), name=f"session-pump-{self.id}", context=logs.session_context(self.id, self.principal))
+        pump = self._pump(start_cli=not asleep)
+        self._pump_task = asyncio.create_task(pump, name=f"session-pump-{self.id}", context=logs.session_context(self.id, self.principal))
 
     async def close(self, reason: str) -> None:
         """Close the session. A later caller (shutdown, while a tab's close still stops the CLI)
@@ -250,7 +278,9 @@ class Session:
         `expired`, the query whose turn it started without a `result` one of subtype `owner_lost`)
         and `agent_recovered`. Queries it had not started yet run here: after a handover they are
         queued again; from an owner that died they end `owner_lost` too (it may have started one
-        without the log saying so). The next CLI resumes conversation `conversation`."""
+        without the log saying so). The next CLI resumes conversation `conversation`. A query the
+        log holds counts as run here: a copy re-sent after the lost owner's ack record (written after
+        the ack) was lost gets the ack back instead of running twice."""
         self.model, self.permission_mode, self.created_at = last.model, last.permission_mode, last.created_at
         self.turns, self._cost_before_runner = last.turns, last.total_cost_usd
         self.claude_session_id = conversation
@@ -260,6 +290,7 @@ class Session:
             event = _decode_event(frame).event
             if isinstance(event, ev.UserQuery):
                 open_queries[event.query_id] = event
+                self._acked(Ack(id=event.query_id, result={"query_id": event.query_id, "queued": event.queued, "position": 0}))
             elif isinstance(event, ev.TurnStarted) and event.query_id in open_queries:
                 open_queries[event.query_id] = None
             elif isinstance(event, ev.TurnResult) and event.query_id is not None:
@@ -277,11 +308,19 @@ class Session:
             self.emit(ev.RequestResolved(request_id=request_id, outcome="expired", message=why))
         for query_id, waiting in open_queries.items():
             if waiting is not None and reason == "handover":
-                self._queue.append((query_id, _query_message(waiting.prompt)))
+                self._queue.append((query_id, _query_message(waiting.prompt, composed=not waiting.command)))
                 self._wake.set()
             else:
                 self._end_query(query_id, "owner_lost", f"{why} before this query ended; send it again")
         self.emit(ev.AgentRecovered(reason=reason, ownerless_ms=ownerless_ms))
+
+    def _acked(self, ack: Ack) -> None:
+        """Remember a frame id as run, with its ack."""
+        done: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
+        done.set_result(ack)
+        self._acks[ack.id] = done
+        if len(self._acks) > ACKS_KEPT:
+            self._acks.popitem(last=False)
 
     def hold(self) -> None:
         """The replica is draining: the running turn may finish, queued and new queries wait (for the
@@ -291,9 +330,12 @@ class Session:
     async def leave(self) -> None:
         """Another replica runs the session from now on (it adopted it, or this one hands it over):
         from now on it emits nothing, its CLI stops, what its log still holds goes to Redis (a log
-        fenced off writes nothing), and its clients here are ended so they resume at the new owner."""
+        fenced off writes nothing), and its clients here are ended so they resume at the new owner.
+        A frame still waiting here on the CLI (a reset on its turn, a control call on its start)
+        stops waiting and is refused: no CLI starts here again."""
         self._sealed = True
         self._queue.clear()
+        self._stop_waiting("the session left this replica")
         for task in (self._pump_task, self._guard):
             if task is not None:
                 task.cancel()
@@ -327,10 +369,17 @@ class Session:
             if self._runner is None:
                 await self._start_runner()
 
-    async def _start_runner(self) -> None:
-        """Called with `_runner_lock` held."""
+    def _check_here(self) -> None:
+        """Raise unless the session still runs here: it is closed, or it left for another replica
+        (a frame refused so is sent again to the next owner)."""
         if self.closed:
             raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed")
+        if self._sealed:
+            raise GatewayError(ErrorCode.OWNER_UNREACHABLE, "this session moved to another replica; send the frame again")
+
+    async def _start_runner(self) -> None:
+        """Called with `_runner_lock` held. Never once the session closed or left: nothing would stop that CLI."""
+        self._check_here()
         self.reserve_cli()
         try:
             await self._start_runner_granted()
@@ -403,6 +452,9 @@ class Session:
             log.warning("session %s: the pooled agent could not be used (%s); starting one", self.id, exc)
             await runner.stop()
             return None
+        except BaseException:  # cancelled: the session closed or left while it was narrowed; nothing else would stop it
+            await asyncio.shield(runner.stop())
+            raise
 
     # ---- capacity: CLI slots and hibernation -----------------------------------------------
 
@@ -433,6 +485,7 @@ class Session:
             return False
         runner, self._runner = self._runner, None
         assert runner is not None
+        runner.adopt(RETIRED)
         self._set_state("hibernated", reason)
         log.info("session %s hibernated (%s)", self.id, reason, extra={"session_id": self.id})
         self._asleep = asyncio.create_task(runner.stop(), name=f"session-hibernate-{self.id}")
@@ -445,17 +498,19 @@ class Session:
         runner, self._runner = self._runner, None
         self._tasks.clear()
         if runner is not None:
+            runner.adopt(RETIRED)  # a reset's new CLI, say, gets none of this one's last words
             await runner.stop()
 
-    async def _pump(self) -> None:
-        """The one task that starts the CLI, then sends queued queries one turn at a time
-        (restarting a dead CLI first)."""
-        try:
-            await self._ensure_runner()
-            if self.state == "starting":  # else a reset sent meanwhile holds the state and sets it when done
-                self._set_state("idle")
-        except GatewayError as exc:
-            self._start_failed(exc)
+    async def _pump(self, start_cli: bool) -> None:
+        """The one task that starts the CLI (unless the session begins hibernated), then sends
+        queued queries one turn at a time (restarting a dead CLI, or waking a hibernated one, first)."""
+        if start_cli:
+            try:
+                await self._ensure_runner()
+                if self.state == "starting":  # else a reset sent meanwhile holds the state and sets it when done
+                    self._set_state("idle")
+            except GatewayError as exc:
+                self._start_failed(exc)
         while True:
             await self._wake.wait()
             self._wake.clear()
@@ -537,6 +592,7 @@ class Session:
         self._drop_current(why, "agent_unresponsive")
         self._set_state("idle", "agent_unresponsive")
         if runner is not None:
+            runner.adopt(RETIRED)  # its turn's late `result` would end the next query
             retire = asyncio.create_task(runner.stop(), name=f"session-retire-{self.id}")
             self._retiring.add(retire)
             retire.add_done_callback(self._retiring.discard)
@@ -555,7 +611,7 @@ class Session:
         if self._lease is not None and not self._lease():
             # Another replica may run the session by now: nothing more is shown or written from here.
             log.error("session %s: its lease may have run out; this replica lets it go", self.id)
-            self._sealed = True
+            self._sealed = self._lapsed = True
             if self._on_lease_lapsed is not None:
                 self._on_lease_lapsed()
             return self.feed.last_seq
@@ -612,7 +668,7 @@ class Session:
             self.state = state
             self.metrics.state_changed(state)
             self.emit(ev.StateChanged(state=state, reason=reason))
-            self._sealed = state == "closed"
+            self._sealed = self._sealed or state == "closed"  # a session that left stays quiet too
 
     def _sync_state(self) -> None:
         """Approvals changed: move between running and awaiting_approval. A request the SDK cancels
@@ -745,19 +801,18 @@ class Session:
         if known is not None:
             first = await asyncio.shield(known)
             return Ack(id=first.id, result=first.result, duplicate=True)
-        if self.closed:
-            raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed")
-        if self._sealed:  # it left this replica: the frame runs at the next owner
-            raise GatewayError(ErrorCode.OWNER_UNREACHABLE, "this session moved to another replica; send the frame again")
+        self._check_here()
         running = asyncio.ensure_future(self._execute_once(frame, actor))
         self._acks[frame.id] = running
-        if len(self._acks) > 1000:
+        if len(self._acks) > ACKS_KEPT:
             self._acks.popitem(last=False)
         return await asyncio.shield(running)
 
     async def _execute_once(self, frame: cf.ClientFrame, actor: ev.Actor) -> Ack:
         try:
             ack = Ack(id=frame.id, result=await self._execute(frame, actor))
+            if self._lapsed:  # its lease lapsed meanwhile: what it did was neither shown nor written
+                raise GatewayError(ErrorCode.OWNER_UNREACHABLE, "this session moved to another replica; send the frame again")
         except BaseException:
             self._acks.pop(frame.id, None)  # not executed: the same id may be tried again
             raise
@@ -838,7 +893,7 @@ class Session:
         if len(self._query_uuids) > self.limits.transcript_max_events:
             self._query_uuids.popitem(last=False)
         self._queue.append((query_id, message))
-        self.emit(ev.UserQuery(query_id=query_id, prompt=prompt, by=actor, queued=queued))
+        self.emit(ev.UserQuery(query_id=query_id, prompt=prompt, by=actor, queued=queued, command=not composed))
         self._wake.set()
         # position: 0 when the query starts at once, else its place in the line (1 runs next).
         return {"query_id": query_id, "queued": queued, "position": len(self._queue) if queued else 0}
@@ -871,12 +926,16 @@ class Session:
             raise GatewayError(ErrorCode.UNKNOWN_QUERY, f"no query {query_id} has run in this conversation")
         if self.claude_session_id is None:
             return None, []
-        return ForkPoint(self.claude_session_id, resume_at), transcript
+        inherited = {e.query_id: self._fork_points[e.query_id] for e in transcript if isinstance(e, ev.UserQuery) and e.query_id in self._fork_points}
+        return ForkPoint(self.claude_session_id, resume_at, resume_at if query_id else self._last_uuid, inherited), transcript
 
     def seed(self, fork_of: ForkPoint | None, transcript: list[ev.EventBody]) -> None:
         """Start a fork from its source's conversation (before `start`): its CLI resumes it, its
         clients see the transcript it had."""
         self.fork_of, self.claude_session_id = fork_of, fork_of.claude_session_id if fork_of else None
+        if fork_of is not None:
+            self._last_uuid = fork_of.last_uuid
+            self._fork_points.update(fork_of.fork_points)
         for event in transcript:
             self.emit(event)
 
@@ -972,6 +1031,7 @@ class Session:
             turn_over = self._turn_done.is_set()
             if self.closed:  # closed while the reset waited: nothing is left to reset
                 return
+            self._check_here()  # it left this replica meanwhile: the reset runs at the next owner
         self.approvals.cancel_all()
         self._drop_current("the conversation was reset")  # the interrupted turn didn't end in time
         self._streaming.clear()
@@ -997,6 +1057,8 @@ class Session:
                     self._set_state("idle", "conversation_reset")
                 else:
                     self._start_failed(failed)
+        if not self.closed:
+            self._check_here()  # it left this replica while the CLI was replaced: the reset runs at the next owner
 
     async def _clear_conversation(self) -> bool:
         """Ask the CLI for `/clear`; False when it didn't confirm (the caller replaces the CLI)."""

@@ -10,21 +10,38 @@ noise), so what it yields, and every error it raises, is what the SDK's reader w
 dicts in the same order, `CLIJSONDecodeError` past `max_buffer_size` characters or on a corrupt line,
 `ProcessError` on a non-zero exit, a truncated last line dropped.
 
-The SDK's query layer still routes each message and its parser still builds the message objects.
+Stream events can skip the SDK's query layer. It hands every message to `receive_messages` through
+an anyio memory stream: a `sleep(0)` on each side, an event and a task switch per message, more than
+all the gateway's own work on a token. Given `deliver`, the transport parses a `stream_event` with
+the SDK's parser and hands it to `deliver` itself, in the query layer's reading task, unless
+messages it did hand to the query layer may not have reached the reader yet: then it hands that
+event to the query layer too and reads no further until the reader reports (`delivered`) that it
+got it, so nothing is in flight there any more (one without a uuid can't be waited for: it goes
+that way, and so do the stream events after it until one can). So the reader gets every message
+once, in the CLI's order. The query layer still sees every control message, every other message, and the first stream
+event after any of them: what it does on a stream event (a turn is under way: reopen the run, clear
+the run-end ceiling) it has done by then, and would only do again on the ones it doesn't see.
 """
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import anyio
 import msgspec
 from claude_agent_sdk import ClaudeAgentOptions, CLIConnectionError, CLIJSONDecodeError, ProcessError
+from claude_agent_sdk._internal.message_parser import parse_message
 from claude_agent_sdk._internal.transport.subprocess_cli import SubprocessCLITransport, _parse_stdout_line, logger
-from claude_agent_sdk.types import _configure_can_use_tool
+from claude_agent_sdk.types import Message, _configure_can_use_tool
 
 READ_BYTES = 1 << 20  # the most one read takes; a read returns what the pipe holds, so this only caps a backlog
+# Stream events delivered in one go before the reader lets the loop run: a backlog of thousands of
+# lines must not hold the loop (other sessions, attaches, the outbox's sends) for tens of ms.
+TURN_EVENTS = 64
 
 _decode = msgspec.json.Decoder().decode
+# What the SDK's query layer consumes itself; it hands every other message to `receive_messages`.
+QUERY_OWN = frozenset({"control_response", "control_request", "control_cancel_request", "transcript_mirror"})
 
 
 async def _no_prompt() -> AsyncIterator[dict[str, Any]]:
@@ -32,16 +49,17 @@ async def _no_prompt() -> AsyncIterator[dict[str, Any]]:
     yield {}  # an async generator that yields nothing: ClaudeSDKClient writes the prompts itself
 
 
-def chunked_transport(options: ClaudeAgentOptions) -> "ChunkedCLITransport | None":
+def chunked_transport(options: ClaudeAgentOptions, deliver: Callable[[Message], None] | None = None) -> "ChunkedCLITransport | None":
     """The transport for `ClaudeSDKClient(options, transport=…)`, built from the options as the client
     builds its own (a custom transport gets the options as given, so the permission routing that
-    `connect` applies to its own transport is applied here).
+    `connect` applies to its own transport is applied here). `deliver`: where stream events go past
+    the SDK's query layer (see the module's docstring).
 
     None (the SDK's own transport) when the conversation is resumed from a `session_store`: the SDK
     loads the store into a temporary config directory only for a transport it builds itself."""
     if options.session_store is not None and (options.resume or options.continue_conversation):
         return None
-    return ChunkedCLITransport(_no_prompt(), _configure_can_use_tool(options))
+    return ChunkedCLITransport(_no_prompt(), _configure_can_use_tool(options), deliver)
 
 
 def _line(line: bytes) -> dict[str, Any] | None:
@@ -58,8 +76,21 @@ def _line(line: bytes) -> dict[str, Any] | None:
 
 
 class ChunkedCLITransport(SubprocessCLITransport):
+    def __init__(self, prompt: AsyncIterator[dict[str, Any]], options: ClaudeAgentOptions, deliver: Callable[[Message], None] | None = None) -> None:
+        super().__init__(prompt, options)
+        self._deliver = deliver
+        self._routing = False  # a message handed to the query layer may not have reached the reader yet
+        self._last_routed: str | None = None  # the stream event handed there last, by uuid
+        self._arrived: asyncio.Future[None] | None = None  # set when the reader has it
+
     def read_messages(self) -> AsyncIterator[dict[str, Any]]:
         return self._read_chunked()
+
+    def delivered(self, uuid: str | None) -> None:
+        """The reader got this stream event from the query layer: if it is the one the transport waits
+        for, nothing is in flight there any more, and stream events go to `deliver` again."""
+        if uuid == self._last_routed and self._arrived is not None and not self._arrived.done():
+            self._arrived.set_result(None)
 
     def _guard(self, data: bytes) -> None:
         """The SDK's bound on one message, in characters (bytes are only counted past it)."""
@@ -75,6 +106,8 @@ class ChunkedCLITransport(SubprocessCLITransport):
             raise CLIConnectionError("Not connected")
         stdout = process.stdout
         limit = self._max_buffer_size
+        deliver = self._deliver
+        delivered = 0  # stream events delivered since the loop last ran
         pending: list[bytes] = []  # the line being received, in pieces, none with a newline
         pending_len = 0
         try:
@@ -100,9 +133,31 @@ class ChunkedCLITransport(SubprocessCLITransport):
                     if len(line) > limit:
                         self._guard(line)
                     data = _line(line)
-                    if data is not None:
-                        self._check_claude_version(data)
-                        yield data
+                    if data is None:
+                        continue
+                    if deliver is not None:
+                        kind = data.get("type")
+                        if kind == "stream_event":
+                            if not self._routing:
+                                deliver(parse_message(data))  # type: ignore[arg-type]  # a StreamEvent, never None
+                                delivered += 1
+                                if delivered == TURN_EVENTS:
+                                    delivered = 0
+                                    await asyncio.sleep(0)
+                                continue
+                            uuid = data.get("uuid")
+                            if uuid.__class__ is str:  # the event to wait for: the query layer's last in flight
+                                self._last_routed, self._arrived = uuid, asyncio.get_running_loop().create_future()
+                                delivered = 0
+                                yield data
+                                await self._arrived
+                                self._routing, self._arrived = False, None
+                                continue
+                        elif kind not in QUERY_OWN:
+                            self._routing = True
+                    self._check_claude_version(data)
+                    delivered = 0  # the query layer's send lets the loop run
+                    yield data
                 if pending_len > limit:
                     self._guard(tail)
         except anyio.ClosedResourceError:

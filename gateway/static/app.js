@@ -5,6 +5,9 @@
 
 import { GatewayClient, contentText, renderMarkdown } from './client/index.js';
 import hljs from './vendor/highlight.js/highlight.min.js';
+import { ContextMeter, isCompact } from './context.js';
+import { announce, button, h, q, toast } from './dom.js';
+import { TaskList } from './tasks.js';
 
 /** @typedef {import('./client/chat.js').ChatItem} ChatItem */
 /** @typedef {import('./client/protocol.js').SessionInfo} SessionInfo */
@@ -32,10 +35,11 @@ const ui = {
   demoBadge: $('demo-badge'), demoHint: $('demo-hint'),
   sidebar: $('sidebar'), scrim: $('scrim'), chatsToggle: $('chats-toggle'), drawerClose: $('drawer-close'), chatList: $('chat-list'),
   banner: $('banner'), bannerText: $('banner-text'), bannerAction: /** @type {HTMLButtonElement} */ ($('banner-action')),
-  agentState: $('agent-state'), totals: $('totals'), toasts: $('toasts'), announcer: $('announcer'),
+  agentState: $('agent-state'), totals: $('totals'),
   tokenDialog: /** @type {HTMLDialogElement} */ ($('token-dialog')), tokenForm: $('token-form'),
   tokenInput: /** @type {HTMLInputElement} */ ($('token-input')), tokenError: $('token-error'),
   confirmDialog: /** @type {HTMLDialogElement} */ ($('confirm-dialog')), confirmText: $('confirm-text'),
+  confirmTitle: $('confirm-title'), confirmOk: $('confirm-ok'),
 };
 
 /** Options a test (or a curious developer) can set in the query string. */
@@ -57,9 +61,11 @@ const LIST_REFRESH_MS = Number(params.get('list_refresh_ms') ?? 15000);
 /** Prompts sent but not yet in the timeline: frame id -> bubble. @type {Map<string, HTMLElement>} */ const sending = new Map();
 /** Requests with an answer on its way (buttons stay disabled). @type {Set<string>} */ const answering = new Set();
 /** Items already announced to screen readers (or there before the page looked). @type {Set<string>} */ const announced = new Set();
-/** @type {Map<string, string>} profile name -> description */ let profileInfo = new Map();
+/** @type {Map<string, import('./client/protocol.js').Profile>} the operator's profiles, by name */ let profileInfo = new Map();
 /** @type {Promise<void> | null} */ let profilesLoaded = null;
 /** The gateway's sessions, from the last `GET /v1/sessions`. @type {SessionInfo[]} */ let listed = [];
+const meter = new ContextMeter(() => scheduleRender());
+const taskList = new TaskList();
 let demo = false;
 let renderQueued = false;
 let stickToBottom = true;
@@ -100,16 +106,17 @@ function start() {
   }, () => {});
   profilesLoaded = client.profiles().then(
     (profiles) => {
-      profileInfo = new Map(profiles.map((p) => [p.name, p.description ?? '']));
+      profileInfo = new Map(profiles.map((p) => [p.name, p]));
       const names = [...profileInfo.keys()];
       ui.profile.replaceChildren(...names.map((n) => {
         const option = new Option(n, n);
-        option.title = profileInfo.get(n) ?? '';
+        option.title = profileInfo.get(n)?.description ?? '';
         return option;
       }));
       ui.profile.value = names.includes('default') ? 'default' : names[0] ?? 'default';
       ui.profileLabel.hidden = names.length < 2;
       renderMeta();
+      scheduleRender(); // what the chat's profile allows (rewinding files) may show now
     },
     () => {}, // no profile list: open `default`
   );
@@ -268,7 +275,8 @@ function listRows() {
   if (current && session?.chat && rows.has(current)) {
     const chat = session.chat;
     const row = /** @type {{ state: string }} */ (rows.get(current));
-    row.state = chat.pending.length ? 'waiting for you' : chat.busy ? 'working' : chat.sessionState === 'closed' ? 'ended' : row.state;
+    row.state = chat.pending.length ? 'waiting for you' : chat.busy ? 'working' : chat.sessionState === 'closed' ? 'ended'
+      : chat.sessionState ? 'live' : row.state; // attached: fresher than the last list
   }
   return [...rows.values()].sort((a, b) => b.lastActivity - a.lastActivity);
 }
@@ -368,14 +376,25 @@ function startRename(li, id) {
   input.select();
 }
 
-/** @param {string} id @param {HTMLElement} opener */
-async function deleteChat(id, opener) {
-  ui.confirmText.textContent = `“${titleOf(id)}” will be removed from this list, and its agent stopped. This can't be undone.`;
+/**
+ * Ask before something that can't be undone; Cancel has focus. True when confirmed.
+ * @param {string} title @param {string} text @param {string} ok the confirming button's label
+ */
+async function confirmAction(title, text, ok) {
+  ui.confirmTitle.textContent = title;
+  ui.confirmText.textContent = text;
+  ui.confirmOk.textContent = ok;
   ui.confirmDialog.returnValue = '';
   ui.confirmDialog.showModal();
   /** @type {HTMLElement} */ (ui.confirmDialog.querySelector('#confirm-cancel')).focus();
   await new Promise((resolve) => ui.confirmDialog.addEventListener('close', resolve, { once: true }));
-  if (ui.confirmDialog.returnValue !== 'ok') {
+  return ui.confirmDialog.returnValue === 'ok';
+}
+
+/** @param {string} id @param {HTMLElement} opener */
+async function deleteChat(id, opener) {
+  const text = `“${titleOf(id)}” will be removed from this list, and its agent stopped. This can't be undone.`;
+  if (!(await confirmAction('Delete this chat?', text, 'Delete'))) {
     opener.focus();
     return;
   }
@@ -439,6 +458,8 @@ function detach() {
   }
   session = null;
   endedId = null;
+  meter.forget(null);
+  taskList.forget(null);
   nodes.clear();
   ui.items.replaceChildren();
   ui.sending.replaceChildren();
@@ -457,6 +478,8 @@ function connect(sessionId) {
   else localStorage.removeItem(STORE.session);
   const s = client.session(sessionId ? { sessionId } : { open: { profile: chosenProfile() } });
   session = s;
+  meter.forget(s);
+  taskList.forget(s);
   unsubscribe.push(
     s.on('connectionstate', (change) => renderConnection(change)),
     s.on('chat', () => {
@@ -612,23 +635,6 @@ function showBanner(text, level, action, onAction) {
 
 function hideBanner() {
   ui.banner.hidden = true;
-}
-
-/** @param {string} text */
-function toast(text) {
-  const el = document.createElement('div');
-  el.className = 'toast';
-  el.textContent = text;
-  ui.toasts.append(el);
-  setTimeout(() => el.remove(), 6000);
-}
-
-/** Tell screen readers (status and finished messages only, never each streamed fragment). @param {string} text */
-function announce(text) {
-  ui.announcer.textContent = '';
-  requestAnimationFrame(() => {
-    ui.announcer.textContent = text;
-  });
 }
 
 // ---- rendering ---------------------------------------------------------------------------
@@ -799,10 +805,14 @@ function renderControls() {
   ui.mode.disabled = !attached || chat.allowedModes.length < 2;
   const states = {
     starting: 'Starting…', idle: 'Ready', running: 'Working…', awaiting_approval: 'Waiting for you',
-    interrupted: 'Stopping…', closed: 'Ended', failed: 'The agent failed to start; send again to retry',
+    interrupted: 'Stopping…', closed: 'Ended', failed: 'The agent failed to start; send again to retry', hibernated: 'Ready',
   };
   ui.agentState.textContent = chat.sessionState ? states[chat.sessionState] : '';
   ui.agentState.dataset.state = chat.sessionState ?? '';
+  meter.render(chat, attached);
+  taskList.render(chat.tasks, attached);
+  // Rewind files: only where the chat's profile keeps file checkpoints.
+  document.body.classList.toggle('can-rewind', profileInfo.get(chat.profile ?? '')?.enable_file_checkpointing === true);
   const turns = `${chat.turns} turn${chat.turns === 1 ? '' : 's'}`;
   ui.totals.textContent = !chat.turns ? '' : demo ? `${turns} · demo — no charge` : `${turns} · ${money(chat.totalCostUsd)}`;
   renderMeta();
@@ -812,7 +822,7 @@ function renderMeta() {
   const profile = session?.chat?.profile ?? '';
   // The profile matters only when there is a choice of them.
   ui.sessionMeta.textContent = profileInfo.size > 1 ? profile : '';
-  ui.sessionMeta.title = profileInfo.get(profile) ?? '';
+  ui.sessionMeta.title = profileInfo.get(profile)?.description ?? '';
   ui.chatTitle.textContent = currentId() ? titleOf(/** @type {string} */ (currentId())) : 'New chat';
 }
 
@@ -829,52 +839,11 @@ function fillSelect(select, values, current) {
 
 // ---- items -------------------------------------------------------------------------------
 
-/**
- * @param {string} tag
- * @param {string} [className]
- * @param {string} [text]
- * @returns {HTMLElement}
- */
-function h(tag, className, text) {
-  const el = document.createElement(tag);
-  if (className) el.className = className;
-  if (text !== undefined) el.textContent = text;
-  return el;
-}
-
-/** @param {HTMLElement} root @param {string} selector */
-function q(root, selector) {
-  return /** @type {HTMLElement} */ (root.querySelector(selector));
-}
-
-/** @param {string} className @param {string} label @param {() => void} onClick */
-function button(className, label, onClick) {
-  const b = /** @type {HTMLButtonElement} */ (h('button', className, label));
-  b.type = 'button';
-  b.addEventListener('click', onClick);
-  return b;
-}
-
 /** @param {ChatItem} item @returns {HTMLElement} */
 function create(item) {
   switch (item.type) {
-    case 'user': {
-      const el = h('div', 'msg-user');
-      const bubble = h('div', 'bubble');
-      bubble.append(h('span', 'text'), h('span', 'badge', 'queued'));
-      const actions = h('div', 'msg-actions');
-      actions.append(button('btn btn-ghost btn-small edit', 'Edit', () => {
-        const current = /** @type {import('./client/chat.js').UserItem} */ (nodes.get(item.key)?.item ?? item);
-        ui.prompt.value = current.text;
-        autosize();
-        renderControls();
-        ui.prompt.focus();
-        ui.prompt.setSelectionRange(current.text.length, current.text.length);
-      }));
-      q(actions, '.edit').setAttribute('aria-label', 'Edit and send again as a new message');
-      el.append(bubble, actions);
-      return el;
-    }
+    case 'user':
+      return createUser(item);
     case 'text': {
       const el = h('div', 'msg-assistant');
       const actions = h('div', 'msg-actions');
@@ -886,8 +855,12 @@ function create(item) {
       return el;
     }
     case 'thinking': {
+      // Collapsed and dimmed, apart from the answer: while it streams, its latest words show in the summary.
       const el = h('details', 'thinking');
-      el.append(h('summary'), h('div', 'md'));
+      const summary = h('summary');
+      summary.append(h('span', 'thinking-label'), h('span', 'thinking-preview'));
+      q(summary, '.thinking-preview').setAttribute('aria-hidden', 'true'); // the label says enough; the text is inside
+      el.append(summary, h('div', 'md'));
       return el;
     }
     case 'tool': {
@@ -917,23 +890,149 @@ function create(item) {
   }
 }
 
+/** A prompt, with Edit (resend, edited, in a branch) and, where the profile keeps checkpoints, Rewind files. @param {import('./client/chat.js').UserItem} item */
+function createUser(item) {
+  const el = h('div', 'msg-user');
+  const bubble = h('div', 'bubble');
+  bubble.append(h('span', 'text'), h('span', 'badge', 'queued'));
+  const current = () => /** @type {import('./client/chat.js').UserItem} */ (nodes.get(item.key)?.item ?? item);
+  const actions = h('div', 'msg-actions');
+  const edit = button('btn btn-ghost btn-small edit', 'Edit', () => startEdit(el, current()));
+  edit.setAttribute('aria-label', 'Edit and resend in a new chat that branches off before this message');
+  const rewind = button('btn btn-ghost btn-small rewind', 'Rewind files', () => rewindFiles(current(), rewind));
+  rewind.setAttribute('aria-label', 'Rewind files: undo the changes the agent made to files since this message');
+  actions.append(edit, rewind);
+  el.append(bubble, actions);
+  return el;
+}
+
+/**
+ * Edit a prompt in place; sending forks the session just before it, and the edited prompt goes
+ * to the fork (this chat stays as it was). Enter sends, Escape cancels.
+ * @param {HTMLElement} el @param {import('./client/chat.js').UserItem} item
+ */
+function startEdit(el, item) {
+  if (el.querySelector('.edit-form')) return;
+  const form = /** @type {HTMLFormElement} */ (h('form', 'edit-form'));
+  const area = /** @type {HTMLTextAreaElement} */ (h('textarea', 'edit-text'));
+  area.value = item.text;
+  area.rows = Math.min(8, item.text.split('\n').length + 1);
+  area.setAttribute('aria-label', 'Edit your message');
+  const hint = h('p', 'edit-hint', 'Sends it in a new chat that branches off before this message. This chat stays as it is.');
+  hint.id = `edit-hint-${item.queryId}`;
+  area.setAttribute('aria-describedby', hint.id);
+  const actions = h('div', 'edit-actions');
+  const cancel = button('btn btn-small edit-cancel', 'Cancel', () => finish());
+  const send = /** @type {HTMLButtonElement} */ (h('button', 'btn btn-primary btn-small edit-send', 'Send'));
+  send.type = 'submit';
+  actions.append(cancel, send);
+  form.append(area, hint, actions);
+  el.classList.add('editing');
+  el.append(form);
+  area.focus();
+  area.setSelectionRange(area.value.length, area.value.length);
+  const finish = () => {
+    form.remove();
+    el.classList.remove('editing');
+    /** @type {HTMLElement} */ (el.querySelector('.edit'))?.focus();
+  };
+  area.addEventListener('keydown', (ev) => {
+    if (ev.key === 'Escape') {
+      ev.preventDefault();
+      ev.stopPropagation();
+      finish();
+    } else if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) {
+      ev.preventDefault();
+      form.requestSubmit();
+    }
+  });
+  form.addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const text = area.value.trim();
+    if (!text) return;
+    setDisabled(form, true);
+    if (await branch(item.queryId, text, 'edited')) return;
+    setDisabled(form, false);
+    area.focus();
+  });
+}
+
+/**
+ * Fork the attached session just before query `queryId` and switch the page to the fork, sending
+ * `prompt` there: the way to edit and resend, or regenerate, without losing this chat.
+ * @param {string} queryId @param {string} prompt @param {'edited' | 'regenerated'} why
+ * @returns {Promise<boolean>} whether the page switched
+ */
+async function branch(queryId, prompt, why) {
+  const from = session;
+  if (!from?.id || !from.chat) return false;
+  const chat = from.chat;
+  let forked;
+  try {
+    forked = await from.fork(queryId);
+  } catch (err) {
+    toast(`Could not branch: ${/** @type {Error} */ (err).message}`);
+    return false;
+  }
+  if (session !== from) return false; // the user went elsewhere meanwhile; the fork is in the list
+  const first = chat.items.find((i) => i.type === 'user');
+  const fromStart = !first || (first.type === 'user' && first.queryId === queryId);
+  remember(forked, {
+    title: fromStart ? undefined : `${titleOf(from.id).replace(/ \((edited|regenerated)\)$/, '')} (${why})`,
+    firstPrompt: fromStart ? prompt.slice(0, 200) : records()[from.id]?.firstPrompt,
+    lastActivity: Date.now(),
+  });
+  connect(forked);
+  sendPrompt(prompt);
+  announce(why === 'edited' ? 'Sent in a new chat that branches off before the edited message.' : 'Regenerating in a new chat that branches off before that message.');
+  ui.prompt.focus();
+  return true;
+}
+
+/** Put the files the agent changed since `item` back as they were (asked first). @param {import('./client/chat.js').UserItem} item @param {HTMLElement} opener */
+async function rewindFiles(item, opener) {
+  const shown = item.text.length > 80 ? `${item.text.slice(0, 80)}…` : item.text;
+  const text = `Files the agent created or changed since “${shown}” go back to how they were before it. The conversation stays as it is.`;
+  if (!(await confirmAction('Rewind files to here?', text, 'Rewind files'))) {
+    opener.focus();
+    return;
+  }
+  ui.prompt.focus();
+  try {
+    await /** @type {NonNullable<typeof session>} */ (session).rewindFiles(item.queryId);
+    announce('Files rewound.');
+  } catch (err) {
+    toast(`Files not rewound: ${/** @type {Error} */ (err).message}`);
+  }
+}
+
 /** @param {HTMLElement} el @param {ChatItem} item @param {ChatItem[]} turn the items of this turn so far */
 function update(el, item, turn = []) {
   switch (item.type) {
-    case 'user':
-      q(el, '.text').textContent = item.text || '(attachment)';
+    case 'user': {
+      const command = isCompact(item.text);
+      el.classList.toggle('command', command);
+      const instructions = item.text.replace(/^\/compact\s*/, '');
+      q(el, '.text').textContent = command ? `Compact the conversation${instructions ? `: ${instructions}` : ''}` : item.text || '(attachment)';
+      // Nothing to edit or rewind in a command, or in a prompt that hasn't run yet.
+      q(el, '.msg-actions').hidden = command || item.queued;
       return;
+    }
     case 'text':
       renderText(q(el, '.md'), item.text, item.streaming);
       el.classList.toggle('streaming', item.streaming);
       el.classList.toggle('sub', Boolean(item.parentToolUseId));
       q(el, '.msg-actions').hidden = item.streaming || Boolean(item.parentToolUseId);
       return;
-    case 'thinking':
-      q(el, 'summary').textContent = item.streaming ? 'Thinking…' : 'Thought process';
+    case 'thinking': {
+      q(el, '.thinking-label').textContent = item.streaming ? 'Thinking…' : 'Thought process';
+      const flat = item.text.replace(/\s+/g, ' ').trim();
+      q(el, '.thinking-preview').textContent = item.streaming ? (flat.length > 160 ? `…${flat.slice(-160)}` : flat) : '';
       q(el, '.md').innerHTML = renderMarkdown(item.text);
+      el.classList.toggle('streaming', item.streaming);
       el.classList.toggle('sub', Boolean(item.parentToolUseId));
       return;
+    }
     case 'tool':
       return updateTool(el, item);
     case 'approval':
@@ -1360,7 +1459,9 @@ function updateResult(el, item, turn) {
   const usage = /** @type {Record<string, number> | null} */ (item.usage);
   const input = usage ? (usage.input_tokens ?? 0) + (usage.cache_read_input_tokens ?? 0) + (usage.cache_creation_input_tokens ?? 0) : null;
   const output = usage ? usage.output_tokens ?? 0 : null;
-  const [tone, icon, text] = outcome(item, turn);
+  const asked = item.queryId ? session?.chat?.get(`q:${item.queryId}`) : undefined;
+  const compact = asked?.type === 'user' && isCompact(asked.text);
+  const [tone, icon, text] = compact && !item.isError && !item.interrupted ? ['ok', '✓', 'Compacted'] : outcome(item, turn);
   el.replaceChildren();
   const status = h('span', `outcome ${tone}`);
   status.append(h('span', 'outcome-icon', icon), text);
@@ -1376,17 +1477,19 @@ function updateResult(el, item, turn) {
     el.append(h('span', 'sep', '·'), cost);
   }
   for (const s of el.querySelectorAll('.sep')) s.setAttribute('aria-hidden', 'true');
-  el.append(button('btn btn-ghost btn-small regenerate', 'Regenerate', () => regenerate(item)));
-  q(el, '.regenerate').setAttribute('aria-label', 'Regenerate: send the last prompt again as a new message');
+  if (asked?.type === 'user' && !compact) {
+    el.append(button('btn btn-ghost btn-small regenerate', 'Regenerate', () => regenerate(item)));
+    q(el, '.regenerate').setAttribute('aria-label', 'Regenerate: send the last prompt again in a new chat that branches off before it');
+  }
   el.dataset.status = tone;
   // The CLI's diagnostics for an interrupted turn are noise; real errors are worth showing.
   if (!item.interrupted) for (const message of item.errors) el.append(h('span', 'errors', message));
 }
 
-/** Send the prompt of the turn `result` ended again (the gateway can't fork a session yet: a new query). @param {import('./client/chat.js').ResultItem} result */
-function regenerate(result) {
-  const prompt = session?.chat?.items.find((i) => i.type === 'user' && i.queryId === result.queryId);
-  if (prompt && prompt.type === 'user') sendPrompt(prompt.text);
+/** Another answer to the prompt of the turn `result` ended, in a fork from just before it. @param {import('./client/chat.js').ResultItem} result */
+async function regenerate(result) {
+  const prompt = result.queryId ? session?.chat?.get(`q:${result.queryId}`) : undefined;
+  if (prompt?.type === 'user' && result.queryId) await branch(result.queryId, prompt.text, 'regenerated');
   ui.prompt.focus();
 }
 

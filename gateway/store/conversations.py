@@ -7,8 +7,8 @@ script, atomically), and no call reads or writes more than the keys it names —
 an entry whose `uuid` the key already holds is skipped (the SDK retries a failed batch, and a
 batch that failed after it landed must not land twice).
 
-Keys, with `P` the key prefix, `pk` the SDK's project key (the sanitized cwd: one per gateway
-session) and `sid` the CLI's session id as a hash tag (one conversation, one Cluster slot):
+Keys, with `P` the key prefix, `pk` the project key (the gateway session's id: see
+`SessionConversations`) and `sid` the CLI's session id as a hash tag (one conversation, one Cluster slot):
     P:cs:{sid}:pk:main              List   the main transcript, one JSON entry per element
     P:cs:{sid}:pk:main:ids          Set    uuids already in it
     P:cs:{sid}:pk:sub:<subpath>     List   a subagent transcript
@@ -159,8 +159,22 @@ class RedisSessionStore(SessionStore):
 
     # ---- beyond the protocol -------------------------------------------------------------
 
+    async def copy(self, session_id: str, from_project: str, to_project: str) -> bool:
+        """Copy a conversation (its subagent transcripts too) to another project key: a fork's, whose
+        CLI resumes it from there. False when there is nothing to copy."""
+        source: SessionKey = {"project_key": from_project, "session_id": session_id}
+        entries = await self.load(source)
+        if entries is None:
+            return False
+        await self.append({"project_key": to_project, "session_id": session_id}, entries)
+        for subpath in await self.list_subkeys({"project_key": from_project, "session_id": session_id}):
+            sub = await self.load({**source, "subpath": subpath})
+            if sub:
+                await self.append({"project_key": to_project, "session_id": session_id, "subpath": subpath}, sub)
+        return True
+
     async def delete_project(self, project_key: str) -> None:
-        """Every conversation under a project key: a closed gateway session's (its cwd is its own)."""
+        """Every conversation under a project key: a closed gateway session's (`SessionConversations`)."""
         sessions = await self._redis.zrange(self._project(project_key) + "sessions", 0, -1)
         async with self._redis.pipeline(transaction=False) as pipe:
             for raw in sessions:
@@ -183,6 +197,39 @@ class RedisSessionStore(SessionStore):
         self._summaries.move_to_end((project_key, session_id))
         if len(self._summaries) > self._summary_cache:
             self._summaries.popitem(last=False)
+
+
+class SessionConversations(SessionStore):
+    """One gateway session's view of the store, handed to its CLIs: the project key is the gateway
+    session's id, whatever key the SDK derives. The SDK derives it from the working directory's
+    absolute path, which is each replica's own (`sessions_dir` differs between hosts and replicas):
+    keyed by it, a CLI that another replica starts for the session (adoption, a wake after
+    failover) would find no conversation to resume."""
+
+    def __init__(self, store: RedisSessionStore, session_id: str) -> None:
+        self._store = store
+        self._project_key = session_id
+
+    def _key(self, key: SessionKey) -> SessionKey:
+        return {**key, "project_key": self._project_key}
+
+    async def append(self, key: SessionKey, entries: list[SessionStoreEntry]) -> None:
+        await self._store.append(self._key(key), entries)
+
+    async def load(self, key: SessionKey) -> list[SessionStoreEntry] | None:
+        return await self._store.load(self._key(key))
+
+    async def list_sessions(self, project_key: str) -> list[SessionStoreListEntry]:
+        return await self._store.list_sessions(self._project_key)
+
+    async def list_session_summaries(self, project_key: str) -> list[SessionSummaryEntry]:
+        return await self._store.list_session_summaries(self._project_key)
+
+    async def delete(self, key: SessionKey) -> None:
+        await self._store.delete(self._key(key))
+
+    async def list_subkeys(self, key: SessionListSubkeysKey) -> list[str]:
+        return await self._store.list_subkeys({**key, "project_key": self._project_key})
 
 
 def _storage_time(previous: dict[str, Any]) -> int:

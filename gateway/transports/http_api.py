@@ -243,7 +243,7 @@ OPERATIONS = (
     Operation("DELETE", "/v1/sessions/{session_id}", delete_session, "Close a session (idempotent); its streams end after the `closed` state event.",
               SessionInfo, errors=_SESSION, params=(SESSION_ID,)),
     Operation("GET", "/v1/sessions/{session_id}/events", sse.stream_events, "The session's frames as Server-Sent Events, resumable with `Last-Event-ID`.",
-              errors=(*_SESSION, E.BAD_FRAME, E.SESSION_CLOSED), stream=True, headers=("X-Connection-Id",), params=(
+              errors=(*_SESSION, E.BAD_FRAME, E.SESSION_CLOSED, E.TOO_MANY_CONNECTIONS), stream=True, headers=("X-Connection-Id",), params=(
                   SESSION_ID,
                   Param("Last-Event-ID", "header", "Resume after this event (`<epoch>:<seq>`); sent by EventSource when it reconnects. Wins over the query parameter.", _CURSOR),
                   Param(sse.CURSOR_PARAM, "query", "Resume after this event on a first load (same format as `Last-Event-ID`). Without either (or empty): from the start of the log.", _CURSOR),

@@ -1,6 +1,6 @@
 """A per-connection send queue that coalesces: a lagging client gets many frames per send.
 
-Pushing is O(1) and never awaits; one sender task per connection drains it. An idle connection's
+Pushing is O(1) and never awaits; one sender drains it. An idle connection's
 frame goes out at once; one arriving less than a flush window after the last send waits for the
 window's end, with whatever else comes meanwhile (up to `linger_frames`), so a paced stream costs
 a wake-up and a send per window, not per frame, and no frame waits much longer than the window. An Outbox belongs to
@@ -8,10 +8,13 @@ the event loop it was made in (its burst watcher runs there). The queue is bound
 in frames: past either bound the connection is marked slow and dropped, so a stalled reader can't
 grow the gateway's memory. A connection's bounds are a fraction of its session log's, so the
 client it drops still finds its cursor in the log and resumes without loss.
+
+An empty Outbox holds no buffer block and no waiter (thousands of idle connections each hold one):
+the queue is a list, and `take` makes its waiter only while it waits. `on_wake` tells the owner
+when an empty outbox gets something to deliver, so a sender need exist only while there is.
 """
 
 import asyncio
-import collections
 from collections.abc import Callable
 
 from gateway.config import Settings
@@ -29,6 +32,12 @@ class SlowConsumer(Exception):
 
 
 class Outbox:
+    __slots__ = (
+        "_loop", "_frames", "_bytes", "_replay_frames", "_replay_bytes", "_max_bytes", "_max_frames", "_max_batch_frames",
+        "_max_batch_bytes", "_linger_frames", "_watching", "_seen", "_window", "_sent_at", "_timer", "_waiter",
+        "on_overflow", "on_wake", "overflowed", "ended",
+    )
+
     def __init__(
         self,
         max_bytes: int,
@@ -39,7 +48,7 @@ class Outbox:
         flush_window_s: float = 0.0,
     ) -> None:
         self._loop = asyncio.get_running_loop()  # looked up once: get_running_loop costs a getpid() per call
-        self._frames: collections.deque[bytes] = collections.deque()
+        self._frames: list[bytes] = []
         self._bytes = 0  # the live backlog, which the bound applies to
         # The head of the queue that is the replay (and the attach reply before it): not held to the bound.
         self._replay_frames = self._replay_bytes = 0
@@ -53,9 +62,11 @@ class Outbox:
         self._window = flush_window_s  # 0: no window, every frame waits for the burst watcher
         self._sent_at = -flush_window_s  # when the last batch left (loop time)
         self._timer: asyncio.TimerHandle | None = None
-        self._ready = asyncio.Event()
+        self._waiter: asyncio.Future[None] | None = None  # `take` waiting: for frames, or a window's end
         # Called once, on overflow: a sender stuck on a stalled peer can't notice by itself.
         self.on_overflow: Callable[[], None] | None = None
+        # Called when an empty outbox gets a frame, or is ended: something to deliver (a sender may be needed).
+        self.on_wake: Callable[[], None] | None = None
         self.overflowed = False  # the same fact as a plain attribute: `push` reads it per frame
         self.ended = False
 
@@ -65,16 +76,19 @@ class Outbox:
     def push(self, frame: bytes) -> None:
         if self.overflowed or self.ended:
             return
-        self._frames.append(frame)
+        frames = self._frames
+        frames.append(frame)
         self._bytes += len(frame)
+        if len(frames) == 1 and self.on_wake is not None:
+            self.on_wake()
         # The bounds are on backlog: one frame larger than the bound on its own still goes out.
-        if (self._bytes > self._max_bytes or self._over_frames()) and len(self._frames) > 1:
+        if (self._bytes > self._max_bytes or self._over_frames()) and len(frames) > 1:
             self.overflowed = True
             if self.on_overflow is not None:
                 self.on_overflow()
-            self._frames.clear()  # nothing more will be sent on this connection; free it now
+            self._frames = []  # nothing more will be sent on this connection; free it now
             self._bytes = self._replay_frames = self._replay_bytes = 0
-            self._ready.set()
+            self._signal()
         elif not self._watching:
             if not self._window:
                 self._watching = True
@@ -84,8 +98,8 @@ class Outbox:
                 self._watching = True
                 self._timer = self._loop.call_at(self._sent_at + self._window, self._window_end)
             else:
-                self._ready.set()  # idle: no reason to wait
-        elif self._timer is not None and len(self._frames) >= self._linger_frames:
+                self._signal()  # idle: no reason to wait
+        elif self._timer is not None and len(frames) >= self._linger_frames:
             self._timer.cancel()
             self._window_end()  # a full batch need not wait for the window's end
 
@@ -108,7 +122,13 @@ class Outbox:
             self._loop.call_soon(self._watch)
             return
         self._watching = False
-        self._ready.set()
+        self._signal()
+
+    def _signal(self) -> None:
+        """Wake `take` if it waits."""
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def push_many(self, frames: list[bytes]) -> None:
         """Queue a replay (once per connection, right after its attach). Not held to the bound, nor
@@ -117,7 +137,9 @@ class Outbox:
         self._replay_frames = len(self._frames)  # with the attach reply and anything else before it
         self._replay_bytes = self._bytes + sum(map(len, frames))
         self._bytes = 0
-        self._ready.set()
+        self._signal()
+        if self._frames and self.on_wake is not None:
+            self.on_wake()
 
     def end(self) -> None:
         self.ended = True
@@ -125,7 +147,9 @@ class Outbox:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self._ready.set()
+        self._signal()
+        if self.on_wake is not None:
+            self.on_wake()
 
     async def take(self) -> list[bytes]:
         """Wait for frames and return a batch; [] once ended and drained. Raises SlowConsumer.
@@ -139,8 +163,11 @@ class Outbox:
                 raise SlowConsumer
             if self.ended and not self._frames:
                 return []
-            self._ready.clear()
-            await self._ready.wait()
+            self._waiter = self._loop.create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
             if self._frames:  # the watcher's signal: send now, even if the next burst has begun
                 break
         if self.overflowed:
@@ -148,21 +175,21 @@ class Outbox:
         self._sent_at = self._loop.time()
         frames = self._frames
         if len(frames) <= self._max_batch_frames and self._bytes + self._replay_bytes <= self._max_batch_bytes:
-            batch = list(frames)
-            frames.clear()
+            self._frames = []
             self._bytes = self._replay_frames = self._replay_bytes = 0
-            return batch
-        batch = []
-        size = 0
-        while frames and len(batch) < self._max_batch_frames and size < self._max_batch_bytes:
-            frame = frames.popleft()
+            return frames
+        count = size = 0
+        while count < len(frames) and count < self._max_batch_frames and size < self._max_batch_bytes:
+            frame = frames[count]
+            count += 1
             size += len(frame)
-            batch.append(frame)
             if self._replay_frames:
                 self._replay_frames -= 1
                 self._replay_bytes -= len(frame)
             else:
                 self._bytes -= len(frame)
+        batch = frames[:count]
+        del frames[:count]
         return batch
 
 

@@ -38,6 +38,7 @@ STATUS: dict[ErrorCode, int] = {
     ErrorCode.UNKNOWN_QUERY: 404,
     ErrorCode.UNKNOWN_MCP_SERVER: 404,
     ErrorCode.TOO_MANY_SESSIONS: 429,
+    ErrorCode.TOO_MANY_CONNECTIONS: 429,
     ErrorCode.QUEUE_FULL: 429,
     ErrorCode.AT_CAPACITY: 503,
     ErrorCode.AGENT_UNAVAILABLE: 503,

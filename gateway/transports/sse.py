@@ -12,7 +12,8 @@ and a batch from the connection's Outbox becomes one write of consecutive messag
 import asyncio
 import logging
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import anyio
 import msgspec
@@ -28,6 +29,7 @@ from gateway.metrics import TransportMetrics
 from gateway.sessions.handle import SessionHandle
 from gateway.transports import http_common
 from gateway.transports.outbox import Outbox, SlowConsumer, connection_outbox
+from gateway.transports.quota import ConnectionQuota
 from gateway.wire.codec import frame_bytes
 from gateway.wire.errors import ErrorCode, GatewayError
 from gateway.wire.server import Reset
@@ -122,11 +124,19 @@ class EventStream:
 
 
 class _Response(EventSourceResponse):
+    """The stream's response; `ended` runs once it is over, however it ends (the connection quota)."""
+
+    def __init__(self, ended: Callable[[], None], *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._ended = ended
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             await super().__call__(scope, receive, send)
         except SendTimeoutError:
             log.info("SSE stream dropped: a write stalled (the client resumes with Last-Event-ID)")
+        finally:
+            self._ended()
 
 
 def _keepalive() -> ServerSentEvent:
@@ -144,9 +154,12 @@ async def stream_events(request: Request) -> Response:
     if session.closed and epoch in (None, session.epoch) and after >= session.last_seq:
         raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed and its last event was already delivered")
     settings: Settings = request.app.state.settings
+    quota: ConnectionQuota = request.app.state.connections
+    quota.take(caller)  # given back when the response ends, whether or not its body ever ran
     stream = EventStream(session, settings, after, epoch, follow == "true", http_common.manager(request).metrics.sse)
     logs.bind(caller, stream.id, session.id)
     return _Response(
+        lambda: quota.give_back(caller),
         stream.body(),
         headers={**HEADERS, "X-Connection-Id": stream.id},
         ping=settings.sse_keepalive_s,

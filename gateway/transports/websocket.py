@@ -1,9 +1,12 @@
 """The WebSocket transport: `/v1/ws`. One socket attaches to one session; frames go both ways.
 
-Every frame the gateway sends goes through the connection's Outbox, drained by one sender task,
-so replies and events keep one order and a slow client costs a bounded amount of memory. An idle
-connection holds two tasks (sender, receiver) and no other waiter: the first to end, or the
-outbox overflowing, ends the connection through a done-callback (memory per socket, bench/capacity.py).
+Every frame the gateway sends goes through the connection's Outbox, drained by a sender task, so
+replies and events keep one order and a slow client costs a bounded amount of memory. The
+connection receives in the server's own task for the socket; the sender exists only while the
+outbox has something to deliver (started by `Outbox.on_wake`, gone once it is empty), so an idle
+connection holds no task and no waiter of its own (memory per socket, bench/capacity.py). The
+sender ending the connection (the session closed, a bug), the outbox overflowing (a sender stuck on
+a stalled peer can't notice), or the receiver ending, each end the whole connection.
 """
 
 import asyncio
@@ -20,6 +23,7 @@ from gateway.sessions.manager import SessionManager
 from gateway.sessions.handle import SessionHandle
 from gateway.sessions.session import now_ms
 from gateway.transports.outbox import SlowConsumer, connection_outbox
+from gateway.transports.quota import ConnectionQuota
 from gateway.wire import client as cf
 from gateway.wire.codec import FrameError, decode_client_frame, error_frame, frame_bytes, frame_id_of
 from gateway.wire.errors import CloseCode, ErrorCode, GatewayError
@@ -36,49 +40,49 @@ def new_connection_id() -> str:
 
 
 class WebSocketConnection:
-    __slots__ = ("ws", "id", "actor", "principal", "manager", "settings", "outbox", "session", "_close_code")  # one per socket
+    __slots__ = (  # one per socket
+        "ws", "id", "actor", "principal", "manager", "settings", "quota", "outbox", "session", "_close_code", "_task", "_sender", "_ending",
+    )
 
-    def __init__(self, ws: WebSocket, principal: str, manager: SessionManager, settings: Settings) -> None:
+    def __init__(self, ws: WebSocket, principal: str, manager: SessionManager, settings: Settings, quota: ConnectionQuota) -> None:
         self.ws = ws
         self.id = new_connection_id()
         self.actor = Actor(principal=principal, connection=self.id)
         self.principal = principal
         self.manager = manager
         self.settings = settings
+        self.quota = quota  # counts the socket while it is attached
         self.outbox = connection_outbox(settings)
         self.session: SessionHandle | None = None
         self._close_code: tuple[int, str] | None = None
+        self._task: asyncio.Task[None] | None = None  # the one receiving: the server's task for this socket
+        self._sender: asyncio.Task[None] | None = None  # only while the outbox has something to deliver
+        self._ending = False  # the connection is ending: no sender starts, the receiver is stopped once
 
     async def run(self) -> None:
         logs.bind(self.principal, self.id)
         self.manager.metrics.ws.open += 1
-        ended = asyncio.get_running_loop().create_future()
-
-        def end(_: object = None) -> None:
-            if not ended.done():
-                ended.set_result(None)
-
-        tasks = (
-            asyncio.create_task(self._send_forever(), name=f"ws-sender-{self.id}"),
-            asyncio.create_task(self._receive_forever(), name=f"ws-receiver-{self.id}"),
-        )
-        for task in tasks:
-            task.add_done_callback(end)
-        # The sender may be blocked in a send to a peer that stopped reading: the bound is watched apart.
-        self.outbox.on_overflow = end
+        task = self._task = asyncio.current_task()
+        assert task is not None
+        self.outbox.on_wake = self._start_sender
+        self.outbox.on_overflow = self._end
         try:
-            await ended
-            for task in tasks:  # a bug, not the peer leaving: say so with 1011 (if the peer is still there)
-                error = None if not task.done() or task.cancelled() else task.exception()
-                if error is not None and not isinstance(error, WebSocketDisconnect) and self._close_code is None:
-                    log.error("connection %s failed", self.id, exc_info=error)
-                    self._close_code = (CloseCode.INTERNAL_ERROR, "internal error: reconnect and resume")
+            await self._receive_forever()
+        except asyncio.CancelledError:
+            if not self._ending or task.uncancel():  # not ours (the server is stopping): let it through
+                raise
+        except WebSocketDisconnect:
+            pass
+        except Exception:  # a bug, not the peer leaving: say so with 1011 (if the peer is still there)
+            log.exception("connection %s failed", self.id)
+            self._close_code = self._close_code or (CloseCode.INTERNAL_ERROR, "internal error: reconnect and resume")
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
+            self._ending = True
+            sender = self._sender
+            if sender is not None:
+                sender.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+                    await sender
             self._detach()
             self.manager.metrics.ws.open -= 1
             if self.outbox.overflowed:
@@ -86,6 +90,12 @@ class WebSocketConnection:
                 log.info("connection %s dropped: its send queue passed its bound", self.id)
                 self._close_code = (CloseCode.SLOW_CONSUMER, "slow consumer: resume from your last seq")
             await self._close()
+
+    def _end(self) -> None:
+        """End the connection from outside the receiver: stop it where it waits (once)."""
+        if not self._ending and self._task is not None:
+            self._ending = True
+            self._task.cancel()
 
     async def _close(self) -> None:
         """Send the close frame if the peer takes it soon; a stalled peer just loses the connection."""
@@ -99,10 +109,17 @@ class WebSocketConnection:
         if self.session is not None:
             self.session.detach(self.outbox)
             self.session = None
+            self.quota.give_back(self.principal)
 
     # ---- sending ---------------------------------------------------------------------------
 
-    async def _send_forever(self) -> None:
+    def _start_sender(self) -> None:
+        if self._sender is None and not self._ending:
+            self._sender = asyncio.create_task(self._send_queued())
+            self._sender.add_done_callback(self._sender_done)
+
+    async def _send_queued(self) -> None:
+        """Send until the outbox is empty (then the task ends; the next frame starts another)."""
         while True:
             try:
                 batch = await self.outbox.take()
@@ -114,24 +131,45 @@ class WebSocketConnection:
                     self._close_code = (CloseCode.SERVICE_RESTART, "the gateway is restarting: reconnect")
                 else:
                     self._close_code = (CloseCode.SESSION_CLOSED, "session closed")
+                self._end()
                 return
             data = b"\n".join(batch)
             await self.ws.send_text(data.decode())
             self.manager.metrics.ws.sent(len(batch), len(data))
+            if not len(self.outbox) and not self.outbox.ended:
+                self._sender = None  # no await between this test and the task's end: a push now starts a new sender
+                return
+
+    def _sender_done(self, task: asyncio.Task[None]) -> None:
+        """A sender that failed ends the connection: a peer gone (the receiver sees it too) or a bug (1011)."""
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is None:
+            return
+        if not isinstance(error, WebSocketDisconnect) and self._close_code is None:
+            log.error("connection %s failed", self.id, exc_info=error)
+            self._close_code = (CloseCode.INTERNAL_ERROR, "internal error: reconnect and resume")
+        self._end()
 
     # ---- receiving -------------------------------------------------------------------------
 
     async def _receive_forever(self) -> None:
+        if await self._handshake():
+            while True:
+                await self._receive_one()
+
+    async def _handshake(self) -> bool:
+        """Frames until one attaches the socket (True), or the handshake timeout (False: close 4002).
+        A coroutine of its own, so its deadline isn't held for the socket's life."""
         try:
-            async with asyncio.timeout(self.settings.handshake_timeout_s) as deadline:
+            async with asyncio.timeout(self.settings.handshake_timeout_s):
                 while self.session is None:
                     await self._receive_one()
-                deadline.reschedule(None)
+            return True
         except TimeoutError:
             self._close_code = (CloseCode.HANDSHAKE_TIMEOUT, "send open or attach first")
-            return
-        while True:
-            await self._receive_one()
+            return False
 
     async def _receive_one(self) -> None:
         message = await self.ws.receive()
@@ -167,11 +205,16 @@ class WebSocketConnection:
         elif isinstance(frame, (cf.Open, cf.Attach)):
             if self.session is not None:
                 raise GatewayError(ErrorCode.ALREADY_ATTACHED, f"this socket is attached to {self.session.id}; open another socket")
-            if isinstance(frame, cf.Open):
-                session = await self.manager.open(self.principal, frame)
-                await self._attach(session, frame.id, 0, None)
-            else:
-                await self._attach(await self.manager.get(self.principal, frame.session_id), frame.id, frame.after, frame.epoch)
+            self.quota.take(self.principal)  # before `open` makes a session for a socket that can't have it
+            try:
+                if isinstance(frame, cf.Open):
+                    session = await self.manager.open(self.principal, frame)
+                    await self._attach(session, frame.id, 0, None)
+                else:
+                    await self._attach(await self.manager.get(self.principal, frame.session_id), frame.id, frame.after, frame.epoch)
+            finally:
+                if self.session is None:  # not attached after all
+                    self.quota.give_back(self.principal)
         elif self.session is None:
             raise GatewayError(ErrorCode.NOT_ATTACHED, "send open or attach first")
         else:
@@ -200,6 +243,5 @@ async def websocket_endpoint(ws: WebSocket) -> None:
     if principal is None:
         await ws.close(CloseCode.UNAUTHORIZED, "unauthorized")
         return
-    connection = WebSocketConnection(ws, principal, state.manager, state.settings)
-    with contextlib.suppress(WebSocketDisconnect):
-        await connection.run()
+    connection = WebSocketConnection(ws, principal, state.manager, state.settings, state.connections)
+    await connection.run()

@@ -27,6 +27,7 @@ class ErrorCode(StrEnum):
     UNKNOWN_QUERY = "unknown_query"
     UNKNOWN_MCP_SERVER = "unknown_mcp_server"
     TOO_MANY_SESSIONS = "too_many_sessions"
+    TOO_MANY_CONNECTIONS = "too_many_connections"
     AT_CAPACITY = "at_capacity"
     QUEUE_FULL = "queue_full"
     AGENT_UNAVAILABLE = "agent_unavailable"

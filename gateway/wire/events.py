@@ -24,12 +24,14 @@ class StateChanged(EventBody, tag="state"):
 
 
 class UserQuery(EventBody, tag="user_query"):
-    """A client's query, as accepted; `queued` when a turn was already running."""
+    """A client's query, as accepted; `queued` when a turn was already running; `command` when the
+    agent runs it as its own command (`compact`, `run_command`) rather than as the text sent."""
 
     query_id: str
     prompt: str | list[dict[str, Any]]
     by: Actor
     queued: bool = False
+    command: bool = False
 
 
 class TurnStarted(EventBody, tag="turn_started"):

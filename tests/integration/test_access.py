@@ -1,5 +1,7 @@
 """Authentication, principals and profile narrowing over the WebSocket."""
 
+import asyncio
+
 import httpx
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -7,6 +9,7 @@ from websockets.exceptions import ConnectionClosed
 from tests.support.client import WsClient
 from tests.support.flows import attach, open_session
 from tests.support.gateway import TOKENS, RunningGateway
+from tests.support.http import ApiClient
 
 
 async def closed_with(client: WsClient) -> int | None:
@@ -119,3 +122,34 @@ async def test_session_limit_per_principal(gateway: RunningGateway) -> None:
     await open_session(bob)
     for c in (one, two, bob):
         await c.close()
+
+
+async def test_connections_per_principal_count_attached_sockets_and_sse_streams_together(gateway: RunningGateway) -> None:
+    """At the limit `open`/`attach` get `too_many_connections` (the socket stays up) and an SSE
+    request 429; the principal's other connections, and other principals, go on; one that ends
+    gives its place back."""
+    gateway.app.state.settings.max_connections_per_principal = 2
+    one = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    session_id = (await open_session(one))["session"]["session_id"]
+    api = ApiClient(gateway.http_url)
+    api.session_id = session_id
+    async with api.stream():  # the second
+        two = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+        refused = await two.request({"type": "attach", "session_id": session_id, "after": 0})
+        assert refused["type"] == "error" and refused["code"] == "too_many_connections", refused
+        assert (await two.request({"type": "open"}))["code"] == "too_many_connections"
+        assert (await two.request({"type": "ping"}))["type"] == "pong"
+        over = await api.http.get(f"/v1/sessions/{session_id}/events", params={"follow": "false"})
+        assert over.status_code == 429 and over.json()["code"] == "too_many_connections", over.text
+        assert over.headers["content-type"] == "application/problem+json"
+        bob = await WsClient.connect(gateway.ws_url, TOKENS["bob"])
+        assert (await open_session(bob))["type"] == "attached"
+        assert (await one.request({"type": "ping"}))["type"] == "pong"  # the attached socket goes on
+    async with asyncio.timeout(5):  # the stream ended: its place comes back once the gateway sees it
+        while (reply := await two.request({"type": "attach", "session_id": session_id, "after": 0}))["type"] == "error":
+            assert reply["code"] == "too_many_connections"
+            await asyncio.sleep(0.05)
+    assert reply["type"] == "attached"
+    for client in (one, two, bob):
+        await client.close()
+    await api.close()

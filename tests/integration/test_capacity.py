@@ -87,6 +87,25 @@ async def test_pending_approval_prevents_hibernation(sleepy: RunningGateway) -> 
     await alice.close()
 
 
+async def test_hibernated_sessions_count_against_the_principals_session_quota(sleepy: RunningGateway) -> None:
+    """Hibernating frees a CLI, not a place in `max_sessions_per_principal`: a principal can't
+    pile up sleeping sessions past its quota; closing one gives its place back."""
+    sleepy.app.state.settings.max_sessions_per_principal = 1
+    alice = await WsClient.connect(sleepy.ws_url, TOKENS["alice"])
+    await open_session(alice)
+    await alice.state("hibernated", timeout=10)
+    tab = await WsClient.connect(sleepy.ws_url, TOKENS["alice"])
+    refused = await tab.request({"type": "open"})
+    assert refused["type"] == "error" and refused["code"] == "too_many_sessions", refused
+    bob = await WsClient.connect(sleepy.ws_url, TOKENS["bob"])
+    assert (await open_session(bob))["type"] == "attached"  # another principal's quota is its own
+    await alice.request({"type": "close"})
+    await alice.state("closed")
+    assert (await open_session(tab))["type"] == "attached"
+    for client in (alice, tab, bob):
+        await client.close()
+
+
 async def test_at_capacity_is_refused_over_ws_and_http_while_existing_sessions_work(tmp_path: Path, model_url: str) -> None:
     settings = make_settings(tmp_path, model_url, max_live_clis=1, hibernate_after_s=0)  # no hibernating to make room
     async with run_gateway(settings) as gateway:
@@ -229,5 +248,47 @@ async def test_a_hibernated_session_wakes_from_a_query_sent_to_another_replica(
         woken = seen[[e["state"] for e in seen].index("hibernated") + 1 :]
         assert [e["state"] for e in woken][:3] == ["starting", "running", "idle"] and woken[0]["reason"] == "wake", seen
         assert "persimmon-4410" in seen_by_model(model_server, "marker-replica")
+        await other_tab.close()
+        await owner_tab.close()
+
+
+async def test_a_hibernated_session_whose_replica_is_gone_is_adopted_asleep_and_woken_by_a_query(
+    tmp_path: Path, model_url: str, redis_url: str, model_server: ScriptedModelServer,
+) -> None:
+    """Its owner is SIGKILLed while the session sleeps: another replica adopts it without starting a
+    CLI (it says `hibernated`, reason `adopted`: adopting a dead node's sleeping sessions costs no
+    memory), and the next query, sent through that replica, wakes it with the conversation's context."""
+    async with contextlib.AsyncExitStack() as stack:
+        started = []
+        for n in (1, 2):
+            (tmp_path / f"r{n}").mkdir()
+            started.append(await stack.enter_async_context(gateway_process(
+                tmp_path / f"r{n}", model_url, AGENT_GATEWAY_REDIS_URL=redis_url, AGENT_GATEWAY_REPLICA_ID=f"r{n}",
+                AGENT_GATEWAY_HIBERNATE_AFTER_S="1", AGENT_GATEWAY_LEASE_TTL_S="2",
+            )))
+        (owner, owner_port), (_, other_port) = started
+        owner_tab = await WsClient.connect(f"ws://127.0.0.1:{owner_port}/v1/ws", TOKENS["alice"])
+        session_id = (await open_session(owner_tab))["session"]["session_id"]
+        first = await query(owner_tab, "remember the word quince-7731")
+        await owner_tab.event("result", lambda e: e["query_id"] == first["id"], timeout=60)
+        await owner_tab.state("hibernated", timeout=15)
+        owner.kill()
+        owner.wait()
+
+        other_tab = await WsClient.connect(f"ws://127.0.0.1:{other_port}/v1/ws", TOKENS["alice"])
+        await attach(other_tab, session_id)
+        recovered = await other_tab.until(lambda f: f["type"] == "event" and f["event"]["kind"] == "agent_recovered", timeout=30)
+        assert recovered["event"]["reason"] == "owner_lost"
+        await asyncio.sleep(1.5)  # an adoption that started a CLI would have said `starting` by now
+        assert (await other_tab.request({"type": "ping"}))["type"] == "pong"  # everything sent until now is read
+        assert [f["event"] for f in other_tab.events if f["seq"] > recovered["seq"]] == [{"kind": "state", "state": "hibernated", "reason": "adopted"}]
+        assert cli_pids(tmp_path / "r2" / "sessions") == []
+
+        second = await query(other_tab, "and the word? marker-adopted")
+        result = await other_tab.event("result", lambda e: e["query_id"] == second["id"], timeout=60)
+        assert result["is_error"] is False
+        woken = [f["event"] for f in other_tab.events if f["seq"] > recovered["seq"] and f["event"]["kind"] == "state"][1:]
+        assert [e["state"] for e in woken][:3] == ["starting", "running", "idle"] and woken[0]["reason"] == "wake", woken
+        assert "quince-7731" in seen_by_model(model_server, "marker-adopted")
         await other_tab.close()
         await owner_tab.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from websockets.exceptions import ConnectionClosed
 
 from tests.support.client import WsClient
 from tests.support.flows import attach, open_session, query
@@ -127,6 +128,24 @@ async def test_a_session_closed_through_another_replica_is_closed_everywhere(clu
         one.session_id = session_id
         refused = await one.frame({"type": "query", "prompt": "SCRIPT:hello"}, expect=409)
         assert refused["code"] == "session_closed"
+
+
+async def test_sockets_on_every_replica_close_4009_when_a_tab_on_another_replica_closes_the_session(cluster) -> None:  # type: ignore[no-untyped-def]
+    """4009 (closed), not 1012 (moved: resume elsewhere), on the owner and elsewhere, the closing tab's too."""
+    (_, port1), (_, port2) = cluster
+    owner_tab, closing_tab, watching_tab = await ws(port1), await ws(port2), await ws(port2)
+    try:
+        session_id = (await open_session(owner_tab))["session"]["session_id"]
+        for tab in (closing_tab, watching_tab):
+            assert (await attach(tab, session_id))["type"] == "attached"
+        assert (await closing_tab.request({"type": "close"}))["type"] == "ack"
+        for tab in (owner_tab, closing_tab, watching_tab):
+            with pytest.raises(ConnectionClosed):
+                await tab.until(lambda f: False)
+            assert tab.close_code == 4009, tab.close_reason
+    finally:
+        for tab in (owner_tab, closing_tab, watching_tab):
+            await tab.close()
 
 
 async def test_the_per_principal_limit_counts_every_replica(tmp_path, model_url, redis_url) -> None:  # type: ignore[no-untyped-def]

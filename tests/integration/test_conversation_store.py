@@ -121,6 +121,34 @@ async def test_a_cli_on_a_wiped_disk_resumes_the_conversation_from_redis(
         assert not list(home.rglob("*.jsonl"))
 
 
+async def test_a_fork_of_a_conversation_resumed_from_redis_has_every_turn(
+    gateway: RunningGateway, alice: WsClient, model_server: ScriptedModelServer
+) -> None:
+    """A CLI resumed from Redis (after a crash, a wake, an adoption) writes its turns there only, not
+    to the session's config directory: a fork copies the conversation from Redis."""
+    session_id = (await open_session(alice))["session"]["session_id"]
+    workdir = gateway.app.state.settings.sessions_dir / session_id / "work"
+    for n, prompt in enumerate(["SCRIPT:hello turn-one", "SCRIPT:hello turn-two"]):
+        ack = await query(alice, prompt)
+        assert (await alice.event("result", lambda e: e["query_id"] == ack["id"], timeout=60))["is_error"] is False
+        if n == 0:  # the next CLI resumes from Redis
+            [pid] = cli_pids(workdir)
+            os.kill(pid, signal.SIGKILL)
+            await alice.event("error", lambda e: e["code"] == "agent_exited")
+    forked = await alice.request({"type": "fork"})
+    assert forked["type"] == "ack", forked
+    tab = await WsClient.connect(gateway.ws_url, TOKENS["alice"])
+    try:
+        await tab.request({"type": "attach", "session_id": forked["result"]["session_id"]})
+        model_server.requests.clear()
+        ack = await query(tab, "SCRIPT:hello turn-fork")
+        assert (await tab.event("result", lambda e: e["query_id"] == ack["id"], timeout=60))["is_error"] is False
+        sent = [str(m) for r in model_server.requests for m in r.body.get("messages", [])]
+        assert any("turn-one" in m for m in sent) and any("turn-two" in m for m in sent)
+    finally:
+        await tab.close()
+
+
 async def test_a_closed_sessions_conversation_leaves_redis(gateway: RunningGateway, alice: WsClient, redis: Redis) -> None:
     await open_session(alice)
     ack = await query(alice, "SCRIPT:hello")

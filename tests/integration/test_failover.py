@@ -293,3 +293,51 @@ async def test_a_rolling_restart_during_active_chats_loses_nothing(tmp_path: Pat
             )
         for chat in chats:
             await chat.tab.close()
+
+
+async def test_an_adopted_session_keeps_its_conversation_though_the_adopter_keeps_sessions_elsewhere(
+    tmp_path: Path, model_url: str, redis_url: str, model_server: Any,
+) -> None:
+    """Each replica has its own sessions directory (r1/sessions, r2/sessions): the adopter's CLI runs
+    in another working directory, and still resumes the conversation from Redis."""
+    async with replicas(tmp_path, model_url, redis_url, AGENT_GATEWAY_LEASE_TTL_S=LEASE_S) as cluster, clients(cluster) as (one, two):
+        created = await one.create(prompt="SCRIPT:hello turn-one")
+        session_id, first_run = created["session"]["session_id"], created["run"]["run_id"]
+        await poll_run(one, session_id, first_run, "completed")
+        os.kill(cluster[0][0].pid, signal.SIGKILL)
+        cluster[0][0].wait()
+        model_server.requests.clear()
+        two.session_id = session_id
+        ack = await two.frame({"type": "query", "id": next_id("q"), "prompt": "SCRIPT:hello turn-two"})
+        done = await poll_run(two, session_id, ack["result"]["query_id"], "completed")
+        assert done["result"]["is_error"] is False and await owner(redis_url, session_id) == "r2"
+        sent = [str(m) for r in model_server.requests for m in r.body.get("messages", [])]
+        assert any("turn-two" in m for m in sent)
+        assert any("turn-one" in m for m in sent), "the adopter's CLI did not see the earlier turn"
+
+
+async def test_a_query_forwarded_to_a_replica_restarted_under_the_same_id_waits_for_the_adoption(
+    tmp_path: Path, model_url: str, redis_url: str,
+) -> None:
+    """A supervisor restarts a killed replica under its id (docker compose does) before its leases
+    run out: asked for a session it no longer runs, the new process answers `session_not_found`,
+    which must not reach the client as if the session were gone: the query waits for the adoption."""
+    lease = "6"  # long enough for the new process to be up while the dead one's lease still runs
+    async with replicas(tmp_path, model_url, redis_url, AGENT_GATEWAY_LEASE_TTL_S=lease) as cluster, clients(cluster) as (one, two):
+        session_id = (await one.create(prompt="SCRIPT:hello"))["session"]["session_id"]
+        os.kill(cluster[0][0].pid, signal.SIGKILL)
+        cluster[0][0].wait()
+        (tmp_path / "r1b").mkdir()
+        env = {"AGENT_GATEWAY_REDIS_URL": redis_url, "AGENT_GATEWAY_REPLICA_ID": "r1", "AGENT_GATEWAY_LEASE_TTL_S": lease}
+        async with gateway_process(tmp_path / "r1b", model_url, **env):
+            assert await owner(redis_url, session_id) == "r1"  # the dead process's lease still runs
+            redis = aioredis.from_url(redis_url)
+            try:
+                assert await redis.exists(f"ag:{{{session_id}}}:owner")
+            finally:
+                await redis.aclose()
+            two.session_id = session_id
+            ack = await two.frame({"type": "query", "id": next_id("q"), "prompt": "SCRIPT:hello"})
+            assert ack["type"] == "ack", ack
+            done = await poll_run(two, session_id, ack["result"]["query_id"], "completed")
+            assert done["result"]["is_error"] is False

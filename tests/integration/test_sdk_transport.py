@@ -6,6 +6,7 @@ writes, many lines in one write, a multi-byte character split between writes, no
 a lone surrogate msgspec refuses, a last line without its newline.
 """
 
+import asyncio
 import json
 import stat
 import sys
@@ -13,10 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from claude_agent_sdk import ClaudeAgentOptions, CLIJSONDecodeError, ProcessError
+from claude_agent_sdk import ClaudeAgentOptions, CLIJSONDecodeError, ProcessError, ResultMessage, StreamEvent
 from claude_agent_sdk._internal.transport.subprocess_cli import SubprocessCLITransport
 from claude_agent_sdk.types import _configure_can_use_tool
 
+from bench.serve import STANDIN_CLI
+from gateway.sessions.runner import SdkRunner
 from gateway.sessions.transport import ChunkedCLITransport, chunked_transport
 
 BIG = "é" * 70_000  # 140,000 bytes, 70,000 characters: over a 100,000-byte bound, under a 100,000-character one
@@ -122,3 +125,52 @@ async def test_stderr_lines_and_permission_routing(tmp_path: Path) -> None:
     messages, error = await _read(transport)
     assert messages == [] and error is None  # the argv line is noise, not JSON
     assert seen == ["first", "second"]
+
+
+class _Hooks:
+    """Records what a runner hands the session, and on which task (the query layer's reader, or the runner's)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[Any, str]] = []
+        self.result = asyncio.Event()
+
+    def on_message(self, message: Any) -> None:
+        task = asyncio.current_task()
+        self.messages.append((message, task.get_name() if task else ""))
+        if isinstance(message, ResultMessage):
+            self.result.set()
+
+    def on_exit(self, runner: Any, error: BaseException | None) -> None:
+        raise AssertionError(f"the CLI exited: {error!r}")
+
+    async def can_use_tool(self, *_: Any) -> Any:
+        raise AssertionError("not called")
+
+
+@pytest.mark.parametrize("rate", [0, 2000], ids=["burst", "paced"])
+async def test_runner_gets_every_message_once_in_order_by_both_ways(tmp_path: Path, rate: int) -> None:
+    """Stream events past the SDK's query layer, the rest through it: the session still gets the CLI's
+    messages in the CLI's order. The stand-in CLI (bench/standin_cli.py) writes 1,200 deltas with an
+    assistant message after every 500, each delta stamped with the clock when written; in a burst many
+    lines arrive in one read, so stream events follow routed messages while those are in flight."""
+    hooks = _Hooks()
+    options = ClaudeAgentOptions(cli_path=str(STANDIN_CLI), cwd=str(tmp_path))
+    runner = SdkRunner(options, hooks)
+    await runner.start()
+    try:
+        prompt = json.dumps({"events": 1200, "rate": rate})
+        await runner.query({"type": "user", "message": {"role": "user", "content": prompt}, "parent_tool_use_id": None})
+        await asyncio.wait_for(hooks.result.wait(), 60)
+    finally:
+        await runner.stop()
+    kinds = [m.event["type"] if isinstance(m, StreamEvent) else type(m).__name__ for m, _ in hooks.messages]
+    block = ["message_start", "content_block_start"], ["content_block_stop", "message_delta", "message_stop", "AssistantMessage"]
+    expected = ["SystemMessage"]
+    for count in (500, 500, 200):
+        expected += block[0] + ["content_block_delta"] * count + block[1]
+    assert kinds == expected + ["ResultMessage"]
+    stamps = [int(m.event["delta"]["text"].rpartition("@")[2]) for m, _ in hooks.messages if isinstance(m, StreamEvent) and "text" in m.event.get("delta", {})]
+    assert len(stamps) == 1200 and stamps == sorted(stamps)  # written in this order, received in it
+    tasks = {task for m, task in hooks.messages if isinstance(m, StreamEvent)}
+    assert "sdk-runner" in tasks and len(tasks) == 2  # both ways were taken
+    assert {task for m, task in hooks.messages if not isinstance(m, StreamEvent)} == {"sdk-runner"}  # the rest through the SDK

@@ -147,3 +147,24 @@ async def test_a_session_redis_lost_is_claimed_again_only_by_an_owner_whose_leas
         await redis.delete(k.owner, k.meta)
     assert sorted(await a.renew()) == ["s1", "s2"] and restored == []  # not claimed again: let go
     assert await redis.exists(keys.SessionKeys.of("ag", "s1").owner) == 0
+
+
+async def test_a_session_handed_over_during_a_renewal_stays_listed_as_run_out(tmp_path, redis_url, redis) -> None:  # type: ignore[no-untyped-def]
+    """The renewal's pipeline, sent after the handover, must not list the session's lease as running
+    for another TTL: the survivors adopt it at once (the handover RPC may have failed)."""
+    a = Ownership(redis, settings(tmp_path, redis_url), "a", lambda sid: None)
+    await a.claim("s1")
+    gate = asyncio.Event()
+    renew_one = a._renew
+
+    async def gated(**kwargs):  # type: ignore[no-untyped-def]
+        await gate.wait()
+        return await renew_one(**kwargs)
+
+    a._renew = gated
+    renewing = asyncio.create_task(a.renew())
+    await asyncio.sleep(0.01)  # its list of leases is taken
+    assert await a.hand_over("s1")
+    gate.set()
+    await renewing
+    assert [sid for sid, _ in await a.orphans(10)] == ["s1"]

@@ -28,14 +28,16 @@ def info(session_id: str, state: str = "idle", last_seq: int = 1, created_at: in
 
 
 async def test_sessions_are_listed_per_principal_in_creation_order_and_counted_while_live(tmp_path, redis_url, redis) -> None:  # type: ignore[no-untyped-def]
-    registry = Registry(redis, PipelineWriter(redis), gw.test_settings(tmp_path, "http://x", redis_url=redis_url))
+    registry = Registry(redis, PipelineWriter(redis), gw.test_settings(tmp_path, "http://x", redis_url=redis_url), "r2")
     await registry.register("alice", "r1", info("s2", created_at=2000), b"{}")
     await registry.register("alice", "r2", info("s1", created_at=1000), b"{}")
     await registry.register("bob", "r1", info("s3"), b"{}")
     assert [e.info.session_id for e in await registry.list_for("alice")] == ["s1", "s2"]
     entry = await registry.lookup("s2")
     assert entry is not None and (entry.principal, entry.owner) == ("alice", "r1")
-    await registry.closed(info("s1", state="closed"))
+    assert not await registry.closed(info("s2", state="closed"))  # r1's: r2 no longer owns it
+    assert (await registry.lookup("s2")).info.state == "idle"  # type: ignore[union-attr]
+    assert await registry.closed(info("s1", state="closed"))
     assert await registry.live_count("alice") == 1
     assert 0 < await redis.ttl(keys.SessionKeys.of("ag", "s1").meta) <= 300
     assert await registry.lookup("nope") is None
@@ -43,7 +45,7 @@ async def test_sessions_are_listed_per_principal_in_creation_order_and_counted_w
 
 async def test_updates_are_coalesced_and_a_close_is_final(tmp_path, redis_url, redis) -> None:  # type: ignore[no-untyped-def]
     writer = PipelineWriter(redis)
-    registry = Registry(redis, writer, gw.test_settings(tmp_path, "http://x", redis_url=redis_url))
+    registry = Registry(redis, writer, gw.test_settings(tmp_path, "http://x", redis_url=redis_url), "r1")
     await registry.register("alice", "r1", info("s1"), b"{}")
     calls: list[str] = []
 
@@ -63,14 +65,14 @@ async def test_updates_are_coalesced_and_a_close_is_final(tmp_path, redis_url, r
 
 
 async def test_the_logs_position_is_fresher_than_the_description(tmp_path, redis_url, redis) -> None:  # type: ignore[no-untyped-def]
-    registry = Registry(redis, PipelineWriter(redis), gw.test_settings(tmp_path, "http://x", redis_url=redis_url))
+    registry = Registry(redis, PipelineWriter(redis), gw.test_settings(tmp_path, "http://x", redis_url=redis_url), "r1")
     await registry.register("alice", "r1", info("s1", last_seq=3), b"{}")
     await redis.hset(keys.SessionKeys.of("ag", "s1").meta, "last_seq", 42)
     assert (await registry.lookup("s1")).info.last_seq == 42  # type: ignore[union-attr]
 
 
 async def test_expired_sessions_leave_the_index(tmp_path, redis_url, redis) -> None:  # type: ignore[no-untyped-def]
-    registry = Registry(redis, PipelineWriter(redis), gw.test_settings(tmp_path, "http://x", redis_url=redis_url))
+    registry = Registry(redis, PipelineWriter(redis), gw.test_settings(tmp_path, "http://x", redis_url=redis_url), "r1")
     await registry.register("alice", "r1", info("s1"), b"{}")
     await redis.delete(keys.SessionKeys.of("ag", "s1").meta)
     assert await registry.list_for("alice") == []

@@ -264,3 +264,35 @@ def test_replay_and_live_are_exact_on_both_replicas(redis_url: str, ops: list[tu
 
     with patch("gateway.events.follower.CATCH_UP_S", 0.02):  # cursors past the top are common here
         asyncio.run(run())
+
+
+@pytest.mark.parametrize("ending", ["closed", "gap"])
+async def test_a_follower_ending_while_an_attach_waits_to_catch_up_subscribes_nothing(replicas: Replicas, ending: str) -> None:
+    """A cursor a flush ahead waits for the follower; should the follower end meanwhile (the session
+    closed, or a gap it can't fill) the sink is not left subscribed to it, getting nothing, never ended."""
+    log = await claimed_log(replicas.owner)
+    feed = EventFeed(log)
+    emit(feed, 5)
+    await wait_for(lambda: log.flushed_seq == 5)
+    follower = await LogFollower.start(replicas.other, replicas.hub, log._keys)
+    sink = Recorder()
+    attaching = asyncio.create_task(follower.attach(sink, 8))
+    await asyncio.sleep(0.05)
+    emit(feed, 3)
+    if ending == "closed":  # the last batch and the end marker arrive together
+        await log.close(ended=True)
+    else:  # the batch that reaches the cursor, then one that can't be placed, before the attach goes on
+        deliver = follower._deliver
+
+        def delivering(frames: list[bytes]) -> None:
+            deliver(frames)
+            if follower.last_seq >= 8:
+                follower._lost("a gap it can't fill")
+
+        follower._deliver = delivering  # type: ignore[method-assign]
+    await attaching
+    assert follower.ended and follower.sink_count == 0
+    later = Recorder()
+    follower.subscribe(later)
+    assert later.ended and follower.sink_count == 0
+    await follower.close()

@@ -11,7 +11,7 @@ from gateway.cluster.remote import RemoteSession
 from gateway.config import Settings
 from gateway.events.feed import Sink
 from gateway.sessions.manager import session_limits
-from gateway.wire.server import SessionInfo, Snapshot
+from gateway.wire.server import Reset, SessionInfo, Snapshot
 
 
 def info(last_seq: int) -> SessionInfo:
@@ -33,6 +33,7 @@ class Follower:
         self.epoch = "e1"
         self.last_seq = last_seq
         self.ended = False
+        self.session_closed = False
         self.sinks: set[Sink] = set()
 
     async def attach(self, sink: Sink, after: int) -> list[bytes] | None:
@@ -107,3 +108,29 @@ async def test_events_arriving_while_the_snapshot_is_taken_are_kept_past_its_pos
 
 async def test_a_follower_in_step_with_the_owner_passes_everything_after_the_snapshot() -> None:
     assert await attach_at(5, 5, (), (6, 7)) == [6, 7]
+
+
+class Gapping(Follower):
+    """Ends on a gap it can't fill while an attach waits on it."""
+
+    async def attach(self, sink: Sink, after: int) -> list[bytes] | None:
+        self.ended = True
+        return []
+
+
+async def test_an_attach_whose_follower_ends_on_a_gap_meanwhile_follows_again() -> None:
+    followers = [Gapping(5), Follower(5)]
+    owner = Owner(followers[1], 5, ())
+    started: list[Follower] = []
+
+    async def follow(session_id: str) -> Follower:
+        started.append(followers[len(started)])
+        return started[-1]
+
+    owner.follow = follow  # type: ignore[method-assign]
+    session = RemoteSession(Entry(principal="alice", owner="r1", info=info(5)), owner)  # type: ignore[arg-type]
+    client = Client()
+    first, _ = await session.attach(client, "a1", "c1", 5, "e1")
+    assert started == followers and isinstance(first, Reset)
+    followers[1].deliver(6, 7)
+    assert client.seqs == [6, 7]

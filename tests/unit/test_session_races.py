@@ -69,6 +69,9 @@ class FakeRunner:
 
     async def set_model(self, model: str | None) -> None: ...
 
+    def adopt(self, hooks: Session) -> None:
+        self.hooks = hooks
+
     async def set_permission_mode(self, mode: str) -> None: ...
 
     async def stop(self) -> None:
@@ -340,3 +343,37 @@ async def test_a_conversation_its_cli_never_saved_starts_afresh_instead_of_faili
     fleet.current.result(user_message_uuid=fleet.current.sent[-1]["uuid"])
     await settle()
     assert [r["is_error"] for r in sink.results("q2")] == [False]
+
+
+class Acks:
+    """An ack store (Redis in a cluster) that keeps what the session records."""
+
+    def __init__(self) -> None:
+        self.put_ids: list[str] = []
+
+    async def get(self, frame_id: str) -> None:
+        return None
+
+    def put(self, ack: Any) -> None:
+        self.put_ids.append(ack.id)
+
+
+async def test_a_query_that_finds_the_lease_lapsed_is_refused_not_acked(fleet: Fleet) -> None:
+    """Its `user_query` can't be written (another replica may run the session by now), so an ack would
+    promise a query no replica runs: the client is told to send it again, to the next owner."""
+    fresh, acks, lapsed = [True], Acks(), []
+    s = Session(
+        session_id="s1", principal="alice", spec=narrow(DEMO_PROFILE, Open(id="o")), log_store=MemoryEventLog(10_000, 1 << 26, 3600),
+        runner_factory=fleet, limits=session_limits(Settings()), ack_store=acks, lease=lambda: fresh[0], on_lease_lapsed=lambda: lapsed.append(1),
+    )
+    sink = Sink()
+    s.feed.subscribe(sink)
+    s.start()
+    await settle()
+    fresh[0] = False  # this replica's renewals stopped coming through
+    with pytest.raises(GatewayError) as refused:
+        await s.execute(Query(id="q1", prompt="hello"), ALICE)
+    assert refused.value.code == ErrorCode.OWNER_UNREACHABLE
+    assert acks.put_ids == [] and lapsed  # and the manager was told to let the session go
+    assert not [e for e in sink.events if e["kind"] == "user_query"]
+    await s.close("test over")

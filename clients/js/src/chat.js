@@ -409,9 +409,13 @@ export class ChatState {
         this.permissionMode = event.mode;
         this._notice('info', 'permission_mode_changed', `Permission mode changed to ${event.mode}`);
         break;
-      case 'files_rewound':
-        this._notice('info', 'files_rewound', 'Files put back as they were before that message');
+      case 'files_rewound': {
+        const asked = this.get(`q:${event.query_id}`);
+        const text = asked && asked.type === 'user' ? asked.text.replace(/\s+/g, ' ').trim() : '';
+        const which = text ? `“${text.length > 60 ? `${text.slice(0, 60)}…` : text}”` : 'that message';
+        this._notice('info', 'files_rewound', `Files put back as they were before ${which} (by ${event.by.principal})`);
         break;
+      }
       case 'conversation_reset': {
         // The gateway starts the transcript again here, keeping only the queries sent while the
         // reset ran (still queued: they run next, in the new conversation); so does the chat, so

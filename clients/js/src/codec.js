@@ -120,7 +120,7 @@ const rateLimitInfo = shape({
 /** @type {Record<EventKind, Check>} */
 const EVENT_SHAPES = {
   state: shape({ required: { state: literal(...SESSION_STATES) }, optional: { reason: nullable(str) } }),
-  user_query: shape({ required: { query_id: str, prompt: content, by: actor }, optional: { queued: bool } }),
+  user_query: shape({ required: { query_id: str, prompt: content, by: actor }, optional: { queued: bool, command: bool } }),
   turn_started: shape({ required: { query_id: str } }),
   stream: shape({ required: { event: shape({ required: { type: str } }) }, optional: { parent_tool_use_id: nullable(str) } }),
   assistant_message: shape({

@@ -20,6 +20,7 @@ export const ErrorCodes = Object.freeze({
   REQUEST_ALREADY_RESOLVED: 'request_already_resolved',
   INVALID_ANSWER: 'invalid_answer',
   TOO_MANY_SESSIONS: 'too_many_sessions',
+  TOO_MANY_CONNECTIONS: 'too_many_connections',
   QUEUE_FULL: 'queue_full',
   AGENT_UNAVAILABLE: 'agent_unavailable',
   AGENT_ERROR: 'agent_error',

@@ -209,6 +209,8 @@ export interface UserQueryEvent {
   prompt: string | ContentBlock[];
   by: Actor;
   queued?: boolean;
+  /** Run as the agent's own command (`compact`, `run_command`), not as the text sent. */
+  command?: boolean;
 }
 export interface TurnStartedEvent {
   kind: "turn_started";
@@ -561,6 +563,8 @@ export interface Profile {
   models?: string[] | null;
   permission_mode?: string;
   permission_modes?: string[];
+  /** Sessions keep file checkpoints: `rewind_files` works. */
+  enable_file_checkpointing?: boolean;
   [key: string]: unknown;
 }
 export interface Ticket {

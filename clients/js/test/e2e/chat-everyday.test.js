@@ -243,7 +243,7 @@ for (const viewport of VIEWPORTS) {
       await page.close();
     });
 
-    test('copy code and messages, syntax colours, keyboard-scrollable code; edit and resend; regenerate', async () => {
+    test('copy code and messages, syntax colours, keyboard-scrollable code; edit and resend, regenerate (in a branch)', async () => {
       const page = await freshPage(viewport);
       await send(page, 'SCRIPT:long');
       await results(page, 1);
@@ -259,22 +259,42 @@ for (const viewport of VIEWPORTS) {
       const copied = await page.evaluate(() => navigator.clipboard.readText());
       assert.ok(copied.startsWith('Here is a longer answer') && copied.includes('```python'), 'the message as markdown');
 
-      await page.locator('#items .msg-user').first().hover();
-      await page.locator('#items .msg-user .edit').first().click();
-      assert.equal(await page.locator('#prompt').inputValue(), 'SCRIPT:long');
-      assert.equal(await focused(page), 'textarea#prompt');
-      await page.fill('#prompt', 'SCRIPT:hello');
-      await page.press('#prompt', 'Enter');
+      await send(page, 'SCRIPT:hello');
       await results(page, 2);
       assert.equal((await page.locator('#items .msg-assistant .md').last().innerText()).trim(), HELLO);
       assert.equal(await page.locator('#items .result.last .regenerate').count(), 1, 'regenerate on the last turn only');
       assert.ok(await page.locator('#items .result').first().locator('.regenerate').isHidden());
+
+      // Edit and resend, regenerate: each continues in a new chat branching off before that prompt.
+      const prompts = () => page.$$eval('#items .msg-user .text', (els) => els.map((el) => el.textContent));
+      const switched = async (/** @type {string} */ from) => {
+        await page.waitForFunction((old) => { const s = /** @type {any} */ (window).agw.session; return s.id && s.id !== old; }, from, { timeout: 30000 });
+        await results(page, 2);
+      };
+      const first = await sessionId(page);
+      await page.locator('#items .msg-user').nth(1).hover();
+      await page.locator('#items .msg-user .edit').nth(1).click();
+      assert.equal(await page.locator('#items .edit-text').inputValue(), 'SCRIPT:hello');
+      assert.equal(await focused(page), 'textarea.edit-text', 'the editor has focus');
+      await shot(page, '06-editing');
+      await assertAccessible(page, 'editing a prompt');
+      await page.fill('#items .edit-text', 'Say hello');
+      await page.press('#items .edit-text', 'Enter');
+      await switched(first);
+      assert.deepEqual(await prompts(), ['SCRIPT:long', 'Say hello'], 'the edited prompt after the history before it');
+      assert.equal(await focused(page), 'textarea#prompt');
+      const edited = await sessionId(page);
+      const api = testClient(gw.url);
+      assert.equal((await api.getSession(first)).turns, 2, 'the first chat stays as it was');
+      // Three chats for one test: each is closed once done with, within the principal's session limit (10).
+      await api.closeSession(first);
       await page.click('#items .result.last .regenerate');
-      await results(page, 3);
-      const prompts = await page.$$eval('#items .msg-user .text', (els) => els.map((el) => el.textContent));
-      assert.deepEqual(prompts, ['SCRIPT:long', 'SCRIPT:hello', 'SCRIPT:hello'], 'sent again as a new message');
+      await switched(edited);
+      assert.deepEqual(await prompts(), ['SCRIPT:long', 'Say hello'], 'the last prompt again, after the same history');
       await shot(page, '06-code-and-actions');
+      const regenerated = await sessionId(page);
       await page.close();
+      await Promise.all([edited, regenerated].map((id) => api.closeSession(id)));
     });
 
     test('chat list: new chat keeps the old one, switch back, rename, delete only when confirmed', async () => {

@@ -169,6 +169,13 @@ describe('rewind', () => {
     const chat = new ChatState();
     chat.apply({ kind: 'files_rewound', query_id: 'q1', by: { principal: 'alice' } });
     assert.deepEqual(chat.items.map((i) => [i.type, /** @type {any} */ (i).code]), [['notice', 'files_rewound']]);
+    // The notice names the message the files went back to, when the chat has it.
+    chat.apply({ kind: 'user_query', query_id: 'q2', prompt: 'Write  the\nnotes', by: { principal: 'bob' } });
+    chat.apply({ kind: 'files_rewound', query_id: 'q2', by: { principal: 'bob' } });
+    assert.deepEqual(chat.items.filter((i) => i.type === 'notice').map((i) => /** @type {any} */ (i).text), [
+      'Files put back as they were before that message (by alice)',
+      'Files put back as they were before “Write the notes” (by bob)',
+    ]);
   });
 });
 
