@@ -76,6 +76,8 @@ class Reader:
         self.idle: asyncio.Future[None] = loop.create_future()  # the session's first `idle`: its agent is up
         self.done: asyncio.Future[None] = loop.create_future()
         self._transport: asyncio.Transport | None = None
+        self._request = b""  # the HTTP request, written once connected
+        self._headed = False  # the response head is read
         self._buf = bytearray()
         self.session_id = ""
         self.next_seq = 1
@@ -121,6 +123,25 @@ class Reader:
         if self._transport is not None:
             self._transport.close()
 
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        transport.write(self._request)
+
+    def _read_head(self, status: bytes, accepted: bytes = b"") -> bool:
+        """Take the response head off the buffer: True once it is read, with `status` (and
+        `accepted` in it); a refused head finishes the client with its status line."""
+        buf = self._buf
+        end = buf.find(b"\r\n\r\n")
+        if end < 0:
+            return False
+        if not buf.startswith(status) or accepted not in buf[:end].lower():
+            self._finish(RuntimeError(buf[: buf.find(b"\r\n")].decode()))
+            return False
+        self._headed = True
+        del buf[: end + 4]
+        return True
+
     def _finish(self, exc: BaseException | None = None) -> None:
         for future in (self.attached, self.idle, self.done):
             if not future.done():
@@ -142,26 +163,14 @@ class Client(Reader, asyncio.Protocol):
             f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\nSec-WebSocket-Version: 13\r\n"
             f"Sec-WebSocket-Protocol: agent-gateway.v1, bearer.{token}\r\n\r\n"
         ).encode()
-        self._upgraded = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        transport.write(self._request)
 
     def data_received(self, data: bytes) -> None:
         now = time.monotonic_ns()
         buf = self._buf
         buf += data
-        if not self._upgraded:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
+        if not self._headed:
+            if not self._read_head(b"HTTP/1.1 101"):
                 return
-            if not buf.startswith(b"HTTP/1.1 101"):
-                self._finish(RuntimeError(buf[: buf.find(b"\r\n")].decode()))
-                return
-            self._upgraded = True
-            del buf[: end + 4]
             self.send({"type": "open", "id": "o-" + secrets.token_hex(8)})  # a new id: a repeated one re-opens the same session
         pos, size = 0, len(buf)
         while size - pos >= 2:
@@ -209,27 +218,14 @@ class SseReader(Reader, asyncio.Protocol):
             f"GET /v1/sessions/{session_id}/events HTTP/1.1\r\nHost: {host}:{port}\r\n"
             f"Authorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
         ).encode()
-        self._head = False
         self._text = bytearray()  # the event stream, de-chunked, up to its last complete message
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
-        transport.write(self._request)
 
     def data_received(self, data: bytes) -> None:
         now = time.monotonic_ns()
         buf = self._buf
         buf += data
-        if not self._head:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            if not buf.startswith(b"HTTP/1.1 200") or b"chunked" not in buf[:end].lower():
-                self._finish(RuntimeError(buf[: buf.find(b"\r\n")].decode()))
-                return
-            self._head = True
-            del buf[: end + 4]
+        if not self._headed and not self._read_head(b"HTTP/1.1 200", b"chunked"):
+            return
         while (line_end := buf.find(b"\r\n")) >= 0:
             size = int(buf[:line_end].split(b";")[0], 16)
             if len(buf) < line_end + 2 + size + 2:
