@@ -18,7 +18,9 @@ task; the pending queue is bounded meanwhile (`redis_buffer_events`/`_bytes`): p
 entries are dropped, and the tail with them, so the log written when Redis is back starts after them
 and a client whose position falls among them gets a reset, never a gap. A Redis that came back empty
 (restarted without persistence) is written again from the tail, same epoch, once the owner has
-re-established its claim (`restore`); until then, like an outage, writes wait.
+re-established its claim (`restore`); until then, like an outage, writes wait. So is one that lost only
+the log's last writes (a replica promoted by a Sentinel failover, replication being asynchronous): the
+script refuses a batch that does not follow the log's last seq, so no write ever leaves a hole.
 """
 
 import asyncio
@@ -59,7 +61,9 @@ return 1
 # at or below last_seq are skipped, so a retried flush (its reply lost) adds nothing twice; the new ones
 # are published as they came, a suffix of the joined frames. No fence at all (`FENCED false`): the meta
 # hash is gone (Redis lost it) until the owner claims the session again; no epoch (`NOLOG`): claimed
-# again, not written again yet.
+# again, not written again yet. A batch that would leave a hole below it (`BEHIND`: Redis lost the
+# log's last writes, as a replica promoted by a failover does, and the hole is not trimmed away
+# anyway) is refused: the owner writes its tail again.
 _APPEND = """
 local fence = redis.call('HGET', KEYS[2], 'fence')
 if fence ~= ARGV[1] then return redis.error_reply('FENCED ' .. tostring(fence)) end
@@ -71,6 +75,7 @@ elseif not redis.call('HGET', KEYS[2], 'epoch') then
 end
 local last = tonumber(redis.call('HGET', KEYS[2], 'last_seq') or '0')
 local seq, count, body, stamps = tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9], ARGV[10]
+if seq > last + 1 and tonumber(ARGV[3]) < seq then return redis.error_reply('BEHIND ' .. last) end
 local pos, spos, new_pos, first, added = 1, 1, nil, nil, 0
 for _ = 1, count do
   local nl = string.find(body, '\\n', pos, true)
@@ -295,6 +300,11 @@ class RedisEventLog:
                     self._on_fenced()
                     return
                 if isinstance(exc, ResponseError) and str(exc) == "NOLOG":  # claimed again: write it all again
+                    self._rewrite = True
+                    continue
+                if isinstance(exc, ResponseError) and str(exc).startswith("BEHIND"):  # lost its last writes
+                    log.warning("%s: Redis holds the log up to seq %s, written up to %d before: writing it again",
+                                self._keys.log, str(exc).split()[1], self._flushed)
                     self._rewrite = True
                     continue
                 if not failing:

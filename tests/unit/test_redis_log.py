@@ -230,3 +230,24 @@ async def test_a_log_redis_lost_is_written_again_in_the_same_epoch_once_claimed_
     feed.emit(EVENT)
     await wait_for(lambda: log.fenced)
     await log.close(ended=False)
+
+
+async def test_a_log_that_lost_its_last_writes_is_written_again_never_past_a_hole(redis: Redis) -> None:
+    log = await claimed_log(redis)
+    feed = EventFeed(log)
+    sink = Recorder()
+    await feed.attach(sink, 0)
+    for _ in range(10):
+        feed.emit(EVENT)
+    await wait_for(lambda: log.flushed_seq == 10)
+    keys = log._keys
+    # As a replica promoted by a failover, replication being asynchronous: the last three writes never reached it.
+    await redis.xdel(keys.log, "8-0", "9-0", "10-0")
+    await redis.hset(keys.meta, "last_seq", 7)
+    for _ in range(5):
+        feed.emit(EVENT)
+    await wait_for(lambda: log.flushed_seq == 15)
+    assert await stream_seqs(redis, log) == list(range(1, 16))  # 8..10 written again, not skipped
+    assert int(await redis.hget(keys.meta, "last_seq")) == 15 and await redis.hget(keys.meta, "epoch") == log.epoch.encode()
+    assert not log.fenced and sink.seqs() == list(range(1, 16))  # the owner's clients get each event once
+    await log.close(ended=False)
