@@ -1,6 +1,6 @@
 """Redis faults through real processes: two gateway replicas on their own redis-server, which is
-paused (unreachable: connections open, nothing answers) or killed and started again empty while a
-session streams. The owner keeps its CLI, `/readyz` says 503 meanwhile, every client ends with a
+paused (unreachable: connections open, nothing answers), killed and started again empty, or killed
+and replaced by its replica (a Sentinel failover) while a session streams. The owner keeps its CLI, `/readyz` says 503 meanwhile, every client ends with a
 contiguous duplicate-free history (or an explicit reset), and events flow again soon after Redis is
 back (the time is printed: `pytest -s`).
 """
@@ -14,13 +14,14 @@ from typing import Any
 
 import httpx
 import pytest
+from redis.asyncio import Redis
 from websockets.exceptions import ConnectionClosed
 
 from tests.integration.test_cluster import replicas, ws
 from tests.integration.test_failover import logged, owner
 from tests.support.client import WsClient
 from tests.support.flows import attach, open_session, query
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisSentinel, RedisServer
 
 # About 8 s of paced streaming: the fault falls in the middle of it.
 LONG = 'SCRIPT:{"steps": [[{"text": "' + "word " * 80 + '"}]], "chunk": 2, "delay_ms": 50}'
@@ -176,3 +177,83 @@ async def test_an_overflowing_outage_buffer_ends_in_a_reset_never_a_gap(tmp_path
         await asyncio.gather(resumed(tab, port1), resumed(other, port2))
         log = await logged(own_redis.url, session_id)
         assert log[0]["seq"] > tab.last_seq + 1  # the log starts after what was lost
+
+
+async def watched(sentinel: RedisSentinel, replica: RedisServer, within_s: float = 15) -> None:
+    """Until `replica` is in sync with its master and `sentinel` knows it: a failover can promote it."""
+    async with Redis(port=sentinel.port) as watcher, Redis(port=replica.port) as server, asyncio.timeout(within_s):
+        while True:
+            known = await watcher.execute_command("SENTINEL", "REPLICAS", sentinel.service)
+            if (await server.info("replication"))["master_link_status"] == "up" and known:
+                return
+            await asyncio.sleep(0.1)
+
+
+async def diverged(master: RedisServer, replica: RedisServer, session_id: str) -> int:
+    """Cuts the replication link until the master holds log entries its replica lacks (asynchronous
+    replication at its worst); the master's last seq then."""
+    meta = f"ag:{{{session_id}}}:meta"
+    async with Redis(port=master.port) as primary, Redis(port=replica.port) as secondary, asyncio.timeout(10):
+        await secondary.config_set("masteruser", "nobody")  # its reconnection fails from now on (WRONGPASS)
+        await secondary.config_set("masterauth", "wrong")
+        await primary.execute_command("CLIENT", "KILL", "TYPE", "replica")
+        while (ahead := int(await primary.hget(meta, "last_seq") or 0)) <= int(await secondary.hget(meta, "last_seq") or 0):
+            await asyncio.sleep(0.05)
+        return ahead
+
+
+async def stall_after(tab: WsClient, query_id: str, since: float) -> float:
+    """Until the turn's result: seconds from `since` to the end of the longest pause in `tab`'s events."""
+    last = since
+    stall = (0.0, since)
+    async with asyncio.timeout(60):
+        while True:
+            frame = await tab.recv()
+            now = time.monotonic()
+            stall = max(stall, (now - last, now))
+            last = now
+            if frame.get("event", {}).get("kind") == "result" and frame["event"]["query_id"] == query_id:
+                return stall[1] - since
+
+
+async def test_a_sentinel_failover_loses_nothing_a_client_saw(tmp_path: Path, model_url: str) -> None:
+    master = RedisServer(tmp_path / "master").start()
+    replica = RedisServer(tmp_path / "replica", replica_of=master).start()
+    sentinel = RedisSentinel(tmp_path / "sentinel", master, down_after_ms=500)
+    try:
+        sentinel.start()
+        await watched(sentinel, replica)
+        # The lease (10 s by default) outlives the failover: the owner keeps its sessions.
+        async with replicas(tmp_path, model_url, sentinel.url, AGENT_GATEWAY_REDIS_TIMEOUT_S="0.5") as cluster:
+            (first, port1), (second, port2) = cluster
+            tab, other, session_id = await two_tabs(cluster)
+            query_id = (await query(tab, LONG))["result"]["query_id"]
+            await streaming(tab, 5)
+            ahead = await diverged(master, replica, session_id)
+            master.kill()  # SIGKILL: the replica, promoted, lacks the log's last writes
+            killed = time.monotonic()
+            async with Redis(port=replica.port) as promoted:
+                assert int(await promoted.hget(f"ag:{{{session_id}}}:meta", "last_seq")) < ahead
+            _, recovered_s = await asyncio.gather(until_ready(port1, 503), stall_after(tab, query_id, killed))
+            print(f"\nRedis master SIGKILLed, Sentinel failover: the owner's tab had events again {recovered_s * 1000:.0f} ms after the kill")
+            assert recovered_s < 5 + RECOVERY_S  # detection (0.5 s) + failover + the issue's bound
+            assert [f for f in tab.events if f["event"]["kind"] == "result"][-1]["event"]["subtype"] == "success"
+            await result_of(other, query_id)
+            assert not [f for f in tab.frames + other.frames if f["type"] == "reset"]
+            async with Redis(port=replica.port) as promoted:
+                assert (await promoted.info("replication"))["role"] == "master"
+            assert await owner(replica.url, session_id) == "r1"  # the failover moved nothing
+            log = await logged(replica.url, session_id)
+            assert [f["seq"] for f in log] == list(range(1, len(log) + 1)) and len({f["epoch"] for f in log}) == 1
+            same_history(tab, log)
+            same_history(other, log)
+            assert [f["event"]["kind"] for f in log].count("result") == 1
+            again = (await query(other, "SCRIPT:hello"))["result"]["query_id"]  # through the other replica
+            assert (await result_of(other, again))["subtype"] == "success"
+            await result_of(tab, again)
+            await until_ready(port1, 200)
+            await until_ready(port2, 200)
+            assert first.poll() is None and second.poll() is None
+    finally:
+        for server in (sentinel, replica, master):
+            server.stop()
