@@ -58,6 +58,7 @@ CONTROL_TIMEOUT_S = 15.0
 NO_CONVERSATION = "No conversation found"  # the CLI's refusal to resume a conversation it never saved
 GUARD_TICK_S = 1.0  # how often a running turn's guard looks at it
 ACKS_KEPT = 1000  # frame ids whose ack a re-sent copy gets back (beyond the Redis ack records)
+CLOSE_REPLY_WAIT_S = 1.0  # how long a closing session waits for its `close` frame's ack to be queued
 TRANSCRIPT_KINDS = (
     ev.UserQuery, ev.AssistantMessage, ev.UserMessage, ev.TurnResult, ev.PermissionRequest, ev.Question,
     ev.RequestResolved, ev.ModelChanged, ev.PermissionModeChanged, ev.ConversationReset, ev.AgentError, ev.FilesRewound,
@@ -89,6 +90,11 @@ class _Retired:
 
 
 RETIRED = _Retired()
+
+
+def _settle(future: "asyncio.Future[None]") -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class ForkPoint(msgspec.Struct, frozen=True):
@@ -201,6 +207,9 @@ class Session:
         self._wake = asyncio.Event()
         self._pump_task: asyncio.Task[None] | None = None
         self._closing: asyncio.Task[None] | None = None
+        # Set once the ack of the `close` frame that closes the session is handed to its caller: the
+        # feed ends (and with it the caller's stream) only after, so that ack is never cut off.
+        self._close_replied: asyncio.Future[None] | None = None
         self._turn_done = asyncio.Event()
         self._clearing: asyncio.Future[None] | None = None
         self._current_uuid: str | None = None  # the running query's message uuid, as the CLI echoes it
@@ -268,6 +277,10 @@ class Session:
             await self._stop_runner()
         await asyncio.gather(*self._retiring, return_exceptions=True)
         await self.feed.log.close(ended=True)  # first: a log that commits later gives its clients the last events
+        if self._close_replied is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(CLOSE_REPLY_WAIT_S):
+                    await asyncio.shield(self._close_replied)
         self.feed.end()
         if self._on_closed is not None:
             await self._on_closed(self)
@@ -806,7 +819,12 @@ class Session:
         self._acks[frame.id] = running
         if len(self._acks) > ACKS_KEPT:
             self._acks.popitem(last=False)
-        return await asyncio.shield(running)
+        ack = await asyncio.shield(running)
+        replied = self._close_replied
+        if isinstance(frame, cf.Close) and replied is not None:
+            # The caller queues the ack as soon as this returns, in this loop turn; the feed ends after.
+            asyncio.get_running_loop().call_soon(_settle, replied)
+        return ack
 
     async def _execute_once(self, frame: cf.ClientFrame, actor: ev.Actor) -> Ack:
         try:
@@ -878,7 +896,9 @@ class Session:
             await self.reset_conversation(frame.mode, actor)
             return None
         if isinstance(frame, cf.Close):
-            # Closed after this frame's ack is on its way, so the client that asked gets it.
+            # Its clients' streams end after this frame's ack is on its way, so the client that asked gets it.
+            if self._closing is None:
+                self._close_replied = asyncio.get_running_loop().create_future()
             self._begin_close("closed by client")
             return None
         raise AssertionError(f"unhandled session frame {type(frame).__name__}")
