@@ -207,7 +207,8 @@ async def test_an_overflowing_buffer_restarts_the_log_after_the_lost_events(tmp_
         server.stop()
 
 
-async def test_a_log_redis_lost_is_written_again_in_the_same_epoch_once_claimed_again(redis: Redis) -> None:
+async def written_log(redis: Redis) -> tuple[RedisEventLog, EventFeed, Recorder]:
+    """A claimed log whose feed has a client, with ten events written to Redis."""
     log = await claimed_log(redis)
     feed = EventFeed(log)
     sink = Recorder()
@@ -215,6 +216,11 @@ async def test_a_log_redis_lost_is_written_again_in_the_same_epoch_once_claimed_
     for _ in range(10):
         feed.emit(EVENT)
     await wait_for(lambda: log.flushed_seq == 10)
+    return log, feed, sink
+
+
+async def test_a_log_redis_lost_is_written_again_in_the_same_epoch_once_claimed_again(redis: Redis) -> None:
+    log, feed, sink = await written_log(redis)
     keys = log._keys
     await redis.delete(keys.meta, keys.log)  # as a Redis restarted without persistence
     for _ in range(5):
@@ -233,13 +239,7 @@ async def test_a_log_redis_lost_is_written_again_in_the_same_epoch_once_claimed_
 
 
 async def test_a_log_that_lost_its_last_writes_is_written_again_never_past_a_hole(redis: Redis) -> None:
-    log = await claimed_log(redis)
-    feed = EventFeed(log)
-    sink = Recorder()
-    await feed.attach(sink, 0)
-    for _ in range(10):
-        feed.emit(EVENT)
-    await wait_for(lambda: log.flushed_seq == 10)
+    log, feed, sink = await written_log(redis)
     keys = log._keys
     # As a replica promoted by a failover, replication being asynchronous: the last three writes never reached it.
     await redis.xdel(keys.log, "8-0", "9-0", "10-0")
