@@ -42,6 +42,9 @@ log = logging.getLogger("gateway.events.redis")
 
 FLUSH_WINDOW_S = 0.002  # how long a flush waits for company once an event arrives
 MAX_BATCH = 1024  # entries per flush: a long burst doesn't make one huge command
+# A flush's entries reach the owner's clients at once, when Redis took them: at most this share of
+# the log's events, so one commit never fills a client's send queue (a quarter of the log) by itself.
+BATCH_LOG_SHARE = 8
 BACKOFF_S = (0.05, 1.0)
 
 # KEYS: log, meta. ARGV: fence, epoch, ttl s.
@@ -140,6 +143,7 @@ class RedisEventLog:
         self._pending_stamps: collections.deque[int] = collections.deque()
         self._pending_first = 1
         self._pending_bytes = 0
+        self._max_batch = max(64, min(MAX_BATCH, settings.log_max_events // BATCH_LOG_SHARE))
         self._max_pending = settings.redis_buffer_events
         self._max_pending_bytes = settings.redis_buffer_bytes
         self._overflowing = False  # entries were dropped since the last write: logged once
@@ -287,7 +291,7 @@ class RedisEventLog:
                 # The SDK hands over one message per loop turn: a flush sent at once would carry one
                 # or two. Letting a short window fill costs every client a millisecond or two and
                 # saves a round trip (and Redis's per-call work) per event.
-                if len(self._pending_frames) < MAX_BATCH and self._ending is None:
+                if len(self._pending_frames) < self._max_batch and self._ending is None:
                     await asyncio.sleep(FLUSH_WINDOW_S)
                 continue
             try:
@@ -323,7 +327,7 @@ class RedisEventLog:
                 return
 
     async def _flush(self) -> bool:
-        """One round trip: the oldest pending entries (at most MAX_BATCH), then the ones Redis took
+        """One round trip: the oldest pending entries (at most `_max_batch`), then the ones Redis took
         committed. True: closed and all written."""
         tail = self._tail
         if self._rewrite:  # everything the tail holds goes again (a retry after a lost reply too)
@@ -331,7 +335,7 @@ class RedisEventLog:
             self._pending_frames, self._pending_stamps = collections.deque(frames), collections.deque(stamps)
             self._pending_first, self._pending_bytes = tail.first_seq, tail.bytes
         frames = self._pending_frames
-        count = min(len(frames), MAX_BATCH)
+        count = min(len(frames), self._max_batch)
         final = self._ending is not None and count == len(frames)
         ended = final and self._ending
         first, batch = self._pending_first, list(itertools.islice(frames, count))
