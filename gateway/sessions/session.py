@@ -831,16 +831,21 @@ class Session:
             ack = Ack(id=frame.id, result=await self._execute(frame, actor))
             if self._lapsed:  # its lease lapsed meanwhile: what it did was neither shown nor written
                 raise GatewayError(ErrorCode.OWNER_UNREACHABLE, "this session moved to another replica; send the frame again")
+            # An ack follows the events its frame caused: with a log that commits later, once they are
+            # given (a close's `closed` too: its task, started by the frame, emits it in its first step).
+            if isinstance(frame, cf.Close):
+                await asyncio.sleep(0)
+            caused = self.feed.last_seq
+            await self.feed.log.committed(caused)
+            if self.feed.log.committed_seq < caused and not self.closed:
+                # Fenced off before they were written: another replica owns the session, and neither the
+                # events nor an ack record may say this frame ran (its copy must run there).
+                raise GatewayError(ErrorCode.OWNER_UNREACHABLE, "this session moved to another replica; send the frame again")
         except BaseException:
             self._acks.pop(frame.id, None)  # not executed: the same id may be tried again
             raise
         if self._ack_store is not None:
             self._ack_store.put(ack)
-        # An ack follows the events its frame caused: with a log that commits later, once they are given
-        # (a close's `closed` too: its task, started by the frame, emits it in its first step).
-        if isinstance(frame, cf.Close):
-            await asyncio.sleep(0)
-        await self.feed.log.committed(self.feed.last_seq)
         return ack
 
     async def _execute(self, frame: cf.ClientFrame, actor: ev.Actor) -> dict[str, Any] | None:

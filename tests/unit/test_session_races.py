@@ -377,3 +377,34 @@ async def test_a_query_that_finds_the_lease_lapsed_is_refused_not_acked(fleet: F
     assert acks.put_ids == [] and lapsed  # and the manager was told to let the session go
     assert not [e for e in sink.events if e["kind"] == "user_query"]
     await s.close("test over")
+
+
+class FencedLog(MemoryEventLog):
+    """A shared log that another replica's claim fenced off: nothing appended is ever written."""
+
+    deferred = True
+
+    @property
+    def committed_seq(self) -> int:
+        return 0
+
+    async def committed(self, seq: int) -> None:
+        """Returns as a fenced log's waiters do: woken, with nothing written."""
+
+
+async def test_a_frame_whose_events_were_fenced_off_is_refused_not_acked(fleet: Fleet) -> None:
+    """The lease still looked held when the query ran, but its `user_query` was never written (the
+    log was fenced off meanwhile): no ack and no ack record, or the copy the client re-sends to the
+    new owner would get that record back and never run."""
+    acks = Acks()
+    s = Session(
+        session_id="s1", principal="alice", spec=narrow(DEMO_PROFILE, Open(id="o")), log_store=FencedLog(10_000, 1 << 26, 3600),
+        runner_factory=fleet, limits=session_limits(Settings()), ack_store=acks,
+    )
+    s.start()
+    await settle()
+    with pytest.raises(GatewayError) as refused:
+        await s.execute(Query(id="q1", prompt="hello"), ALICE)
+    assert refused.value.code == ErrorCode.OWNER_UNREACHABLE
+    assert acks.put_ids == []
+    await s.close("test over")
