@@ -92,6 +92,11 @@ class _Retired:
 RETIRED = _Retired()
 
 
+def _moved() -> GatewayError:
+    """A frame refused because the session left this replica: the client sends it again, to the next owner."""
+    return GatewayError(ErrorCode.OWNER_UNREACHABLE, "this session moved to another replica; send the frame again")
+
+
 def _settle(future: "asyncio.Future[None]") -> None:
     if not future.done():
         future.set_result(None)
@@ -388,7 +393,7 @@ class Session:
         if self.closed:
             raise GatewayError(ErrorCode.SESSION_CLOSED, "this session is closed")
         if self._sealed:
-            raise GatewayError(ErrorCode.OWNER_UNREACHABLE, "this session moved to another replica; send the frame again")
+            raise _moved()
 
     async def _start_runner(self) -> None:
         """Called with `_runner_lock` held. Never once the session closed or left: nothing would stop that CLI."""
@@ -830,7 +835,7 @@ class Session:
         try:
             ack = Ack(id=frame.id, result=await self._execute(frame, actor))
             if self._lapsed:  # its lease lapsed meanwhile: what it did was neither shown nor written
-                raise GatewayError(ErrorCode.OWNER_UNREACHABLE, "this session moved to another replica; send the frame again")
+                raise _moved()
             # An ack follows the events its frame caused: with a log that commits later, once they are
             # given (a close's `closed` too: its task, started by the frame, emits it in its first step).
             if isinstance(frame, cf.Close):
@@ -840,7 +845,7 @@ class Session:
             if self.feed.log.committed_seq < caused and not self.closed:
                 # Fenced off before they were written: another replica owns the session, and neither the
                 # events nor an ack record may say this frame ran (its copy must run there).
-                raise GatewayError(ErrorCode.OWNER_UNREACHABLE, "this session moved to another replica; send the frame again")
+                raise _moved()
         except BaseException:
             self._acks.pop(frame.id, None)  # not executed: the same id may be tried again
             raise
