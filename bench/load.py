@@ -50,11 +50,17 @@ class _Frame(msgspec.Struct):
 _decode = msgspec.json.Decoder(_Frame).decode
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (all its threads), from /proc/<pid>/stat."""
+def cpu_split(pid: int) -> tuple[float, float]:
+    """User and system CPU time of a process (all its threads), from /proc/<pid>/stat."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads)."""
+    return sum(cpu_split(pid))
 
 
 def wakeups(pid: int) -> int:
@@ -252,6 +258,7 @@ class Result:
     disorder: int
     seconds: float  # first delta emitted to last delta received
     server_cpu_s: float
+    server_sys_s: float  # the kernel's share of server_cpu_s: socket and pipe syscalls, wake-ups
     client_cpu_s: float
     server_wakeups: int
     events: int
@@ -294,14 +301,14 @@ async def _run(
     if stages_file:  # the sampler writes every WRITE_S: let it catch up with a quiet server
         await asyncio.sleep(2.5 * stages.WRITE_S)
     stages0 = stages.read(Path(stages_file)) if stages_file else {}
-    cpu0, own0, wake0 = cpu_seconds(server_pid), time.process_time(), wakeups(server_pid)
+    (user0, sys0), own0, wake0 = cpu_split(server_pid), time.process_time(), wakeups(server_pid)
     events0, messages0 = sum(c.events for c in clients), sum(c.messages for c in clients)
     for c in sockets:
         c.send({"type": "query", "id": "q1", "prompt": prompt})
     await asyncio.wait([asyncio.ensure_future(c.done) for c in clients], timeout=timeout_s)
     if stages_file:
         await asyncio.sleep(2.5 * stages.WRITE_S)
-    cpu1, own1, wake1 = cpu_seconds(server_pid), time.process_time(), wakeups(server_pid)
+    (user1, sys1), own1, wake1 = cpu_split(server_pid), time.process_time(), wakeups(server_pid)
     stages1 = stages.read(Path(stages_file)) if stages_file else {}
     latencies = sorted(ns / 1000 for c in clients for ns in c.latencies_ns)
     started = [c.first_emit_ns for c in clients if c.deltas]
@@ -312,7 +319,8 @@ async def _run(
         delivered=sum(c.deltas for c in clients),
         disorder=sum(c.disorder for c in clients),
         seconds=seconds,
-        server_cpu_s=cpu1 - cpu0,
+        server_cpu_s=user1 + sys1 - user0 - sys0,
+        server_sys_s=sys1 - sys0,
         client_cpu_s=own1 - own0,
         server_wakeups=wake1 - wake0,
         events=sum(c.events for c in clients) - events0,

@@ -202,7 +202,7 @@ def table(rows: list[Row]) -> str:
     w = max(13, *(len(row.scenario.name) + 1 for row in rows))
     head = (
         f"{'scenario':<{w}}{'gw ev/s':>9}{'base ev/s':>10}{'ratio':>7}  {'gw ev/cpu-s':>11}{'base ev/cpu-s':>14}{'ratio':>7}"
-        f"  {'gw µs/ev':>8}{'base':>6}  {'gw p50/p99 ms':>14}{'base p50/p99 ms':>16}  {'ev/msg':>6}{'wake/ev gw/base':>16}{'lost':>9}  {'cpu gw/client':>13}"
+        f"  {'gw µs/ev':>8}{'base':>6}  {'gw p50/p99 ms':>14}{'base p50/p99 ms':>16}  {'ev/msg':>6}{'wake/ev gw/base':>16}{'lost':>9}  {'cpu gw/client':>13}  {'kernel gw/base':>14}"
     )
     lines = [head, "-" * len(head)]
     for row in rows:
@@ -214,6 +214,7 @@ def table(rows: list[Row]) -> str:
             f"  {1e6 / g.per_core:>8.1f}{1e6 / b.per_core:>6.1f}"
             f"  {g.percentile(0.5) / 1000:>6.2f}/{g.percentile(0.99) / 1000:<7.2f}{b.percentile(0.5) / 1000:>8.2f}/{b.percentile(0.99) / 1000:<7.2f}"
             f"  {g.events / max(1, g.messages):>6.1f}{g.server_wakeups / max(1, g.delivered):>10.2f}/{b.server_wakeups / max(1, b.delivered):<5.2f}{lost:>9}  {g.server_cpu_s / max(g.seconds, 1e-9):>6.0%}/{g.client_cpu_s / max(g.seconds, 1e-9):<6.0%}"
+            f"  {g.server_sys_s / max(g.server_cpu_s, 1e-9):>6.0%}/{b.server_sys_s / max(b.server_cpu_s, 1e-9):<7.0%}"
         )
     for row in rows:
         if row.lost != (0, 0) or row.disorder:

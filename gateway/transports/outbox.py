@@ -12,6 +12,10 @@ client it drops still finds its cursor in the log and resumes without loss.
 An empty Outbox holds no buffer block and no waiter (thousands of idle connections each hold one):
 the queue is a list, and `take` makes its waiter only while it waits. `on_wake` tells the owner
 when an empty outbox gets something to deliver, so a sender need exist only while there is.
+`on_ready` tells it, when no `take` waits, that a batch may go now: an owner that can write
+without waiting takes it with `take_ready`, so a paced stream's frame costs one loop callback, not
+a task and its wake-ups (the WebSocket transport, when the server offers that write). It is called
+at the end of the loop turn that made the batch ready, so what that turn produces shares the send.
 """
 
 import asyncio
@@ -35,7 +39,7 @@ class Outbox:
     __slots__ = (
         "_loop", "_frames", "_bytes", "_replay_frames", "_replay_bytes", "_max_bytes", "_max_frames", "_max_batch_frames",
         "_max_batch_bytes", "_linger_frames", "_watching", "_seen", "_window", "_sent_at", "_timer", "_waiter",
-        "on_overflow", "on_wake", "overflowed", "ended",
+        "_ready_soon", "on_overflow", "on_wake", "on_ready", "overflowed", "ended",
     )
 
     def __init__(
@@ -63,10 +67,13 @@ class Outbox:
         self._sent_at = -flush_window_s  # when the last batch left (loop time)
         self._timer: asyncio.TimerHandle | None = None
         self._waiter: asyncio.Future[None] | None = None  # `take` waiting: for frames, or a window's end
+        self._ready_soon = False  # `on_ready` is due at this loop turn's end
         # Called once, on overflow: a sender stuck on a stalled peer can't notice by itself.
         self.on_overflow: Callable[[], None] | None = None
         # Called when an empty outbox gets a frame, or is ended: something to deliver (a sender may be needed).
         self.on_wake: Callable[[], None] | None = None
+        # Called when a batch may go now and no `take` waits for it (see `take_ready`).
+        self.on_ready: Callable[[], None] | None = None
         self.overflowed = False  # the same fact as a plain attribute: `push` reads it per frame
         self.ended = False
 
@@ -125,10 +132,19 @@ class Outbox:
         self._signal()
 
     def _signal(self) -> None:
-        """Wake `take` if it waits."""
+        """Wake `take` if it waits; else tell `on_ready` that a batch may go now."""
         waiter = self._waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
+        if waiter is not None:
+            if not waiter.done():
+                waiter.set_result(None)
+        elif self.on_ready is not None and not self._ready_soon:
+            self._ready_soon = True
+            self._loop.call_soon(self._ready)
+
+    def _ready(self) -> None:
+        self._ready_soon = False
+        if self.on_ready is not None and self._frames and not self._watching and not self.overflowed and not self.ended:
+            self.on_ready()
 
     def push_many(self, frames: list[bytes]) -> None:
         """Queue a replay (once per connection, right after its attach). Not held to the bound, nor
@@ -172,6 +188,17 @@ class Outbox:
                 break
         if self.overflowed:
             raise SlowConsumer
+        return self._batch()
+
+    def take_ready(self) -> list[bytes]:
+        """The batch that may go now, without waiting: [] while a window or a burst holds it back
+        (`on_ready` is called when it may go), once overflowed, or when there is none."""
+        if not self._frames or self._watching or self.overflowed:
+            return []
+        return self._batch()
+
+    def _batch(self) -> list[bytes]:
+        """Take the next batch (there is one): everything queued, up to the batch bounds."""
         self._sent_at = self._loop.time()
         frames = self._frames
         if len(frames) <= self._max_batch_frames and self._bytes + self._replay_bytes <= self._max_batch_bytes:

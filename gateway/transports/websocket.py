@@ -2,9 +2,12 @@
 
 Every frame the gateway sends goes through the connection's Outbox, drained by a sender task, so
 replies and events keep one order and a slow client costs a bounded amount of memory. The
-connection receives in the server's own task for the socket; the sender exists only while the
-outbox has something to deliver (started by `Outbox.on_wake`, gone once it is empty), so an idle
-connection holds no task and no waiter of its own (memory per socket, bench/capacity.py). The
+connection receives in the server's own task for the socket. Under `agent-gateway serve` a batch
+the outbox lets go is written in the turn that made it ready (`SEND_NOW`, ws_protocol.py), as long
+as the socket takes it without waiting; only a socket that must wait, or a server without that
+write, gets a sender task, which exists only while the outbox has something to deliver and ends
+once it is empty. So an idle connection holds no task and no waiter of its own (memory per socket,
+bench/capacity.py), and a paced stream's event costs no task or wake-up (bench/README.md). The
 sender ending the connection (the session closed, a bug), the outbox overflowing (a sender stuck on
 a stalled peer can't notice), or the receiver ending, each end the whole connection.
 """
@@ -24,6 +27,7 @@ from gateway.sessions.handle import SessionHandle
 from gateway.sessions.session import now_ms
 from gateway.transports.outbox import SlowConsumer, connection_outbox
 from gateway.transports.quota import ConnectionQuota
+from gateway.transports.ws_protocol import SEND_NOW, NowSender
 from gateway.wire import client as cf
 from gateway.wire.codec import FrameError, decode_client_frame, error_frame, frame_bytes, frame_id_of
 from gateway.wire.errors import CloseCode, ErrorCode, GatewayError
@@ -42,6 +46,7 @@ def new_connection_id() -> str:
 class WebSocketConnection:
     __slots__ = (  # one per socket
         "ws", "id", "actor", "principal", "manager", "settings", "quota", "outbox", "session", "_close_code", "_task", "_sender", "_ending",
+        "_now",
     )
 
     def __init__(self, ws: WebSocket, principal: str, manager: SessionManager, settings: Settings, quota: ConnectionQuota) -> None:
@@ -58,13 +63,15 @@ class WebSocketConnection:
         self._task: asyncio.Task[None] | None = None  # the one receiving: the server's task for this socket
         self._sender: asyncio.Task[None] | None = None  # only while the outbox has something to deliver
         self._ending = False  # the connection is ending: no sender starts, the receiver is stopped once
+        self._now: NowSender | None = ws.scope.get("extensions", {}).get(SEND_NOW)  # the server's write from this turn
 
     async def run(self) -> None:
         logs.bind(self.principal, self.id)
         self.manager.metrics.ws.open += 1
         task = self._task = asyncio.current_task()
         assert task is not None
-        self.outbox.on_wake = self._start_sender
+        self.outbox.on_wake = self._wake
+        self.outbox.on_ready = self._send_ready
         self.outbox.on_overflow = self._end
         try:
             await self._receive_forever()
@@ -112,6 +119,31 @@ class WebSocketConnection:
             self.quota.give_back(self.principal)
 
     # ---- sending ---------------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        """The outbox has something to deliver: a sender task, unless batches go out from `_send_ready`
+        (the end of the session is the sender's to deliver: it closes the socket after)."""
+        if self._now is None or self.outbox.ended:
+            self._start_sender()
+
+    def _send_ready(self) -> None:
+        """Write the batches that may go now, in this turn, while the socket takes them without
+        waiting; what it can't take yet is left to a sender task, which waits for the socket."""
+        now = self._now
+        if now is None or self._sender is not None or self._ending:
+            return
+        outbox = self.outbox
+        while now.ready_to_send():
+            batch = outbox.take_ready()
+            if not batch:
+                return
+            data = b"\n".join(batch)
+            if not now.send_now(data):  # the peer is closing: the receiver hears of it
+                self._end()
+                return
+            self.manager.metrics.ws.sent(len(batch), len(data))
+        if len(outbox):
+            self._start_sender()
 
     def _start_sender(self) -> None:
         if self._sender is None and not self._ending:

@@ -13,15 +13,33 @@ Where uvicorn itself ends a connection, the peer gets a close code PROTOCOL.md d
 
 Once the protocol has closed on its own, the application's sends end as a disconnect (what they
 are), not as uvicorn's "Unexpected ASGI message" error.
+
+It also offers the application a write from its own turn: the ASGI extension `SEND_NOW` in the
+scope is the protocol itself (`NowSender`). An ASGI send is a coroutine, so a connection that
+sends from a callback needs a task for it, created and woken once per send; `send_now` writes a
+text message at once when the socket takes it without waiting (open, no close sent, not paused
+by flow control), through the same websockets connection, so frames, pings and the close keep one
+order. Where it isn't ready the application uses the ASGI send, which waits.
 """
+
+from typing import Protocol
 
 from uvicorn._types import ASGISendEvent
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import InvalidState
+from websockets.http11 import Request
 
 from gateway.wire.errors import CloseCode
 
 PING_TIMEOUT_REASON = "no answer to ping: resume from your last seq"
+SEND_NOW = "agent-gateway.send_now"
+
+
+class NowSender(Protocol):
+    def ready_to_send(self) -> bool: ...
+
+    def send_now(self, text: bytes) -> bool: ...
 
 
 class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -55,6 +73,28 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         self.transport.write(b"".join(output))
         self.close_sent = True
         self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+
+    def handle_connect(self, event: Request) -> None:
+        super().handle_connect(event)
+        if self.response.status_code == 101:  # the scope exists and the application's task has not run yet
+            self.scope["extensions"][SEND_NOW] = self
+
+    def ready_to_send(self) -> bool:
+        """A text message sent now is written now: accepted, open, and the transport not paused."""
+        return (
+            self.handshake_complete and not self.close_sent and not self.disconnected and self.writable.is_set()
+            and not self.transport.is_closing()
+        )
+
+    def send_now(self, text: bytes) -> bool:
+        """Write one text message (UTF-8) now; False if the connection is closing (the peer's close
+        arrived), as the ASGI send would raise a disconnect. Call only when `ready_to_send`."""
+        try:
+            self.conn.send_text(text)
+        except InvalidState:
+            return False
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        return True
 
     def data_received(self, data: bytes) -> None:
         if not self._lingering:

@@ -151,3 +151,27 @@ async def test_flush_window_a_full_batch_does_not_wait_and_end_flushes() -> None
     batch, waited = await _timed_take(box)
     assert batch == [b"z"] and waited < 1.0
     assert await box.take() == []
+
+
+async def test_on_ready_comes_once_at_the_end_of_the_turn_and_take_ready_respects_the_window() -> None:
+    """With no `take` waiting, a batch that may go is announced once per loop turn (what the turn
+    produced shares it); one held by the flush window is announced at the window's end."""
+    window = 0.2
+    box = Outbox(max_bytes=1 << 20, flush_window_s=window)
+    ready: list[list[bytes]] = []
+    box.on_ready = lambda: ready.append(box.take_ready())
+    box.push(b"a")
+    box.push(b"b")
+    assert ready == []  # not from inside the push
+    await asyncio.sleep(0)
+    assert ready == [[b"a", b"b"]]
+    box.push(b"c")  # within the window of that send: held
+    assert box.take_ready() == []
+    await asyncio.sleep(window / 2)
+    assert ready == [[b"a", b"b"]]
+    await asyncio.sleep(window)
+    assert ready == [[b"a", b"b"], [b"c"]]
+    box.end()
+    box.push(b"d")
+    await asyncio.sleep(0)
+    assert ready == [[b"a", b"b"], [b"c"]]  # an ended outbox is its sender's to drain
