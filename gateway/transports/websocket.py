@@ -71,7 +71,8 @@ class WebSocketConnection:
         task = self._task = asyncio.current_task()
         assert task is not None
         self.outbox.on_wake = self._wake
-        self.outbox.on_ready = self._send_ready
+        if self._now is not None:
+            self.outbox.on_ready = self._send_ready
         self.outbox.on_overflow = self._end
         try:
             await self._receive_forever()
@@ -130,7 +131,8 @@ class WebSocketConnection:
         """Write the batches that may go now, in this turn, while the socket takes them without
         waiting; what it can't take yet is left to a sender task, which waits for the socket."""
         now = self._now
-        if now is None or self._sender is not None or self._ending:
+        assert now is not None  # `on_ready` is set only with it
+        if self._sender is not None or self._ending:
             return
         outbox = self.outbox
         while now.ready_to_send():

@@ -37,6 +37,11 @@ SEND_NOW = "agent-gateway.send_now"
 
 
 class NowSender(Protocol):
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.handshake_initiated and hasattr(self, "scope"):
+            self.scope["extensions"].pop(SEND_NOW, None)  # the scope referred to its protocol: no cycle left for the GC
+
     def ready_to_send(self) -> bool: ...
 
     def send_now(self, text: bytes) -> bool: ...
@@ -78,6 +83,11 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         if self.response.status_code == 101:  # the scope exists and the application's task has not run yet
             self.scope["extensions"][SEND_NOW] = self
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.handshake_initiated and hasattr(self, "scope"):
+            self.scope["extensions"].pop(SEND_NOW, None)  # the scope referred to its protocol: no cycle left for the GC
 
     def ready_to_send(self) -> bool:
         """A text message sent now is written now: accepted, open, and the transport not paused."""
