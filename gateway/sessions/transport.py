@@ -21,6 +21,16 @@ that way, and so do the stream events after it until one can). So the reader get
 once, in the CLI's order. The query layer still sees every control message, every other message, and the first stream
 event after any of them: what it does on a stream event (a turn is under way: reopen the run, clear
 the run-end ceiling) it has done by then, and would only do again on the ones it doesn't see.
+
+Stream events can also skip the reading task itself. A paced CLI writes one line at a time, and
+each line woke the reading task (the pipe's data put in asyncio's stream reader, its waiter's
+future set, the task scheduled and stepped, the anyio and generator frames resumed), more than the
+event's own parsing. While that task waits with nothing pending (no partial line, nothing routed to
+the query layer, the stream reader empty), the data the pipe delivers is read in the pipe's own
+callback (`_feed`): complete lines that are stream events go to `deliver` there, up to
+`TURN_EVENTS`; from the first line that is anything else (or a partial line, or the rest past that
+bound) on, the data goes to the stream reader as before, so the reading task gets it, in order.
+A failure in `deliver` is handed to the stream reader, so the reading task raises it as before.
 """
 
 import asyncio
@@ -82,6 +92,7 @@ class ChunkedCLITransport(SubprocessCLITransport):
         self._routing = False  # a message handed to the query layer may not have reached the reader yet
         self._last_routed: str | None = None  # the stream event handed there last, by uuid
         self._arrived: asyncio.Future[None] | None = None  # set when the reader has it
+        self._idle = False  # the reading task waits for data with nothing pending: the pipe's callback may deliver
 
     def read_messages(self) -> AsyncIterator[dict[str, Any]]:
         return self._read_chunked()
@@ -100,11 +111,55 @@ class ChunkedCLITransport(SubprocessCLITransport):
                 ValueError(f"Buffer size {length} exceeds limit {self._max_buffer_size}"),
             )
 
+    def _read_in_callback(self, reader: asyncio.StreamReader) -> None:
+        """Have the pipe's data for `reader` go through `_feed` first (see the module's docstring)."""
+        feed_data = reader.feed_data
+
+        def feed(data: bytes) -> None:
+            if self._idle and not reader._buffer and reader.exception() is None:  # noqa: SLF001  # nothing unread before this
+                try:
+                    data = self._feed(data)
+                except Exception as exc:  # noqa: BLE001  # the reading task raises it, as it would have
+                    reader.set_exception(exc)
+                    return
+                if not data:
+                    return
+            feed_data(data)
+
+        reader.feed_data = feed  # type: ignore[method-assign]
+
+    def _feed(self, data: bytes) -> bytes:
+        """Deliver the stream events `data` starts with; return the rest, from the first line that
+        isn't one (or is partial, too long, or past `TURN_EVENTS`)."""
+        deliver = self._deliver
+        assert deliver is not None
+        start, count, limit = 0, 0, self._max_buffer_size
+        while count < TURN_EVENTS:
+            end = data.find(b"\n", start)
+            if end < 0 or end - start > limit:
+                break
+            line = data[start:end]
+            if line.strip():
+                try:
+                    parsed = _line(line)
+                except CLIJSONDecodeError:
+                    break  # the reading task raises it, in its place
+                if parsed is None or parsed.get("type") != "stream_event":
+                    break
+                deliver(parse_message(parsed))  # type: ignore[arg-type]  # a StreamEvent, never None
+                count += 1
+            start = end + 1
+        return data[start:]
+
     async def _read_chunked(self) -> AsyncIterator[dict[str, Any]]:
         process = self._process
         if not process or not self._stdout_stream or process.stdout is None:
             raise CLIConnectionError("Not connected")
         stdout = process.stdout
+        reader = getattr(stdout, "_stream", None)  # anyio's wrapper of asyncio's stream reader
+        push = self._deliver is not None and isinstance(reader, asyncio.StreamReader)
+        if push:
+            self._read_in_callback(reader)
         limit = self._max_buffer_size
         deliver = self._deliver
         delivered = 0  # stream events delivered since the loop last ran
@@ -112,10 +167,13 @@ class ChunkedCLITransport(SubprocessCLITransport):
         pending_len = 0
         try:
             while True:
+                self._idle = push and not pending and not self._routing
                 try:
                     chunk = await stdout.receive(READ_BYTES)
                 except anyio.EndOfStream:
                     break
+                finally:
+                    self._idle = False
                 if b"\n" not in chunk:
                     pending.append(chunk)
                     pending_len += len(chunk)

@@ -149,8 +149,8 @@ class _Hooks:
 
 @pytest.mark.parametrize("rate", [0, 2000], ids=["burst", "paced"])
 async def test_runner_gets_every_message_once_in_order_by_both_ways(tmp_path: Path, rate: int) -> None:
-    """Stream events past the SDK's query layer, the rest through it: the session still gets the CLI's
-    messages in the CLI's order. The stand-in CLI (bench/standin_cli.py) writes 1,200 deltas with an
+    """Stream events past the SDK's query layer (from its reading task or the pipe's callback), the rest
+    through it: the session still gets the CLI's messages in the CLI's order. The stand-in CLI (bench/standin_cli.py) writes 1,200 deltas with an
     assistant message after every 500, each delta stamped with the clock when written; in a burst many
     lines arrive in one read, so stream events follow routed messages while those are in flight."""
     hooks = _Hooks()
@@ -172,5 +172,58 @@ async def test_runner_gets_every_message_once_in_order_by_both_ways(tmp_path: Pa
     stamps = [int(m.event["delta"]["text"].rpartition("@")[2]) for m, _ in hooks.messages if isinstance(m, StreamEvent) and "text" in m.event.get("delta", {})]
     assert len(stamps) == 1200 and stamps == sorted(stamps)  # written in this order, received in it
     tasks = {task for m, task in hooks.messages if isinstance(m, StreamEvent)}
-    assert "sdk-runner" in tasks and len(tasks) == 2  # both ways were taken
+    # The query layer (the runner's task) and the pipe's callback (no task) were taken; the transport's
+    # reading task (the third name) delivers those it reads itself, when lines wait for it.
+    assert {"sdk-runner", ""} <= tasks and len(tasks) <= 3
     assert {task for m, task in hooks.messages if not isinstance(m, StreamEvent)} == {"sdk-runner"}  # the rest through the SDK
+
+
+def _delta(n: int) -> bytes:
+    event = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": str(n)}}
+    return _line({"type": "stream_event", "uuid": f"u{n}", "session_id": "s", "event": event, "parent_tool_use_id": None})
+
+
+async def _read_delivering(tmp_path: Path, pieces: list[bytes], deliver: Any) -> tuple[list[Any], BaseException | None]:
+    """`read_messages` with `deliver` set, acknowledging routed stream events as the runner does."""
+    opts = ClaudeAgentOptions(cli_path=_script(tmp_path, _writes(pieces)), cwd=str(tmp_path), max_buffer_size=100_000)
+    transport = chunked_transport(opts, deliver)
+    assert transport is not None
+    yielded: list[Any] = []
+    error: BaseException | None = None
+    await transport.connect()
+    try:
+        async for message in transport.read_messages():
+            yielded.append(message)
+            if message["type"] == "stream_event":
+                transport.delivered(message["uuid"])
+    except Exception as exc:
+        error = exc
+    finally:
+        await transport.close()
+    return yielded, error
+
+
+@pytest.mark.parametrize("bad", [b'{"type": "x" oops}\n', b'{"type": "x", "big": "' + b"x" * 150_000 + b'"}\n'], ids=["corrupt", "over the bound"])
+async def test_stream_events_read_in_the_pipes_callback_keep_their_place_before_an_error(tmp_path: Path, bad: bytes) -> None:
+    """Stream events that come alone are delivered from the pipe's callback; a message that isn't one
+    goes through the reading task, and so do the events behind it until it is through; a bad line
+    raises in its place, after everything before it."""
+    delivered: list[StreamEvent] = []
+    pieces = [_delta(1), _delta(2) + _delta(3), _line({"type": "x"}) + _delta(4), _delta(5), bad]
+    yielded, error = await _read_delivering(tmp_path, pieces, delivered.append)
+    assert [m["type"] for m in yielded] == ["x", "stream_event"]  # 4, routed behind x
+    assert [m.event["delta"]["text"] for m in delivered] == ["1", "2", "3", "5"]
+    assert type(error) is CLIJSONDecodeError
+
+
+async def test_a_failure_delivering_from_the_pipes_callback_is_raised_by_the_reader(tmp_path: Path) -> None:
+    seen: list[str] = []
+
+    def deliver(message: StreamEvent) -> None:
+        seen.append(message.event["delta"]["text"])
+        if len(seen) == 2:
+            raise RuntimeError("the session failed")
+
+    yielded, error = await _read_delivering(tmp_path, [_delta(1), _delta(2), _delta(3)], deliver)
+    assert seen == ["1", "2"] and yielded == []
+    assert isinstance(error, RuntimeError) and str(error) == "the session failed"
