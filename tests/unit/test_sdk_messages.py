@@ -3,9 +3,13 @@ deferred tools), fed to a session by a fake runner: what reaches clients, typed.
 
 from typing import Any
 
+import pytest
 from claude_agent_sdk import RateLimitEvent, ResultMessage, UserMessage
+from claude_agent_sdk._errors import MessageParseError
+from claude_agent_sdk._internal.message_parser import parse_message
 from claude_agent_sdk.types import DeferredToolUse, RateLimitInfo
 
+from gateway.sessions.transport import _stream_event
 from gateway.wire import events as ev
 from tests.unit.test_session_races import Fleet, Sink, fleet, session  # noqa: F401  (fixtures)
 
@@ -44,3 +48,18 @@ async def test_a_result_keeps_the_api_error_status_deferred_tool_and_origin(sess
         "inputTokens": 5, "outputTokens": 2, "cacheReadInputTokens": 0, "cacheCreationInputTokens": 0, "thinkingTokens": 0,
         "webSearchRequests": 0, "costUSD": 0.5, "contextWindow": 200000, "maxOutputTokens": None,
     }
+
+
+def test_the_transports_stream_events_are_the_sdk_parsers() -> None:
+    """The transport builds `StreamEvent`s itself (gateway/sessions/transport.py): field for field what
+    the SDK's parser builds, and the parser's error for a line missing a field."""
+    event = {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "hi"}}
+    lines = [
+        {"type": "stream_event", "uuid": "u1", "session_id": "s", "event": event},
+        {"type": "stream_event", "uuid": "u2", "session_id": "s", "event": event, "parent_tool_use_id": "toolu_1",
+         "user_message_uuid": "m1", "user_message_uuids": ["m1", "m2"]},
+    ]
+    for line in lines:
+        assert _stream_event(line) == parse_message(line)
+    with pytest.raises(MessageParseError):
+        _stream_event({"type": "stream_event", "uuid": "u3", "event": event})
