@@ -1,7 +1,8 @@
 """A session's running agent: one ClaudeSDKClient, its CLI process and the single task that reads it.
 
 Messages reach the session in the CLI's order: stream events straight from the transport, in the
-SDK's reading task, the rest through the SDK's query layer and this runner's task (see `transport`).
+pipe's callback or the SDK's reading task, the rest through the SDK's query layer and this runner's
+task (see `transport`).
 
 Kept apart from `Session` so a session can outlive its CLI: restart after a crash, resume with `resume=`.
 However the CLI ends, nothing it started outlives the runner (see `proctree`).
@@ -26,8 +27,8 @@ PermissionResult = PermissionResultAllow | PermissionResultDeny
 
 
 class RunnerHooks(Protocol):
-    """What a runner calls back into; `on_message` runs on a reading task (the runner's or the SDK's)
-    and must not block or await."""
+    """What a runner calls back into; `on_message` runs in the loop's callbacks (the CLI pipe's) or on a
+    reading task (the runner's or the SDK's), so it must not block, await, or need a current task."""
 
     def on_message(self, message: Any) -> None: ...
 

@@ -128,6 +128,10 @@ class ChunkedCLITransport(SubprocessCLITransport):
                 ValueError(f"Buffer size {length} exceeds limit {self._max_buffer_size}"),
             )
 
+    async def close(self) -> None:
+        self._idle = False  # the reading task may be cancelled but not yet run: deliver nothing more
+        await super().close()
+
     def _read_in_callback(self, reader: asyncio.StreamReader) -> None:
         """Have the pipe's data for `reader` go through `_feed` first (see the module's docstring)."""
         feed_data = reader.feed_data
@@ -239,6 +243,10 @@ class ChunkedCLITransport(SubprocessCLITransport):
             pass
         except GeneratorExit:
             return  # the consumer is gone: no await here (see the SDK's reader)
+        finally:
+            self._idle = False
+            if push:
+                del reader.feed_data  # the stream reader's own again: no cycle through this transport left
 
         # The CLI ends every message with a newline: a tail is a producer that omits the last one
         # (yield it) or one cut off mid-write (drop it).
