@@ -1,15 +1,15 @@
 """The WebSocket transport: `/v1/ws`. One socket attaches to one session; frames go both ways.
 
-Every frame the gateway sends goes through the connection's Outbox, drained by a sender task, so
-replies and events keep one order and a slow client costs a bounded amount of memory. The
-connection receives in the server's own task for the socket. Under `agent-gateway serve` a batch
-the outbox lets go is written in the turn that made it ready (`SEND_NOW`, ws_protocol.py), as long
-as the socket takes it without waiting; only a socket that must wait, or a server without that
-write, gets a sender task, which exists only while the outbox has something to deliver and ends
-once it is empty. So an idle connection holds no task and no waiter of its own (memory per socket,
-bench/capacity.py), and a paced stream's event costs no task or wake-up (bench/README.md). The
-sender ending the connection (the session closed, a bug), the outbox overflowing (a sender stuck on
-a stalled peer can't notice), or the receiver ending, each end the whole connection.
+Every frame the gateway sends goes through the connection's Outbox, so replies and events keep one
+order and a slow client costs a bounded amount of memory. The connection receives in the server's
+own task for the socket. Under `agent-gateway serve` a batch the outbox lets go is written in the
+turn that made it ready (`SEND_NOW`, ws_protocol.py), as long as the socket takes it without
+waiting; only a socket that must wait, or a server without that write, gets a sender task, which
+exists only while the outbox has something to deliver and ends once it is empty. So an idle
+connection holds no task and no waiter of its own (memory per socket, bench/capacity.py), and a
+paced stream's event costs no task or wake-up (bench/README.md). The sender ending the connection
+(the session closed, a bug), the outbox overflowing (a sender stuck on a stalled peer can't notice),
+or the receiver ending, each end the whole connection.
 """
 
 import asyncio

@@ -39,7 +39,7 @@ SEND_NOW = "agent-gateway.send_now"
 class NowSender(Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        if self.handshake_initiated and hasattr(self, "scope"):
+        if hasattr(self, "scope"):  # accepted: made in `handle_connect`
             self.scope["extensions"].pop(SEND_NOW, None)  # the scope referred to its protocol: no cycle left for the GC
 
     def ready_to_send(self) -> bool: ...
@@ -86,7 +86,7 @@ class GatewayWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
-        if self.handshake_initiated and hasattr(self, "scope"):
+        if hasattr(self, "scope"):  # accepted: made in `handle_connect`
             self.scope["extensions"].pop(SEND_NOW, None)  # the scope referred to its protocol: no cycle left for the GC
 
     def ready_to_send(self) -> bool:

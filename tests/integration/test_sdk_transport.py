@@ -150,9 +150,10 @@ class _Hooks:
 @pytest.mark.parametrize("rate", [0, 2000], ids=["burst", "paced"])
 async def test_runner_gets_every_message_once_in_order_by_both_ways(tmp_path: Path, rate: int) -> None:
     """Stream events past the SDK's query layer (from its reading task or the pipe's callback), the rest
-    through it: the session still gets the CLI's messages in the CLI's order. The stand-in CLI (bench/standin_cli.py) writes 1,200 deltas with an
-    assistant message after every 500, each delta stamped with the clock when written; in a burst many
-    lines arrive in one read, so stream events follow routed messages while those are in flight."""
+    through it: the session still gets the CLI's messages in the CLI's order. The stand-in CLI
+    (bench/standin_cli.py) writes 1,200 deltas with an assistant message after every 500, each delta
+    stamped with the clock when written; in a burst many lines arrive in one read, so stream events
+    follow routed messages while those are in flight."""
     hooks = _Hooks()
     options = ClaudeAgentOptions(cli_path=str(STANDIN_CLI), cwd=str(tmp_path))
     runner = SdkRunner(options, hooks)
